@@ -1,0 +1,30 @@
+"""Exceptions with messages meant for people.
+
+Every error the library raises on bad input is one of these, and its message names the
+offending file, input or value and says what was expected.  Nodes turn them into ComfyUI errors
+that name the node and the input.
+"""
+
+
+class AudioXError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class ConfigError(AudioXError, ValueError):
+    """A config.json (or a config derived from a checkpoint) is malformed or unsupported."""
+
+
+class CheckpointError(AudioXError, ValueError):
+    """A weights file is unreadable, unsafe, truncated, or does not match the expected model."""
+
+
+class InputError(AudioXError, ValueError):
+    """A user input (media, time range, prompt, size ...) is unusable; the message says which."""
+
+
+class MediaError(InputError):
+    """Audio/video could not be decoded or has no usable stream."""
+
+
+class Interrupted(AudioXError):
+    """Raised from a progress callback to stop long work (sampling, training, VAE ...)."""

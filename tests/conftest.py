@@ -1,0 +1,59 @@
+"""Shared pytest fixtures.
+
+``shared_dir`` points at ``../shared`` beside the checkout (or ``$AUDIOX_SHARED``); tests that
+need it skip cleanly when it is absent, as it is in a user's clone.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def _shared() -> Path | None:
+    env = os.environ.get("AUDIOX_SHARED")
+    p = Path(env) if env else ROOT.parent / "shared"
+    return p if (p / "reference").is_dir() else None
+
+
+SHARED = _shared()
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if SHARED is None:
+        pytest.skip("../shared/reference is not present (set AUDIOX_SHARED to point at it)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def reference_dir(shared_dir) -> Path:
+    return shared_dir / "reference"
+
+
+def read_manifest(path: Path) -> list[tuple[str, str]]:
+    """Rows of a manifest TSV as (key, shape) pairs, header skipped."""
+    rows = []
+    for line in path.read_text().splitlines()[1:]:
+        if line.strip():
+            k, s = line.split("\t")
+            rows.append((k, s))
+    return rows
+
+
+def shape_str(shape) -> str:
+    """The manifest spelling of a shape: ``1536x256``, ``scalar`` for 0-d."""
+    return "x".join(str(int(s)) for s in shape) if len(shape) else "scalar"
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_threads():
+    import torch
+    torch.manual_seed(0)
+    yield
