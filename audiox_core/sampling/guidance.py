@@ -18,6 +18,13 @@ does that for
 
 Anything else cannot be batched: use ``batched=False`` (two calls per evaluation).
 
+Per-generation caches: pass ``prepare=fn`` and ``fn`` is applied ONCE to the conditioning the
+network will see -- the batched ``[cond; uncond]`` object (batched CFG), ``cond`` and ``uncond``
+separately (``batched=False``) or ``cond`` alone (scale 1) -- and its result is what
+``model_fn`` receives at every step.  E.g. ``prepare=backbone.prepare`` with
+``model_fn = lambda x, t, cache: backbone(x, t, cond_cache=cache)`` builds the DiT / MMDiT
+condition cache for the doubled batch once, as those backbones expect.
+
 Guidance (the official op order)::
 
     c, u = model_fn([x; x], [t; t], [cond; uncond]).chunk(2)     # cond first
@@ -104,10 +111,13 @@ class ClassifierFreeGuidance:
         scale: guidance scale; 1 => a single conditional call, bit-identical to no guidance.
         rescale_phi: the official ``scale_phi`` (0 = off).
         batched: one call on the [2B] batch (default, official) or two calls of B.
+        prepare: optional ``prepare(conditioning) -> object passed to model_fn``, applied once
+            (lazily, at the first call) to the conditioning actually used (see module doc).
     """
 
     def __init__(self, model_fn: ConditionedModelFn, cond: Any, uncond: Any = None, scale: float = 1.0,
-                 rescale_phi: float = 0.0, batched: bool = True):
+                 rescale_phi: float = 0.0, batched: bool = True,
+                 prepare: Optional[Callable[[Any], Any]] = None):
         if not callable(model_fn):
             raise TypeError("model_fn must be callable as model_fn(x, t, cond)")
         scale, rescale_phi = float(scale), float(rescale_phi)
@@ -118,7 +128,26 @@ class ClassifierFreeGuidance:
             raise InputError(f"cfg rescale phi must be in [0, 1], got {rescale_phi}")
         self.model_fn, self.cond, self.uncond = model_fn, cond, uncond
         self.scale, self.rescale_phi, self.batched = scale, rescale_phi, bool(batched)
-        self._batched_cond = None
+        self.prepare = prepare
+        self._prepared: Optional[tuple] = None
+
+    def _conditioning(self) -> tuple:
+        """What model_fn receives: (cond,) at scale 1, ([cond; uncond],) batched, else (cond, uncond)."""
+        if self._prepared is None:
+            if not self.active:
+                parts = (self.cond,)
+            elif self.batched:
+                parts = (batch_concat(self.cond, self.uncond),)
+            else:
+                parts = (self.cond, self.uncond)
+            if self.prepare is not None:
+                parts = tuple(self.prepare(p) for p in parts)
+            self._prepared = parts
+        return self._prepared
+
+    def reset(self) -> None:
+        """Forget the prepared conditioning (e.g. after changing ``cond``/``uncond``)."""
+        self._prepared = None
 
     @property
     def active(self) -> bool:
@@ -126,16 +155,15 @@ class ClassifierFreeGuidance:
         return self.scale != 1.0
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        conditioning = self._conditioning()
         if not self.active:
-            return self.model_fn(x, t, self.cond)
+            return self.model_fn(x, t, conditioning[0])
         if t.ndim == 0:
             t = t.expand(x.shape[0])
         if self.batched:
-            if self._batched_cond is None:
-                self._batched_cond = batch_concat(self.cond, self.uncond)
-            out = self.model_fn(torch.cat([x, x], dim=0), torch.cat([t, t], dim=0), self._batched_cond)
+            out = self.model_fn(torch.cat([x, x], dim=0), torch.cat([t, t], dim=0), conditioning[0])
             cond_out, uncond_out = torch.chunk(out, 2, dim=0)
         else:
-            cond_out = self.model_fn(x, t, self.cond)
-            uncond_out = self.model_fn(x, t, self.uncond)
+            cond_out = self.model_fn(x, t, conditioning[0])
+            uncond_out = self.model_fn(x, t, conditioning[1])
         return cfg_combine(cond_out, uncond_out, self.scale, self.rescale_phi)

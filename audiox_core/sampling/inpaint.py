@@ -43,7 +43,7 @@ is obtained by building the schedule yourself and passing ``strength=1.0`` with
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Iterable, Optional, Tuple
 
 import torch
 
