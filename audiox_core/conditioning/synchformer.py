@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
@@ -132,9 +133,13 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """softmax(q k^T) v over the last two dims; ``q`` is already scaled (official op order)."""
-    return F.scaled_dot_product_attention(q, k, v, scale=1.0)
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """``softmax(scale * q k^T) v`` over the last two dims (fused kernel; scores never materialised).
+
+    The official code multiplies ``q`` by ``scale`` before the product; folding the scale into the
+    kernel changes results by rounding only (~1e-7 relative in fp32) and saves a pass over ``q``.
+    """
+    return F.scaled_dot_product_attention(q, k, v, scale=scale)
 
 
 class DividedAttention(nn.Module):
@@ -168,10 +173,11 @@ class DividedAttention(nn.Module):
         if L != 1 + t * n:
             raise ValueError(f"DividedAttention got {L} tokens, expected 1 + {t}*{n}")
         q, k, v = self.qkv(x).view(B, L, 3, H, dh).unbind(2)  # each [B, L, H, dh]
-        q = q * self.scale
+        out = torch.empty(B, L, H, dh, dtype=x.dtype, device=x.device)
 
         # CLS query over every token.
-        cls_out = _attend(q[:, :1].transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))  # [B,H,1,dh]
+        out[:, :1] = _attend(q[:, :1].transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                             self.scale).transpose(1, 2)
 
         if axis == "space":  # groups = frames, sequence = patches of that frame
             order, groups, seq = (0, 1, 3, 2, 4), t, n
@@ -187,11 +193,10 @@ class DividedAttention(nn.Module):
             cls = z[:, :1].transpose(1, 2).unsqueeze(1).expand(B, groups, H, 1, dh)
             return torch.cat((cls, grid(z)), dim=3).reshape(B * groups, H, 1 + seq, dh)
 
-        out = _attend(grid(q).reshape(B * groups, H, seq, dh), with_cls(k), with_cls(v))
-        # [B*groups, H, seq, dh] -> [B, groups, H, seq, dh] -> back to [B, t, n, H, dh]
-        out = out.view(B, groups, H, seq, dh).permute(*_inverse(order)).reshape(B, t * n, D)
-        cls_out = cls_out.transpose(1, 2).reshape(B, 1, D)
-        return self.proj(torch.cat((cls_out, out), dim=1))
+        o = _attend(grid(q).reshape(B * groups, H, seq, dh), with_cls(k), with_cls(v), self.scale)
+        # [B*groups, H, seq, dh] -> [B, groups, H, seq, dh] -> the token grid [B, t, n, H, dh]
+        out[:, 1:].view(B, t, n, H, dh).copy_(o.view(B, groups, H, seq, dh).permute(*_inverse(order)))
+        return self.proj(out.view(B, L, D))
 
 
 def _inverse(perm: tuple) -> tuple:
@@ -577,7 +582,8 @@ def _read_state_dict(path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p))
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        m = re.search(r"Unsupported global: GLOBAL [\w.]+|Unsupported operand \S+", str(e))
+        first = m.group(0) if m else type(e).__name__
         raise CheckpointError(
             f"refused to load {p}: it contains Python objects that torch.load(weights_only=True) will not "
             f"unpickle (this loader never executes code from weight files). Expected a plain dict of "
