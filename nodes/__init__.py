@@ -1,0 +1,38 @@
+"""ComfyUI node classes of the pack, collected from the modules listed in NODE_MODULES.
+
+Each listed module (``nodes/<name>.py``, imported relatively: ComfyUI owns the top-level name
+``nodes``) must define ``NODE_CLASS_MAPPINGS`` and may define ``NODE_DISPLAY_NAME_MAPPINGS``.
+A module that fails to import is NOT skipped: the exception propagates, ComfyUI logs the
+traceback and reports the pack as "IMPORT FAILED" instead of silently offering half the nodes.
+Duplicate node ids across modules are an error too.
+"""
+from __future__ import annotations
+
+import importlib
+
+# Add a module name here when its file lands, e.g. "loaders", "samplers", "vae", "training".
+NODE_MODULES: list[str] = []
+
+NODE_CLASS_MAPPINGS: dict[str, type] = {}
+NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
+
+
+def _collect(module_names: list[str]) -> None:
+    for name in module_names:
+        module = importlib.import_module(f".{name}", __name__)
+        classes = getattr(module, "NODE_CLASS_MAPPINGS", None)
+        if not isinstance(classes, dict):
+            raise ImportError(f"AudioX node module nodes/{name}.py defines no NODE_CLASS_MAPPINGS dict")
+        for node_id, cls in classes.items():
+            if node_id in NODE_CLASS_MAPPINGS and NODE_CLASS_MAPPINGS[node_id] is not cls:
+                raise ImportError(f"AudioX node id '{node_id}' is defined twice (second time in nodes/{name}.py)")
+            NODE_CLASS_MAPPINGS[node_id] = cls
+        for node_id, label in getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", {}).items():
+            if node_id not in classes:
+                raise ImportError(f"nodes/{name}.py names a display name for unknown node id '{node_id}'")
+            NODE_DISPLAY_NAME_MAPPINGS[node_id] = label
+
+
+_collect(NODE_MODULES)
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "NODE_MODULES"]

@@ -1,0 +1,496 @@
+"""The one place where the node pack touches ComfyUI.
+
+Every ``comfy``, ``comfy.utils``, ``comfy.model_management``, ``comfy.model_patcher``,
+``folder_paths`` and ``comfy_api`` import of the pack lives here, and each is made lazily, at the
+first call that needs it.  When ComfyUI is not importable (unit tests, the CLI, a notebook) every
+helper has a plain fallback:
+
+* devices: ``cpu`` (or ``$AUDIOX_DEVICE`` when set, e.g. ``cuda``);
+* progress: a :class:`ProgressBar` that draws nothing but still checks a local interrupt flag
+  (:func:`interrupt_processing` sets it), raising :class:`audiox_core.errors.Interrupted`;
+* model folders: ``$AUDIOX_MODELS_DIR`` or ``./models`` (resolved when a folder is registered),
+  with ComfyUI's folder names (``audiox``, ``text_encoders``, ``clip_vision``, ``loras``);
+* VIDEO outputs: :class:`ComponentsVideo`, a small stand-in with the methods of ComfyUI's
+  ``VideoInput`` that nodes and tests use.
+
+"ComfyUI is present" means: ``import comfy.model_management`` (etc.) succeeds.  A missing module
+selects the fallback; any *other* import error (a broken ComfyUI install) propagates, so a broken
+environment is never mistaken for "no ComfyUI".  Detection is per call and cheap (``sys.modules``
+first), so tests can install and remove stub modules freely; :func:`reset_import_cache` forgets
+remembered misses.
+
+Model memory management (decision)
+----------------------------------
+Our networks are plain ``torch.nn`` modules (``audiox_core`` never imports ComfyUI), so:
+
+1. Loader nodes build and load weights on the **offload device** (``unet_offload_device()``,
+   the CPU unless ComfyUI runs with ``--highvram``/``--gpu-only``) and wrap each separately
+   movable network (diffusion backbone, VAE, T5, CLIP, Synchformer, ...) with
+   :func:`wrap_model`.  Inside ComfyUI that is a real ``comfy.model_patcher.ModelPatcher``, so
+   ComfyUI's memory manager sees our weights: it evicts other models to make room for ours and
+   evicts ours (back to the offload device) when something else needs the VRAM.  Outside
+   ComfyUI it is a :class:`LocalModelHandle` with the same ``.model / .load_device /
+   .offload_device / model_size()`` surface.
+2. Right before compute, a node calls :func:`load_models_gpu` (or uses :func:`models_on_device`)
+   for *all* handles it is about to run.  Inside ComfyUI this is
+   ``comfy.model_management.load_models_gpu(patchers, memory_required, force_full_load=True)``.
+   ``force_full_load`` is deliberate: ComfyUI's partial ("lowvram") loading only works for
+   ``comfy.ops`` layers; with plain ``nn.Linear``/``nn.Conv1d`` a partial load would leave some
+   modules on the CPU and the forward pass would fail with a device mismatch.  Always loading
+   fully right before use also re-completes a model that ComfyUI partially unloaded meanwhile.
+3. After compute, ComfyUI's "smart memory" policy decides: the model stays on the GPU until
+   another model needs the memory (no per-run copies, no reload on the next queue).  A node
+   that must free the GPU at once (e.g. a ``force_offload`` toggle, or the trainer before
+   returning) calls :func:`offload_models`, which asks ComfyUI to unload exactly those
+   patchers.  Outside ComfyUI there is no manager to evict idle models, so
+   :func:`models_on_device` offloads after use by default there: models sit on the GPU only
+   while used.
+4. LoRA: because patchers are real ``ModelPatcher`` objects, weight patches added with
+   ``add_patches`` (state-dict keys of our module) are applied by ComfyUI at load time and
+   removed on unload; this works for plain layers when the model is loaded fully (point 2).
+
+Caveat for module authors: ``ModelPatcher`` sets plain attributes on the wrapped module
+(``device``, ``model_loaded_weight_memory``, ``lowvram_patch_counter``, ``model_lowvram``,
+``current_weight_patches_uuid``), so a wrapped top-level module must not define those names as
+read-only properties.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+
+import torch
+
+from ..audiox_core.errors import InputError, Interrupted
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int, dict], Any]
+
+# --------------------------------------------------------------------------------------------
+# lazy, fallible imports
+# --------------------------------------------------------------------------------------------
+_MISSING: set[str] = set()
+
+
+def _optional(name: str):
+    """The module ``name`` if it can be imported, else None (only for a *missing* module)."""
+    mod = sys.modules.get(name)
+    if mod is not None:
+        return mod
+    if name in _MISSING:
+        return None
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        missing = e.name or ""
+        if missing and (name == missing or name.startswith(missing + ".")):
+            _MISSING.add(name)
+            log.debug("ComfyUI module %s is not available; using the local fallback", name)
+            return None
+        raise
+
+
+def reset_import_cache() -> None:
+    """Forget which ComfyUI modules were found missing (for tests that install stubs)."""
+    _MISSING.clear()
+
+
+def _mm():
+    return _optional("comfy.model_management")
+
+
+def _utils():
+    return _optional("comfy.utils")
+
+
+def _folder_paths():
+    return _optional("folder_paths")
+
+
+def comfy_available() -> bool:
+    """True when ComfyUI's ``comfy.model_management`` can be imported."""
+    return _mm() is not None
+
+
+# --------------------------------------------------------------------------------------------
+# devices
+# --------------------------------------------------------------------------------------------
+def _fallback_device() -> torch.device:
+    return torch.device(os.environ.get("AUDIOX_DEVICE", "cpu"))
+
+
+def get_torch_device() -> torch.device:
+    """The compute device: ComfyUI's choice, else ``cpu`` (or ``$AUDIOX_DEVICE``)."""
+    mm = _mm()
+    return mm.get_torch_device() if mm is not None else _fallback_device()
+
+
+def unet_offload_device() -> torch.device:
+    """Where idle model weights live: ComfyUI's offload device, else the CPU."""
+    mm = _mm()
+    return mm.unet_offload_device() if mm is not None else torch.device("cpu")
+
+
+def intermediate_device() -> torch.device:
+    """Where node outputs (AUDIO waveforms, IMAGE frames) should live: CPU unless --gpu-only."""
+    mm = _mm()
+    return mm.intermediate_device() if mm is not None else torch.device("cpu")
+
+
+def soft_empty_cache() -> None:
+    """Release cached accelerator memory (ComfyUI's helper, else ``torch.cuda.empty_cache``)."""
+    mm = _mm()
+    if mm is not None:
+        mm.soft_empty_cache()
+    elif torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# --------------------------------------------------------------------------------------------
+# interruption and progress
+# --------------------------------------------------------------------------------------------
+_LOCAL_INTERRUPT = False
+
+
+def interrupt_processing(value: bool = True) -> None:
+    """Request (or clear) an interrupt: ComfyUI's global flag, else a local one."""
+    global _LOCAL_INTERRUPT
+    mm = _mm()
+    if mm is not None:
+        mm.interrupt_current_processing(value)
+    else:
+        _LOCAL_INTERRUPT = bool(value)
+
+
+def throw_exception_if_processing_interrupted() -> None:
+    """Raise if an interrupt was requested, and clear the request.
+
+    Inside ComfyUI this raises ComfyUI's ``InterruptProcessingException`` (so the run is reported
+    as *interrupted*, not as an error); outside it raises :class:`Interrupted`.
+    """
+    global _LOCAL_INTERRUPT
+    mm = _mm()
+    if mm is not None:
+        mm.throw_exception_if_processing_interrupted()
+        return
+    if _LOCAL_INTERRUPT:
+        _LOCAL_INTERRUPT = False
+        raise Interrupted("processing was interrupted")
+
+
+class ProgressBar:
+    """ComfyUI's ``comfy.utils.ProgressBar`` when available, else a silent counter.
+
+    Both check for interruption on every update (ComfyUI's own bar does so only when the server
+    installed its hook), so a loop that updates the bar each step is always interruptible.
+    """
+
+    def __init__(self, total: int, node_id: Optional[str] = None):
+        self.total = int(total)
+        self.current = 0
+        self.node_id = node_id
+        utils = _utils()
+        self._bar = utils.ProgressBar(self.total, node_id=node_id) if utils is not None else None
+
+    def update_absolute(self, value: int, total: Optional[int] = None, preview: Any = None) -> None:
+        if total is not None:
+            self.total = int(total)
+        self.current = min(int(value), self.total)
+        if self._bar is not None:
+            self._bar.update_absolute(self.current, self.total, preview)
+        throw_exception_if_processing_interrupted()
+
+    def update(self, value: int = 1) -> None:
+        self.update_absolute(self.current + int(value))
+
+
+def make_progress_callback(total: Optional[int] = None, node_id: Optional[str] = None) -> ProgressCallback:
+    """An ``audiox_core`` progress callback ``callback(step, total, info)`` driving a ProgressBar.
+
+    ``total`` fixes the bar length; ``None`` takes it from the first call (and follows later
+    changes).  The callback raises on interrupt (see
+    :func:`throw_exception_if_processing_interrupted`), which stops the core loop cleanly.
+    ``node_id`` is the node's hidden ``UNIQUE_ID`` so ComfyUI draws the bar on the right node.
+    """
+    state: dict[str, ProgressBar] = {}
+
+    def callback(step: int, step_total: int, info: Optional[dict] = None) -> None:
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = ProgressBar(total if total is not None else step_total, node_id=node_id)
+        if info:
+            log.debug("progress %s/%s %s", step, step_total, info)
+        if total is not None:
+            # core reports in its own units; rescale onto the fixed bar
+            value = round(step * total / max(int(step_total), 1))
+            bar.update_absolute(value, total)
+        else:
+            bar.update_absolute(step, step_total)
+
+    return callback
+
+
+# --------------------------------------------------------------------------------------------
+# model folders
+# --------------------------------------------------------------------------------------------
+_LOCAL_FOLDERS: dict[str, tuple[list[str], set[str]]] = {}
+
+
+def local_models_dir() -> Path:
+    """``$AUDIOX_MODELS_DIR`` or ``./models`` (absolute), the fallback models root."""
+    return Path(os.environ.get("AUDIOX_MODELS_DIR", "models")).resolve()
+
+
+def register_model_folder(name: str, default_subdir: str, extensions: Iterable[str]) -> None:
+    """Make ``name`` a model folder (default ``<models>/<default_subdir>``) listing ``extensions``.
+
+    Inside ComfyUI: ``folder_paths.add_model_folder_path`` (de-duplicating; paths users declared
+    in extra_model_paths.yaml are kept) and the extensions are added to the folder's set.  For a
+    core folder (``loras``, ``text_encoders``, ...) this only adds our default path if missing.
+    """
+    exts = {e if e.startswith(".") else "." + e for e in extensions}
+    fp = _folder_paths()
+    if fp is not None:
+        fp.add_model_folder_path(name, os.path.join(fp.models_dir, default_subdir))
+        key = fp.map_legacy(name) if hasattr(fp, "map_legacy") else name
+        fp.folder_names_and_paths[key][1].update(exts)
+        return
+    path = str(local_models_dir() / default_subdir)
+    paths, known = _LOCAL_FOLDERS.setdefault(name, ([], set()))
+    if path not in paths:
+        paths.append(path)
+    known.update(exts)
+
+
+def get_folder_paths(name: str) -> list[str]:
+    """The directories searched for model folder ``name`` (it must be registered)."""
+    fp = _folder_paths()
+    if fp is not None:
+        return list(fp.get_folder_paths(name))
+    if name not in _LOCAL_FOLDERS:
+        raise InputError(f"model folder '{name}' is not registered (call register_model_folder first)")
+    return list(_LOCAL_FOLDERS[name][0])
+
+
+def get_filename_list(name: str) -> list[str]:
+    """Sorted relative paths (``/``-separated) of the files in model folder ``name``."""
+    fp = _folder_paths()
+    if fp is not None:
+        return list(fp.get_filename_list(name))
+    if name not in _LOCAL_FOLDERS:
+        raise InputError(f"model folder '{name}' is not registered (call register_model_folder first)")
+    paths, exts = _LOCAL_FOLDERS[name]
+    found: set[str] = set()
+    for root in paths:
+        base = Path(root)
+        if not base.is_dir():
+            continue
+        for p in base.rglob("*"):
+            if ".git" in p.relative_to(base).parts or not p.is_file():
+                continue
+            if not exts or p.suffix.lower() in exts:
+                found.add(p.relative_to(base).as_posix())
+    return sorted(found)
+
+
+def get_full_path(name: str, filename: str) -> str:
+    """Absolute path of ``filename`` (as listed by :func:`get_filename_list`) in folder ``name``.
+
+    Raises :class:`InputError` naming the folder and the searched directories when absent.
+    """
+    fp = _folder_paths()
+    if fp is not None:
+        full = fp.get_full_path(name, filename)
+        searched = fp.get_folder_paths(name) if name in getattr(fp, "folder_names_and_paths", {}) else []
+    else:
+        full = None
+        searched = get_folder_paths(name)
+        rel = os.path.relpath(os.path.join(os.sep, filename), os.sep)
+        for root in searched:
+            cand = os.path.join(root, rel)
+            if os.path.isfile(cand):
+                full = cand
+                break
+    if full is None:
+        raise InputError(
+            f"model file '{filename}' was not found in model folder '{name}' "
+            f"(searched: {', '.join(searched) or 'no directories'})"
+        )
+    return str(full)
+
+
+def get_output_directory() -> str:
+    """ComfyUI's output directory, else ``$AUDIOX_OUTPUT_DIR`` or ``./output``."""
+    fp = _folder_paths()
+    if fp is not None:
+        return fp.get_output_directory()
+    return str(Path(os.environ.get("AUDIOX_OUTPUT_DIR", "output")).resolve())
+
+
+def get_temp_directory() -> str:
+    """ComfyUI's temp directory, else ``<system temp>/audiox``."""
+    fp = _folder_paths()
+    if fp is not None:
+        return fp.get_temp_directory()
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), "audiox")
+
+
+# --------------------------------------------------------------------------------------------
+# model memory management
+# --------------------------------------------------------------------------------------------
+def _module_bytes(module: torch.nn.Module) -> int:
+    return sum(t.nelement() * t.element_size() for t in module.state_dict().values())
+
+
+class LocalModelHandle:
+    """Stand-in for ``ModelPatcher`` outside ComfyUI: a module plus its two devices."""
+
+    def __init__(self, model: torch.nn.Module, load_device: torch.device, offload_device: torch.device):
+        self.model = model
+        self.load_device = torch.device(load_device)
+        self.offload_device = torch.device(offload_device)
+        self._size = 0
+
+    def model_size(self) -> int:
+        if not self._size:
+            self._size = _module_bytes(self.model)
+        return self._size
+
+    def current_loaded_device(self) -> Optional[torch.device]:
+        for t in self.model.parameters():
+            return t.device
+        for t in self.model.buffers():
+            return t.device
+        return None
+
+    def __repr__(self) -> str:
+        return f"LocalModelHandle({type(self.model).__name__}, load={self.load_device}, offload={self.offload_device})"
+
+
+def wrap_model(
+    module: torch.nn.Module,
+    load_device: Optional[torch.device] = None,
+    offload_device: Optional[torch.device] = None,
+):
+    """Wrap ``module`` for device management: a ``ModelPatcher`` in ComfyUI, else a handle.
+
+    The module should already be on ``offload_device`` (default :func:`unet_offload_device`).
+    Use ``handle.model`` to reach the module; call :func:`load_models_gpu` before using it.
+    """
+    load_device = load_device if load_device is not None else get_torch_device()
+    offload_device = offload_device if offload_device is not None else unet_offload_device()
+    mp = _optional("comfy.model_patcher")
+    if mp is not None:
+        return mp.ModelPatcher(module, load_device=load_device, offload_device=offload_device,
+                               size=_module_bytes(module))
+    return LocalModelHandle(module, load_device, offload_device)
+
+
+def load_models_gpu(handles: Sequence[Any], memory_required: int = 0) -> None:
+    """Put every handle's model fully on its load device, evicting other models if needed."""
+    handles = [h for h in handles if h is not None]
+    mm = _mm()
+    if mm is not None and not all(isinstance(h, LocalModelHandle) for h in handles):
+        mm.load_models_gpu(handles, memory_required=memory_required, force_full_load=True)
+        return
+    for h in handles:
+        h.model.to(h.load_device)
+
+
+def offload_models(handles: Sequence[Any]) -> None:
+    """Move the handles' models back to their offload devices now and free cached memory."""
+    handles = [h for h in handles if h is not None]
+    mm = _mm()
+    if mm is not None and not all(isinstance(h, LocalModelHandle) for h in handles):
+        loaded = getattr(mm, "current_loaded_models", [])
+        for i in range(len(loaded) - 1, -1, -1):
+            if any(loaded[i].model is h for h in handles):
+                entry = loaded.pop(i)
+                entry.model_unload()
+        mm.soft_empty_cache()
+        return
+    for h in handles:
+        h.model.to(h.offload_device)
+    soft_empty_cache()
+
+
+@contextlib.contextmanager
+def models_on_device(*handles: Any, memory_required: int = 0, offload_after: Optional[bool] = None) -> Iterator[None]:
+    """``with models_on_device(dit, vae): ...`` loads the models for the block.
+
+    ``offload_after=None`` means: inside ComfyUI leave it to ComfyUI's memory manager, outside
+    ComfyUI offload when the block ends (there is nobody else to do it).
+    """
+    load_models_gpu(handles, memory_required=memory_required)
+    try:
+        yield
+    finally:
+        if offload_after if offload_after is not None else not comfy_available():
+            offload_models(handles)
+
+
+# --------------------------------------------------------------------------------------------
+# VIDEO outputs
+# --------------------------------------------------------------------------------------------
+class ComponentsVideo:
+    """Fallback VIDEO value (frames + fps + optional audio) when ``comfy_api`` is absent.
+
+    Mirrors the parts of ComfyUI's ``VideoInput`` that nodes and tests use:
+    ``get_components()`` (an object with ``images``, ``frame_rate``, ``audio``, ``metadata``),
+    ``get_dimensions()`` and ``get_duration()``.
+    """
+
+    class Components:
+        def __init__(self, images, frame_rate, audio=None, metadata=None):
+            self.images, self.frame_rate, self.audio, self.metadata = images, frame_rate, audio, metadata
+
+    def __init__(self, images: torch.Tensor, frame_rate: Fraction, audio: Optional[dict] = None):
+        self._c = self.Components(images, frame_rate, audio)
+
+    def get_components(self):
+        return self.Components(self._c.images, self._c.frame_rate, self._c.audio)
+
+    def get_dimensions(self) -> tuple[int, int]:
+        return int(self._c.images.shape[2]), int(self._c.images.shape[1])
+
+    def get_duration(self) -> float:
+        return float(self._c.images.shape[0] / self._c.frame_rate)
+
+
+def make_video(images: torch.Tensor, fps: float | Fraction, audio: Optional[dict] = None):
+    """A ComfyUI VIDEO from IMAGE frames ``[N, H, W, 3]`` (0..1), an fps and an optional AUDIO.
+
+    Inside ComfyUI: ``VideoFromComponents(VideoComponents(images, Fraction(fps), audio))``, which
+    core SaveVideo muxes (h264 + aac).  Otherwise a :class:`ComponentsVideo`.
+    """
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise InputError(f"video frames must be an IMAGE tensor [N, H, W, 3], got shape {tuple(images.shape)}")
+    if audio is not None and (not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio):
+        raise InputError("video audio must be an AUDIO dict {'waveform': [B, C, T], 'sample_rate': int}")
+    rate = fps if isinstance(fps, Fraction) else Fraction(float(fps)).limit_denominator(1001)
+    if rate <= 0:
+        raise InputError(f"video fps must be positive, got {fps}")
+    impl = _optional("comfy_api.input_impl")
+    util = _optional("comfy_api.util")
+    if impl is not None and util is not None:
+        return impl.VideoFromComponents(util.VideoComponents(images=images, frame_rate=rate, audio=audio))
+    return ComponentsVideo(images, rate, audio)
+
+
+def video_with_audio(video: Any, audio: dict):
+    """The frames and frame rate of ``video`` (a VIDEO) with ``audio`` as its sound track.
+
+    This decodes every frame of ``video`` (``get_components``), so use it for clips of the
+    length AudioX generates, not for long high-resolution sources.
+    """
+    comps = video.get_components()
+    return make_video(comps.images, comps.frame_rate, audio)

@@ -1,0 +1,38 @@
+"""Every example graph in workflows/*.json: static validation, then a headless run.
+
+Each graph is converted from the UI format with the INPUT_TYPES of our node classes plus fakes
+of the core nodes it uses (tests/comfy_fakes.py), checked like ComfyUI's /prompt validation
+(strict widget counts, link types, ranges, combos), and executed in-process against stubbed
+ComfyUI modules.  Input media named by LoadAudio/LoadVideo/LoadImage are synthesised; tiny
+weights and cheaper settings come from the graph's optional ``extra.audiox_test`` block (see
+``comfy_harness.workflow_test_settings``).  Every captured AUDIO must satisfy the AUDIO contract
+and every saved VIDEO must carry audio (unless the block says otherwise).
+"""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+import comfy_harness as H
+
+WORKFLOWS = H.iter_workflow_files()
+
+# tests/workflow_models.py (optional) registers tiny-weight factories with @comfy_harness.model_factory
+if importlib.util.find_spec("workflow_models") is not None:
+    importlib.import_module("workflow_models")
+
+PARAMS = [pytest.param(p, id=p.stem) for p in WORKFLOWS] or [
+    pytest.param(None, id="no-workflows", marks=pytest.mark.skip(reason="workflows/ has no example graphs yet"))]
+
+
+@pytest.mark.parametrize("path", PARAMS)
+def test_workflow(path, tmp_path):
+    wf = H.load_workflow(path)
+    run = H.run_workflow(wf, tmp_path)
+    sinks = [nid for nid, e in run.api.items() if H.comfy_fakes.CORE_NODES.get(e["class_type"]) is not None
+             and getattr(H.comfy_fakes.CORE_NODES[e["class_type"]], "OUTPUT_NODE", False)]
+    assert sinks, f"{path.name}: no core output node (SaveAudio/PreviewAudio/SaveVideo/...) to check"
+    captured = {c.node_id for c in run.env.captures}
+    assert set(sinks) <= captured, f"{path.name}: output nodes {sorted(set(sinks) - captured)} received nothing"
+    H.check_expectations(run)
