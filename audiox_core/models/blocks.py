@@ -157,7 +157,7 @@ def apply_neox_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> 
     ``y[:r] = x[:r]·cos + rotate_half(x[:r])·sin``, ``rotate_half(u) = cat(−u[r/2:], u[:r/2])``.
     """
     r = cos.shape[-1]
-    xf = x.float()
+    xf = x.to(torch.float32, memory_format=torch.contiguous_format)
     xr, xp = xf[..., :r], xf[..., r:]
     x1, x2 = xr[..., : r // 2], xr[..., r // 2:]
     rot = torch.cat([-x2, x1], dim=-1)

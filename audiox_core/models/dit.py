@@ -80,10 +80,10 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
-        q, k, v = self.to_qkv(x).view(b, n, 3, self.num_heads, self.dim_heads).unbind(2)
-        q = apply_neox_rotary(q.transpose(1, 2), cos, sin)
-        k = apply_neox_rotary(k.transpose(1, 2), cos, sin)
-        out = F.scaled_dot_product_attention(q, k, v.transpose(1, 2))
+        qkv = self.to_qkv(x).view(b, n, 3, self.num_heads, self.dim_heads)  # contiguous thirds
+        qk = apply_neox_rotary(qkv[:, :, :2].permute(2, 0, 3, 1, 4), cos, sin)  # [2, B, H, N, d]
+        v = qkv[:, :, 2].transpose(1, 2)
+        out = F.scaled_dot_product_attention(qk[0], qk[1], v)
         return self.to_out(out.transpose(1, 2).reshape(b, n, self.dim))
 
 

@@ -79,13 +79,12 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         qkv = self.qkv(x).view(b, n, self.nheads, self.head_dim, 3)  # 'b n (h d j)', j innermost
-        dt = qkv.dtype
-        q = qkv[..., 0].transpose(1, 2).float()  # [B, H, N, d]
-        k = qkv[..., 1].transpose(1, 2).float()
-        v = qkv[..., 2].transpose(1, 2)
-        q = apply_gptj_rope(rms_norm(q, 1e-6), cos2, sin2).to(dt)
-        k = apply_gptj_rope(rms_norm(k, 1e-6), cos2, sin2).to(dt)
-        out = F.scaled_dot_product_attention(q, k, v)
+        # q and k together as one fp32 [2, B, H, N, d] tensor: one gather+convert pass, then
+        # RMSNorm and RoPE once for both (fp32, as the official apply_rope).
+        qk = qkv[..., :2].permute(4, 0, 2, 1, 3).to(torch.float32, memory_format=torch.contiguous_format)
+        qk = apply_gptj_rope(rms_norm(qk, 1e-6), cos2, sin2).to(qkv.dtype)
+        v = qkv[..., 2].transpose(1, 2).contiguous()  # SDPA's fused CPU kernel needs unit stride
+        out = F.scaled_dot_product_attention(qk[0], qk[1], v)
         return out.transpose(1, 2).reshape(b, n, self.dim)
 
 
