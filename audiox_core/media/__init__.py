@@ -1,0 +1,32 @@
+"""Media input/output for AudioX, built on PyAV and torch only (no torchaudio/torchvision).
+
+Audio (:mod:`.audio`)
+    ``load_audio(src, *, start, duration) -> (float32 [C, N], sr)``,
+    ``load_video_audio(src, ...) -> (float32 [C, N], sr) | None``,
+    ``resample(x [..., N], orig_sr, new_sr) -> [..., ceil(N·new/orig)]`` (torchaudio's
+    sinc_interp_hann), ``to_channels(x, channels, *, rule)``,
+    ``fit_length(x, n, *, mode, sample_rate) -> (x [..., n], report)``,
+    ``peak_normalize(x)``, ``save_wav(path, x [C, N], sr, *, subtype)``.
+Video (:mod:`.video`)
+    ``probe_video(src) -> VideoInfo``,
+    ``sample_frames(src, *, fps, start, duration, size, resize_mode, out)
+    -> (uint8 [T, 3, H, W], float64 timestamps [T], report)``,
+    ``frames_from_images(images [N, H, W, 3], src_fps, *, fps, ...) -> same``.
+Writing (:mod:`.write`)
+    ``write_video(frames uint8 [T, H, W, 3], fps, out_path, audio=None, sr=None) -> report``,
+    ``mux_audio_into_video(video, audio [C, N], sr, out_path, *, start, duration) -> report``.
+
+Every failure on bad input raises :class:`audiox_core.errors.MediaError` (unreadable or missing
+file, missing stream, no frames) or :class:`~audiox_core.errors.InputError` (bad argument), with
+the file named in the message.
+"""
+from ._io import MediaSource, as_fraction  # noqa: F401
+from .audio import (  # noqa: F401
+    FIT_MODES, fit_length, load_audio, load_video_audio, peak_normalize, resample, resampled_length,
+    save_wav, stereo_downmix_matrix, to_channels,
+)
+from .video import (  # noqa: F401
+    RESIZE_MODES, FrameSample, VideoInfo, frames_from_images, frames_from_images_detailed, probe_video,
+    resize_frame, sample_frames, sample_frames_detailed,
+)
+from .write import VIDEO_ENCODER_PREFERENCE, mux_audio_into_video, pick_video_encoder, write_video  # noqa: F401
