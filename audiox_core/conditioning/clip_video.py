@@ -510,6 +510,10 @@ def load_clip_vision(target: nn.Module, path: Union[str, Path], *, device: Union
     return {"file": str(file), "layout": layout, "ignored_keys": ignored}
 
 
-__all__ = ["CLIPVideoConditioner", "TemporalTransformer", "load_clip_vision", "convert_openai_clip_vision",
+#: Alias used by :mod:`audiox_core.checkpoint`.
+load_clip_vision_into = load_clip_vision
+
+__all__ = ["CLIPVideoConditioner", "TemporalTransformer", "load_clip_vision", "load_clip_vision_into",
+           "convert_openai_clip_vision",
            "raw_reshape_project", "is_ignored_checkpoint_key", "build_clip_tower", "clip_vision_config",
            "CLIP_MEAN", "CLIP_STD", "VIT_B32", "ACCEPTED_CLIP_LAYOUTS"]
