@@ -55,10 +55,12 @@ def read_index(chw: torch.Tensor) -> int:
     return i
 
 
-def make_video(path, fps: Fraction, n: int, *, pts=None, time_base=None, audio_sr=None, codec="libx264"):
+def make_video(path, fps: Fraction, n: int, *, pts=None, time_base=None, audio_sr=None, codec="libx264",
+               options=None):
     """n frames of index_image; optional explicit pts (VFR) and a sine audio track."""
     with av.open(str(path), "w") as c:
-        vs = c.add_stream(codec, rate=fps, options={"crf": "12"} if codec == "libx264" else {})
+        opts = dict({"crf": "12"} if codec == "libx264" else {}, **(options or {}))
+        vs = c.add_stream(codec, rate=fps, options=opts)
         vs.width = vs.height = SIDE
         vs.pix_fmt = "yuv420p"
         if time_base is not None:
@@ -182,10 +184,27 @@ def test_official_integer_stride_quirk_is_fixed(videos):
     assert got != official
 
 
+@pytest.mark.parametrize("src_fps,fps", [(Fraction(24), 5), (Fraction(30), 25), (Fraction(25), 25)])
+def test_official_stride_mode_reproduces_read_video(videos, src_fps, fps):
+    """sampling="official" follows read_video's index rule, re-derived here by hand."""
+    path, n = videos[src_fps]
+    r = sample_frames_detailed(path, fps=fps, start=1.5, duration=10, size=16, sampling="official")
+    interval = -(-src_fps.numerator // (fps * src_fps.denominator))  # ceil(src/target)
+    seek = int(1.5 * float(src_fps))
+    ids = [i for i in range(seek, seek + 10 * fps * interval, interval) if i < n]
+    ids = (ids + [ids[-1]] * (10 * fps))[: 10 * fps]
+    assert [read_index(f) for f in r.frames] == ids
+    assert r.n_padded == max(0, 10 * fps - len(range(seek, min(seek + 10 * fps * interval, n), interval)))
+    assert f"one frame in every {interval}" in r.report
+    if src_fps == 30 and fps == 25:  # the documented quirk: 15 fps, then copies of the last frame
+        assert r.n_padded > 0 and ids[1] - ids[0] == 2
+
+
 def test_sample_frames_vfr(tmp_path):
     durs = [40, 80, 20, 60, 10, 90]
     pts = np.concatenate([[0], np.cumsum([durs[i % len(durs)] for i in range(59)])]).tolist()
     path = make_video(tmp_path / "vfr.mkv", Fraction(25), 60, pts=pts, time_base=Fraction(1, 1000))
+    assert probe_video(path, count_frames=True).n_frames == 60
     r = sample_frames_detailed(path, fps=25, start=0.5, duration=2, size=32)
     for k, f in enumerate(r.frames):
         t_ms = 500 + 40 * k
@@ -230,6 +249,8 @@ def test_still_image_is_held(tmp_path):
     r = sample_frames_detailed(path, fps=5, duration=10, size=24)
     assert r.frames.shape == (50, 3, 24, 24)
     assert r.n_padded == 0 and "still image" in r.report
+    info = probe_video(path)
+    assert info.is_image and info.n_frames == 1 and (info.width, info.height) == (48, 40)
     assert torch.equal(r.frames[0], r.frames[-1])
     fl, _, _ = sample_frames(path, fps=5, duration=1, size=24, out="float")
     assert fl.dtype == torch.float32 and 0.0 <= fl.min() and fl.max() <= 1.0 and fl.max() > 0.9
@@ -624,6 +645,25 @@ def test_mux_copy_keeps_every_frame(tmp_path):
     assert sr == 44100 and abs(w.shape[1] / sr - 2.0) < 0.05  # cut to the shorter (video, 2 s)
     spec = np.abs(np.fft.rfft(w[0, 4410:4410 + 22050].numpy()))
     assert abs(np.argmax(spec) * 2 - 1000) <= 2  # it is our tone, not the source's 440 Hz
+
+
+def test_mux_copy_from_a_later_keyframe(tmp_path):
+    # keyframe every 25 frames, no B-frames: a cut [1 s, 2 s) is exact as a packet copy
+    src = make_video(tmp_path / "src.mp4", Fraction(25), 75, options={"g": "25", "bf": "0"})
+    audio = _tone(1000, 44100, seconds=5.0)[None].repeat(2, 1)
+    rep = mux_audio_into_video(src, audio, 44100, tmp_path / "k.mp4", start=1.0, duration=1.0)
+    assert "copied 25 h264 frames" in rep
+    got, _, _ = sample_frames(tmp_path / "k.mp4", fps=25, duration=1.0, size=32)
+    assert [read_index(f) for f in got] == list(range(25, 50))
+    with pytest.raises(MediaError, match="not on a keyframe"):
+        mux_audio_into_video(src, audio, 44100, tmp_path / "k2.mp4", start=1.2, reencode=False)
+
+
+def test_pick_video_encoder_falls_back_with_a_warning(caplog):
+    with caplog.at_level("WARNING"):
+        name = pick_video_encoder("no_such_encoder_xyz")
+    assert name in ("libx264", "libopenh264", "mpeg4")
+    assert "no_such_encoder_xyz is not available" in caplog.text and name in caplog.text
 
 
 def test_mux_cut_and_offset_reencodes_exactly(tmp_path):

@@ -20,13 +20,24 @@ Every failure on bad input raises :class:`audiox_core.errors.MediaError` (unread
 file, missing stream, no frames) or :class:`~audiox_core.errors.InputError` (bad argument), with
 the file named in the message.
 """
-from ._io import MediaSource, as_fraction  # noqa: F401
-from .audio import (  # noqa: F401
+from ._io import MediaSource, as_fraction
+from .audio import (
     FIT_MODES, fit_length, load_audio, load_video_audio, peak_normalize, resample, resampled_length,
     save_wav, stereo_downmix_matrix, to_channels,
 )
-from .video import (  # noqa: F401
+from .video import (
     RESIZE_MODES, FrameSample, VideoInfo, frames_from_images, frames_from_images_detailed, probe_video,
     resize_frame, sample_frames, sample_frames_detailed,
 )
-from .write import VIDEO_ENCODER_PREFERENCE, mux_audio_into_video, pick_video_encoder, write_video  # noqa: F401
+from .official import official_frame_indices, sample_frames_official
+from .write import VIDEO_ENCODER_PREFERENCE, mux_audio_into_video, pick_video_encoder, write_video
+
+__all__ = [
+    "MediaSource", "as_fraction",
+    "load_audio", "load_video_audio", "resample", "resampled_length", "to_channels", "stereo_downmix_matrix",
+    "fit_length", "FIT_MODES", "peak_normalize", "save_wav",
+    "VideoInfo", "FrameSample", "probe_video", "sample_frames", "sample_frames_detailed", "frames_from_images",
+    "frames_from_images_detailed", "resize_frame", "RESIZE_MODES", "official_frame_indices",
+    "sample_frames_official",
+    "write_video", "mux_audio_into_video", "pick_video_encoder", "VIDEO_ENCODER_PREFERENCE",
+]

@@ -36,7 +36,7 @@ import logging
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -74,6 +74,7 @@ class VideoInfo:
     has_video: bool
     n_frames_estimated: bool = False
     codec: str = ""
+    is_image: bool = False
 
 
 @dataclass
@@ -94,8 +95,19 @@ class FrameSample:
     report: str
 
 
-def probe_video(source: MediaSource) -> VideoInfo:
-    """Stream facts of a media file (no decoding).  Audio-only files give ``has_video=False``."""
+def _is_image_container(c) -> bool:
+    fmt = c.format.name or ""
+    return fmt == "image2" or fmt.endswith("_pipe")
+
+
+def probe_video(source: MediaSource, *, count_frames: bool = False) -> VideoInfo:
+    """Stream facts of a media file without decoding.
+
+    Audio-only files give ``has_video=False`` (fps 0, size 0).  Still images (PNG/JPEG/…) give
+    ``is_image=True``, ``n_frames=1``.  When the container does not store the frame count it is
+    estimated as ``round(duration · fps)``; ``count_frames=True`` counts the video packets
+    instead (exact, reads the whole file but decodes nothing).
+    """
     with open_media(source) as c:
         has_audio = bool(c.streams.audio)
         cdur = float(c.duration) / 1_000_000 if c.duration else 0.0
@@ -104,14 +116,19 @@ def probe_video(source: MediaSource) -> VideoInfo:
             adur = float(a.duration * a.time_base) if (a is not None and a.duration and a.time_base) else cdur
             return VideoInfo(Fraction(0), adur, 0, 0, 0, has_audio, False)
         vs = c.streams.video[0]
-        fps = vs.average_rate or vs.guessed_rate or vs.base_rate or Fraction(0)
-        fps = Fraction(fps)
+        cc = vs.codec_context
+        if _is_image_container(c):
+            return VideoInfo(Fraction(0), 0.0, 1, int(cc.width), int(cc.height), False, True, False,
+                             cc.name or "", is_image=True)
+        fps = Fraction(vs.average_rate or vs.guessed_rate or vs.base_rate or 0)
         dur = float(vs.duration * vs.time_base) if (vs.duration and vs.time_base) else cdur
         n = int(vs.frames or 0)
         est = n <= 0
-        if est:
+        if count_frames:
+            n = sum(1 for p in c.demux(vs) if p.size > 0)
+            est = False
+        elif est:
             n = int(round(dur * float(fps))) if fps else 0
-        cc = vs.codec_context
         return VideoInfo(fps, dur, n, int(cc.width), int(cc.height), has_audio, True, est, cc.name or "")
 
 
@@ -277,9 +294,15 @@ def _frame_to_chw(frame) -> torch.Tensor:
 def sample_frames_detailed(
     source: MediaSource, *, fps, start: float = 0.0, duration: Optional[float] = None,
     size: SizeArg = 224, resize_mode: str = "stretch", out: str = "uint8",
-    callback: Optional[ProgressCallback] = None,
+    callback: Optional[ProgressCallback] = None, sampling: str = "timestamp",
 ) -> FrameSample:
     """:func:`sample_frames` returning a :class:`FrameSample` (adds source times, padding count)."""
+    if sampling == "official":
+        from .official import sample_frames_official
+        return sample_frames_official(source, fps=fps, start=start, duration=duration, size=size,
+                                      resize_mode=resize_mode, out=out, callback=callback)
+    if sampling != "timestamp":
+        raise InputError(f"sampling must be 'timestamp' or 'official', got {sampling!r}")
     name = source_name(source)
     fps_f, start_f, n = _check_args(fps, start, duration, out, resize_mode, size, name)
 
@@ -345,7 +368,7 @@ def sample_frames_detailed(
 def sample_frames(
     source: MediaSource, *, fps, start: float = 0.0, duration: Optional[float] = None,
     size: SizeArg = 224, resize_mode: str = "stretch", out: str = "uint8",
-    callback: Optional[ProgressCallback] = None,
+    callback: Optional[ProgressCallback] = None, sampling: str = "timestamp",
 ) -> Tuple[torch.Tensor, torch.Tensor, str]:
     """Frames of a video file sampled at ``fps`` by timestamp (module docstring has the rule).
 
@@ -359,6 +382,8 @@ def sample_frames(
         resize_mode: ``"stretch"`` (official) or ``"center_crop"``.
         out: ``"uint8"`` (0..255, official CLIP/Synchformer input) or ``"float"`` (0..1).
         callback: progress ``callback(k, T, info)`` per target frame (only when T is known).
+        sampling: ``"timestamp"`` (default, exact) or ``"official"``: the official reader's
+            integer-stride index rule, for parity with official outputs (:mod:`.official`).
 
     Returns:
         ``(frames [T, 3, H, W], timestamps_s float64 [T], report str)``.
@@ -371,7 +396,7 @@ def sample_frames(
         InputError: bad arguments, ``start`` past the end.
     """
     r = sample_frames_detailed(source, fps=fps, start=start, duration=duration, size=size,
-                               resize_mode=resize_mode, out=out, callback=callback)
+                               resize_mode=resize_mode, out=out, callback=callback, sampling=sampling)
     return r.frames, r.timestamps_s, r.report
 
 

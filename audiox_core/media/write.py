@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from fractions import Fraction
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple
 
 import av
 import numpy as np
@@ -237,7 +237,8 @@ def mux_audio_into_video(
         vs = src.streams.video[0]
         tb = vs.time_base
         origin = vs.start_time or 0
-        packets = [p for p in src.demux(vs) if p.size > 0]
+        # pass 1: timestamps only (no packet data kept, so memory does not grow with the file)
+        packets = [_PacketInfo(p) for p in src.demux(vs) if p.size > 0]
         if not packets:
             raise MediaError(f"{name}: the video stream contains no frames")
         times = [(Fraction(p.pts - origin) * tb) if p.pts is not None else None for p in packets]
@@ -266,8 +267,7 @@ def mux_audio_into_video(
                 why = "the cut splits a group of frames that reference each other"
             if why is None:
                 try:
-                    return _remux(path, vs, [packets[i] for i in keep], origin + round(start_f / tb), a, asr,
-                                  name, seg)
+                    return _remux(path, src, vs, packets[keep[0]].pts, len(keep), a, asr, name, seg)
                 except (av.error.FFmpegError, ValueError) as e:
                     why = f"the {vs.codec_context.name} stream cannot be copied into {os.path.splitext(path)[1]} ({e})"
             if reencode is False:
@@ -276,19 +276,36 @@ def mux_audio_into_video(
         return _reencode(path, src, vs, origin, start_f, seg_end, a, asr, name, why, codec, crf)
 
 
-def _remux(path, vs, packets, shift: int, a, asr, name, seg) -> str:
+class _PacketInfo:
+    __slots__ = ("pts", "dts", "is_keyframe", "duration")
+
+    def __init__(self, p):
+        self.pts, self.dts, self.is_keyframe, self.duration = p.pts, p.dts, bool(p.is_keyframe), p.duration
+
+
+def _remux(path, src, vs, first_pts: int, count: int, a, asr, name, seg) -> str:
+    """Pass 2: copy ``count`` packets (decode order) starting at the keyframe ``first_pts``."""
+    src.seek(first_pts, stream=vs, backward=True, any_frame=False)
+    copied = 0
     with av.open(path, mode="w") as out:
         ovs = out.add_stream_from_template(vs)
         _, apk = _encode_audio_packets(out, a, asr)
         mux = _Interleaver(out, apk)
-        for p in packets:
-            p.pts = p.pts - shift
+        for p in src.demux(vs):
+            if p.size == 0 or (copied == 0 and p.pts != first_pts):
+                continue
+            p.pts = p.pts - first_pts
             if p.dts is not None:
-                p.dts = p.dts - shift
+                p.dts = p.dts - first_pts
             p.stream = ovs
             mux.video([p])
+            copied += 1
+            if copied == count:
+                break
         mux.close()
-    return (f"{path}: copied {len(packets)} {vs.codec_context.name} frames from {name} without re-encoding "
+    if copied != count:
+        raise ValueError(f"re-reading the stream gave {copied} of {count} packets")
+    return (f"{path}: copied {copied} {vs.codec_context.name} frames from {name} without re-encoding "
             f"and added {fmt_s(a.shape[1] / asr)} of AAC audio ({fmt_s(seg)} in all)")
 
 
