@@ -270,7 +270,8 @@ def test_load_clip_vision_layouts(tmp_path):
         assert not any(p.requires_grad for p in c.visual_encoder_model.parameters())
 
     # 1. ComfyUI-style single file with HF keys (+ an unrelated text tower)
-    save_file({**sd, "text_model.embeddings.token_embedding.weight": torch.zeros(4, 4)}, str(tmp_path / "cv.safetensors"))
+    text = {"text_model.embeddings.token_embedding.weight": torch.zeros(4, 4)}
+    save_file({**sd, **text}, str(tmp_path / "cv.safetensors"))
     check(tmp_path / "cv.safetensors", "huggingface")
     # 2. An AudioX checkpoint subtree (prefixed keys)
     save_file({PREFIX + "visual_encoder_model." + k: v for k, v in sd.items()}, str(tmp_path / "pref.safetensors"))

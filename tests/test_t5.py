@@ -88,8 +88,8 @@ def test_single_file_infers_config_and_matches_folder(tmp_path, hf_folder):
         ByteTokenizer().save(tmp_path)  # a marker next to the file selects the byte tokenizer ...
         enc = T5TextEncoder.from_local(f, expected_dim=D, tokenizer_path=folder / "tokenizer.json")  # ... unless given
         c = enc.model.config
-        assert (c.d_model, c.num_layers, c.num_heads, c.d_ff, c.d_kv, c.vocab_size, c.relative_attention_num_buckets) == \
-            (D, 2, 4, 48, 8, 300, 8)
+        sizes = (c.d_model, c.num_layers, c.num_heads, c.d_ff, c.d_kv, c.vocab_size, c.relative_attention_num_buckets)
+        assert sizes == (D, 2, 4, 48, 8, 300, 8)
         assert enc.model.encoder.embed_tokens.weight is enc.model.shared.weight
         a, _ = enc.encode(["the cat", "loud rain"], 12)
         b, _ = ref.encode(["the cat", "loud rain"], 12)
