@@ -18,7 +18,7 @@ import torch
 
 from audiox_core.errors import InputError, MediaError
 from audiox_core.media import (
-    fit_length, frames_from_images, frames_from_images_detailed, load_audio, load_video_audio,
+    conform_audio, fit_length, frames_from_images, frames_from_images_detailed, load_audio, load_video_audio,
     mux_audio_into_video, peak_normalize, pick_video_encoder, probe_video, resample,
     resampled_length, sample_frames, sample_frames_detailed, save_wav, stereo_downmix_matrix,
     to_channels, write_video,
@@ -153,6 +153,15 @@ def test_sample_frames_start_offset(videos, src_fps):
     want = [expected_index(start + Fraction(k, 25), src_fps, n) for k in range(50)]
     assert [read_index(f) for f in frames] == want
     assert abs(float(ts[0]) - 3.7) < 1e-9
+
+
+def test_sample_frames_from_file_like_and_bytes(videos):
+    path, _ = videos[Fraction(25)]
+    a, ta, _ = sample_frames(path, fps=5, start=2, duration=1, size=16)
+    b, tb, rep = sample_frames(io.BytesIO(path.read_bytes()), fps=5, start=2, duration=1, size=16)
+    c, _, _ = sample_frames(path.read_bytes(), fps=5, start=2, duration=1, size=16)
+    assert torch.equal(a, b) and torch.equal(a, c) and torch.equal(ta, tb)
+    assert "in-memory" in rep
 
 
 def test_sample_frames_pads_past_the_end_and_reports(videos):
@@ -579,6 +588,18 @@ def test_fit_length_modes_and_reports():
     assert y is x and "unchanged" in r
     with pytest.raises(InputError):
         fit_length(x, 10, mode="stretch")
+
+
+def test_conform_audio_pipeline_and_report():
+    x = _tone(1000, 48000, seconds=0.5)[None]  # mono, 0.5 s at 48 kHz
+    y, rep = conform_audio(x[None], 48000, target_sr=44100, channels=2, n_samples=44100, mode="left_pad")
+    assert y.shape == (1, 2, 44100)
+    manual = resample(x, 48000, 44100)
+    assert torch.equal(y[0, 0, 44100 - manual.shape[-1]:], manual[0]) and torch.equal(y[0, 0], y[0, 1])
+    assert float(y[0, :, :22050].abs().max()) == 0.0
+    assert rep.startswith("resampled 48000 → 44100 Hz; mono → 2 channels; padded 0.50 s of silence at the start")
+    same, rep2 = conform_audio(manual, 44100, target_sr=44100, channels=1)
+    assert same is manual and rep2 == "unchanged"
 
 
 def test_peak_normalize_official():

@@ -6,7 +6,8 @@ Audio (:mod:`.audio`)
     ``resample(x [..., N], orig_sr, new_sr) -> [..., ceil(N·new/orig)]`` (torchaudio's
     sinc_interp_hann), ``to_channels(x, channels, *, rule)``,
     ``fit_length(x, n, *, mode, sample_rate) -> (x [..., n], report)``,
-    ``peak_normalize(x)``, ``save_wav(path, x [C, N], sr, *, subtype)``.
+    ``peak_normalize(x)``, ``conform_audio(x, sr, *, target_sr, channels, n_samples, mode)
+    -> (x, report)``; ``save_wav(path, x [C, N], sr, *, subtype)`` (:mod:`.wav`).
 Video (:mod:`.video`)
     ``probe_video(src) -> VideoInfo``,
     ``sample_frames(src, *, fps, start, duration, size, resize_mode, out)
@@ -22,9 +23,10 @@ the file named in the message.
 """
 from ._io import MediaSource, as_fraction
 from .audio import (
-    FIT_MODES, fit_length, load_audio, load_video_audio, peak_normalize, resample, resampled_length,
-    save_wav, stereo_downmix_matrix, to_channels,
+    FIT_MODES, conform_audio, fit_length, load_audio, load_video_audio, peak_normalize, resample,
+    resampled_length, stereo_downmix_matrix, to_channels,
 )
+from .wav import save_wav
 from .video import (
     RESIZE_MODES, FrameSample, VideoInfo, frames_from_images, frames_from_images_detailed, probe_video,
     resize_frame, sample_frames, sample_frames_detailed,
@@ -35,7 +37,7 @@ from .write import VIDEO_ENCODER_PREFERENCE, mux_audio_into_video, pick_video_en
 __all__ = [
     "MediaSource", "as_fraction",
     "load_audio", "load_video_audio", "resample", "resampled_length", "to_channels", "stereo_downmix_matrix",
-    "fit_length", "FIT_MODES", "peak_normalize", "save_wav",
+    "fit_length", "FIT_MODES", "peak_normalize", "conform_audio", "save_wav",
     "VideoInfo", "FrameSample", "probe_video", "sample_frames", "sample_frames_detailed", "frames_from_images",
     "frames_from_images_detailed", "resize_frame", "RESIZE_MODES", "official_frame_indices",
     "sample_frames_official",

@@ -20,11 +20,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
-import struct
-import wave
 from fractions import Fraction
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -43,7 +40,7 @@ __all__ = [
     "to_channels",
     "fit_length",
     "peak_normalize",
-    "save_wav",
+    "conform_audio",
     "FIT_MODES",
 ]
 
@@ -437,66 +434,30 @@ def peak_normalize(waveform: torch.Tensor, *, eps: float = 1e-8, per_item: bool 
     return (x / peak.clamp(min=eps)).clamp(-1.0, 1.0)
 
 
-# ------------------------------------------------------------------------------------------
-# WAV writing
-# ------------------------------------------------------------------------------------------
+def conform_audio(
+    waveform: torch.Tensor, sample_rate: int, *, target_sr: int, channels: Optional[int] = None,
+    n_samples: Optional[int] = None, mode: str = "right_pad", rule: str = "downmix",
+) -> Tuple[torch.Tensor, str]:
+    """Bring any AUDIO waveform to what a model expects, saying what was done.
 
-_WAVE_FORMAT_IEEE_FLOAT = 3
-
-
-def _as_cn(waveform, what: str) -> torch.Tensor:
-    x = torch.as_tensor(waveform)
-    if x.dim() == 1:
-        x = x[None]
-    if x.dim() == 3 and x.shape[0] == 1:
-        x = x[0]
-    if x.dim() != 2 or x.shape[0] < 1 or x.shape[1] < 1:
-        raise InputError(f"{what}: expected a waveform [C, N] (or [1, C, N]), got shape {tuple(x.shape)}")
-    if x.shape[0] > 64:
-        raise InputError(f"{what}: {x.shape[0]} channels; did you pass [N, C] instead of [C, N]?")
-    return x
-
-
-def save_wav(
-    path: Union[str, "os.PathLike[str]"], waveform: torch.Tensor, sample_rate: int, *, subtype: str = "PCM_16"
-) -> None:
-    """Write ``waveform [C, N]`` (float, nominally [-1, 1]) as a RIFF/WAVE file.
-
-    ``subtype``:
-        ``"PCM_16"``/``"PCM_24"``: integers ``round(x · 2^(b-1))`` clipped to the type's range
-        (so what :func:`load_audio` read from int PCM is written back bit-exactly), via the
-        stdlib ``wave`` module;
-        ``"FLOAT"``: 32-bit IEEE float (format tag 3, with a ``fact`` chunk), values unclipped —
-        what the official ``torchaudio.save`` of a float tensor produces.
-    Non-finite samples are refused.
+    ``[C, N]`` or ``[B, C, N]`` at ``sample_rate`` → :func:`resample` to ``target_sr`` →
+    :func:`to_channels` (if ``channels``) → :func:`fit_length` to ``n_samples`` (if given, with
+    ``mode``).  Returns ``(tensor, report)``; the report lists each step taken, e.g.
+    ``"resampled 48000 → 44100 Hz; mono → 2 channels; padded 1.20 s of silence at the end (…)"``.
     """
-    name = os.fspath(path)
-    x = _as_cn(waveform, name).detach().to("cpu", torch.float64)
-    sr = _as_rate(sample_rate, "sample_rate")
-    if not torch.isfinite(x).all():
-        raise InputError(f"{name}: waveform contains NaN or Inf samples; refusing to write it")
-    c, n = x.shape
-    inter = x.T.contiguous().numpy()  # [N, C] interleaved
-    if subtype in ("PCM_16", "PCM_24"):
-        bits = 16 if subtype == "PCM_16" else 24
-        full = 2 ** (bits - 1)
-        q = np.clip(np.round(inter * full), -full, full - 1).astype("<i4")
-        if bits == 16:
-            data = q.astype("<i2").tobytes()
-        else:
-            data = q.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
-        with wave.open(name, "wb") as w:
-            w.setnchannels(c)
-            w.setsampwidth(bits // 8)
-            w.setframerate(sr)
-            w.writeframes(data)
-        return
-    if subtype != "FLOAT":
-        raise InputError(f"subtype must be 'PCM_16', 'PCM_24' or 'FLOAT', got {subtype!r}")
-    data = inter.astype("<f4").tobytes()
-    fmt = struct.pack("<HHIIHHH", _WAVE_FORMAT_IEEE_FLOAT, c, sr, sr * c * 4, c * 4, 32, 0)
-    fact = struct.pack("<I", n)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<I", 4) + fact
-    body += b"data" + struct.pack("<I", len(data)) + data
-    with open(name, "wb") as f:
-        f.write(b"RIFF" + struct.pack("<I", len(body)) + body)
+    steps = []
+    x = waveform if waveform.is_floating_point() else waveform.to(torch.float32)
+    if int(sample_rate) != int(target_sr):
+        x = resample(x, sample_rate, target_sr)
+        steps.append(f"resampled {int(sample_rate)} → {int(target_sr)} Hz")
+    if channels is not None and x.shape[-2] != channels:
+        c = x.shape[-2]
+        x = to_channels(x, channels, rule=rule)
+        what = "mono" if c == 1 else f"{c} channels"
+        how = " (first two kept)" if (rule == "first_two" and c > 2 and channels == 2) else ""
+        steps.append(f"{what} → {'mono' if channels == 1 else f'{channels} channels'}{how}")
+    if n_samples is not None:
+        x, rep = fit_length(x, n_samples, mode=mode, sample_rate=int(target_sr))
+        if not rep.startswith("unchanged"):
+            steps.append(rep)
+    return x, "; ".join(steps) if steps else "unchanged"

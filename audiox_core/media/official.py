@@ -66,8 +66,9 @@ def sample_frames_official(
         if src_fps <= 0:
             raise MediaError(f"{name}: the video stream has no frame rate; the official index rule needs one")
         interval = int(math.ceil(src_fps / target))
+        from .video import _is_image_container
         if duration is not None:
-            first = int(float(start_f) * src_fps)
+            first = 0 if _is_image_container(c) else int(float(start_f) * src_fps)
             want = int(target * float(duration))
             stop = first + want * interval
         else:

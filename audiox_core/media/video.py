@@ -405,6 +405,7 @@ def sample_frames(
 # ------------------------------------------------------------------------------------------
 
 def _image_to_chw_uint8(img: torch.Tensor) -> torch.Tensor:
+    img = img.cpu()
     if img.dtype == torch.uint8:
         x = img
     else:
