@@ -1,0 +1,284 @@
+"""The pack inside a real ComfyUI server (skipped unless ``COMFYUI_DIR`` names a checkout).
+
+Starts ``python main.py --cpu ...`` from ``$COMFYUI_DIR`` with ``$COMFYUI_PYTHON`` (default: this
+interpreter) on a free loopback port, with only this pack loaded (symlinked into a temporary
+custom_nodes folder declared in a generated extra_model_paths.yaml) and the test-only
+``torchaudio``/``torchvision`` shims from ``tests/integration/shims`` on the server's PYTHONPATH.
+Then: every node of NODE_CLASS_MAPPINGS is in ``GET /object_info``; our fakes of core nodes
+match the real definitions; every ``workflows/*.json`` converted with /object_info's input_order
+runs through ``POST /prompt`` to success (polled on ``/history``); ``GET /workflow_templates``
+lists our graphs; and ComfyUI's own UI-format templates convert into graphs the server rejects
+only for missing model/media files (a check of the converter against the real validator).
+The server is always stopped (and its temporary folder removed unless
+``AUDIOX_KEEP_COMFY_TMP`` is set).  Setup recipe: tests/integration/README.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+import comfy_fakes
+import comfy_harness as H
+
+pytestmark = pytest.mark.integration
+
+COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
+PACK_DIR = Path(os.environ.get("AUDIOX_PACK_DIR") or H.ROOT).resolve()
+PACK_NAME = "comfyui-audiox"  # the folder name ComfyUI sees (module name, /workflow_templates key)
+SHIMS = Path(__file__).resolve().parent / "shims"
+STARTUP_S = float(os.environ.get("COMFYUI_STARTUP_TIMEOUT", "240"))
+RUN_S = float(os.environ.get("COMFYUI_RUN_TIMEOUT", "600"))
+
+if not COMFYUI_DIR:
+    pytest.skip("COMFYUI_DIR is not set (see tests/integration/README.md)", allow_module_level=True)
+
+WORKFLOWS = H.iter_workflow_files(PACK_DIR)
+if (Path(H.ROOT) / "tests" / "workflow_models.py").exists():
+    import workflow_models  # noqa: F401  (registers tiny-weight factories)
+
+
+# ------------------------------------------------------------------ HTTP helpers
+class Server:
+    def __init__(self, url: str, proc: subprocess.Popen, log: Path, root: Path):
+        self.url, self.proc, self.log, self.root = url, proc, log, root
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "<no log>"
+
+    def request(self, method: str, path: str, body=None, timeout: float = 60):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data else {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                return e.code, json.loads(raw)
+            except ValueError:
+                return e.code, raw.decode(errors="replace")
+
+    def get(self, path: str):
+        status, body = self.request("GET", path)
+        assert status == 200, f"GET {path} -> {status}: {body}\n--- server log ---\n{self.log_tail()}"
+        return body
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _prepare_files(root: Path) -> None:
+    """Media and tiny weights every workflow refers to, under the server's directories."""
+    env = comfy_fakes.FakeComfy(root)  # only used for its directory layout; not entered
+    for path in WORKFLOWS:
+        H.prepare_environment(env, H.load_workflow(path))
+
+
+@pytest.fixture(scope="module")
+def server():
+    root = Path(tempfile.mkdtemp(prefix="audiox_comfy_"))
+    custom = root / "custom_nodes"
+    custom.mkdir()
+    (custom / PACK_NAME).symlink_to(PACK_DIR, target_is_directory=True)
+    _prepare_files(root)
+    folders = sorted({p.name for p in (root / "models").iterdir() if p.is_dir()})
+    yaml = root / "extra_model_paths.yaml"
+    yaml.write_text("audiox_test:\n"
+                    f"  base_path: {root}\n"
+                    "  custom_nodes: custom_nodes\n"
+                    + "".join(f"  {f}: models/{f}\n" for f in folders))
+    port = _free_port()
+    log = root / "server.log"
+    env = dict(os.environ, PYTHONPATH=str(SHIMS), PYTHONUNBUFFERED="1")
+    cmd = [os.environ.get("COMFYUI_PYTHON", sys.executable), "main.py", "--cpu", "--listen", "127.0.0.1",
+           "--port", str(port), "--disable-auto-launch", "--output-directory", str(root / "output"),
+           "--temp-directory", str(root / "temp"), "--input-directory", str(root / "input"),
+           "--user-directory", str(root / "user"), "--database-url", "sqlite:///:memory:",
+           "--disable-api-nodes", "--extra-model-paths-config", str(yaml),
+           "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_NAME]
+    (root / "user").mkdir(exist_ok=True)
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen(cmd, cwd=COMFYUI_DIR, env=env, stdout=logf, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        srv = Server(f"http://127.0.0.1:{port}", proc, log, root)
+        try:
+            deadline = time.monotonic() + STARTUP_S
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"ComfyUI exited with {proc.returncode} during startup:\n{srv.log_tail(80)}")
+                try:
+                    if srv.request("GET", "/system_stats", timeout=5)[0] == 200:
+                        break
+                except (urllib.error.URLError, ConnectionError, socket.timeout):
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"ComfyUI did not answer within {STARTUP_S:.0f} s:\n{srv.log_tail(80)}")
+                time.sleep(1)
+            yield srv
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=20)
+            if os.environ.get("AUDIOX_KEEP_COMFY_TMP"):
+                print(f"kept ComfyUI test folder {root}")
+            else:
+                shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def object_info(server):
+    return server.get("/object_info")
+
+
+@pytest.fixture(scope="module")
+def our_mappings():
+    with tempfile.TemporaryDirectory() as tmp, comfy_fakes.FakeComfy(Path(tmp)):
+        pack = H.load_pack(PACK_DIR)
+        return dict(pack.NODE_CLASS_MAPPINGS), dict(pack.NODE_DISPLAY_NAME_MAPPINGS)
+
+
+def _errors_text(body) -> str:
+    return json.dumps(body, indent=1)[:6000]
+
+
+# ------------------------------------------------------------------ tests
+def test_pack_imported_without_errors(server):
+    text = server.log.read_text(errors="replace")
+    ours = [l for l in text.splitlines() if PACK_NAME in l and ("IMPORT FAILED" in l or "Cannot import" in l)]
+    assert not ours, "\n".join(ours) + "\n--- server log ---\n" + server.log_tail(120)
+
+
+def test_object_info_lists_every_node(object_info, our_mappings):
+    classes, display = our_mappings
+    missing = sorted(set(classes) - set(object_info))
+    assert not missing, f"/object_info lacks {missing}"
+    for node_id in classes:
+        info = object_info[node_id]
+        assert info["python_module"] == f"custom_nodes.{PACK_NAME}", info["python_module"]
+        assert info["display_name"] == display.get(node_id, node_id)
+
+
+def test_fake_core_nodes_match_comfyui(object_info):
+    """tests/comfy_fakes.py mirrors the real core nodes' sockets, widgets and outputs."""
+    problems = []
+    with tempfile.TemporaryDirectory() as tmp, comfy_fakes.FakeComfy(Path(tmp)):
+        fakes = H.defs_from_classes(comfy_fakes.CORE_NODES)
+    for name, fake in fakes.items():
+        if name not in object_info:
+            problems.append(f"{name}: not a node of this ComfyUI")
+            continue
+        real = H.NodeDef.from_object_info(name, object_info[name])
+        sig = lambda d: [(i.name, i.type_name, i.category, i.is_widget, i.has_control_widget, i.has_upload_widget)
+                         for i in d.inputs]
+        if sig(fake) != sig(real):
+            problems.append(f"{name}: inputs {sig(fake)} != real {sig(real)}")
+        if fake.outputs != real.outputs or fake.output_node != real.output_node:
+            problems.append(f"{name}: outputs {fake.outputs}/{fake.output_node} != real {real.outputs}/{real.output_node}")
+    assert not problems, "\n".join(problems)
+
+
+PARAMS = [pytest.param(p, id=p.stem) for p in WORKFLOWS] or [
+    pytest.param(None, id="no-workflows", marks=pytest.mark.skip(reason="workflows/ has no example graphs yet"))]
+
+
+@pytest.mark.parametrize("path", PARAMS)
+def test_workflow_runs_on_server(server, object_info, path):
+    wf = H.load_workflow(path)
+    defs = H.defs_from_object_info(object_info)
+    api = H.ui_to_api(wf, defs)
+    for nid, values in (H.workflow_test_settings(wf).get("overrides") or {}).items():
+        api[str(nid)]["inputs"].update(values)
+    prompt_id = str(uuid.uuid4())
+    status, body = server.request("POST", "/prompt", {
+        "prompt": api, "client_id": str(uuid.uuid4()), "prompt_id": prompt_id,
+        "extra_data": {"extra_pnginfo": {"workflow": wf}}})
+    assert status == 200 and not body.get("node_errors"), \
+        f"{path.name}: /prompt refused the graph:\n{_errors_text(body)}\n--- server log ---\n{server.log_tail()}"
+    deadline = time.monotonic() + RUN_S
+    while True:
+        hist = server.get(f"/history/{prompt_id}")
+        if prompt_id in hist:
+            break
+        if server.proc.poll() is not None:
+            pytest.fail(f"ComfyUI died while running {path.name}:\n{server.log_tail(80)}")
+        if time.monotonic() > deadline:
+            server.request("POST", "/interrupt", {})
+            pytest.fail(f"{path.name} did not finish within {RUN_S:.0f} s\n{server.log_tail()}")
+        time.sleep(0.5)
+    entry = hist[prompt_id]
+    st = entry.get("status", {})
+    if st.get("status_str") != "success":
+        errors = [m[1] for m in st.get("messages", []) if m[0] in ("execution_error", "execution_interrupted")]
+        pytest.fail(f"{path.name} failed on the server: {_errors_text(errors)}\n--- server log ---\n{server.log_tail()}")
+    outputs = entry.get("outputs", {})
+    sinks = [nid for nid, e in api.items() if object_info[e["class_type"]].get("output_node")]
+    assert sinks and all(nid in outputs for nid in sinks), f"outputs {sorted(outputs)} vs output nodes {sinks}"
+    for nid in sinks:
+        for item in outputs[nid].get("audio", []) + outputs[nid].get("images", []):
+            found = list(server.root.rglob(item["filename"]))
+            assert found, f"node {nid} reported {item} but no such file under {server.root}"
+
+
+def test_workflow_templates_lists_our_graphs(server):
+    listed = server.get("/workflow_templates")
+    assert sorted(listed.get(PACK_NAME, [])) == sorted(p.stem for p in WORKFLOWS), listed
+    for p in WORKFLOWS:
+        served = server.get(f"/api/workflow_templates/{PACK_NAME}/{p.name}")
+        assert served == H.load_workflow(p)
+
+
+ALLOWED_FILE_ERRORS = {"value_not_in_list", "custom_validation_failed"}
+
+
+def test_core_templates_convert_like_the_frontend(server, object_info):
+    """ComfyUI's own example graphs (UI format), converted by our converter, fail validation only
+    because their model/media files are absent: no type, range or missing-input errors."""
+    index = server.get("/templates/index.json")
+    names = sorted({t["name"] for group in index for t in group.get("templates", [])})
+    defs = H.defs_from_object_info(object_info)
+    checked, problems = 0, []
+    try:
+        for name in names:
+            status, wf = server.request("GET", f"/templates/{name}.json")
+            if status != 200 or not isinstance(wf, dict) or "nodes" not in wf:
+                continue
+            try:
+                api = H.ui_to_api(wf, defs)
+            except H.WorkflowError:
+                continue  # subgraphs, API nodes (disabled here) or other packs' nodes
+            status, body = server.request("POST", "/prompt", {"prompt": api, "client_id": "audiox-templates"})
+            checked += 1
+            for nid, ne in (body.get("node_errors") or {}).items() if isinstance(body, dict) else []:
+                for err in ne.get("errors", []):
+                    value = (err.get("extra_info") or {}).get("received_value")
+                    file_like = isinstance(value, str) and bool(os.path.splitext(value)[1])
+                    if err.get("type") in ALLOWED_FILE_ERRORS and (file_like or err["type"] == "custom_validation_failed"):
+                        continue
+                    problems.append(f"{name} node {nid} ({ne.get('class_type')}): {err.get('type')}: {err.get('details')}")
+    finally:
+        server.request("POST", "/queue", {"clear": True})
+        server.request("POST", "/interrupt", {})
+    assert checked >= 20, f"only {checked} templates could be checked"
+    assert not problems, "\n".join(problems)
