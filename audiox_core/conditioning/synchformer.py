@@ -175,8 +175,8 @@ class DividedAttention(nn.Module):
         q, k, v = self.qkv(x).view(B, L, 3, H, dh).unbind(2)  # each [B, L, H, dh]
         out = torch.empty(B, L, H, dh, dtype=x.dtype, device=x.device)
 
-        # CLS query over every token.
-        out[:, :1] = _attend(q[:, :1].transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+        # CLS query over every token (a contiguous single query is the fast case of the kernel).
+        out[:, :1] = _attend(q[:, :1].transpose(1, 2).contiguous(), k.transpose(1, 2), v.transpose(1, 2),
                              self.scale).transpose(1, 2)
 
         if axis == "space":  # groups = frames, sequence = patches of that frame
@@ -395,7 +395,7 @@ class Synchformer(nn.Module):
         return seg, st
 
     def encode(self, frames: torch.Tensor, *, segment: Optional[int] = None, step: Optional[int] = None,
-               batch_segments: int = 4, callback: Optional[ProgressCallback] = None) -> torch.Tensor:
+               batch_segments: int = 2, callback: Optional[ProgressCallback] = None) -> torch.Tensor:
         """Sync features of preprocessed frames.
 
         ``frames``: ``[B, T, 3, 224, 224]`` (or ``[T, 3, 224, 224]`` for B = 1), float, already
@@ -403,13 +403,13 @@ class Synchformer(nn.Module):
         ``step`` (8) frames: ``S = (T - 16) // 8 + 1``; trailing frames that do not fill a window
         are ignored (as in the official code).  Returns ``[B, S * 8, D]`` (segment-major) in the
         model's dtype, on the model's device.  Windows are run ``batch_segments`` at a time (this
-        bounds memory: about 0.1 GB of activations per window in fp32) and ``callback(done, S*B,
+        bounds memory: about 0.1 GB of activations per window in fp32; batching more windows does not run faster on CPU) and ``callback(done, S*B,
         {"stage": "synchformer"})`` is called after each batch; T is unbounded.
         """
         return self._encode(frames, None, segment, step, batch_segments, callback)
 
     def encode_raw(self, frames: torch.Tensor, *, resize_mode: str = "crop", segment: Optional[int] = None,
-                   step: Optional[int] = None, batch_segments: int = 4,
+                   step: Optional[int] = None, batch_segments: int = 2,
                    callback: Optional[ProgressCallback] = None) -> torch.Tensor:
         """:func:`preprocess` + :meth:`encode`, preprocessing window batch by window batch.
 
