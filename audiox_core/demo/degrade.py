@@ -1,0 +1,91 @@
+"""Mild degradations used to check that the detectors survive what a VAE or a generator does.
+
+All functions take and return float mono or multi-channel numpy arrays ``[..., N]`` and are
+numpy-only (FFT-domain filtering and resampling, no scipy).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from ..errors import InputError
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Band-limited resampling of the whole signal by zero-padding / truncating its spectrum
+    (the bins above the lower Nyquist are tapered over the top 5 % to avoid ringing).
+    Output length is ``round(N * sr_out / sr_in)``."""
+    x = np.asarray(x, dtype=np.float64)
+    if sr_in == sr_out:
+        return x.copy()
+    if sr_in <= 0 or sr_out <= 0:
+        raise InputError(f"sample rates must be positive, got {sr_in} -> {sr_out}")
+    n = x.shape[-1]
+    m = int(round(n * sr_out / sr_in))
+    if n == 0 or m == 0:
+        return np.zeros(x.shape[:-1] + (m,))
+    spec = np.fft.rfft(x, axis=-1)
+    k_keep = min(spec.shape[-1], m // 2 + 1)
+    out = np.zeros(x.shape[:-1] + (m // 2 + 1,), dtype=complex)
+    out[..., :k_keep] = spec[..., :k_keep]
+    taper_start = int(0.95 * k_keep)
+    if k_keep - taper_start > 1:
+        w = 0.5 * (1 + np.cos(np.linspace(0, np.pi, k_keep - taper_start)))
+        out[..., taper_start:k_keep] *= w
+    return np.fft.irfft(out, n=m, axis=-1) * (m / n)
+
+
+def lowpass(x: np.ndarray, sr: int, cutoff: float = 4000.0, width: float = 0.15) -> np.ndarray:
+    """Zero-phase low-pass: unity below ``cutoff*(1-width)``, raised-cosine to zero at ``cutoff``."""
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[-1]
+    spec = np.fft.rfft(x, axis=-1)
+    f = np.fft.rfftfreq(n, 1.0 / sr)
+    lo = cutoff * (1 - width)
+    g = np.where(f <= lo, 1.0, np.where(f >= cutoff, 0.0, 0.5 * (1 + np.cos(np.pi * (f - lo) / max(cutoff - lo, 1e-9)))))
+    return np.fft.irfft(spec * g, n=n, axis=-1)
+
+
+def add_noise(x: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """White Gaussian noise at ``snr_db`` relative to the mean power of the whole signal."""
+    x = np.asarray(x, dtype=np.float64)
+    p = float(np.mean(x * x))
+    if p == 0:
+        return x.copy()
+    return x + rng.standard_normal(x.shape) * math.sqrt(p / 10 ** (snr_db / 10))
+
+
+def gain(x: np.ndarray, db: float) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64) * 10 ** (db / 20)
+
+
+def mulaw(x: np.ndarray, bits: int = 8, mu: float = 255.0) -> np.ndarray:
+    """Round-trip through ``bits``-bit mu-law (input clipped to [-1, 1])."""
+    x = np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0)
+    y = np.sign(x) * np.log1p(mu * np.abs(x)) / math.log1p(mu)
+    levels = 2 ** bits
+    q = np.round((y + 1) / 2 * (levels - 1)) / (levels - 1) * 2 - 1
+    return np.sign(q) * ((1 + mu) ** np.abs(q) - 1) / mu
+
+
+def resample_roundtrip(x: np.ndarray, sr: int, mid_sr: int = 8000) -> np.ndarray:
+    y = resample(resample(x, sr, mid_sr), mid_sr, sr)
+    n = np.asarray(x).shape[-1]
+    if y.shape[-1] < n:
+        y = np.concatenate([y, np.zeros(y.shape[:-1] + (n - y.shape[-1],))], axis=-1)
+    return y[..., :n]
+
+
+def degradations(sr: int) -> dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]]:
+    """The named degradations of the detector validation (each ``f(x, rng) -> y``)."""
+    return {
+        "clean": lambda x, rng: np.asarray(x, dtype=np.float64),
+        "lowpass4k": lambda x, rng: lowpass(x, sr, 4000.0),
+        "noise20dB": lambda x, rng: add_noise(x, 20.0, rng),
+        "gain": lambda x, rng: gain(x, float(rng.uniform(-12.0, 3.0))),
+        "mulaw8": lambda x, rng: mulaw(x, 8),
+        "resample8k": lambda x, rng: resample_roundtrip(x, sr, 8000),
+        "combo": lambda x, rng: mulaw(add_noise(lowpass(x, sr, 6000.0), 30.0, rng), 8),
+    }
