@@ -36,7 +36,9 @@ pytestmark = pytest.mark.integration
 
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 PACK_DIR = Path(os.environ.get("AUDIOX_PACK_DIR") or H.ROOT).resolve()
-PACK_NAME = "comfyui-audiox"  # the folder name ComfyUI sees (module name, /workflow_templates key)
+# the folder name ComfyUI sees (module name, /workflow_templates key); deliberately not the
+# pyproject project name, as with a plain git clone
+PACK_NAME = "ComfyUI-AudioX"
 SHIMS = Path(__file__).resolve().parent / "shims"
 STARTUP_S = float(os.environ.get("COMFYUI_STARTUP_TIMEOUT", "240"))
 RUN_S = float(os.environ.get("COMFYUI_RUN_TIMEOUT", "600"))
@@ -247,6 +249,20 @@ def test_workflow_templates_lists_our_graphs(server):
     for p in WORKFLOWS:
         served = server.get(f"/api/workflow_templates/{PACK_NAME}/{p.name}")
         assert served == H.load_workflow(p)
+
+
+def test_web_extensions_load_once(server):
+    """Each JS file of web/ is served exactly once (WEB_DIRECTORY and pyproject's
+    [tool.comfy] web would each register the folder when the folder name differs from the
+    project name, and the frontend would then run every extension twice)."""
+    scripts = sorted(p.relative_to(PACK_DIR / "web").as_posix() for p in (PACK_DIR / "web").rglob("*.js")) \
+        if (PACK_DIR / "web").is_dir() else []
+    if not scripts:
+        pytest.skip("web/ has no JavaScript yet")
+    served = server.get("/extensions")
+    for rel in scripts:
+        hits = [u for u in served if u.endswith("/" + rel)]
+        assert len(hits) == 1, f"web/{rel} is served {len(hits)} times: {hits}"
 
 
 ALLOWED_FILE_ERRORS = {"value_not_in_list", "custom_validation_failed"}
