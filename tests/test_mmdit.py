@@ -85,8 +85,7 @@ def test_head_count_quirk():
 def test_gptj_rope_explicit_pairs():
     n, d = 7, 6
     x = torch.randn(2, n, d, dtype=torch.float64)
-    cos2, sin2 = gptj_rope_table(n, d)
-    got = apply_gptj_rope(x.float(), cos2, sin2).double()
+    got = apply_gptj_rope(x.float(), gptj_rope_table(n, d)).double()
     want = x.clone()
     for pos in range(n):
         for f in range(d // 2):
@@ -126,8 +125,7 @@ def ref_self_attention(x, w, b, nheads):
 def test_self_attention_interleaved_split_rms_rope(tiny):
     attn = tiny.transformer.layers[0].attn
     x = torch.randn(1, LX, 64)
-    cos2, sin2 = tiny.rope_tables(LX, x.device)
-    got = attn(x, cos2, sin2)[0].double()
+    got = attn(x, tiny.rope_table(LX, x.device))[0].double()
     want = ref_self_attention(x[0], attn.qkv.weight, attn.qkv.bias, nheads=16)
     torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)
 
@@ -158,6 +156,19 @@ def test_conv_as_gemm_equals_conv1d(k, c_in, c_out, bias):
     x = torch.randn(3, 11, c_in)
     want = F.conv1d(x.transpose(1, 2), conv.weight, conv.bias, padding=(k - 1) // 2).transpose(1, 2)
     torch.testing.assert_close(conv(x), want, atol=1e-5, rtol=1e-5)
+
+
+def test_im2col_layout_and_short_sequences():
+    conv = ChannelLastConv1d(2, 3, 5, padding=2)
+    x = torch.arange(1, 7, dtype=torch.float32).view(1, 3, 2)  # L=3 < K=5
+    cols = conv.im2col(x).view(3, 2, 5)
+    for t in range(3):
+        for c in range(2):
+            for j in range(5):
+                src = t + j - 2
+                assert cols[t, c, j] == (x[0, src, c] if 0 <= src < 3 else 0)
+    want = F.conv1d(x.transpose(1, 2), conv.weight, conv.bias, padding=2).transpose(1, 2)
+    torch.testing.assert_close(conv(x), want)
 
 
 def test_conv_fallback_other_configs():

@@ -7,7 +7,7 @@ Everything here is written for two constraints at once:
   ``state_dict()`` equals the manifests key by key, in order.
 * **CPU speed without changing the math**: projections stay ``nn.Linear`` / ``nn.Conv1d``
   modules that ``forward`` calls (LoRA can wrap them), but the kernel-3 convolutions run as one
-  GEMM over an im2col view (:class:`ChannelLastConv1d`), tables (RoPE, …) are built once per
+  GEMM over an im2col matrix (:class:`ChannelLastConv1d`), tables (RoPE, …) are built once per
   device/length and kept in fp32, and nothing is cast back and forth needlessly.
 
 Numerics that matter (see AUDIOX_SPEC.md §6, §7):
@@ -21,7 +21,13 @@ Numerics that matter (see AUDIOX_SPEC.md §6, §7):
 """
 from __future__ import annotations
 
+import ctypes
+import logging
 import math
+import os
+import sys
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,11 +35,45 @@ from torch import nn
 from ..config import BackboneConfig
 from ..errors import ConfigError, InputError
 
+log = logging.getLogger(__name__)
+
 __all__ = [
-    "FourierFeatures", "LayerNorm", "ChannelLastConv1d", "mlp2", "rms_norm",
+    "tune_cpu_allocator",
+    "FourierFeatures", "LayerNorm", "ChannelLastConv1d", "mlp2", "rms_norm", "fp32_contiguous",
     "rotary_inv_freq", "neox_rotary_table", "apply_neox_rotary", "gptj_rope_table", "apply_gptj_rope",
     "TableCache", "BackboneBase", "autocast_off",
 ]
+
+
+_ALLOCATOR_TUNED: Optional[bool] = None
+
+
+def tune_cpu_allocator() -> bool:
+    """Stop glibc from handing freed activation buffers back to the kernel between layers.
+
+    With default settings every NFE re-faults hundreds of MB of freshly ``mmap``-ed or re-grown
+    heap pages (≈150 k page faults per MMDiT step, a large share of the step time on a small CPU).
+    This sets ``M_MMAP_THRESHOLD`` = 32 MiB (buffers below come from the heap) and
+    ``M_TRIM_THRESHOLD`` = 1 GiB (the heap top is kept), once per process.  Effect: freed memory
+    is reused instead of re-faulted; the process may keep up to ~1 GiB of freed heap.  Linux/glibc
+    only; elsewhere, or with ``AUDIOX_MALLOC_TUNING=0`` in the environment, nothing is changed.
+    The backbones call this on their first CPU forward.  Returns whether the tuning is active.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED is not None:
+        return _ALLOCATOR_TUNED
+    _ALLOCATOR_TUNED = False
+    if os.environ.get("AUDIOX_MALLOC_TUNING", "1").strip() in ("0", "false", "no") or not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    _ALLOCATOR_TUNED = bool(mallopt(m_trim_threshold, 1 << 30)) and bool(mallopt(m_mmap_threshold, 32 << 20))
+    log.info("glibc allocator tuned for CPU inference (mmap threshold 32 MiB, trim threshold 1 GiB): %s",
+             _ALLOCATOR_TUNED)
+    return _ALLOCATOR_TUNED
 
 
 def autocast_off(device_type: str):
@@ -108,24 +148,48 @@ class ChannelLastConv1d(nn.Conv1d):
                 and self.padding_mode == "zeros" and isinstance(self.padding, tuple)
                 and self.padding[0] == (k - 1) // 2 and k % 2 == 1)
 
+    def im2col(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, L, C_in]`` → ``[B, L, C_in·K]`` with ``cols[b, t, c·K + j] = x[b, t + j − p, c]``
+        (zero outside), written in one pass per tap (no padded intermediate)."""
+        k = self.kernel_size[0]
+        p = (k - 1) // 2
+        b, n, c = x.shape
+        cols = x.new_empty(b, n, c, k)
+        for j in range(k):
+            s = j - p
+            m = max(n - abs(s), 0)
+            if s <= 0:
+                cols[:, n - m:, :, j] = x[:, :m]
+                cols[:, :n - m, :, j] = 0
+            else:
+                cols[:, :m, :, j] = x[:, s:]
+                cols[:, m:, :, j] = 0
+        return cols.view(b, n, c * k)
+
+    def gemm(self, cols: torch.Tensor) -> torch.Tensor:
+        """The convolution on an :meth:`im2col` matrix: ``cols @ W.view(C_out, C_in·K)ᵀ + b``."""
+        return F.linear(cols, self.weight.reshape(self.out_channels, -1), self.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, L, C_in]
         if not self._fast_ok():
             return super().forward(x.transpose(1, 2)).transpose(1, 2)
-        k = self.kernel_size[0]
-        c_out, c_in = self.out_channels, self.in_channels
-        w = self.weight.reshape(c_out, c_in * k)
-        if k == 1:
-            return F.linear(x, w, self.bias)
-        p = (k - 1) // 2
-        b, n, _ = x.shape
-        cols = F.pad(x, (0, 0, p, p)).unfold(1, k, 1)  # [B, L, C_in, K] (a view)
-        return F.linear(cols.reshape(b, n, c_in * k), w, self.bias)
+        if self.kernel_size[0] == 1:
+            return self.gemm(x)
+        return self.gemm(self.im2col(x))
 
 
 def mlp2(dim_in: int, dim_hidden: int, dim_out: int, bias: bool) -> nn.Sequential:
     """``Sequential(Linear, SiLU, Linear)`` — keys ``0.*`` and ``2.*`` as in the official code."""
     return nn.Sequential(nn.Linear(dim_in, dim_hidden, bias=bias), nn.SiLU(),
                          nn.Linear(dim_hidden, dim_out, bias=bias))
+
+
+def fp32_contiguous(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as a contiguous fp32 tensor in one pass (``Tensor.to`` ignores ``memory_format`` when
+    the dtype already matches)."""
+    if x.dtype == torch.float32:
+        return x.contiguous()
+    return x.to(torch.float32, memory_format=torch.contiguous_format)
 
 
 def rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -157,7 +221,7 @@ def apply_neox_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> 
     ``y[:r] = x[:r]·cos + rotate_half(x[:r])·sin``, ``rotate_half(u) = cat(−u[r/2:], u[:r/2])``.
     """
     r = cos.shape[-1]
-    xf = x.to(torch.float32, memory_format=torch.contiguous_format)
+    xf = fp32_contiguous(x)
     xr, xp = xf[..., :r], xf[..., r:]
     x1, x2 = xr[..., : r // 2], xr[..., r // 2:]
     rot = torch.cat([-x2, x1], dim=-1)
@@ -165,33 +229,29 @@ def apply_neox_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> 
     return torch.cat([out, xp], dim=-1).to(x.dtype)
 
 
-def gptj_rope_table(seq_len: int, dim: int, theta: float = 10000.0, device=None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """GPT-J tables for :func:`apply_gptj_rope`: ``(cos2, sin2)`` each ``[seq_len, dim]`` fp32.
+def gptj_rope_table(seq_len: int, dim: int, theta: float = 10000.0, device=None) -> torch.Tensor:
+    """Complex GPT-J rotation table ``[seq_len, dim/2]`` (complex64) for :func:`apply_gptj_rope`.
 
-    ``ω_f = 1 / theta^(2f/dim)`` (fp32, official ``compute_rope_rotations``), ``a = pos·ω``;
-    ``cos2 = (cos a_0, cos a_0, cos a_1, cos a_1, …)`` and ``sin2 = (−sin a_0, +sin a_0, …)`` so that
-    ``y = x·cos2 + swap_pairs(x)·sin2`` gives ``(x0 cos − x1 sin, x0 sin + x1 cos)`` per pair.
+    ``ω_f = 1 / theta^(2f/dim)`` in fp32 (official ``compute_rope_rotations``), ``a = pos·ω_f``,
+    entry ``cos a + i·sin a`` with cos/sin evaluated in fp32.
     """
     if dim % 2:
         raise ConfigError(f"GPT-J rotary needs an even head dim, got {dim}")
     pos = torch.arange(seq_len, dtype=torch.float32, device=device)
     freqs = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float32, device=device) / dim))
     ang = torch.einsum("n,f->nf", pos, freqs)
-    c, s = ang.cos(), ang.sin()
-    cos2 = torch.stack([c, c], dim=-1).reshape(seq_len, dim)
-    sin2 = torch.stack([-s, s], dim=-1).reshape(seq_len, dim)
-    return cos2, sin2
+    return torch.complex(ang.cos(), ang.sin())
 
 
-def apply_gptj_rope(x: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor) -> torch.Tensor:
+def apply_gptj_rope(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
     """GPT-J (interleaved-pair) rotary on an fp32 tensor ``x`` ``[..., N, d]``; returns fp32.
 
-    Same products and sums as the official ``apply_rope`` (``cos·x0 + (−sin)·x1``,
-    ``sin·x0 + cos·x1``).
+    ``rot`` is the complex table of :func:`gptj_rope_table` ``[N, d/2]`` = ``cos a + i·sin a``.
+    Each pair ``(x[2f], x[2f+1])`` is read as ``x[2f] + i·x[2f+1]`` and multiplied by ``rot``:
+    ``(x0·cos − x1·sin, x0·sin + x1·cos)`` — the official ``apply_rope`` as one complex product.
     """
-    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
-    return x * cos2 + swapped * sin2
+    xc = torch.view_as_complex(x.unflatten(-1, (-1, 2)))
+    return torch.view_as_real(xc * rot).flatten(-2)
 
 
 class TableCache:
@@ -299,6 +359,8 @@ class BackboneBase(nn.Module):
 
     def embed_input(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, C, L]`` → ``preprocess_conv(x) + x`` → ``[B, L/p, C·p]`` (channel-last)."""
+        if x.device.type == "cpu" and _ALLOCATOR_TUNED is None:
+            tune_cpu_allocator()
         x = self.preprocess_conv(x) + x
         x = x.transpose(1, 2)
         p = self.cfg.patch_size

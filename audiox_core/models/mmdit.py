@@ -44,7 +44,7 @@ from torch import nn
 
 from ..config import BackboneConfig
 from ..errors import ConfigError, InputError
-from .blocks import BackboneBase, ChannelLastConv1d, apply_gptj_rope, gptj_rope_table, rms_norm
+from .blocks import BackboneBase, ChannelLastConv1d, apply_gptj_rope, fp32_contiguous, gptj_rope_table, rms_norm
 
 __all__ = ["MMDiT", "MMDiTCondCache", "CONTEXT_TOKENS", "CONTEXT_DIM"]
 
@@ -76,13 +76,13 @@ class SelfAttention(nn.Module):
         self.dim, self.nheads, self.head_dim = dim, nheads, dim // nheads
         self.qkv = nn.Linear(dim, dim * 3, bias=True)
 
-    def forward(self, x: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         qkv = self.qkv(x).view(b, n, self.nheads, self.head_dim, 3)  # 'b n (h d j)', j innermost
         # q and k together as one fp32 [2, B, H, N, d] tensor: one gather+convert pass, then
         # RMSNorm and RoPE once for both (fp32, as the official apply_rope).
-        qk = qkv[..., :2].permute(4, 0, 2, 1, 3).to(torch.float32, memory_format=torch.contiguous_format)
-        qk = apply_gptj_rope(rms_norm(qk, 1e-6), cos2, sin2).to(qkv.dtype)
+        qk = fp32_contiguous(qkv[..., :2].permute(4, 0, 2, 1, 3))
+        qk = apply_gptj_rope(rms_norm(qk, 1e-6), rot).to(qkv.dtype)
         v = qkv[..., 2].transpose(1, 2).contiguous()  # SDPA's fused CPU kernel needs unit stride
         out = F.scaled_dot_product_attention(qk[0], qk[1], v)
         return out.transpose(1, 2).reshape(b, n, self.dim)
@@ -115,7 +115,13 @@ class ConvMLP(nn.Module):
         self.w3 = ChannelLastConv1d(dim, hidden, kernel_size, padding=padding, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        w1, w3 = self.w1, self.w3
+        if type(w1) is ChannelLastConv1d and type(w3) is ChannelLastConv1d and w1._fast_ok() and w3._fast_ok():
+            cols = w1.im2col(x)  # w1 and w3 read the same input: build its im2col matrix once
+            a, b = w1.gemm(cols), w3.gemm(cols)
+        else:  # e.g. wrapped by LoRA: call the modules
+            a, b = w1(x), w3(x)
+        return self.w2(F.silu(a) * b)
 
 
 class MMDiTBlock(nn.Module):
@@ -139,11 +145,11 @@ class MMDiTBlock(nn.Module):
         s1, c1, g1, s2, c2, g2 = self.adaLN_modulation(mm).chunk(6, dim=-1)
         return (s1.contiguous(), 1 + c1, g1.contiguous(), s2.contiguous(), 1 + c2, g2.contiguous())
 
-    def forward(self, x, mod, cos2, sin2, time_token):
+    def forward(self, x, mod, rot, time_token):
         shift1, scale1, gate1, shift2, scale2, gate2 = mod
         d = (self.dim,)
         h = F.layer_norm(x, d, eps=1e-5) * scale1 + shift1
-        x = x + self.linear1(self.attn(h, cos2, sin2)) * gate1
+        x = x + self.linear1(self.attn(h, rot)) * gate1
         x = x + self.cross_attn(time_token)
         r = F.layer_norm(x, d, eps=1e-5) * scale2 + shift2
         return x + self.ffn(r) * gate2
@@ -205,7 +211,7 @@ class MMDiT(BackboneBase):
         return MMDiTCondCache(modulation=[layer.modulation(mm) for layer in tr.layers],
                               batch_size=context.shape[0])
 
-    def rope_tables(self, seq_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def rope_table(self, seq_len: int, device: torch.device) -> torch.Tensor:
         hd = self.transformer.head_dim
         return self.table(("gptj", str(device), seq_len, hd),
                           lambda: gptj_rope_table(seq_len, hd, 10000.0, device=device))
@@ -239,8 +245,8 @@ class MMDiT(BackboneBase):
         temb = self.timestep_embed(t, b).unsqueeze(1)  # [B, 1, D], prepend token and time context
         h = tr.project_in(self.embed_input(self._cast_in(x)))
         h = torch.cat([temb.to(h.dtype), h], dim=1)
-        cos2, sin2 = self.rope_tables(lx, h.device)
+        rot = self.rope_table(lx, h.device)
         for layer, mod in zip(tr.layers, cond_cache.modulation):
-            h = self.run_block(layer, h, mod, cos2, sin2, temb)
+            h = self.run_block(layer, h, mod, rot, temb)
         h = tr.project_out(h)[:, 1:]
         return self.unembed_output(h).to(in_dtype)
