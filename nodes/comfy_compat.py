@@ -269,13 +269,24 @@ def register_model_folder(name: str, default_subdir: str, extensions: Iterable[s
     known.update(exts)
 
 
+def _comfy_folder_known(fp, name: str) -> bool:
+    key = fp.map_legacy(name) if hasattr(fp, "map_legacy") else name
+    return key in fp.folder_names_and_paths
+
+
+def _unregistered(name: str) -> InputError:
+    return InputError(f"model folder '{name}' is not registered (call register_model_folder first)")
+
+
 def get_folder_paths(name: str) -> list[str]:
     """The directories searched for model folder ``name`` (it must be registered)."""
     fp = _folder_paths()
     if fp is not None:
+        if not _comfy_folder_known(fp, name):
+            raise _unregistered(name)
         return list(fp.get_folder_paths(name))
     if name not in _LOCAL_FOLDERS:
-        raise InputError(f"model folder '{name}' is not registered (call register_model_folder first)")
+        raise _unregistered(name)
     return list(_LOCAL_FOLDERS[name][0])
 
 
@@ -283,9 +294,11 @@ def get_filename_list(name: str) -> list[str]:
     """Sorted relative paths (``/``-separated) of the files in model folder ``name``."""
     fp = _folder_paths()
     if fp is not None:
+        if not _comfy_folder_known(fp, name):
+            raise _unregistered(name)
         return list(fp.get_filename_list(name))
     if name not in _LOCAL_FOLDERS:
-        raise InputError(f"model folder '{name}' is not registered (call register_model_folder first)")
+        raise _unregistered(name)
     paths, exts = _LOCAL_FOLDERS[name]
     found: set[str] = set()
     for root in paths:
@@ -307,8 +320,8 @@ def get_full_path(name: str, filename: str) -> str:
     """
     fp = _folder_paths()
     if fp is not None:
+        searched = get_folder_paths(name)
         full = fp.get_full_path(name, filename)
-        searched = fp.get_folder_paths(name) if name in getattr(fp, "folder_names_and_paths", {}) else []
     else:
         full = None
         searched = get_folder_paths(name)

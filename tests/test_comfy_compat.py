@@ -171,6 +171,9 @@ def test_comfy_path_model_folders(compat, tmp_path):
         assert compat.get_full_path("audiox", "m.safetensors").endswith("m.safetensors")
         with pytest.raises(InputError, match="not found in model folder 'audiox'"):
             compat.get_full_path("audiox", "other.safetensors")
+        with pytest.raises(InputError, match="'nope' is not registered"):
+            compat.get_filename_list("nope")
+        assert compat.get_folder_paths("clip") == [str(env.models_dir / "text_encoders")]
 
 
 def test_comfy_path_model_patcher_and_loading(compat, tmp_path):
