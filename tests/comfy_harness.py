@@ -25,6 +25,10 @@ Pieces, usable on their own:
   ``audiox_core`` the unit tests import.
 * :func:`run_workflow` — all of it on a workflow file, with :class:`comfy_fakes.FakeComfy` stubs,
   fake core nodes and synthesised input media.
+* ``comfy_env`` — a pytest fixture for node unit tests: stubs installed, pack loaded.
+
+Node code runs under ``torch.inference_mode()`` here as in ComfyUI: a training node must open
+``torch.inference_mode(False)`` and ``torch.enable_grad()`` itself.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -819,6 +824,16 @@ def check_expectations(run: WorkflowRun) -> None:
             assert seconds >= expect["min_seconds"], f"{seconds:.3f} s < {expect['min_seconds']} s"
         if "max_seconds" in expect:
             assert seconds <= expect["max_seconds"], f"{seconds:.3f} s > {expect['max_seconds']} s"
+
+
+@pytest.fixture
+def comfy_env(tmp_path):
+    """Fixture for node tests (``from comfy_harness import comfy_env``): stubbed ComfyUI with the
+    pack freshly loaded as ``env.pack`` and ``env.classes`` (ours + fake core nodes)."""
+    with comfy_fakes.FakeComfy(tmp_path) as env:
+        env.pack = load_pack()
+        env.classes = all_classes(env.pack)
+        yield env
 
 
 def iter_workflow_files(root: Path = ROOT) -> list[Path]:

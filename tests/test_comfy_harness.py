@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import comfy_harness as H
+from comfy_harness import comfy_env  # noqa: F401  (fixture)
 
 
 # ------------------------------------------------------------------ dummy node classes
@@ -439,3 +440,20 @@ def test_fake_sinks_enforce_the_audio_contract(tmp_path):
 
     with pytest.raises(H.ExecutionError, match="sample_rate must be a positive int"):
         H.run_workflow(media_graph(), tmp_path, classes_extra={"Gain": BadRate})
+
+
+def test_comfy_env_fixture_runs_api_graphs(comfy_env):
+    comfy_fakes_mod = H.comfy_fakes
+    comfy_fakes_mod.write_test_wav(comfy_env.input_dir / "a.wav", seconds=0.5, sample_rate=16000, channels=1)
+    api = {"1": {"class_type": "LoadAudio", "inputs": {"audio": "a.wav"}},
+           "2": {"class_type": "SaveAudio", "inputs": {"audio": ["1", 0], "filename_prefix": "x"}}}
+    assert H.validate_api(api, H.defs_from_classes(comfy_env.classes)) == []
+    H.execute(api, comfy_env.classes)
+    (cap,) = comfy_env.captured("audio")
+    assert cap.node_id == "2" and cap.value["sample_rate"] == 16000 and tuple(cap.value["waveform"].shape) == (1, 1, 8000)
+    # the tone is a 440 Hz sine of amplitude 0.5: compare with an independent evaluation
+    t = torch.arange(8000, dtype=torch.float64) / 16000
+    ref = 0.5 * torch.sin(2 * torch.pi * 440.0 * t)
+    assert float((cap.value["waveform"][0, 0].double() - ref).abs().max()) < 1e-4
+    api["1"]["inputs"]["audio"] = "missing.wav"
+    assert any("Invalid audio file: missing.wav" in p for p in H.validate_api(api, H.defs_from_classes(comfy_env.classes)))
