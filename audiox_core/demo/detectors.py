@@ -613,7 +613,7 @@ def seam_quality(audio: Any, sr: int, boundaries: Sequence[float], guard: float 
       interior frames with a smaller change: ~100 means the seam is the sharpest change in the
       clip);
     * ``click_ratio``: largest |second difference| of the waveform within 1 ms of the boundary
-      over the 99th percentile of the interior's (a splice without crossfade gives >> 1);
+      over its 99th percentile 2-50 ms around it (a waveform discontinuity gives >> 1);
     * ``seam_score``: max over boundaries of spectral_jump / (interior p95 + 1 dB); around 1 or
       below means the seams are no sharper than the clip's own content.
     """
@@ -634,17 +634,17 @@ def seam_quality(audio: Any, sr: int, boundaries: Sequence[float], guard: float 
         interior = s_chg
     d2 = np.zeros_like(x)
     d2[1:-1] = np.abs(x[2:] - 2 * x[1:-1] + x[:-2])
-    n_idx = np.arange(len(x)) / ANALYSIS_SR
-    d2_dist = np.min(np.abs(n_idx[:, None] - np.asarray(bnd)[None, :]), axis=1) if bnd else np.full(len(x), np.inf)
-    d2_ref = float(np.percentile(d2[d2_dist > exclude], 99)) if np.any(d2_dist > exclude) else float(np.percentile(d2, 99))
     sj, lj, ranks, clicks = [], [], [], []
     for b in bnd:
         near = np.abs(times - b) <= guard
         sj.append(float(s_chg[near].max()) if np.any(near) else 0.0)
         lj.append(float(l_chg[near].max()) if np.any(near) else 0.0)
         ranks.append(float(100.0 * np.mean(interior < sj[-1])))
-        around = np.abs(n_idx - b) <= 0.001
-        clicks.append(float(d2[around].max() / max(d2_ref, 1e-9)) if np.any(around) else 0.0)
+        c = int(round(b * ANALYSIS_SR))
+        near_idx = np.arange(max(0, c - 16), min(len(x), c + 17))  # +-1 ms
+        ctx = np.r_[max(0, c - 800):max(0, c - 32), min(len(x), c + 32):min(len(x), c + 800)]  # 2-50 ms away
+        ref = float(np.percentile(d2[ctx], 99)) if len(ctx) else 0.0
+        clicks.append(float(d2[near_idx].max() / max(ref, 1e-9)) if len(near_idx) else 0.0)
     p50, p95 = float(np.percentile(interior, 50)), float(np.percentile(interior, 95))
     return {
         "boundaries": bnd,
@@ -672,6 +672,15 @@ def _active_stats(x: np.ndarray) -> tuple[float, float]:
     return float(_db(np.mean(pa.sum(axis=1)))), centroid
 
 
+def _in_scale_fraction(midis: Sequence[int], key: str | None, mode: str | None) -> float:
+    """Fraction of notes whose pitch class belongs to the scale of (key, mode)."""
+    if not midis or key is None or mode is None:
+        return 0.0
+    tonic = W.NOTE_NAMES.index(key)
+    scale = {(tonic + s) % 12 for s in W.SCALES[mode]}
+    return float(np.mean([int(m) % 12 in scale for m in midis]))
+
+
 def _shift_events(det: Sequence[DetectedEvent], dt: float) -> list[DetectedEvent]:
     return [DetectedEvent(d.onset + dt, d.category, d.pitch, d.freq) for d in det]
 
@@ -684,11 +693,16 @@ def completion_continuity(audio: Any, sr: int, join: float, spec: W.SceneSpec | 
     Both parts are analysed separately with the same detectors.  Always: ``level_diff_db``
     (loudness of the sounding parts, after minus before), ``centroid_diff_oct`` (brightness),
     ``seam`` (:func:`seam_quality` at the join).  Music: ``bpm_before/after``, ``same_tempo``
-    (within 8 %), ``same_key`` (tonic and mode), ``same_instrument``.  Events:
+    (within 8 %), ``key_before`` (estimated on the first part, which starts on the tonic),
+    ``in_key_after`` (fraction of the continuation's notes in that key's scale -- the key of a
+    fragment that does not start on the tonic cannot be estimated reliably, so the continuation
+    is checked for staying in key instead), ``same_key`` (``in_key_after >= 0.9``),
+    ``same_instrument``.  Events:
     ``types_before/after`` (sets of (category, pitch)), ``same_types`` (the continuation uses
     only types heard before).  With ``spec``: ``after_vs_spec`` compares the continuation with
     the spec's events/notes whose onset is after the join (event metrics of
-    :func:`compare_events`, or the music metrics restricted to those notes).
+    :func:`compare_events`; for music ``tempo_ok``, ``in_key_frac`` (spec's scale),
+    ``instrument_ok``, ``note_pitch_acc``, ``onset_errors_ms``, ``onset_ok``).
     """
     kind = spec.kind if spec is not None else kind
     if kind not in ("event", "music"):
@@ -704,10 +718,11 @@ def completion_continuity(audio: Any, sr: int, join: float, spec: W.SceneSpec | 
                            "seam": seam_quality(x, ANALYSIS_SR, [join])}
     if kind == "music":
         a0, a1 = analyse_music(pre, ANALYSIS_SR, cfg), analyse_music(post, ANALYSIS_SR, cfg)
+        in_key = _in_scale_fraction(a1.midis, a0.key, a0.mode)
         out.update(bpm_before=a0.bpm, bpm_after=a1.bpm,
                    same_tempo=bool(a0.bpm and a1.bpm and abs(math.log(a1.bpm / a0.bpm)) < math.log(1.08)),
-                   same_key=(a0.key, a0.mode) == (a1.key, a1.mode), same_instrument=a0.instrument == a1.instrument,
-                   before=a0, after=a1)
+                   key_before=(a0.key, a0.mode), in_key_after=in_key, same_key=in_key >= 0.9,
+                   same_instrument=a0.instrument == a1.instrument, before=a0, after=a1)
         if spec is not None:
             m = spec.music
             notes = [n for n in m.notes if n.onset >= join]
@@ -715,7 +730,7 @@ def completion_continuity(audio: Any, sr: int, join: float, spec: W.SceneSpec | 
             match = match_onsets([n.onset for n in notes], on1, 2 * tol_ms / 1000)
             errs = [None if q is None else 1000 * abs(on1[q] - n.onset) for n, q in zip(notes, match)]
             out["after_vs_spec"] = {
-                "tempo_ok": a1.tempo == m.tempo, "key_ok": a1.key == m.key, "mode_ok": a1.mode == m.mode,
+                "tempo_ok": a1.tempo == m.tempo, "in_key_frac": _in_scale_fraction(a1.midis, m.key, m.mode),
                 "instrument_ok": a1.instrument == m.instrument,
                 "note_pitch_acc": float(np.mean([q is not None and a1.midis[q] == n.midi for n, q in zip(notes, match)]))
                 if notes else 1.0,
