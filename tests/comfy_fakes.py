@@ -35,6 +35,22 @@ VIDEO_EXTS = {".mp4", ".webm", ".mov", ".mkv", ".avi"}
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
 _CURRENT: Optional["FakeComfy"] = None
+# folder name -> (paths relative to a FakeComfy models dir, the folder's extension set)
+_REGISTERED: dict[str, tuple[list[str], set[str]]] = {}
+
+
+def _remember(env: "FakeComfy", name: str, full_path: str) -> None:
+    try:
+        rel = os.path.relpath(full_path, env.models_dir)
+    except ValueError:
+        return
+    if rel.startswith(".."):
+        return
+    if name not in env.folder_names_and_paths:
+        env.folder_names_and_paths[name] = ([], set())
+    rels, _ = _REGISTERED.setdefault(name, ([], env.folder_names_and_paths[name][1]))
+    if rel not in rels:
+        rels.append(rel)
 
 
 def current() -> "FakeComfy":
@@ -93,6 +109,14 @@ class FakeComfy:
         self.folder_names_and_paths: dict[str, tuple[list[str], set[str]]] = {
             name: ([str(self.models_dir / name)], set(SUPPORTED_PT_EXTENSIONS)) for name in CORE_MODEL_FOLDERS
         }
+        # folders a pack registered in an earlier FakeComfy (at its import) exist here too,
+        # under this models dir: ComfyUI imports a pack once per process, tests many times
+        for name, (rels, exts) in _REGISTERED.items():
+            paths, known = self.folder_names_and_paths.setdefault(name, ([], exts))
+            for rel in rels:
+                full = str(self.models_dir / rel)
+                if full not in paths:
+                    paths.append(full)
         self._saved: dict[str, Any] = {}
         self._previous: Optional[FakeComfy] = None
 
@@ -232,6 +256,7 @@ class FakeComfy:
 
         def add_model_folder_path(folder_name, full_folder_path, is_default=False):
             folder_name = fp.map_legacy(folder_name)
+            _remember(env, folder_name, full_folder_path)
             if folder_name in env.folder_names_and_paths:
                 paths = env.folder_names_and_paths[folder_name][0]
                 if full_folder_path not in paths:

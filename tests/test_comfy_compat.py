@@ -162,7 +162,8 @@ def test_comfy_path_model_folders(compat, tmp_path):
         compat.register_model_folder("audiox", "audiox", [".safetensors"])
         compat.register_model_folder("audiox", "audiox", [".ckpt"])  # idempotent path, more extensions
         compat.register_model_folder("clip", "text_encoders", [".safetensors"])  # legacy alias
-        assert env.folder_names_and_paths["audiox"] == ([str(env.models_dir / "audiox")], {".safetensors", ".ckpt"})
+        paths, exts = env.folder_names_and_paths["audiox"]
+        assert paths == [str(env.models_dir / "audiox")] and {".safetensors", ".ckpt"} <= exts
         assert env.folder_names_and_paths["text_encoders"][0] == [str(env.models_dir / "text_encoders")]
         (env.models_dir / "audiox").mkdir()
         (env.models_dir / "audiox" / "m.safetensors").write_bytes(b"x")
@@ -194,3 +195,12 @@ def test_comfy_path_video_falls_back_without_comfy_api(compat, tmp_path):
     with comfy_fakes.FakeComfy(tmp_path):
         v = compat.make_video(torch.rand(2, 4, 4, 3), Fraction(25))
         assert isinstance(v, compat.ComponentsVideo)
+
+
+def test_registrations_survive_into_later_fake_environments(compat, tmp_path):
+    with comfy_fakes.FakeComfy(tmp_path / "a"):
+        compat.register_model_folder("audiox_replay_probe", "probe", [".bin"])
+    with comfy_fakes.FakeComfy(tmp_path / "b") as env:
+        (env.models_dir / "probe").mkdir()
+        (env.models_dir / "probe" / "w.bin").write_bytes(b"x")
+        assert compat.get_filename_list("audiox_replay_probe") == ["w.bin"]

@@ -1,30 +1,37 @@
 """``resample`` for the test-only torchaudio shim (see the package docstring).
 
-Polyphase resampling with scipy's ``resample_poly`` (a Kaiser-windowed FIR low-pass), along the
-last axis.  It is not bit-identical to torchaudio's sinc-interpolation kernel; that is fine for a
-test server, which only needs rates and lengths right and the signal band-limited.
+It delegates to this repository's ``audiox_core.media.resample`` (torchaudio's windowed-sinc
+kernel), loaded from the checkout under a private module name so the test server gets no
+importable top-level ``audiox_core`` it would not have in a real install.
 """
 from __future__ import annotations
 
-from math import gcd
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
 
 import torch
 
+_REPO = Path(__file__).resolve().parents[4]
+_PRIVATE = "_audiox_core_for_torchaudio_shim"
 
-def resample(waveform: torch.Tensor, orig_freq: int, new_freq: int, **_ignored) -> torch.Tensor:
-    """Resample ``waveform`` ``[..., T]`` from ``orig_freq`` to ``new_freq`` Hz.
 
-    The output has ``ceil(T * new_freq / orig_freq)`` samples, like torchaudio's.
-    """
-    from scipy.signal import resample_poly
+def _core_resample():
+    if _PRIVATE not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            _PRIVATE, _REPO / "audiox_core" / "__init__.py",
+            submodule_search_locations=[str(_REPO / "audiox_core")])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[_PRIVATE] = module
+        spec.loader.exec_module(module)
+    return importlib.import_module(f"{_PRIVATE}.media.audio").resample
 
-    orig_freq, new_freq = int(orig_freq), int(new_freq)
-    if orig_freq <= 0 or new_freq <= 0:
-        raise ValueError(f"resample: sample rates must be positive, got {orig_freq} -> {new_freq}")
-    if orig_freq == new_freq:
-        return waveform
-    g = gcd(orig_freq, new_freq)
-    up, down = new_freq // g, orig_freq // g
-    data = waveform.detach().to("cpu", torch.float64).numpy()
-    out = resample_poly(data, up, down, axis=-1)
-    return torch.from_numpy(out.copy()).to(device=waveform.device, dtype=waveform.dtype)
+
+def resample(waveform: torch.Tensor, orig_freq: int, new_freq: int, lowpass_filter_width: int = 6,
+             rolloff: float = 0.99, resampling_method: str = "sinc_interp_hann", beta=None) -> torch.Tensor:
+    """``torchaudio.functional.resample`` (Hann-windowed sinc only) over the last axis."""
+    if resampling_method != "sinc_interp_hann":
+        raise NotImplementedError(f"torchaudio test shim: resampling_method={resampling_method!r} is not provided")
+    return _core_resample()(waveform, int(orig_freq), int(new_freq),
+                            lowpass_filter_width=lowpass_filter_width, rolloff=rolloff)
