@@ -171,6 +171,22 @@ def test_im2col_layout_and_short_sequences():
     torch.testing.assert_close(conv(x), want)
 
 
+def test_conv_mlp_shared_im2col_respects_wrapping(tiny):
+    """The w1/w3 shared-im2col shortcut must give way to hooks/wrappers (LoRA)."""
+    ffn = tiny.transformer.layers[0].ffn
+    x = torch.randn(2, LX, 64)
+    with torch.no_grad():
+        plain = ffn(x)
+        ref = ffn.w2(F.silu(ffn.w1(x)) * ffn.w3(x))
+        torch.testing.assert_close(plain, ref, atol=1e-6, rtol=1e-6)
+        h = ffn.w3.register_forward_hook(lambda mod, inp, out: out * 2)
+        try:
+            hooked = ffn(x)
+        finally:
+            h.remove()
+        torch.testing.assert_close(hooked, ffn.w2(F.silu(ffn.w1(x)) * ffn.w3(x) * 2), atol=1e-6, rtol=1e-6)
+
+
 def test_conv_fallback_other_configs():
     conv = ChannelLastConv1d(4, 6, 3, stride=2, padding=1)
     x = torch.randn(2, 9, 4)

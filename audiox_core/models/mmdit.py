@@ -107,6 +107,15 @@ class CrossAttention(nn.Module):
         return k.reshape(b, 1, self.dim)
 
 
+def _is_plain_conv(m: nn.Module) -> bool:
+    """True if calling ``m`` would run exactly :meth:`ChannelLastConv1d.forward`'s GEMM path
+    (not a subclass, no hooks, no per-instance forward), so its im2col may be shared."""
+    return (type(m) is ChannelLastConv1d and m._fast_ok() and m.kernel_size[0] > 1
+            and not m._forward_hooks and not m._forward_pre_hooks and "forward" not in m.__dict__
+            and not getattr(nn.modules.module, "_global_forward_hooks", None)
+            and not getattr(nn.modules.module, "_global_forward_pre_hooks", None))
+
+
 class ConvMLP(nn.Module):
     def __init__(self, dim: int, hidden: int, kernel_size: int, padding: int):
         super().__init__()
@@ -116,10 +125,10 @@ class ConvMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w1, w3 = self.w1, self.w3
-        if type(w1) is ChannelLastConv1d and type(w3) is ChannelLastConv1d and w1._fast_ok() and w3._fast_ok():
+        if _is_plain_conv(w1) and _is_plain_conv(w3) and w1.kernel_size == w3.kernel_size:
             cols = w1.im2col(x)  # w1 and w3 read the same input: build its im2col matrix once
             a, b = w1.gemm(cols), w3.gemm(cols)
-        else:  # e.g. wrapped by LoRA: call the modules
+        else:  # wrapped/patched (e.g. LoRA): call the modules
             a, b = w1(x), w3(x)
         return self.w2(F.silu(a) * b)
 
