@@ -28,6 +28,11 @@ Pipeline (official ``encode_video_with_synchformer`` + ``FeaturesUtils.encode_vi
 
 The unused 2-D ``patch_embed.proj`` (Conv2d 3 -> D, 16x16) is kept so that the state dict matches
 the official one key for key.
+
+Checked against the official module (``audiox/models/synchformer``) on identical random weights:
+max-abs difference 3e-8 on a tiny config and 9e-7 (output max 1.6, i.e. ~5e-7 relative) at full size
+over two windows, fp32.  bf16 weights run ~2.5-3x faster on CPUs with native bf16 dot products, at
+~0.7 % relative L2 error.
 """
 from __future__ import annotations
 
@@ -309,6 +314,7 @@ class MotionFormer(nn.Module):
         self.norm = nn.LayerNorm(D, eps=cfg.norm_eps)
         self.spatial_attn_agg = SpatialAttentionPool(cfg)
         self.patch_embed.requires_grad_(False)
+        self.reset_parameters()  # a no-op on the meta device
 
     def reset_parameters(self, std: float = 0.02) -> None:
         """Random init close to the official one (truncated normal 0.02, zero biases, unit norms)."""
@@ -330,7 +336,7 @@ class MotionFormer(nn.Module):
         M = x.shape[0]
         x = self.patch_embed_3d(x)
         x = torch.cat((self.cls_token.expand(M, -1, -1), x), dim=1)
-        t, D = self.cfg.frames_out, self.cfg.embed_dim
+        t = self.cfg.frames_out
         # separate embedding: pos_embed[1:] tiled over frames + temp_embed repeat-interleaved.
         pos = self.pos_embed[:, 1:].repeat(1, t, 1) + self.temp_embed.repeat_interleave(self.cfg.num_patches, 1)
         pos = torch.cat((self.pos_embed[:, :1], pos), dim=1)
@@ -521,8 +527,8 @@ def preprocess(frames: torch.Tensor, *, size: int = 224, resize_mode: str = "cro
       ratio, as MMAudio (same network, same weights) does and as Synchformer was trained.
     * ``"squash"``: stretch to ``size x size`` (bilinear, antialiased) ignoring the aspect ratio.
       This is what the AudioX inference path computes, because its ``read_video`` squashes every
-      frame to 224x224 before the (then no-op) resize/crop.  Use it to reproduce official AudioX
-      outputs bit-for-bit in spirit.
+      frame to 224x224 before the (then no-op) resize/crop.  Use it to reproduce the official AudioX
+      inference input (up to the uint8 rounding noted below).
 
     We default to ``"crop"``: squashing a 16:9 video distorts every object by 1.8x horizontally,
     which the Synchformer never saw in training; the squash is a side effect of AudioX reusing its
