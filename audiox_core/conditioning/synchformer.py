@@ -31,7 +31,7 @@ the official one key for key.
 
 Checked against the official module (``audiox/models/synchformer``) on identical random weights:
 max-abs difference 3e-8 on a tiny config and 9e-7 (output max 1.6, i.e. ~5e-7 relative) at full size
-over two windows, fp32.  bf16 weights run ~2.5-3x faster on CPUs with native bf16 dot products, at
+over two windows, fp32.  bf16 weights run ~2-3x faster on CPUs with native bf16 dot products, at
 ~0.7 % relative L2 error.
 """
 from __future__ import annotations
