@@ -26,6 +26,7 @@ def main() -> int:
     ap.add_argument("--n-music", type=int, default=200)
     ap.add_argument("--seed", type=int, default=4242)
     ap.add_argument("--degradations", nargs="*", default=None)
+    ap.add_argument("--stress", action="store_true", help="also run the harsher stress degradations")
     ap.add_argument("--refit", action="store_true",
                     help=f"refit the classifiers on seed {D.FIT_SEED} and rewrite {D.PARAMS_FILE.name} first")
     args = ap.parse_args()
@@ -34,21 +35,34 @@ def main() -> int:
         D.save_classifiers(D.fit_classifiers())
     D.use_classifiers(D.load_classifiers())
     fit_s = time.perf_counter() - t0
-    rep = V.validate(args.n_event, args.n_music, args.seed, args.degradations)
+    from audiox_core.demo.degrade import degradations, stress_degradations
+    mild = list(degradations(16000))
+    names = args.degradations or mild
+    if args.stress:
+        names = names + list(stress_degradations(16000))
+    rep = V.validate(args.n_event, args.n_music, args.seed, names)
     cols = [("event/" + m) for m in V.EVENT_METRICS] + [("music/" + m) for m in V.MUSIC_METRICS]
-    short = {c: c.split("/")[0][0] + ":" + c.split("/")[1].replace("_ok", "").replace("_acc", "") for c in cols}
+    short = dict(zip(cols, ["e:categ", "e:count", "e:pitch", "e:order", "e:onset", "m:count", "m:onset", "m:tempo",
+                            "m:key", "m:mode", "m:instr", "m:pattrn", "m:notes"]))
     print(f"clips: {args.n_event} event + {args.n_music} music per degradation, seed {args.seed}; "
           f"classifiers {'fitted and ' if args.refit else ''}loaded in {fit_s:.1f} s")
-    header = f"{'degradation':<12}" + "".join(f"{short[c]:>12}" for c in cols) + f"{'s/clip':>9}"
+    print("e:* event clips (clip-level: all events right; onset = every onset within 50 ms), "
+          "m:* music clips (m:notes = fraction of notes with the right MIDI pitch)")
+    header = f"{'degradation':<12}" + "".join(f"{short[c]:>9}" for c in cols) + f"{'ms/clip':>9}"
     print(header)
     print("-" * len(header))
     worst = {c: 1.0 for c in cols}
+    stress_started = False
     for nm, row in rep.items():
-        print(f"{nm:<12}" + "".join(f"{100 * row[c]:>11.1f}%" for c in cols) + f"{row['sec_per_clip']:>9.3f}")
-        for c in cols:
-            worst[c] = min(worst[c], row[c])
+        if nm not in mild and not stress_started:
+            print("-- stress conditions (reported, no target):")
+            stress_started = True
+        print(f"{nm:<12}" + "".join(f"{100 * row[c]:>8.1f}%" for c in cols) + f"{1000 * row['sec_per_clip']:>9.1f}")
+        if nm in mild:
+            for c in cols:
+                worst[c] = min(worst[c], row[c])
     print("-" * len(header))
-    print(f"{'worst':<12}" + "".join(f"{100 * worst[c]:>11.1f}%" for c in cols))
+    print(f"{'worst mild':<12}" + "".join(f"{100 * worst[c]:>8.1f}%" for c in cols))
     return 0
 
 

@@ -89,3 +89,59 @@ def degradations(sr: int) -> dict[str, Callable[[np.ndarray, np.random.Generator
         "resample8k": lambda x, rng: resample_roundtrip(x, sr, 8000),
         "combo": lambda x, rng: mulaw(add_noise(lowpass(x, sr, 6000.0), 30.0, rng), 8),
     }
+
+
+def reverb(x: np.ndarray, sr: int, rng: np.random.Generator, rt60: float = 0.3, wet: float = 0.3) -> np.ndarray:
+    """Add a diffuse tail: convolution with exponentially decaying noise (-60 dB after
+    ``rt60`` s), mixed at ``wet`` of the dry signal's energy scale (output keeps the length)."""
+    x = np.asarray(x, dtype=np.float64)
+    n_ir = int(rt60 * sr)
+    t = np.arange(n_ir) / sr
+    ir = rng.standard_normal(n_ir) * 10 ** (-3 * t / rt60)
+    ir /= np.sqrt(np.sum(ir ** 2))
+    n = x.shape[-1]
+    m = 1 << int(math.ceil(math.log2(n + n_ir)))
+    tail = np.fft.irfft(np.fft.rfft(x, m, axis=-1) * np.fft.rfft(ir, m), m, axis=-1)[..., :n]
+    return x + wet * tail
+
+
+def phase_jitter(x: np.ndarray, rng: np.random.Generator, amount: float = 0.5, win: int = 512) -> np.ndarray:
+    """STFT round trip (Hann, 75 % overlap) with each bin's phase perturbed uniformly by
+    +-``amount`` radians: vocoder-like smearing."""
+    x = np.asarray(x, dtype=np.float64)
+    hop = win // 4
+    w = np.hanning(win + 2)[1:-1]
+    n = x.shape[-1]
+    pad = np.concatenate([np.zeros(win), x, np.zeros(win)])
+    starts = np.arange(0, len(pad) - win + 1, hop)
+    spec = np.fft.rfft(pad[starts[:, None] + np.arange(win)[None, :]] * w, axis=1)
+    spec *= np.exp(1j * rng.uniform(-amount, amount, size=spec.shape))
+    frames = np.fft.irfft(spec, win, axis=1) * w
+    out = np.zeros(len(pad))
+    norm = np.zeros(len(pad))
+    for s, f in zip(starts, frames):
+        out[s:s + win] += f
+        norm[s:s + win] += w * w
+    return (out / np.maximum(norm, 1e-8))[win:win + n]
+
+
+def stress_degradations(sr: int) -> dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]]:
+    """Harsher conditions than :func:`degradations`, for reporting margins (no accuracy target)."""
+    return {
+        "reverb0.3s": lambda x, rng: reverb(x, sr, rng, 0.3, 0.3),
+        "noise10dB": lambda x, rng: add_noise(x, 10.0, rng),
+        "lowpass2k": lambda x, rng: lowpass(x, sr, 2000.0),
+        "phase0.5": lambda x, rng: phase_jitter(x, rng, 0.5),
+        "mulaw6": lambda x, rng: mulaw(x, 6),
+    }
+
+
+def training_augmentations(sr: int) -> dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]]:
+    """What the detector classifiers are fitted on: the mild degradations plus randomised
+    reverb (RT60 0.1-0.5 s, wet 0.1-0.4) and low-pass (2.5-6 kHz), so that features of smeared
+    or band-limited generations stay in the range the classifier saw."""
+    return {
+        **degradations(sr),
+        "reverb_rand": lambda x, rng: reverb(x, sr, rng, float(rng.uniform(0.1, 0.5)), float(rng.uniform(0.1, 0.4))),
+        "lowpass_rand": lambda x, rng: lowpass(x, sr, float(rng.uniform(2500.0, 6000.0))),
+    }

@@ -1,57 +1,74 @@
 """Detectors and metrics for world clips, computed from the signal only.
 
-Analysis runs on a mono mix-down resampled to 16 kHz and peak-normalised (so gain does not
-matter).
+Analysis runs on a mono mix-down resampled to 16 kHz (:func:`prepare`) and peak-normalised, so
+gain does not matter.
 
 Onsets (:func:`detect_onsets`)
-    Power STFT (20 ms Hann window, 5 ms hop) summed into 11 half-octave-ish bands
-    (:data:`ONSET_BANDS`, 60 Hz-8 kHz), in dB with a floor 90 dB under the clip maximum.  For
-    every band b the *sustained rise* is ``min(E_b[t..t+2]) - max_{b'=b-1..b+1} min(E_b'[t-4..t-1])``:
-    the level held for 15 ms after t against the quietest level of the band *and its neighbours*
-    in the 20 ms before.  Taking the neighbours' history (the SuperFlux idea) keeps a chirp that
-    slides from one band into the next from looking like a new onset; taking the minimum over
-    the next three frames ignores one-frame noise fluctuations.  The onset function is the
-    maximum over bands; peaks above ``threshold_db`` (12 dB) and within 55 dB of the loudest
-    frame, at least ``min_gap`` (0.1 s) apart, are onsets.  The onset time is the first frame of
-    the rising edge (first frame reaching half the peak's rise) plus a fixed offset
-    (:data:`ONSET_OFFSET`, calibrated once on clean renders) that accounts for the window.
+    Power STFT (20 ms Hann window, 5 ms hop, only frames wholly inside the clip so an abrupt
+    clip edge cannot look like an onset) summed into 11 bands (:data:`ONSET_BANDS`,
+    60 Hz-8 kHz), in dB, floored 70 dB under the clip maximum.  Per band b and frame t::
 
-Event classification (:func:`event_features`, :class:`EventClassifier`)
-    Each onset opens a segment that ends at the next onset (or 0.5 s later).  Hand-designed
-    features on that segment:
+        fut_b(t)  = min(E_b(t), E_b(t+1))                     (level held for 10 ms)
+        hist_b(t) = dB(mean power of E_b(t-4 .. t-1))          (the 20 ms before)
+        ref_b(t)  = max(hist_{b-1}, hist_b, hist_{b+1})(t)     (neighbour bands, SuperFlux idea)
+        rise_b(t) = min(fut_b(t) - ref_b(t), fut_b(t) - floor_b),  floor_b = 10th percentile of E_b
 
-    ``log_dur``      log10 of the time the 5-ms envelope stays within 20 dB of its peak
-                     (click ~10 ms, noise/beep 0.1-0.3 s, bell longest)
-    ``mid_level``    envelope level (dB re peak) half-way through that time: ~0 for
-                     sustained sounds, ~-10 for exponential decays (drum, bell)
-    ``flatness``     mean spectral flatness (dB) over 100-3500 Hz: ~-3 for noise and clicks,
+    The neighbours' history keeps a chirp sliding into the next band from looking like a new
+    onset; the floor term keeps fluctuations of background noise out.  The onset function is
+    ``max(max_b rise_b, 2 * median_b rise_b)`` (the median term catches broadband clicks only
+    ~12 dB above noise).  Peaks >= ``threshold_db`` (10 dB), within 55 dB of the loudest frame
+    and >= ``min_gap`` (0.1 s; 0.15 s for music) apart are onsets; the time is the first frame of
+    the rising edge (first frame reaching half the peak) plus :data:`ONSET_OFFSET` (4 ms,
+    calibrated on clean renders: mean error then ~0, all errors < 10 ms).
+
+Segment features (:func:`analyse_segment`)
+    Each onset opens a segment that ends 10 ms before the next onset (at most 0.5 s for events,
+    1 s for notes).  The *run* is the stretch around the envelope peak (10 ms RMS, 5 ms hop)
+    above ``max(peak - 20 dB, clip floor + 8 dB)``; the clip floor (:func:`clip_floor_db`) makes
+    durations independent of background noise.  Features:
+
+    ``log_dur``      log10 of the run length (click ~15 ms, noise/beep 0.1-0.3 s, bell longest)
+    ``early_frac``   share of the run's energy (above the floor) in its first 30 ms (click ~1)
+    ``mid_level``    envelope half-way from the peak to the run's end, dB re peak: ~0 for
+                     sustained sounds, ~-10 for exponential decays (drum, bell, pluck)
+    ``decay_fast``   curvature of the decay (late minus early slope)
+    ``flatness``     mean spectral flatness (dB) of the run's frames (64 ms windows) over
+                     100 Hz .. clip(clip bandwidth, 1, 3.5 kHz): ~-2.5 for noise and clicks,
                      far lower for tones
-    ``sweep``        log2 ratio of the peak frequency in the last and first thirds of the
-                     active frames (+-0.7 for chirps, ~0 otherwise), clipped to +-1 and faded
-                     to 0 as the flatness rises from -20 to -10 dB (a noise "track" is random)
-    ``h2, h3, h276`` level (dB re the fundamental, clipped at -40) of the mean spectrum at
-                     2 f0, 3 f0 and 2.76 f0 (square: h3 ~ -10; bell: h276 ~ -8)
-    ``decay_fast``   late (second half) minus early level slope, separates drum (fast) from bell
+    ``sweep``        log2 ratio of the per-frame peak frequency in the last and first thirds of
+                     the run (+-0.7 for chirps, ~0 otherwise), clipped to +-1 and faded to 0 as
+                     the flatness rises from -20 to -10 dB (the "track" of noise is random)
+    ``h2 .. h6, h276``  level of the run's mean spectrum at k*f0 (and 2.76 f0), dB re the f0
+                     peak, clipped to [-40, 5] (square: h3 ~ -9.5; bell: h276 ~ -8; organ: h2)
 
-    The classes are decided by a multinomial logistic regression on standardised features,
-    fitted (lazily, once per process, in about a second) ONLY on renders from
-    :data:`FIT_SEED`'s training split with random degradations -- never on the validation
-    seeds.  Fitting is deterministic.
+Classifiers (:class:`~.classifier.SoftmaxClassifier`)
+    Event category from (log_dur, early_frac, mid_level, flatness, sweep, h2, h3, h276,
+    decay_fast); instrument from (h2..h6, mid_level, flatness) with a majority vote over the
+    notes.  Multinomial logistic regressions fitted by :func:`fit_classifiers` ONLY on renders of
+    :data:`FIT_SEED`'s train split (clips cycling through the mild degradations plus random
+    reverb and low-pass, :func:`degrade.training_augmentations`; labels from the
+    detected onsets matched to the truth), never on the validation seeds.  The fitted parameters
+    ship in ``detector_params.json`` so the measuring instrument does not move when the world's
+    sampling code changes; ``bench/validate_detectors.py --refit`` rewrites them, and
+    :func:`use_classifiers` installs classifiers refitted for another :class:`WorldConfig`.
 
 Pitch (:func:`estimate_pitch`)
-    Strongest peak (parabolically interpolated) of the segment's mean power spectrum between 100
-    and 2000 Hz; for chirps the median of the per-frame peak frequency (the sweep's geometric
-    centre).  The class is the nearest band centre in log frequency.
+    Strongest peak (parabolically interpolated) of the run's mean power spectrum in
+    100-2000 Hz, replaced by a local peak at 1/3 or 1/2 of its frequency when that is at most
+    10 dB weaker (octave guard); for chirps the median per-frame peak (the sweep's geometric centre).  The class
+    is the nearest band centre in log frequency (:func:`world.pitch_class_of`).
 
 Music (:func:`analyse_music`)
-    Note onsets as above (min gap 0.15 s); tempo = 60 / median inter-onset interval;
-    per-note pitch = strongest spectral peak rounded to a MIDI note; key and mode by template
-    matching of the note-level chroma (every note counts 1, the first and last note 2 more:
-    the world's patterns start on the tonic) against 24 templates (tonic 1.0, third 0.8,
-    fifth 0.6, other scale degrees 0.3, non-scale -0.5); pattern from the interval contour
-    (ascending arpeggio = up, up, up, octave down repeating; descending the mirror) plus the
-    share of tonic-triad notes (>= 80 % for an arpeggio); anything else is a melody; timbre by logistic regression over harmonic levels h2..h6 (dB re f0)
-    and the within-note decay, fitted like the event classifier.
+    Tempo = 60 / median inter-onset interval, class = nearest range; note pitch = strongest
+    peak rounded to a MIDI note; key and mode by template matching of the note chroma (each note
+    counts 1, the first and last 3 -- the world's patterns start on the tonic) against 24
+    templates (tonic 1.0, third 0.8, fifth 0.6, other scale degrees 0.3, non-scale -0.5);
+    pattern (:func:`estimate_pattern`) from the interval contour plus the share of tonic-triad
+    notes.
+
+Metrics: :func:`evaluate_event_clip`, :func:`evaluate_music_clip`, :func:`seam_quality`,
+:func:`completion_continuity`, :func:`evaluate_inpaint`.  Validation: :mod:`.validation` and
+``bench/validate_detectors.py``.
 """
 from __future__ import annotations
 
@@ -67,7 +84,7 @@ import numpy as np
 from ..errors import InputError
 from . import world as W
 from .classifier import SoftmaxClassifier
-from .degrade import degradations, resample
+from .degrade import resample, training_augmentations
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +173,7 @@ def onset_function(x: np.ndarray, sr: int = ANALYSIS_SR) -> tuple[np.ndarray, np
     return np.maximum(rise.max(axis=1), 2.0 * np.median(rise, axis=1)), e
 
 
-def detect_onsets(audio: Any, sr: int, threshold_db: float = 12.0, min_gap: float = 0.1,
+def detect_onsets(audio: Any, sr: int, threshold_db: float = 10.0, min_gap: float = 0.1,
                   range_db: float = 55.0, prepared: bool = False) -> np.ndarray:
     """Onset times in seconds (see the module docstring for the method)."""
     x = audio if prepared else prepare(audio, sr)
@@ -226,9 +243,23 @@ def clip_floor_db(x: np.ndarray) -> float:
     return float(max(np.percentile(env, 10), env.max() - 80.0)) if len(env) else -200.0
 
 
-def analyse_segment(x: np.ndarray, start: float, end: float, floor_db: float = -200.0) -> Segment:
-    """Features of x[start:end] (seconds, analysis rate); ``floor_db``: the clip's background
-    level (:func:`clip_floor_db`), so durations are measured above the background."""
+def clip_bandwidth_hz(x: np.ndarray) -> float:
+    """Frequency under which 99.5 % of the clip's energy lies."""
+    if len(x) < FEAT_NFFT:
+        return ANALYSIS_SR / 2
+    p = power_spectrogram(x, FEAT_NFFT, 4 * FEAT_HOP, FEAT_NFFT, pad=False).sum(axis=0)
+    c = np.cumsum(p)
+    if c[-1] <= 0:
+        return ANALYSIS_SR / 2
+    return float(np.fft.rfftfreq(FEAT_NFFT, 1.0 / ANALYSIS_SR)[int(np.searchsorted(c, 0.995 * c[-1]))])
+
+
+def analyse_segment(x: np.ndarray, start: float, end: float, floor_db: float = -200.0,
+                    bandwidth_hz: float = 8000.0) -> Segment:
+    """Features of x[start:end] (seconds, analysis rate).  ``floor_db``: the clip's background
+    level (:func:`clip_floor_db`), so durations are measured above the background;
+    ``bandwidth_hz`` (:func:`clip_bandwidth_hz`): the flatness band's top is
+    ``clip(bandwidth, 1000, 3500)`` Hz so that band-limiting does not make noise look tonal."""
     sr = ANALYSIS_SR
     a = max(0, int(round(start * sr)))
     b = min(len(x), max(a + 1, int(round(end * sr))))
@@ -260,7 +291,7 @@ def analyse_segment(x: np.ndarray, start: float, end: float, floor_db: float = -
     if not np.any(active):
         active[int(np.argmin(np.abs(centres - pk * 0.005)))] = True
     pa = p[active]
-    band = (freqs >= 100) & (freqs <= 3500)
+    band = (freqs >= 100) & (freqs <= float(np.clip(bandwidth_hz, 1000.0, 3500.0)))
     pb = pa[:, band] + 1e-20
     flat = np.mean(_db(np.exp(np.mean(np.log(pb), axis=1)) / np.mean(pb, axis=1)))
     # per-frame peak track (100-2500 Hz)
@@ -279,6 +310,17 @@ def analyse_segment(x: np.ndarray, start: float, end: float, floor_db: float = -
     pr = (freqs >= 100) & (freqs <= 2000)
     i0 = np.flatnonzero(pr)[0]
     k = int(np.argmax(mean_db[pr])) + i0
+    # octave guard: a local peak at 1/2 or 1/3 of the strongest one, at most 10 dB weaker, is
+    # the fundamental (a reverberant room can make an organ's 2nd harmonic the strongest)
+    for div in (3, 2):
+        c = int(round(k / div))
+        lo_i, hi_i = max(i0, c - 2), c + 3
+        if hi_i - lo_i >= 1 and c >= i0:
+            j = lo_i + int(np.argmax(mean_db[lo_i:hi_i]))
+            is_peak = 0 < j < len(mean_db) - 1 and mean_db[j] >= mean_db[j - 1] and mean_db[j] >= mean_db[j + 1]
+            if is_peak and mean_db[j] >= mean_db[k] - 10.0:
+                k = j
+                break
     f0 = _peak_interp(mean_db, k) * sr / FEAT_NFFT
     ref = mean_db[k]
 
@@ -328,23 +370,23 @@ NOTE_SEGMENT = 1.0
 def training_segments(kind: str, n_clips: int, seed: int, cfg: W.WorldConfig = W.DEFAULT_CONFIG
                       ) -> tuple[list[dict[str, float]], list[str]]:
     """(features, labels) of the detected segments of ``n_clips`` renders of ``seed``'s train
-    split, the clips cycling through every degradation; labels are event categories
+    split, the clips cycling through :func:`degrade.training_augmentations`; labels are event categories
     (``kind="event"``) or instruments (``"music"``)."""
     specs = W.make_dataset(n_clips, seed, "train", cfg, kind=kind)
-    degr = degradations(ANALYSIS_SR)
+    degr = training_augmentations(ANALYSIS_SR)
     names = list(degr)
     rng = np.random.default_rng([seed, 7])
     feats, labels = [], []
     for i, spec in enumerate(specs):
         x = prepare(degr[names[i % len(names)]](W.render_audio(spec, ANALYSIS_SR, cfg=cfg)[0], rng), ANALYSIS_SR)
-        floor = clip_floor_db(x)
+        floor, bw = clip_floor_db(x), clip_bandwidth_hz(x)
         music = kind == "music"
         items = spec.music.notes if music else spec.events
         det = detect_onsets(x, ANALYSIS_SR, min_gap=MUSIC_MIN_GAP if music else 0.1, prepared=True)
         segs = segments_from_onsets(list(det), len(x) / ANALYSIS_SR, NOTE_SEGMENT if music else EVENT_SEGMENT)
         for item, j in zip(items, match_onsets(spec.onsets, list(det), 0.05)):
             if j is not None:
-                feats.append(analyse_segment(x, *segs[j], floor_db=floor).features)
+                feats.append(analyse_segment(x, *segs[j], floor_db=floor, bandwidth_hz=bw).features)
                 labels.append(spec.music.instrument if music else item.category)
     return feats, labels
 
@@ -420,8 +462,8 @@ def analyse_events(audio: Any, sr: int, cfg: W.WorldConfig = W.DEFAULT_CONFIG) -
     """Detected events in time order: onset, category, pitch class, frequency."""
     x = prepare(audio, sr)
     onsets = detect_onsets(x, ANALYSIS_SR, prepared=True)
-    floor = clip_floor_db(x)
-    segs = [analyse_segment(x, a, b, floor)
+    floor, bw = clip_floor_db(x), clip_bandwidth_hz(x)
+    segs = [analyse_segment(x, a, b, floor, bw)
             for a, b in segments_from_onsets(list(onsets), len(x) / ANALYSIS_SR, EVENT_SEGMENT)]
     cats = event_classifier().predict([s.features for s in segs])
     out = []
@@ -545,8 +587,8 @@ class MusicAnalysis:
 def analyse_music(audio: Any, sr: int, cfg: W.WorldConfig = W.DEFAULT_CONFIG) -> MusicAnalysis:
     x = prepare(audio, sr)
     onsets = detect_onsets(x, ANALYSIS_SR, min_gap=MUSIC_MIN_GAP, prepared=True)
-    floor = clip_floor_db(x)
-    segs = [analyse_segment(x, a, b, floor)
+    floor, bw = clip_floor_db(x), clip_bandwidth_hz(x)
+    segs = [analyse_segment(x, a, b, floor, bw)
             for a, b in segments_from_onsets(list(onsets), len(x) / ANALYSIS_SR, NOTE_SEGMENT)]
     midis = [int(round(69 + 12 * math.log2(max(s.f0, 1.0) / 440.0))) for s in segs]
     bpm = float(60.0 / np.median(np.diff(onsets))) if len(onsets) >= 2 else None

@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import InputError
 from . import detectors as D
 from . import world as W
-from .degrade import degradations
+from .degrade import degradations, stress_degradations
 
 EVENT_METRICS: tuple[str, ...] = ("category_ok", "count_ok", "pitch_ok", "order_ok", "onset_ok")
 MUSIC_METRICS: tuple[str, ...] = ("count_ok", "onset_ok", "tempo_ok", "key_ok", "mode_ok", "instrument_ok",
@@ -30,10 +30,11 @@ def validation_specs(n_event: int, n_music: int, seed: int, cfg: W.WorldConfig =
 def validate(n_event: int, n_music: int, seed: int, degradation_names: Sequence[str] | None = None,
              cfg: W.WorldConfig = W.DEFAULT_CONFIG) -> dict[str, dict[str, float]]:
     """Detector accuracy for every named degradation (default: all of
-    :func:`degrade.degradations`): ``{degradation: {"event/<metric>": rate,
+    :func:`degrade.degradations`; names of :func:`degrade.stress_degradations` are accepted
+    too): ``{degradation: {"event/<metric>": rate,
     "music/<metric>": rate, "sec_per_clip": seconds}}``."""
-    degr = degradations(D.ANALYSIS_SR)
-    names = list(degr) if degradation_names is None else list(degradation_names)
+    degr = {**degradations(D.ANALYSIS_SR), **stress_degradations(D.ANALYSIS_SR)}
+    names = list(degradations(D.ANALYSIS_SR)) if degradation_names is None else list(degradation_names)
     for nm in names:
         if nm not in degr:
             raise InputError(f"unknown degradation {nm!r}; expected one of {list(degr)}")

@@ -6,20 +6,18 @@ Two kinds of scene, both described completely by a :class:`SceneSpec`:
     1-4 sound events, each of one *type* = (category, pitch class).  Categories
     (:data:`CATEGORIES`):
 
-    =============  ==============================================================  =======
-    category       sound                                                           pitched
-    =============  ==============================================================  =======
-    ``beep``       sine tone, 5 ms attack / 20 ms release, 0.15-0.30 s             yes
-    ``buzz``       band-limited square wave (odd harmonics 1/k), 0.15-0.30 s       yes
-    ``chirp_up``   exponential sine sweep f/sqrt2 -> f*sqrt2 (one octave), 0.15-0.30 s  yes
-    ``chirp_down`` exponential sine sweep f*sqrt2 -> f/sqrt2, 0.15-0.30 s          yes
-    ``noise``      white-noise burst, 0.10-0.25 s                                  no
-    ``click``      10 ms noise with a 2 ms exponential decay                             no
-    ``drum``       decaying sine, pitch falling 1.6f -> f in ~20 ms, + 10 ms noise  yes
-                   transient, 0.30 s
-    ``bell``       inharmonic partials f*(1, 2.76, 5.40, 8.93), exponential decay  yes
-                   (tau 0.10-0.14 s, higher partials faster), 0.45 s
-    =============  ==============================================================  =======
+    * ``beep`` (pitched): sine tone, 5 ms attack / 20 ms release, 0.15-0.30 s
+    * ``buzz`` (pitched): band-limited square wave (odd harmonics, amplitude 1/k), 0.15-0.30 s
+    * ``chirp_up`` (pitched): exponential sine sweep f/sqrt2 -> f*sqrt2 (one octave), 0.15-0.30 s
+    * ``chirp_down`` (pitched): the same sweep downwards
+    * ``noise`` (unpitched): white-noise burst, 0.10-0.25 s
+    * ``click`` (unpitched): 10 ms of white noise with a 2 ms exponential decay
+    * ``drum`` (pitched): sine with exponential decay (tau 70 ms) whose pitch falls 1.6 f -> f
+      (tau 20 ms), plus a noise transient (tau 4 ms), 0.30 s
+    * ``bell`` (pitched): inharmonic partials f * (1, 2.76, 5.40, 8.93), amplitudes
+      (1, .55, .35, .2), exponential decay tau 0.10-0.14 s (higher partials faster), 0.45 s
+
+    Every event is peak-normalised to its ``amp`` (0.5-1.0).
 
     Pitch classes ``low``/``mid``/``high`` are octave-spaced families centred on 220/440/880 Hz
     (:attr:`WorldConfig.pitch_centers`); the actual frequency is the centre times
@@ -41,8 +39,8 @@ Two kinds of scene, both described completely by a :class:`SceneSpec`:
     and at least one non-chord tone, so it is never mistaken for an arpeggio and its key is
     unambiguous).  Each note sounds for ``note_fill`` (80 %) of the beat.
 
-Optional background noise (white, ``noise_db`` dB RMS relative to the foreground peak) can be
-added to either kind.  Audio is normalised to ``peak`` (0.9).
+Optional background noise (white, ``noise_db`` in -45..-35 dB RMS relative to the foreground
+peak, in 30 % of the scenes by default) can be added to either kind.  Audio is normalised to ``peak`` (0.9).
 
 Video (:func:`render_video`): one shape and colour per category (:data:`SHAPES`,
 :data:`COLORS`), vertical position by pitch (high = top); the shape is fully lit exactly at frame
@@ -63,7 +61,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterable, Sequence
 
 import numpy as np
