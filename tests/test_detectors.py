@@ -264,3 +264,27 @@ def test_degradations_do_what_they_say():
     down = G.resample_roundtrip(x, SR, 8000)
     assert abs(np.std(down) - 0.5 / math.sqrt(2)) < 0.01  # the 6 kHz part is gone
     assert G.gain(x, -6.0206).max() == pytest.approx(x.max() / 2, rel=1e-4)
+
+
+# ------------------------------------------------------------------------------------------
+# the metrics can fail: wrong audio, silence
+# ------------------------------------------------------------------------------------------
+def test_metrics_reject_audio_of_another_scene():
+    ev, mu = validation_specs(20, 12, seed=31)
+    wrong_ev = [D.evaluate_event_clip(W.render_audio(a)[0], SR, b)["order_ok"] for a, b in zip(ev, ev[1:])]
+    assert np.mean(wrong_ev) < 0.2
+    wrong_mu = []
+    for a, b in zip(mu, mu[1:]):
+        r = D.evaluate_music_clip(W.render_audio(a)[0], SR, b)
+        wrong_mu.append(r["key_ok"] and r["mode_ok"] and r["instrument_ok"] and r["pattern_ok"] and r["tempo_ok"])
+    assert np.mean(wrong_mu) < 0.2
+
+
+def test_silence_and_tiny_clips():
+    ev = W.make_dataset(1, 0, "train", kind="event")[0]
+    r = D.evaluate_event_clip(np.zeros(4 * SR), SR, ev)
+    assert r["n_detected"] == 0 and not r["count_ok"] and not r["onset_ok"]
+    assert len(D.detect_onsets(np.ones(50), SR)) == 0
+    mu = W.make_dataset(1, 0, "train", kind="music")[0]
+    m = D.evaluate_music_clip(np.zeros(4 * SR), SR, mu)
+    assert not m["count_ok"] and m["analysis"].bpm is None

@@ -388,3 +388,12 @@ def test_world_is_configurable():
     for e in s.events:
         if e.freq is not None:
             assert W.pitch_class_of(e.freq, cfg) == e.pitch
+
+
+def test_render_example_bundles_one_training_item():
+    cfg = W.WorldConfig(duration=2.0, max_events=2, channels=2)
+    s = W.sample_scene(np.random.default_rng(0), "event", cfg)
+    ex = W.render_example(s, np.random.default_rng(1), cfg)
+    assert ex["audio"].shape == (2, 32000) and ex["video"].shape == (50, 64, 64, 3)
+    assert ex["caption_canonical"] == W.caption_canonical(s) and ex["caption"].isascii() and ex["spec"] is s
+    assert W.render_example(s, np.random.default_rng(1), cfg, video=False)["video"] is None

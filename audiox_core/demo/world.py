@@ -795,3 +795,18 @@ def caption_canonical(spec: SceneSpec) -> str:
     """The one canonical ASCII caption of a scene (see :mod:`.captions`)."""
     from .captions import caption_canonical as _canonical
     return _canonical(spec)
+
+
+def render_example(spec: SceneSpec, rng: np.random.Generator, cfg: WorldConfig = DEFAULT_CONFIG,
+                   video: bool = True) -> dict[str, Any]:
+    """Everything a training step needs for one scene: ``audio`` float32 [C, N] at
+    ``cfg.sample_rate``, ``video`` uint8 [T, H, W, 3] at ``cfg.fps`` / ``cfg.size`` (None when
+    ``video=False``), ``caption`` (varied, drawn from ``rng``), ``caption_canonical`` and
+    ``spec``."""
+    return {
+        "audio": render_audio(spec, cfg.sample_rate, spec.duration, cfg.channels, cfg.peak, cfg),
+        "video": render_video(spec, cfg.fps, spec.duration, cfg.size, cfg) if video else None,
+        "caption": caption(spec, rng),
+        "caption_canonical": caption_canonical(spec),
+        "spec": spec,
+    }
