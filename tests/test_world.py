@@ -397,3 +397,10 @@ def test_render_example_bundles_one_training_item():
     assert ex["audio"].shape == (2, 32000) and ex["video"].shape == (50, 64, 64, 3)
     assert ex["caption_canonical"] == W.caption_canonical(s) and ex["caption"].isascii() and ex["spec"] is s
     assert W.render_example(s, np.random.default_rng(1), cfg, video=False)["video"] is None
+
+
+def test_splits_keep_the_event_fraction():
+    for split in ("train", "test"):
+        ds = W.make_dataset(400, 9, split)
+        frac = np.mean([s.kind == "event" for s in ds])
+        assert 0.42 < frac < 0.58, (split, frac)

@@ -459,15 +459,16 @@ def make_dataset(n: int, seed: int, split: str = "train", cfg: WorldConfig = DEF
     rng = np.random.default_rng([int(seed), SPLITS[split], 0x5CE7E])
     want_heldout = split == "test"
     out: list[SceneSpec] = []
-    tries = 0
-    while len(out) < n:
-        tries += 1
-        if tries > 200 * n + 1000:
-            raise InputError(f"could not sample {n} {split} scenes with constraints {constraints}")
+    for _ in range(n):
+        # the kind is drawn first so every split keeps cfg.event_fraction
         k = kind if kind != "mixed" else ("event" if rng.uniform() < cfg.event_fraction else "music")
-        spec = sample_scene(rng, k, cfg, **constraints)
-        if is_heldout(spec, cfg) == want_heldout:
-            out.append(spec)
+        for _ in range(2000):
+            spec = sample_scene(rng, k, cfg, **constraints)
+            if is_heldout(spec, cfg) == want_heldout:
+                out.append(spec)
+                break
+        else:
+            raise InputError(f"could not sample a {k} scene of split {split!r} with constraints {constraints}")
     return out
 
 
