@@ -16,7 +16,8 @@ kind                         official class / config type                       
 
 Common call convention (all three)::
 
-    tokens = cond(audio, *, batch_size=None, generator=None, mask=None)   # -> [B, N_tokens, 768]
+    tokens = cond(audio, *, batch_size=None, generator=None, mask=None, callback=None)
+    # -> [B, N_tokens, 768]: v1 215 tokens, v2 128, mel N // hop + 1 (1723 for 10 s)
 
 * ``audio``: float ``[B, C, N]`` at the model's sample rate (44.1 kHz), any channel count, or
   ``None`` for "no audio prompt" (then ``batch_size``, default 1, gives B).  NaN/inf, a wrong rank,
@@ -29,6 +30,7 @@ Common call convention (all three)::
 * ``mask``: ``None`` = official behaviour (span masking when the config's
   ``mask_ratio_start < mask_ratio_end``, also at inference); ``False`` = never mask (a user
   option the official code does not have); ``True`` = mask (requires a masking config).
+* ``callback(step, total, info)``: progress of the VAE encode (v1/v2; ignored by mel).
 * Output dtype/device: those of the projection weights.  The conditioner's own VAE
   (``pretransform``) may be kept in fp32 while the projections are bf16.
 
@@ -48,6 +50,7 @@ from torch import Tensor, nn
 from ..config import VAEConfig
 from ..errors import ConfigError, InputError
 from ..models.vae import Pretransform
+from ..progress import ProgressCallback
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +198,8 @@ class AudioPromptV1(nn.Module):
         return self.num_latents
 
     def forward(self, audio: Optional[Tensor], *, batch_size: Optional[int] = None,
-                generator: Optional[torch.Generator] = None, mask: Optional[bool] = None) -> Tensor:
+                generator: Optional[torch.Generator] = None, mask: Optional[bool] = None,
+                callback: Optional[ProgressCallback] = None) -> Tensor:
         who = "audio_prompt (AudioX v1)"
         if mask:
             raise InputError(f"{who}: this conditioner has no span masking")
@@ -213,9 +217,9 @@ class AudioPromptV1(nn.Module):
         if is_zero is None:  # nothing to encode: same result as the official, without the VAE
             torch.randn(lat_shape, generator=generator, device=_draw_device(generator, pt.param_device),
                         dtype=pt.param_dtype)
-            return empty
+            return empty.clone()
         x = _fit_length(_to_stereo(x), self.num_latents, pt.downsampling_ratio, self.prompt_samples, who)
-        z = pt.encode(x, generator=generator)
+        z = pt.encode(x, generator=generator, callback=callback)
         tokens = self.proj_out(z.to(device=dev, dtype=dtype).permute(0, 2, 1))
         return torch.where(is_zero.to(dev).view(b, 1, 1), empty, tokens)
 
@@ -299,7 +303,8 @@ class AudioPromptV2(nn.Module):
         return mean, std
 
     def forward(self, audio: Optional[Tensor], *, batch_size: Optional[int] = None,
-                generator: Optional[torch.Generator] = None, mask: Optional[bool] = None) -> Tensor:
+                generator: Optional[torch.Generator] = None, mask: Optional[bool] = None,
+                callback: Optional[ProgressCallback] = None) -> Tensor:
         who = "audio_prompt (v2)"
         b = _batch(audio, batch_size, who)
         pt, dtype, dev = self.pretransform, self.proj_out.weight.dtype, self.proj_out.weight.device
@@ -324,7 +329,7 @@ class AudioPromptV2(nn.Module):
                 spans = draw_spans(b, n, self.mask_ratio_start, self.mask_ratio_end, generator=generator,
                                    device=draw_dev)
                 x = span_mask_(x.clone(), spans)
-            z = pt.encode(x, generator=generator)
+            z = pt.encode(x, generator=generator, callback=callback)
         if z.shape[-1] != self.latent_seq_len:  # cannot happen after _fit_length; guards config edits
             raise InputError(f"{who}: the prompt encodes to {z.shape[-1]} latent frames, the model needs "
                              f"{self.latent_seq_len}")
@@ -438,7 +443,8 @@ class AudioPromptMel(nn.Module):
         return log_mel_spectrogram(wave, fb, win, self.n_fft, self.hop_length, self.win_length)
 
     def forward(self, audio: Optional[Tensor], *, batch_size: Optional[int] = None,
-                generator: Optional[torch.Generator] = None, mask: Optional[bool] = None) -> Tensor:
+                generator: Optional[torch.Generator] = None, mask: Optional[bool] = None,
+                callback: Optional[ProgressCallback] = None) -> Tensor:
         who = "audio_prompt (mel_spec)"
         b = _batch(audio, batch_size, who)
         dtype, dev = self.proj_features.weight.dtype, self.proj_features.weight.device
