@@ -403,3 +403,13 @@ def test_bad_inputs(tiny):
         tiny.decode(torch.zeros(4, 3))
     with pytest.raises(InputError, match="noise"):
         tiny.encode(audio(1, 64), noise=torch.zeros(1, 4, 3))
+
+
+def test_bad_configs():
+    from audiox_core.errors import ConfigError
+    with pytest.raises(ConfigError, match="downsampling_ratio"):
+        Pretransform(tiny_cfg(downsampling_ratio=8))
+    with pytest.raises(ConfigError, match="2 x latent_dim"):
+        Pretransform(tiny_cfg(encoder_latent_dim=6))
+    with pytest.raises(ConfigError, match="equally long"):
+        Pretransform(tiny_cfg(c_mults=(1, 2, 4)))

@@ -296,7 +296,8 @@ class AudioPromptV2(nn.Module):
         if token is not None and self.use_silence_cache and key in self._silence:
             return self._silence[key]
         with torch.no_grad():
-            mean, std = pt.encode_moments(torch.zeros(1, pt.io_channels, n, device=pt.param_device, dtype=pt.param_dtype))
+            silence = torch.zeros(1, pt.io_channels, n, device=pt.param_device, dtype=pt.param_dtype)
+            mean, std = pt.encode_moments(silence)
         if token is not None and self.use_silence_cache:
             self._silence.clear()  # one entry is all a generation needs
             self._silence[key] = (mean, std)

@@ -79,7 +79,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import VAEConfig
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..progress import ProgressCallback, report
 
 logger = logging.getLogger(__name__)
@@ -386,7 +386,7 @@ class DecoderBlock(nn.Module):
 
 def _check_stack(c_mults: Sequence[int], strides: Sequence[int]) -> None:
     if len(c_mults) != len(strides) or not c_mults:
-        raise ValueError(f"c_mults {list(c_mults)} and strides {list(strides)} must be non-empty and equally long")
+        raise ConfigError(f"c_mults {list(c_mults)} and strides {list(strides)} must be non-empty and equally long")
 
 
 class OobleckEncoder(nn.Module):
@@ -515,11 +515,12 @@ class AudioAutoencoder(nn.Module):
     def __init__(self, cfg: VAEConfig):
         super().__init__()
         if cfg.encoder_latent_dim != 2 * cfg.latent_dim:
-            raise ValueError(f"VAE encoder latent_dim {cfg.encoder_latent_dim} must be 2 x latent_dim {cfg.latent_dim}")
+            raise ConfigError(f"VAE encoder latent_dim {cfg.encoder_latent_dim} must be 2 x latent_dim {cfg.latent_dim}")
         if math.prod(cfg.strides) != cfg.downsampling_ratio:
-            raise ValueError(f"VAE strides {list(cfg.strides)} do not multiply to downsampling_ratio {cfg.downsampling_ratio}")
+            raise ConfigError(f"VAE strides {list(cfg.strides)} do not multiply to downsampling_ratio "
+                              f"{cfg.downsampling_ratio}")
         if not cfg.use_snake:
-            raise ValueError("only the SnakeBeta Oobleck VAE (use_snake=true) is implemented")
+            raise ConfigError("only the SnakeBeta Oobleck VAE (use_snake=true) is implemented")
         self.cfg = cfg
         self.bottleneck = VAEBottleneck()
         self.encoder = OobleckEncoder(cfg.in_channels, cfg.channels, cfg.encoder_latent_dim, cfg.c_mults, cfg.strides)
@@ -637,7 +638,8 @@ class Pretransform(nn.Module):
         return int(overlap)
 
     # -------------------------------------------------------------- encode
-    def encode_features(self, audio: Tensor, *, chunked: bool = False, chunk_size: int = 128, overlap: Optional[int] = None,
+    def encode_features(self, audio: Tensor, *, chunked: bool = False, chunk_size: int = 128,
+                        overlap: Optional[int] = None,
                         callback: Optional[ProgressCallback] = None) -> Tensor:
         """Raw encoder output ``[B, 2 * latent_dim, L]`` (mean || pre-softplus scale), L = N // ratio."""
         x = self._prepare(audio, "encode", self.io_channels)
@@ -694,7 +696,8 @@ class Pretransform(nn.Module):
         return z / self.scale if self.scale != 1.0 else z  # official divides by 1.0 (a no-op)
 
     def encode(self, audio: Tensor, *, sample: bool = True, generator: Optional[torch.Generator] = None,
-               noise: Optional[Tensor] = None, chunked: bool = False, chunk_size: int = 128, overlap: Optional[int] = None,
+               noise: Optional[Tensor] = None, chunked: bool = False, chunk_size: int = 128,
+               overlap: Optional[int] = None,
                callback: Optional[ProgressCallback] = None) -> Tensor:
         """Audio ``[B, io_channels, N]`` -> latents ``[B, latent_dim, N // ratio]`` (stochastic by default,
         as the official).  ``chunk_size``/``overlap`` are in latent frames; ``callback(step, total, info)``
