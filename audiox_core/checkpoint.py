@@ -178,10 +178,12 @@ def infer_config(shapes: Mapping[str, tuple], *, notes: Optional[list] = None) -
     maf = has("maf_block.")
     gate = {}
     if maf:
-        experts = shapes["maf_block.unified_experts"][0] // 3
+        experts, maf_dim = shapes["maf_block.unified_experts"]
         layers = _count(keys, "maf_block.fusion_transformer.layers.")
-        gate = dict(gate=True, gate_type="MAF",
-                    gate_type_config=dict(num_experts_per_modality=experts, num_heads=24, num_fusion_layers=layers))
+        gcfg = dict(num_experts_per_modality=experts // 3, num_heads=24, num_fusion_layers=layers)
+        if maf_dim != 768:
+            gcfg["dim"] = maf_dim
+        gate = dict(gate=True, gate_type="MAF", gate_type_config=gcfg)
         notes.append("MAF num_heads = 24 assumed (not readable from shapes)")
 
     vae = infer_vae(shapes, "pretransform.model.")
@@ -390,7 +392,6 @@ def load_model(path, *, config=None, dtype=torch.float32, device="cpu", vae=None
             hint += "\n  This checkpoint has no VAE weights: pass the VAE file (VAE.ckpt / vae.ckpt)."
         if missing_clip and clip_vision is None:
             hint += "\n  This checkpoint has no CLIP vision tower: pass a CLIP ViT-B/32 vision file."
-        fk = classify_keys(src.keys())
         raise CheckpointError(
             f"{det.path}: does not match the {VARIANT_LABELS[cfg.variant]} model built from the config "
             f"({det.config_from}):\n  {problems.summary()}{hint}")
@@ -450,7 +451,7 @@ def save_model(model, path, *, dtype: Optional[torch.dtype] = None, role: str = 
     if dtype is not None:
         sd = OrderedDict((k, v.to(dtype) if v.is_floating_point() else v) for k, v in sd.items())
     md = {FORMAT_METADATA_KEY: "pt", CONFIG_METADATA_KEY: json.dumps(model.config.to_dict())}
-    role = role or model.info.get("role", "") if hasattr(model, "info") else role
+    role = role or getattr(model, "info", {}).get("role", "")
     if role:
         md[ROLE_METADATA_KEY] = role
     md.update(extra_metadata or {})

@@ -206,12 +206,16 @@ class MAFConfig:
 
     @classmethod
     def from_dict(cls, c: dict) -> "MAFConfig":
-        return cls(num_experts_per_modality=int(c.get("num_experts_per_modality", 64)),
+        return cls(dim=int(c.get("dim", 768)),
+                   num_experts_per_modality=int(c.get("num_experts_per_modality", 64)),
                    num_heads=int(c.get("num_heads", 12)), num_fusion_layers=int(c.get("num_fusion_layers", 4)))
 
     def to_dict(self) -> dict:
-        return dict(num_experts_per_modality=self.num_experts_per_modality, num_heads=self.num_heads,
-                    num_fusion_layers=self.num_fusion_layers)
+        d = dict(num_experts_per_modality=self.num_experts_per_modality, num_heads=self.num_heads,
+                 num_fusion_layers=self.num_fusion_layers)
+        if self.dim != 768:  # our extension for small models; the official width is fixed at 768
+            d["dim"] = self.dim
+        return d
 
 
 # ----------------------------------------------------------------------------------------------

@@ -402,9 +402,9 @@ class AudioPromptMel(nn.Module):
         if mel_type != "mel_features":
             raise ConfigError(f"{who}: mel_spec_type {mel_type!r} is not supported (the official code only "
                               "implements 'mel_features')")
-        if int(output_dim) != 768 or c.get("project_out", False):
-            raise ConfigError(f"{who}: the official mel conditioner always outputs 768-d tokens (no proj_out); "
-                              f"cond_dim={output_dim}, project_out={c.get('project_out', False)} is not supported")
+        if c.get("project_out", False):
+            raise ConfigError(f"{who}: project_out is not supported (the official mel conditioner's proj_out "
+                              "is never applied)")
         self.n_fft = int(c.get("n_fft", 1024))
         self.hop_length = int(c.get("hop_length", 256))
         self.win_length = int(c.get("win_length", 1024))
@@ -414,8 +414,9 @@ class AudioPromptMel(nn.Module):
         self.mask_ratio_end = float(c.get("mask_ratio_end", 1.0))
         self.sample_rate = int(c.get("sample_rate", 44100))
         self.prompt_samples = self.sample_rate * PROMPT_SECONDS
-        self.output_dim = 768
-        self.proj_features = nn.Linear(self.n_mel_channels, 768)
+        # The official width is 768 (= cond_dim of every released model); small models use cond_dim.
+        self.output_dim = int(output_dim)
+        self.proj_features = nn.Linear(self.n_mel_channels, self.output_dim)
         self._consts: Dict[torch.device, Tuple[Tensor, Tensor]] = {}
 
     def num_tokens(self, num_samples: Optional[int] = None) -> int:
