@@ -13,7 +13,8 @@ in order.  Despite its name this is a single-stream DiT: conditions enter only t
 * Sequence: ``cat[t_emb, project_in(preprocess_conv(x) + x)]``, ``Lx = 1 + L`` must equal
   ``_latent_seq_len`` (RoPE table and ``proj_mm_seq_len`` are sized for it).
 * Conditioning ``mm = proj_mm_seq_len(proj_mm_tokens(C)ᵀ)ᵀ`` ``[B, Lx, D]`` from exactly 384
-  context tokens; per block ``(shift1, scale1, gate1, shift2, scale2, gate2) =
+  context tokens of width ``cond_token_dim`` (the official hard-codes 768, the value of every
+  released config; small demo/test configs use a narrower context); per block ``(shift1, scale1, gate1, shift2, scale2, gate2) =
   chunk6(adaLN_modulation(mm))`` (SiLU → Linear), one modulation vector per sequence position.
 * Self-attention: ``qkv`` split ``'b n (h d j)'`` with ``j`` innermost (element ``(h·d+i)·3+j``),
   weightless RMSNorm (eps 1e-6) on q and k, GPT-J rotary over the full head dim in fp32
@@ -49,7 +50,7 @@ from .blocks import BackboneBase, ChannelLastConv1d, apply_gptj_rope, fp32_conti
 __all__ = ["MMDiT", "MMDiTCondCache", "CONTEXT_TOKENS", "CONTEXT_DIM"]
 
 CONTEXT_TOKENS = 384  # hard-coded in the official proj_mm_seq_len (3 × 128 modality tokens)
-CONTEXT_DIM = 768  # hard-coded in the official proj_mm_tokens
+CONTEXT_DIM = 768  # hard-coded in the official proj_mm_tokens (== cond_token_dim of every released config)
 
 
 @dataclass
@@ -183,7 +184,11 @@ class MMDiTTransformer(nn.Module):
         self.project_out = nn.Linear(d, dim_in, bias=False)
         for _ in range(cfg.depth):
             self.layers.append(MMDiTBlock(d, self.nheads, cfg.mlp_ratio, cfg.kernel_size))
-        self.proj_mm_tokens = nn.Linear(CONTEXT_DIM, d) if d != CONTEXT_DIM else nn.Identity()
+        # The official hard-codes Linear(768, d); every released config has cond_token_dim 768, so
+        # using cond_token_dim is the same model there and lets small demo/test models use a
+        # narrower context (tiny.py, demo/model_config.py).
+        self.context_dim = cfg.cond_token_dim
+        self.proj_mm_tokens = (nn.Linear(self.context_dim, d) if d != self.context_dim else nn.Identity())
         self.proj_mm_seq_len = (nn.Linear(CONTEXT_TOKENS, cfg.latent_seq_len)
                                 if cfg.latent_seq_len != CONTEXT_TOKENS else nn.Identity())
 
@@ -201,7 +206,7 @@ class MMDiT(BackboneBase):
     def _check_mm_context(self, context: torch.Tensor, batch: Optional[int]) -> None:
         if batch is None:
             batch = context.shape[0] if torch.is_tensor(context) else -1
-        self._check_context(context, batch, CONTEXT_DIM)
+        self._check_context(context, batch, self.transformer.context_dim)
         if context.shape[1] != CONTEXT_TOKENS:
             raise InputError(f"MMDiT: context must have exactly {CONTEXT_TOKENS} tokens (3 modalities × "
                              f"128), got {context.shape[1]}")
