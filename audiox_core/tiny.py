@@ -21,10 +21,10 @@ TINY_VAE = VAEConfig(in_channels=2, channels=4, c_mults=(1, 2, 2), strides=(4, 4
                      latent_dim=8, downsampling_ratio=64)
 TINY_COND_DIM = 32
 TINY_SAMPLE_RATE = 8000
-#: A tiny CLIP ViT + temporal transformer: 32×32 frames, 2 s at 5 fps, 16 sync tokens.
+#: A tiny CLIP ViT + temporal transformer: 32×32 frames, 2 s at 5 fps; 40 sync tokens (2 s at 25 fps).
 TINY_CLIP = dict(hidden_size=TINY_COND_DIM, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                  image_size=32, patch_size=16, projection_dim=16, duration=2, temporal_depth=1, temporal_heads=2,
-                 temporal_dim_head=16, sync_tokens=16)
+                 temporal_dim_head=16, sync_tokens=40)
 TINY_T5 = dict(d_model=TINY_COND_DIM, d_kv=8, d_ff=64, num_layers=2, num_heads=4, vocab_size=259,
                relative_attention_num_buckets=8, relative_attention_max_distance=32)
 

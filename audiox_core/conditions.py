@@ -1,0 +1,345 @@
+"""Per-modality conditions: encode text, video (+ sync) and audio prompts, then fuse them.
+
+A :class:`Condition` is one modality's conditioner output ``[B, N, D]`` plus what produced it.
+Conditions are computed once and can be cached, swapped and reused between generations (the
+ComfyUI encoder nodes output them).  :func:`fuse` turns the three into the backbone's context.
+
+Missing modalities follow the official conventions exactly (AUDIOX_SPEC §3, TURBO_SPEC §5.4):
+
+=========  ===================================================================================
+video      the learned ``empty_visual_feat`` (what the official code produces for all-zero frames)
+text       T5 of the empty string ("" → one EOS token, the rest zero rows)
+audio      v1: the learned ``empty_audio_feat``; v2 (MMDiT/Turbo): the VAE encoding of silence;
+           mel (AudioX-MAF): the log-mel of 10 s of silence
+=========  ===================================================================================
+
+Absent inputs never run the big encoders (CLIP, VAE encoder): the conditioners return the same
+tensors without that work, which removes the official code's fixed cost for T2A.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Optional, Sequence, Union
+
+import torch
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+MODALITIES = ("video", "text", "audio")
+_COND_ID = {"video": "video_prompt", "text": "text_prompt", "audio": "audio_prompt"}
+
+#: Official task sentences used when a video is given without a prompt (AudioX README).
+DEFAULT_PROMPTS = {"audio": "Generate general audio for the video", "music": "Generate music for the video"}
+
+
+def model_fingerprint(model) -> str:
+    """Short id of a model's conditioning interface: conditions from different models don't mix."""
+    fp = getattr(model, "_cond_fingerprint", None)
+    if fp is None:
+        c = model.config
+        desc = f"{c.variant}|{c.cond_dim}|{[(s.id, s.kind) for s in c.conditioners]}|{c.sample_rate}|{id(model)}"
+        fp = hashlib.sha1(desc.encode()).hexdigest()[:12]
+        model.__dict__["_cond_fingerprint"] = fp
+    return fp
+
+
+@dataclass
+class Condition:
+    """One modality's conditioner output.
+
+    ``tokens``: ``[B, N, D]`` (float32 on the CPU unless moved); ``present``: per item, whether a
+    real input was encoded (False = the absent convention); ``source``: :func:`model_fingerprint`
+    of the model that made it; ``report``: what was done to the input (crop, pad, resample ...).
+    """
+
+    modality: str
+    tokens: torch.Tensor
+    present: tuple = ()
+    source: str = ""
+    report: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def batch(self) -> int:
+        return int(self.tokens.shape[0])
+
+    def repeat_to(self, batch: int) -> "Condition":
+        """Broadcast a batch-1 condition to ``batch`` items (other sizes must already match)."""
+        if self.batch == batch:
+            return self
+        if self.batch != 1:
+            raise InputError(f"the {self.modality} condition has batch {self.batch}, cannot use it for batch {batch}")
+        return replace(self, tokens=self.tokens.expand(batch, -1, -1), present=tuple(self.present) * batch)
+
+    def scaled(self, s: float) -> "Condition":
+        return replace(self, tokens=self.tokens * float(s))
+
+
+@dataclass
+class Conditions:
+    video: Optional[Condition] = None
+    text: Optional[Condition] = None
+    audio: Optional[Condition] = None
+
+    def get(self, m: str) -> Optional[Condition]:
+        return getattr(self, m)
+
+    def summary(self) -> str:
+        parts = []
+        for m in MODALITIES:
+            c = self.get(m)
+            if c is None:
+                parts.append(f"{m}: absent")
+            else:
+                state = "given" if all(c.present) else ("absent" if not any(c.present) else "mixed")
+                parts.append(f"{m}: {state}" + (f" ({c.report})" if c.report else ""))
+        return "; ".join(parts)
+
+
+def _param(module: torch.nn.Module) -> torch.Tensor:
+    return next(module.parameters())
+
+
+def _check_source(model, cond: Condition) -> None:
+    if cond.source and cond.source != model_fingerprint(model):
+        raise InputError(f"the {cond.modality} condition was encoded for another model; re-encode it with "
+                         f"the model you sample with")
+
+
+# ----------------------------------------------------------------------------------------------
+# text
+# ----------------------------------------------------------------------------------------------
+def encode_text(model, prompts: Union[str, Sequence[str]], *, batch: Optional[int] = None) -> Condition:
+    """T5 tokens of ``prompts`` (a string for all items, or one per item), zero rows past the end."""
+    spec = model.text_spec
+    if spec is None:
+        raise InputError(f"{model.config.variant} has no text conditioner")
+    enc = model.text_encoder
+    if enc is None:
+        raise InputError("this model needs a T5 text encoder (t5-base) and none is attached: load one from "
+                         "models/text_encoders and connect it")
+    if isinstance(prompts, str):
+        prompts = [prompts] * (batch or 1)
+    prompts = [("" if p is None else str(p)) for p in prompts]
+    if batch is not None and len(prompts) != batch:
+        raise InputError(f"got {len(prompts)} prompts for a batch of {batch}")
+    max_len = int(spec.config.get("max_length", 128))
+    tokens, mask = enc.encode(prompts, max_length=max_len)
+    if tokens.shape[-1] != model.config.cond_dim:
+        raise InputError(f"the text encoder outputs {tokens.shape[-1]}-d tokens but the model conditions on "
+                         f"{model.config.cond_dim}-d: load the T5 that belongs to this model")
+    present = tuple(bool(p.strip()) for p in prompts)
+    report = f"{int(mask.sum(1).max())} of {max_len} tokens used" if any(present) else "empty prompt"
+    return Condition("text", tokens.float().cpu(), present, model_fingerprint(model), report)
+
+
+# ----------------------------------------------------------------------------------------------
+# video
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class VisualInput:
+    """A video or still image from a file, or frames in memory (ComfyUI IMAGE ``[N,H,W,3]`` 0..1 + fps).
+
+    ``still``: an image held for the whole window (image-to-audio).
+    """
+
+    source: object = None  # path / bytes / file object
+    frames: Optional[torch.Tensor] = None  # [N, H, W, 3], float 0..1 or uint8
+    fps: Optional[float] = None
+    still: bool = False
+
+    def __post_init__(self):
+        if (self.source is None) == (self.frames is None):
+            raise InputError("give either a video/image file or frames, not both or neither")
+        if self.frames is not None:
+            f = self.frames
+            if not torch.is_tensor(f) or f.dim() not in (3, 4) or f.shape[-1] not in (3, 4):
+                raise InputError(f"frames must be an IMAGE tensor [N, H, W, 3], got "
+                                 f"{tuple(f.shape) if torch.is_tensor(f) else type(f).__name__}")
+            if f.dim() == 4 and f.shape[0] == 0:
+                raise InputError("the video has no frames")
+            if f.dim() == 3 or f.shape[0] == 1:
+                self.still = True
+            if not self.still and (self.fps is None or not float(self.fps) > 0):
+                raise InputError("frames given without a frame rate: connect the video's fps")
+
+    def sample(self, *, fps: float, start: float, duration: float, size: int, resize_mode: str = "stretch",
+               callback=None) -> tuple[torch.Tensor, str]:
+        """Frames ``uint8 [T, 3, size, size]`` at ``fps`` covering ``[start, start+duration)``."""
+        from . import media
+        if self.frames is not None:
+            f = self.frames if self.frames.dim() == 4 else self.frames[None]
+            src_fps = self.fps if self.fps else fps
+            frames, _, report = media.frames_from_images(f[..., :3], src_fps, fps=fps, start=start,
+                                                         duration=duration, size=size, resize_mode=resize_mode)
+        else:
+            frames, _, report = media.sample_frames(self.source, fps=fps, start=start, duration=duration,
+                                                    size=size, resize_mode=resize_mode, callback=callback)
+        if self.still and frames.shape[0] > 1:
+            frames = frames[:1].expand(frames.shape[0], -1, -1, -1)
+        return frames, report
+
+
+def encode_video(model, visual: Optional[Union[VisualInput, torch.Tensor]] = None, *, start: float = 0.0,
+                 sync: Optional[torch.Tensor] = None, synchformer=None, batch: int = 1,
+                 resize_mode: str = "stretch", sync_resize_mode: str = "crop", callback=None) -> Condition:
+    """CLIP video tokens (``+ sync`` features for MAF models) for the model's video window.
+
+    ``visual``: a :class:`VisualInput` (sampled at the model's fps/size over ``[start,
+    start + window)``), a ready ``uint8/float [B, T, 3, H, W]`` tensor in 0..255, or None (absent →
+    the learned empty feature).  For sync-conditioned models the Synchformer features are computed
+    from the same input at 25 fps unless ``sync`` is given; a missing Synchformer is an error, not a
+    silent zero (pass ``sync=False`` to deliberately feed zeros, as the official gradio does).
+    """
+    vc = model.video_conditioner
+    if vc is None:
+        raise InputError(f"{model.config.variant} has no video conditioner")
+    fp = model_fingerprint(model)
+    if visual is None:
+        tokens = vc(None, batch_size=batch).float().cpu()
+        return Condition("video", tokens, (False,) * batch, fp, "no video: learned empty feature")
+    reports = []
+    if isinstance(visual, VisualInput):
+        frames, rep = visual.sample(fps=vc.fps, start=start, duration=vc.duration, size=vc.image_size,
+                                    resize_mode=resize_mode, callback=callback)
+        reports.append(f"CLIP: {rep}")
+        frames = frames.unsqueeze(0)
+    else:
+        frames = visual
+        if frames.dim() == 4:
+            frames = frames.unsqueeze(0)
+    if getattr(vc, "with_sync", False):
+        if sync is None:
+            if not isinstance(visual, VisualInput):
+                raise InputError("this model also needs Synchformer sync features: pass sync= or a VisualInput")
+            if synchformer is None:
+                synchformer = model.synchformer
+            if synchformer is None:
+                raise InputError(f"{model.config.variant} conditions on Synchformer sync features: load "
+                                 "synchformer_state_dict.pth (Synchformer loader) and connect it")
+            sync, rep = encode_sync(synchformer, visual, start=start, duration=vc.duration,
+                                    tokens=vc.sync_tokens, resize_mode=sync_resize_mode, callback=callback)
+            reports.append(f"sync: {rep}")
+        elif sync is False:
+            sync = None
+            reports.append("sync: zeros (deliberately)")
+        else:
+            if sync.dim() == 2:
+                sync = sync.unsqueeze(0)
+    elif sync is not None and sync is not False:
+        raise InputError(f"{model.config.variant} has no sync branch; do not pass sync features")
+    p = _param(vc)
+    with torch.no_grad():
+        tokens = vc(frames.to(p.device), sync.to(p.device, p.dtype) if torch.is_tensor(sync) else None)
+    tokens = tokens.float().cpu()
+    if tokens.shape[0] == 1 and batch > 1:
+        tokens = tokens.expand(batch, -1, -1)
+    present = tuple(bool(frames[min(i, frames.shape[0] - 1)].any()) for i in range(tokens.shape[0]))
+    return Condition("video", tokens, present, fp, "; ".join(reports))
+
+
+SYNC_FPS = 25
+
+
+def encode_sync(synchformer, visual: VisualInput, *, start: float, duration: float, tokens: int,
+                resize_mode: str = "crop", callback=None) -> tuple[torch.Tensor, str]:
+    """Synchformer features ``[1, tokens, D]`` of ``duration`` seconds at 25 fps from ``start``.
+
+    ``tokens`` is what the video conditioner's ``proj_sync`` takes (240 = 30 windows × 8 for 10 s).
+    """
+    size = synchformer.cfg.image_size
+    frames, rep = visual.sample(fps=SYNC_FPS, start=start, duration=duration, size=size, resize_mode="stretch"
+                                if resize_mode == "squash" else "center_crop")
+    feats = synchformer.encode_raw(frames.unsqueeze(0), resize_mode=resize_mode, callback=callback)
+    if feats.shape[1] != tokens:
+        raise InputError(f"Synchformer gave {feats.shape[1]} sync tokens for {duration} s but the video "
+                         f"conditioner expects {tokens}")
+    return feats.float().cpu(), rep
+
+
+# ----------------------------------------------------------------------------------------------
+# audio prompt
+# ----------------------------------------------------------------------------------------------
+def prepare_audio(model, waveform: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, str]:
+    """Any-rate, any-channel audio ``[C, N]`` or ``[B, C, N]`` → the model's rate and channels."""
+    from . import media
+    if not torch.is_tensor(waveform) or waveform.dim() not in (2, 3):
+        raise InputError(f"audio must be a [C, N] or [B, C, N] tensor, got "
+                         f"{tuple(waveform.shape) if torch.is_tensor(waveform) else type(waveform).__name__}")
+    if waveform.shape[-1] == 0:
+        raise InputError("the audio input is empty (0 samples)")
+    if not torch.isfinite(waveform).all():
+        raise InputError("the audio input contains NaN or infinite values")
+    x = waveform if waveform.dim() == 3 else waveform.unsqueeze(0)
+    cfg = model.config
+    notes = []
+    if int(sample_rate) != cfg.sample_rate:
+        x = media.resample(x.float(), int(sample_rate), cfg.sample_rate)
+        notes.append(f"resampled {sample_rate} → {cfg.sample_rate} Hz")
+    if x.shape[1] != cfg.audio_channels:
+        notes.append(f"{x.shape[1]} → {cfg.audio_channels} channels")
+        x = media.to_channels(x.float(), cfg.audio_channels)
+    return x.float(), ", ".join(notes)
+
+
+def encode_audio_prompt(model, audio: Optional[torch.Tensor] = None, *, sample_rate: Optional[int] = None,
+                        batch: int = 1, generator: Optional[torch.Generator] = None,
+                        mask: Optional[bool] = None, callback=None) -> Condition:
+    """Audio-prompt tokens.  ``audio``: ``[C, N]``/``[B, C, N]`` at ``sample_rate`` (any), or None
+    (absent → the model's empty audio).  ``mask``: None = the model config's random span masking
+    (official), False = off.  The prompt is cropped / right-padded to the conditioner's window."""
+    ac = model.audio_conditioner
+    if ac is None:
+        raise InputError(f"{model.config.variant} has no audio-prompt conditioner")
+    fp = model_fingerprint(model)
+    report = ""
+    if audio is not None:
+        audio, report = prepare_audio(model, audio, sample_rate or model.config.sample_rate)
+        if audio.shape[0] == 1 and batch > 1:
+            audio = audio.expand(batch, -1, -1)
+        batch = audio.shape[0]
+    with torch.no_grad():
+        tokens = ac(audio, batch_size=batch, generator=generator, mask=mask, callback=callback)
+    present = (False,) * batch if audio is None else tuple(bool(a.any()) for a in audio)
+    if audio is None:
+        report = "no audio prompt: " + ("learned empty feature" if hasattr(ac, "empty_audio_feat")
+                                        else "encoded silence (official convention)")
+    return Condition("audio", tokens.float().cpu(), present, fp, report)
+
+
+# ----------------------------------------------------------------------------------------------
+# fusion
+# ----------------------------------------------------------------------------------------------
+def complete(model, conds: Conditions, batch: int, *, generator=None) -> Conditions:
+    """Fill every missing modality with the official absent convention and match the batch."""
+    out = {}
+    for m in MODALITIES:
+        c = conds.get(m)
+        if c is None:
+            if m == "text":
+                c = encode_text(model, "", batch=batch)
+            elif m == "video":
+                c = encode_video(model, None, batch=batch)
+            else:
+                c = encode_audio_prompt(model, None, batch=batch, generator=generator)
+        _check_source(model, c)
+        out[m] = c.repeat_to(batch)
+    return Conditions(**out)
+
+
+def fuse(model, conds: Conditions, *, batch: int = 1, modality_scale: Optional[Sequence[float]] = None,
+         generator=None) -> torch.Tensor:
+    """The backbone's cross-attention context ``[B, N, D]`` on the model's device and dtype."""
+    full = complete(model, conds, batch, generator=generator)
+    p = _param(model.backbone)
+    dt = _param(model.maf_block).dtype if model.maf_block is not None else p.dtype
+    args = [full.get(m).tokens.to(p.device, dt) for m in MODALITIES]
+    if modality_scale is not None and model.maf_block is None:
+        args = [a * float(s) for a, s in zip(args, modality_scale)]
+        modality_scale = None
+    with torch.no_grad():
+        return model.fuse(*args, modality_scale=modality_scale)

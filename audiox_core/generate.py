@@ -1,0 +1,497 @@
+"""Generation: sample latents from a fused context, decode them, and every task built on that.
+
+Layers (each usable on its own, the ComfyUI nodes call them one by one):
+
+* :func:`sample` — latents from a context with the Base sampler (v-objective k-diffusion
+  samplers or rectified-flow Euler/Heun, CFG with the official zero-context unconditional branch,
+  cfg rescale, negative conditioning) or the Turbo sampler (denoise/renoise, no CFG); masked
+  sampling for inpainting/completion, variation from an init latent with a strength.
+* :func:`decode` / :func:`encode` — the VAE, chunked for long audio.
+* :func:`generate` — one call for every task: T2A/T2M, V2A/V2M, TV2A/TV2M, image-to-audio,
+  audio inpainting, music completion, audio-to-audio variation, and audio longer than the model
+  window (overlapping windows conditioned on the previous audio, crossfaded).
+
+Reproducibility: all randomness comes from one ``torch.Generator`` on the CPU seeded with
+``seed`` (noise is drawn on the CPU then moved), so a seed gives the same result on any device.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+
+from . import conditions as C
+from .errors import InputError
+from .progress import Stages
+
+log = logging.getLogger(__name__)
+
+BASE_SAMPLERS_V = ("dpmpp-3m-sde", "dpmpp-2m-sde", "dpmpp-2m", "euler")
+BASE_SAMPLERS_RF = ("euler", "heun")
+MAX_SECONDS = 300.0
+
+
+@dataclass
+class SamplerSettings:
+    """How to sample.  ``mode``: "base" (multi-step, CFG) or "turbo" (distilled student)."""
+
+    mode: str = "base"
+    steps: int = 100
+    sampler: str = "auto"  # v: dpmpp-3m-sde…; rf: euler/heun; "auto" = the model's official default
+    cfg_scale: float = 7.0
+    cfg_rescale: float = 0.0
+    sigma_min: float = 0.3
+    sigma_max: float = 500.0
+    seed: int = 0
+    sde_noise: str = "brownian"
+    batched_cfg: bool = True
+
+    @classmethod
+    def for_model(cls, model, mode: Optional[str] = None, **kw) -> "SamplerSettings":
+        """Official defaults for ``model``: Turbo students 4 steps; v models DPM++ 3M SDE 100 steps
+        (gradio) at CFG 7 and σ 0.3–500 (README); rectified-flow base models Euler 100 steps CFG 6."""
+        role = getattr(model, "info", {}).get("role", "")
+        if mode is None:
+            mode = "turbo" if (model.objective == "rectified_flow" and role != "base") else "base"
+        if mode == "turbo":
+            d = dict(mode="turbo", steps=4, cfg_scale=1.0)
+        elif model.objective == "rectified_flow":
+            d = dict(mode="base", steps=100, sampler="euler", cfg_scale=6.0)
+        else:
+            d = dict(mode="base", steps=100, sampler="dpmpp-3m-sde", cfg_scale=7.0)
+        d.update(kw)
+        return cls(**d)
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator(device="cpu").manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
+
+
+def _validate(model, s: SamplerSettings) -> str:
+    if s.mode not in ("base", "turbo"):
+        raise InputError(f"sampler mode must be 'base' or 'turbo', got {s.mode!r}")
+    if s.mode == "turbo":
+        if model.objective != "rectified_flow":
+            raise InputError(f"the Turbo sampler needs a rectified-flow (AudioX-Turbo) model; this is "
+                             f"{model.config.variant} (v-objective): use the Base sampler")
+        if not 1 <= int(s.steps) <= 8:
+            raise InputError(f"Turbo steps must be 1..8 (4 is what the student was trained for), got {s.steps}")
+        return "turbo"
+    if int(s.steps) < 1 or int(s.steps) > 1000:
+        raise InputError(f"steps must be 1..1000, got {s.steps}")
+    if s.cfg_scale < 0 or s.cfg_scale > 50:
+        raise InputError(f"cfg must be in 0..50, got {s.cfg_scale}")
+    name = s.sampler
+    if model.objective == "rectified_flow":
+        name = "euler" if name == "auto" else name
+        if name not in BASE_SAMPLERS_RF:
+            raise InputError(f"sampler {name!r} does not apply to rectified-flow models; choose {BASE_SAMPLERS_RF}")
+    else:
+        name = "dpmpp-3m-sde" if name == "auto" else name
+        if name not in BASE_SAMPLERS_V:
+            raise InputError(f"sampler {name!r} does not apply to v-objective models; choose {BASE_SAMPLERS_V}")
+    return name
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampling
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Known:
+    """Latents to keep while sampling: ``latents [B|1, C, L]`` and a keep-mask ``[L]`` in 0..1
+    (1 = keep the known latents, 0 = generate; soft values blend at seams)."""
+
+    latents: torch.Tensor
+    keep: torch.Tensor
+
+
+def sample(model, context: torch.Tensor, settings: SamplerSettings, *, batch: Optional[int] = None,
+           length: Optional[int] = None, negative: Optional[torch.Tensor] = None,
+           init: Optional[torch.Tensor] = None, strength: float = 1.0, known: Optional[Known] = None,
+           callback=None, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Latents ``[B, C, L]`` (float32, CPU) from a fused ``context`` ``[B, N, D]``.
+
+    ``negative``: the unconditional context for CFG (default: zeros, the official); ``init`` +
+    ``strength``: variation; ``known``: keep latents (inpainting/completion); ``noise``: inject the
+    initial noise (else drawn from ``settings.seed``).
+    """
+    from .sampling import (ClassifierFreeGuidance, LatentInpainter, sample_rectified_flow, sample_turbo,
+                           sample_v_objective)
+
+    name = _validate(model, settings)
+    bb = model.backbone
+    p = next(bb.parameters())
+    dev = p.device
+    b = batch or context.shape[0]
+    if context.shape[0] != b:
+        if context.shape[0] != 1:
+            raise InputError(f"context batch {context.shape[0]} does not match batch {b}")
+        context = context.expand(b, -1, -1)
+    L = length or model.latent_length
+    if model.fixed_length and L != model.latent_length:
+        raise InputError(f"{model.config.variant} generates exactly {model.latent_length} latent frames "
+                         f"({model.latent_length * model.config.vae.downsampling_ratio / model.config.sample_rate:.2f} s); "
+                         f"got a request for {L}")
+    gen = _generator(settings.seed)
+    shape = (b, model.config.io_channels, L)
+    if noise is None:
+        noise = torch.randn(shape, generator=gen, dtype=torch.float32)
+    elif tuple(noise.shape) != shape:
+        raise InputError(f"noise must be {shape}, got {tuple(noise.shape)}")
+    noise = noise.to(dev)
+    context = context.to(dev)
+
+    def model_fn(x, t, cache):
+        return bb(x, t, cond_cache=cache)
+
+    inpainter = None
+    if known is not None:
+        keep = known.keep.to(dev, torch.float32).reshape(1, 1, -1)
+        if keep.shape[-1] != L:
+            raise InputError(f"keep mask has {keep.shape[-1]} frames, latents have {L}")
+        lat = known.latents.to(dev, torch.float32)
+        if lat.shape[-1] != L:
+            raise InputError(f"known latents have {lat.shape[-1]} frames, expected {L}")
+        objective = "rf" if model.objective == "rectified_flow" else "v"
+        inpainter = LatentInpainter(lat.expand(b, -1, -1), keep, objective, noise=noise)
+    if init is not None:
+        init = init.to(dev, torch.float32).expand(b, -1, -1)
+
+    if name == "turbo":
+        vel = ClassifierFreeGuidance(model_fn, context, None, scale=1.0, prepare=bb.prepare)
+        if init is not None and strength < 1:
+            raise InputError("the Turbo sampler has no variation start; use the Base sampler for variations")
+        out = sample_turbo(vel, noise, steps=int(settings.steps), generator=gen, callback=callback,
+                           after_step=inpainter)
+        if inpainter is not None:
+            out = inpainter.paste(out)
+        return out.float().cpu()
+
+    uncond = torch.zeros_like(context) if negative is None else negative.to(dev, context.dtype).expand_as(context)
+    vel = ClassifierFreeGuidance(model_fn, context, uncond, scale=float(settings.cfg_scale),
+                                 rescale_phi=float(settings.cfg_rescale), batched=settings.batched_cfg,
+                                 prepare=bb.prepare)
+    if model.objective == "rectified_flow":
+        out = sample_rectified_flow(vel, noise, steps=int(settings.steps), sampler=name, init=init,
+                                    strength=strength, inpainter=inpainter, callback=callback)
+    else:
+        out = sample_v_objective(vel, noise, steps=int(settings.steps), sampler=name,
+                                 sigma_min=settings.sigma_min, sigma_max=settings.sigma_max,
+                                 sde_noise=settings.sde_noise, generator=gen, init=init, strength=strength,
+                                 inpainter=inpainter, callback=callback)
+    return out.float().cpu()
+
+
+# ----------------------------------------------------------------------------------------------
+# VAE
+# ----------------------------------------------------------------------------------------------
+CHUNK_THRESHOLD = 1024  # latent frames (~47 s at 44.1 kHz) above which decoding is chunked
+
+
+def decode(model, latents: torch.Tensor, *, chunked: Optional[bool] = None, callback=None) -> torch.Tensor:
+    """Audio ``[B, C, L·ratio]`` (float32, CPU) from latents; chunked automatically when long."""
+    pt = model.pretransform
+    p = next(pt.parameters())
+    if chunked is None:
+        chunked = latents.shape[-1] > CHUNK_THRESHOLD
+    with torch.no_grad():
+        out = pt.decode(latents.to(p.device, p.dtype), chunked=chunked, callback=callback)
+    return out.float().cpu()
+
+
+def encode(model, audio: torch.Tensor, sample_rate: int, *, generator=None, sample: bool = True,
+           chunked: Optional[bool] = None, callback=None) -> tuple[torch.Tensor, str]:
+    """Latents of any audio (resampled and channel-matched to the model first)."""
+    x, report = C.prepare_audio(model, audio, sample_rate)
+    pt = model.pretransform
+    p = next(pt.parameters())
+    ratio = model.config.vae.downsampling_ratio
+    if x.shape[-1] < ratio:
+        raise InputError(f"audio is shorter than one latent frame ({ratio} samples)")
+    if chunked is None:
+        chunked = x.shape[-1] // ratio > CHUNK_THRESHOLD
+    with torch.no_grad():
+        z = pt.encode(x.to(p.device, p.dtype), sample=sample, generator=generator, chunked=chunked,
+                      callback=callback)
+    return z.float().cpu(), report
+
+
+# ----------------------------------------------------------------------------------------------
+# Masks in time
+# ----------------------------------------------------------------------------------------------
+def frames_per_second(model) -> float:
+    return model.config.sample_rate / model.config.vae.downsampling_ratio
+
+
+def keep_mask_from_ranges(model, length: int, regenerate: Sequence[Sequence[float]], *,
+                          ramp_seconds: float = 0.1) -> torch.Tensor:
+    """Latent keep-mask ``[L]``: 0 inside each regenerate range (seconds), 1 outside, Hann ramps
+    of ``ramp_seconds`` inside the ranges' edges so the seams blend."""
+    from .sampling import regenerate_mask
+    fps = frames_per_second(model)
+    total = length / fps
+    frames = []
+    for r in regenerate:
+        if len(r) != 2:
+            raise InputError(f"a time range needs (start, end) seconds, got {r!r}")
+        a, b = float(r[0]), float(r[1])
+        if not (0 <= a < b) or a >= total:
+            raise InputError(f"range {a:g}–{b:g} s is empty or outside the clip (0–{total:.2f} s)")
+        b = min(b, total)
+        frames.append((int(math.floor(a * fps)), int(math.ceil(b * fps))))
+    ramp = max(0, int(round(ramp_seconds * fps)))
+    m = regenerate_mask(length, frames, ramp_left=ramp, ramp_right=ramp)
+    return m.reshape(-1).float()
+
+
+def _waveform_keep(keep: torch.Tensor, n: int) -> torch.Tensor:
+    """Latent keep-mask → per-sample mask by linear interpolation."""
+    k = keep.reshape(1, 1, -1).float()
+    return torch.nn.functional.interpolate(k, size=n, mode="linear", align_corners=False).reshape(-1)
+
+
+def _crossfade_join(a: torch.Tensor, b: torch.Tensor, overlap: int) -> torch.Tensor:
+    """Concatenate ``a`` and ``b`` (``[B, C, N]``) overlapping ``overlap`` samples, equal-power fade."""
+    if overlap <= 0:
+        return torch.cat([a, b], dim=-1)
+    t = torch.linspace(0, 1, overlap, dtype=a.dtype)
+    fade_in, fade_out = torch.sin(t * math.pi / 2), torch.cos(t * math.pi / 2)
+    mid = a[..., -overlap:] * fade_out + b[..., :overlap] * fade_in
+    return torch.cat([a[..., :-overlap], mid, b[..., overlap:]], dim=-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# High level
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Result:
+    audio: torch.Tensor  # [B, C, N] float32
+    sample_rate: int
+    latents: Optional[torch.Tensor] = None
+    report: list = field(default_factory=list)
+
+
+def _audio_input(audio) -> tuple[torch.Tensor, int]:
+    """``(waveform, sr)`` from a path, a ComfyUI AUDIO dict or a ``(tensor, sr)`` pair."""
+    if audio is None:
+        return None
+    if isinstance(audio, dict):
+        return audio["waveform"], int(audio["sample_rate"])
+    if isinstance(audio, (tuple, list)) and len(audio) == 2:
+        return audio[0], int(audio[1])
+    from . import media
+    return media.load_audio(audio)
+
+
+def _visual_input(video, image, video_fps) -> Optional[C.VisualInput]:
+    if video is not None and image is not None:
+        raise InputError("give a video or an image, not both")
+    if image is not None:
+        if torch.is_tensor(image):
+            return C.VisualInput(frames=image, still=True)
+        return C.VisualInput(source=image, still=True)
+    if video is None:
+        return None
+    if isinstance(video, C.VisualInput):
+        return video
+    if torch.is_tensor(video):
+        return C.VisualInput(frames=video, fps=video_fps)
+    return C.VisualInput(source=video)
+
+
+def generate(model, *, prompt: Union[str, Sequence[str]] = "", negative_prompt: Optional[str] = None,
+             video=None, video_fps: Optional[float] = None, image=None, start: float = 0.0,
+             audio_prompt=None, audio_prompt_mask: Optional[bool] = None,
+             init_audio=None, strength: float = 1.0, inpaint: Optional[Sequence[Sequence[float]]] = None,
+             keep_seconds: Optional[float] = None, music: bool = False,
+             duration: Optional[float] = None, settings: Optional[SamplerSettings] = None, batch: int = 1,
+             modality_scale: Optional[Sequence[float]] = None, window_overlap: float = 0.25,
+             callback=None) -> Result:
+    """Generate audio for any AudioX task.  Returns audio at the model's rate.
+
+    Tasks by inputs: ``prompt`` only → T2A/T2M; ``video`` (path, or IMAGE frames + ``video_fps``)
+    → V2A/V2M (+ ``prompt`` → TV2A/TV2M; without a prompt the official task sentence is used,
+    ``music`` picks the music one); ``image`` → image-to-audio (held still); ``init_audio`` +
+    ``inpaint=[(start, end), …]`` → regenerate those seconds, keep the rest; ``init_audio`` +
+    ``keep_seconds`` → music/audio completion (continue the given clip); ``init_audio`` +
+    ``strength < 1`` → variation; ``duration`` longer than the model window → long-form.
+    ``audio_prompt``: the audio conditioner's input (defaults to ``init_audio`` for inpainting and
+    completion, as the official trained those tasks).
+    """
+    settings = settings or SamplerSettings.for_model(model)
+    if batch < 1 or batch > 64:
+        raise InputError(f"batch must be 1..64, got {batch}")
+    cfg = model.config
+    ratio = cfg.vae.downsampling_ratio
+    window_s = cfg.latent_length * ratio / cfg.sample_rate
+    visual = _visual_input(video, image, video_fps)
+    if isinstance(prompt, str) and not prompt.strip() and visual is not None:
+        prompt = C.DEFAULT_PROMPTS["music" if music else "audio"]
+    init = _audio_input(init_audio)
+    if duration is None:
+        duration = window_s if init is None or keep_seconds is not None else init[0].shape[-1] / init[1]
+        if keep_seconds is not None:
+            duration = max(window_s, keep_seconds)
+    duration = float(duration)
+    if not 0 < duration <= MAX_SECONDS:
+        raise InputError(f"duration must be in (0, {MAX_SECONDS:.0f}] seconds, got {duration}")
+    if inpaint is not None and init is None:
+        raise InputError("inpainting needs the audio to inpaint (init_audio)")
+    if keep_seconds is not None and init is None:
+        raise InputError("completion needs the clip to continue (init_audio)")
+    if keep_seconds is not None and keep_seconds <= 0:
+        raise InputError(f"keep_seconds must be > 0, got {keep_seconds}")
+    stages = Stages(callback, encode=1, sample=8, decode=2)
+    long_form = duration > window_s + 1e-6
+    if long_form:
+        if inpaint is not None:
+            raise InputError(f"inpainting works within one {window_s:.2f} s window; the audio is {duration:.2f} s")
+        return _generate_long(model, prompt=prompt, negative_prompt=negative_prompt, visual=visual, start=start,
+                              init=init, keep_seconds=keep_seconds, duration=duration, settings=settings,
+                              batch=batch, modality_scale=modality_scale, overlap=window_overlap,
+                              audio_prompt=audio_prompt, audio_prompt_mask=audio_prompt_mask, stages=stages)
+    return _generate_window(model, prompt=prompt, negative_prompt=negative_prompt, visual=visual, start=start,
+                            init=init, strength=strength, inpaint=inpaint, keep_seconds=keep_seconds,
+                            duration=duration, settings=settings, batch=batch, modality_scale=modality_scale,
+                            audio_prompt=audio_prompt, audio_prompt_mask=audio_prompt_mask, stages=stages)
+
+
+def _window_latents(model, duration: float) -> int:
+    if model.fixed_length:
+        return model.latent_length
+    fps = frames_per_second(model)
+    return max(1, int(math.ceil(duration * fps)))
+
+
+def _generate_window(model, *, prompt, negative_prompt, visual, start, init, strength, inpaint, keep_seconds,
+                     duration, settings, batch, modality_scale, audio_prompt, audio_prompt_mask, stages,
+                     prev_latents: Optional[torch.Tensor] = None, prev_keep_frames: int = 0) -> Result:
+    cfg = model.config
+    ratio = cfg.vae.downsampling_ratio
+    L = _window_latents(model, duration)
+    n_out = min(int(round(duration * cfg.sample_rate)), L * ratio)
+    report = []
+    gen = _generator(settings.seed + 1)  # conditioner randomness, separate from the sampling noise
+    enc_cb = stages.sub("encode")
+
+    conds = C.Conditions()
+    if cfg.conditioner("text_prompt") is not None:
+        conds.text = C.encode_text(model, prompt, batch=batch)
+    if visual is not None:
+        conds.video = C.encode_video(model, visual, start=start, batch=batch, callback=enc_cb)
+        report.append(conds.video.report)
+    # audio prompt: explicit, else the init audio for inpainting / completion (official training)
+    ap = _audio_input(audio_prompt)
+    known = None
+    init_lat = None
+    orig = None
+    if init is not None:
+        wav, sr = init
+        x, rep = C.prepare_audio(model, wav, sr)
+        if rep:
+            report.append(f"init audio: {rep}")
+        orig = x[..., : L * ratio]
+        pad = L * ratio - orig.shape[-1]
+        orig_full = torch.nn.functional.pad(orig, (0, max(0, pad)))
+        init_lat, _ = encode(model, orig_full, cfg.sample_rate, generator=gen)
+        if inpaint is not None:
+            keep = keep_mask_from_ranges(model, L, inpaint)
+            known = Known(init_lat, keep)
+            if ap is None:
+                blank = orig_full.clone()
+                wk = _waveform_keep((keep > 0.999).float(), blank.shape[-1])
+                ap = (blank * wk, cfg.sample_rate)
+            report.append("inpainting " + ", ".join(f"{a:g}–{b:g} s" for a, b in inpaint))
+        elif keep_seconds is not None:
+            kf = int(round(min(keep_seconds, orig.shape[-1] / cfg.sample_rate) * frames_per_second(model)))
+            kf = min(kf, L)
+            if kf >= L:
+                raise InputError(f"keep_seconds {keep_seconds:g} covers the whole {L * ratio / cfg.sample_rate:.2f} s "
+                                 "window: nothing to complete")
+            keep = torch.zeros(L)
+            keep[:kf] = 1.0
+            known = Known(init_lat, keep)
+            if ap is None:
+                ap = (orig[..., : kf * ratio], cfg.sample_rate)
+            report.append(f"completion after {kf / frames_per_second(model):.2f} s")
+    if prev_latents is not None and prev_keep_frames > 0:
+        keep = torch.zeros(L)
+        keep[:prev_keep_frames] = 1.0
+        lat = torch.zeros(prev_latents.shape[0], prev_latents.shape[1], L)
+        lat[..., :prev_keep_frames] = prev_latents[..., -prev_keep_frames:]
+        known = Known(lat, keep)
+    if cfg.conditioner("audio_prompt") is not None:
+        if ap is not None:
+            conds.audio = C.encode_audio_prompt(model, ap[0], sample_rate=ap[1], batch=batch, generator=gen,
+                                                mask=audio_prompt_mask)
+            report.append(f"audio prompt: {conds.audio.report or 'given'}")
+    context = C.fuse(model, conds, batch=batch, modality_scale=modality_scale, generator=gen)
+    negative = None
+    if negative_prompt:
+        neg = C.Conditions(text=C.encode_text(model, negative_prompt, batch=batch), video=conds.video,
+                           audio=conds.audio)
+        negative = C.fuse(model, neg, batch=batch, modality_scale=modality_scale, generator=gen)
+    report.append(conds.summary())
+    lat = sample(model, context, settings, batch=batch, length=L, negative=negative,
+                 init=init_lat if (init is not None and inpaint is None and keep_seconds is None and strength < 1)
+                 else None, strength=strength, known=known, callback=stages.sub("sample"))
+    audio = decode(model, lat, callback=stages.sub("decode"))
+    if orig is not None and known is not None and (inpaint is not None or keep_seconds is not None):
+        # keep the given audio exactly outside the regenerated parts, blending across the seams
+        n = min(audio.shape[-1], orig.shape[-1])
+        wk = _waveform_keep(known.keep, audio.shape[-1])[:n]
+        audio[..., :n] = wk * orig[..., :n].expand(audio.shape[0], -1, -1) + (1 - wk) * audio[..., :n]
+    return Result(audio[..., :n_out].contiguous(), cfg.sample_rate, lat, [r for r in report if r])
+
+
+def _generate_long(model, *, prompt, negative_prompt, visual, start, init, keep_seconds, duration, settings,
+                   batch, modality_scale, overlap, audio_prompt, audio_prompt_mask, stages) -> Result:
+    """Overlapping windows, each conditioned on the previous one's audio (the official music
+    continuation setup: audio prompt = the previous window) with its overlap latents kept, then
+    joined with an equal-power crossfade over the overlap."""
+    cfg = model.config
+    ratio = cfg.vae.downsampling_ratio
+    L = model.latent_length if model.fixed_length else _window_latents(model, cfg.sample_size / cfg.sample_rate)
+    window_s = L * ratio / cfg.sample_rate
+    if not 0.05 <= overlap <= 0.75:
+        raise InputError(f"window overlap must be 0.05..0.75 of the window, got {overlap}")
+    ov = max(1, int(round(L * overlap)))
+    hop = L - ov
+    n_total = int(round(duration * cfg.sample_rate))
+    n_windows = 1 + max(0, math.ceil((math.ceil(n_total / ratio) - L) / hop))
+    report = [f"long-form: {n_windows} windows of {window_s:.2f} s, overlap {ov * ratio / cfg.sample_rate:.2f} s"]
+    out = None
+    prev_lat = None
+    prev_audio = None
+    total_cb = stages.callback
+    for w in range(n_windows):
+        sub = Stages((lambda s, t, i, w=w: total_cb(w * 1000 + s, n_windows * 1000, i)) if total_cb else None,
+                     encode=1, sample=8, decode=2)
+        win_start = start + w * hop * ratio / cfg.sample_rate
+        s = SamplerSettings(**{**settings.__dict__, "seed": settings.seed + 7919 * w})
+        if w == 0:
+            res = _generate_window(model, prompt=prompt, negative_prompt=negative_prompt, visual=visual,
+                                   start=win_start, init=init, strength=1.0, inpaint=None,
+                                   keep_seconds=keep_seconds, duration=window_s, settings=s, batch=batch,
+                                   modality_scale=modality_scale, audio_prompt=audio_prompt,
+                                   audio_prompt_mask=audio_prompt_mask, stages=sub)
+        else:
+            # the previous window as audio prompt, clamped to [-1, 1] like any audio file input
+            ap = ((prev_audio.clamp(-1, 1), cfg.sample_rate) if cfg.conditioner("audio_prompt") is not None
+                  else None)
+            res = _generate_window(model, prompt=prompt, negative_prompt=negative_prompt, visual=visual,
+                                   start=win_start, init=None, strength=1.0, inpaint=None, keep_seconds=None,
+                                   duration=window_s, settings=s, batch=batch, modality_scale=modality_scale,
+                                   audio_prompt=ap, audio_prompt_mask=False, stages=sub,
+                                   prev_latents=prev_lat, prev_keep_frames=ov)
+        a = res.audio
+        if a.shape[-1] < L * ratio:
+            a = torch.nn.functional.pad(a, (0, L * ratio - a.shape[-1]))
+        out = a if out is None else _crossfade_join(out, a, ov * ratio)
+        prev_lat, prev_audio = res.latents, a
+        report += [f"window {w + 1}: " + "; ".join(res.report[-1:])]
+    return Result(out[..., :n_total].contiguous(), cfg.sample_rate, None, report)
