@@ -313,6 +313,9 @@ def generate(model, *, prompt: Union[str, Sequence[str]] = "", negative_prompt: 
              callback=None) -> Result:
     """Generate audio for any AudioX task.  Returns audio at the model's rate.
 
+    ``prompt``/``negative_prompt`` may be strings or pre-encoded text :class:`~.conditions.Condition`;
+    ``video`` may be a pre-encoded video Condition (one window only).
+
     Tasks by inputs: ``prompt`` only → T2A/T2M; ``video`` (path, or IMAGE frames + ``video_fps``)
     → V2A/V2M (+ ``prompt`` → TV2A/TV2M; without a prompt the official task sentence is used,
     ``music`` picks the music one); ``image`` → image-to-audio (held still); ``init_audio`` +
@@ -328,7 +331,7 @@ def generate(model, *, prompt: Union[str, Sequence[str]] = "", negative_prompt: 
     cfg = model.config
     ratio = cfg.vae.downsampling_ratio
     window_s = cfg.latent_length * ratio / cfg.sample_rate
-    visual = _visual_input(video, image, video_fps)
+    visual = video if isinstance(video, C.Condition) else _visual_input(video, image, video_fps)
     if isinstance(prompt, str) and not prompt.strip() and visual is not None:
         prompt = C.DEFAULT_PROMPTS["music" if music else "audio"]
     init = _audio_input(init_audio)
@@ -348,6 +351,9 @@ def generate(model, *, prompt: Union[str, Sequence[str]] = "", negative_prompt: 
     stages = Stages(callback, encode=1, sample=8, decode=2)
     long_form = duration > window_s + 1e-6
     if long_form:
+        if isinstance(visual, C.Condition):
+            raise InputError(f"a pre-encoded video condition covers one {window_s:.2f} s window; for "
+                             f"{duration:.2f} s pass the video itself so each window sees its part")
         if inpaint is not None:
             raise InputError(f"inpainting works within one {window_s:.2f} s window; the audio is {duration:.2f} s")
         return _generate_long(model, prompt=prompt, negative_prompt=negative_prompt, visual=visual, start=start,
@@ -379,9 +385,13 @@ def _generate_window(model, *, prompt, negative_prompt, visual, start, init, str
     enc_cb = stages.sub("encode")
 
     conds = C.Conditions()
-    if cfg.conditioner("text_prompt") is not None:
+    if isinstance(prompt, C.Condition):
+        conds.text = prompt
+    elif cfg.conditioner("text_prompt") is not None:
         conds.text = C.encode_text(model, prompt, batch=batch)
-    if visual is not None:
+    if isinstance(visual, C.Condition):
+        conds.video = visual
+    elif visual is not None:
         conds.video = C.encode_video(model, visual, start=start, batch=batch, callback=enc_cb)
         report.append(conds.video.report)
     # audio prompt: explicit, else the init audio for inpainting / completion (official training)
@@ -431,9 +441,10 @@ def _generate_window(model, *, prompt, negative_prompt, visual, start, init, str
             report.append(f"audio prompt: {conds.audio.report or 'given'}")
     context = C.fuse(model, conds, batch=batch, modality_scale=modality_scale, generator=gen)
     negative = None
-    if negative_prompt:
-        neg = C.Conditions(text=C.encode_text(model, negative_prompt, batch=batch), video=conds.video,
-                           audio=conds.audio)
+    if isinstance(negative_prompt, C.Condition) or negative_prompt:
+        ntext = (negative_prompt if isinstance(negative_prompt, C.Condition)
+                 else C.encode_text(model, negative_prompt, batch=batch))
+        neg = C.Conditions(text=ntext, video=conds.video, audio=conds.audio)
         negative = C.fuse(model, neg, batch=batch, modality_scale=modality_scale, generator=gen)
     report.append(conds.summary())
     lat = sample(model, context, settings, batch=batch, length=L, negative=negative,
