@@ -255,11 +255,15 @@ def _waveform_keep(keep: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _crossfade_join(a: torch.Tensor, b: torch.Tensor, overlap: int) -> torch.Tensor:
-    """Concatenate ``a`` and ``b`` (``[B, C, N]``) overlapping ``overlap`` samples, equal-power fade."""
+    """Concatenate ``a`` and ``b`` (``[B, C, N]``) overlapping ``overlap`` samples.
+
+    Raised-cosine equal-GAIN fade (gains sum to 1): the overlapping parts decode the same kept
+    latents, so they are correlated and an equal-power fade would bulge by up to 3 dB."""
     if overlap <= 0:
         return torch.cat([a, b], dim=-1)
     t = torch.linspace(0, 1, overlap, dtype=a.dtype)
-    fade_in, fade_out = torch.sin(t * math.pi / 2), torch.cos(t * math.pi / 2)
+    fade_in = 0.5 - 0.5 * torch.cos(t * math.pi)
+    fade_out = 1.0 - fade_in
     mid = a[..., -overlap:] * fade_out + b[..., :overlap] * fade_in
     return torch.cat([a[..., :-overlap], mid, b[..., overlap:]], dim=-1)
 
