@@ -325,6 +325,7 @@ def test_blocked_inplace_path_equals_autograd_path(tiny, monkeypatch):
     xg = x.clone().requires_grad_(True)
     zg = z.clone().requires_grad_(True)
     slow_e, slow_d = tiny.encode_features(xg), tiny.decode(zg)
+    assert slow_e.requires_grad and slow_d.requires_grad  # the autograd formula really ran
     torch.testing.assert_close(fast_e, slow_e.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(fast_d, slow_d.detach(), rtol=1e-5, atol=1e-6)
     assert x.requires_grad is False and torch.equal(x, audio(1, 256))  # input untouched
@@ -354,6 +355,8 @@ def test_fp32_vae_inside_bf16_model(tiny):
 
 def test_forward_backward_tiny():
     pt = randomize(Pretransform(tiny_cfg())).train()
+    assert not any(p.requires_grad for p in pt.parameters())  # frozen by default, as the official
+    pt.requires_grad_(True)
     x = audio(2, 64).requires_grad_(True)
     z = pt.encode(x, generator=torch.Generator().manual_seed(0))
     y = pt.decode(z)

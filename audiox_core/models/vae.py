@@ -555,7 +555,8 @@ class Pretransform(nn.Module):
         decode(latents, *, chunked=False, chunk_size=128, overlap=None, callback=None)
                                                                   -> [B, 2, L * 2048]
 
-    ``encode = sample_latents(*encode_moments(audio))``: the posterior noise is one
+    The VAE is frozen at construction (``requires_grad_(False)``, as the official); call
+    ``requires_grad_(True)`` to train it.  ``encode = sample_latents(*encode_moments(audio))``: the posterior noise is one
     ``torch.randn(mean.shape)`` from ``generator`` (global RNG if None), or ``noise`` when given.
     Bad inputs (wrong rank/channels, NaN/inf, fewer than 2048 samples) raise ``InputError``;
     ``callback`` may raise ``Interrupted`` to stop.
@@ -565,6 +566,7 @@ class Pretransform(nn.Module):
         super().__init__()
         cfg = cfg or VAEConfig()
         self.model = AudioAutoencoder(cfg)
+        self.model.requires_grad_(False)  # frozen, as the official AutoencoderPretransform
         self.cfg = cfg
         self.scale = float(cfg.scale)
         self.downsampling_ratio = cfg.downsampling_ratio
