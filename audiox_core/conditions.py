@@ -113,12 +113,17 @@ def _check_source(model, cond: Condition) -> None:
 # ----------------------------------------------------------------------------------------------
 # text
 # ----------------------------------------------------------------------------------------------
-def encode_text(model, prompts: Union[str, Sequence[str]], *, batch: Optional[int] = None) -> Condition:
-    """T5 tokens of ``prompts`` (a string for all items, or one per item), zero rows past the end."""
+def encode_text(model, prompts: Union[str, Sequence[str]], *, batch: Optional[int] = None,
+                encoder=None) -> Condition:
+    """T5 tokens of ``prompts`` (a string for all items, or one per item), zero rows past the end.
+
+    ``encoder``: a :class:`~audiox_core.conditioning.t5.T5TextEncoder` to use instead of the one
+    attached to ``model`` (the ComfyUI text-encoder node passes its own T5 this way).
+    """
     spec = model.text_spec
     if spec is None:
         raise InputError(f"{model.config.variant} has no text conditioner")
-    enc = model.text_encoder
+    enc = encoder if encoder is not None else model.text_encoder
     if enc is None:
         raise InputError("this model needs a T5 text encoder (t5-base) and none is attached: load one from "
                          "models/text_encoders and connect it")
@@ -333,11 +338,19 @@ def complete(model, conds: Conditions, batch: int, *, generator=None) -> Conditi
 
 def fuse(model, conds: Conditions, *, batch: int = 1, modality_scale: Optional[Sequence[float]] = None,
          generator=None) -> torch.Tensor:
-    """The backbone's cross-attention context ``[B, N, D]`` on the model's device and dtype."""
+    """The backbone's cross-attention context ``[B, N, D]`` in the backbone's input dtype.
+
+    Computed on the MAF block's device (MAF models) or the tokens' device (others), so only the
+    parts that run here need to be on the accelerator; :func:`~audiox_core.generate.sample`
+    moves the context to the backbone's device.
+    """
     full = complete(model, conds, batch, generator=generator)
-    p = _param(model.backbone)
-    dt = _param(model.maf_block).dtype if model.maf_block is not None else p.dtype
-    args = [full.get(m).tokens.to(p.device, dt) for m in MODALITIES]
+    if model.maf_block is not None:
+        mp = _param(model.maf_block)
+        dev, dt = mp.device, mp.dtype
+    else:
+        dev, dt = full.text.tokens.device, _param(model.backbone).dtype
+    args = [full.get(m).tokens.to(dev, dt) for m in MODALITIES]
     if modality_scale is not None and model.maf_block is None:
         args = [a * float(s) for a, s in zip(args, modality_scale)]
         modality_scale = None

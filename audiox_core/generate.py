@@ -97,6 +97,11 @@ def _validate(model, s: SamplerSettings) -> str:
     return name
 
 
+def check_settings(model, settings: SamplerSettings) -> str:
+    """Raise :class:`InputError` if ``settings`` do not fit ``model``; returns the sampler name used."""
+    return _validate(model, settings)
+
+
 # ----------------------------------------------------------------------------------------------
 # Sampling
 # ----------------------------------------------------------------------------------------------
@@ -220,6 +225,24 @@ def encode(model, audio: torch.Tensor, sample_rate: int, *, generator=None, samp
     return z.float().cpu(), report
 
 
+class VAEOnly:
+    """A standalone VAE seen through the model interface :func:`encode` / :func:`decode` use.
+
+    ``VAEOnly(pretransform, sample_rate)`` (e.g. from :func:`audiox_core.checkpoint.load_vae`)
+    exposes ``.pretransform`` and a ``.config`` with ``sample_rate``, ``audio_channels`` and
+    ``vae.downsampling_ratio``, so a VAE file can encode/decode without a diffusion model.  The
+    Oobleck files do not store their sample rate: it is given here (44100 for the released VAEs).
+    """
+
+    def __init__(self, pretransform, sample_rate: int):
+        from types import SimpleNamespace
+        if int(sample_rate) <= 0:
+            raise InputError(f"sample_rate must be positive, got {sample_rate}")
+        self.pretransform = pretransform
+        self.config = SimpleNamespace(sample_rate=int(sample_rate), audio_channels=int(pretransform.io_channels),
+                                      vae=SimpleNamespace(downsampling_ratio=int(pretransform.downsampling_ratio)))
+
+
 # ----------------------------------------------------------------------------------------------
 # Masks in time
 # ----------------------------------------------------------------------------------------------
@@ -252,6 +275,11 @@ def _waveform_keep(keep: torch.Tensor, n: int) -> torch.Tensor:
     """Latent keep-mask → per-sample mask by linear interpolation."""
     k = keep.reshape(1, 1, -1).float()
     return torch.nn.functional.interpolate(k, size=n, mode="linear", align_corners=False).reshape(-1)
+
+
+def waveform_keep(keep: torch.Tensor, n: int) -> torch.Tensor:
+    """A latent keep-mask ``[L]`` stretched to ``n`` audio samples (linear interpolation)."""
+    return _waveform_keep(keep, n)
 
 
 def _crossfade_join(a: torch.Tensor, b: torch.Tensor, overlap: int) -> torch.Tensor:
@@ -480,6 +508,7 @@ def _generate_long(model, *, prompt, negative_prompt, visual, start, init, keep_
     n_windows = 1 + max(0, math.ceil((math.ceil(n_total / ratio) - L) / hop))
     report = [f"long-form: {n_windows} windows of {window_s:.2f} s, overlap {ov * ratio / cfg.sample_rate:.2f} s"]
     out = None
+    joined = None  # latents of the whole clip: window 0, then each later window minus its kept overlap
     prev_lat = None
     prev_audio = None
     total_cb = stages.callback
@@ -507,6 +536,10 @@ def _generate_long(model, *, prompt, negative_prompt, visual, start, init, keep_
         if a.shape[-1] < L * ratio:
             a = torch.nn.functional.pad(a, (0, L * ratio - a.shape[-1]))
         out = a if out is None else _crossfade_join(out, a, ov * ratio)
+        joined = res.latents if joined is None else torch.cat([joined, res.latents[..., ov:]], dim=-1)
         prev_lat, prev_audio = res.latents, a
         report += [f"window {w + 1}: " + "; ".join(res.report[-1:])]
-    return Result(out[..., :n_total].contiguous(), cfg.sample_rate, None, report)
+    # ``latents``: the windows joined in latent space (each later window's first ``ov`` frames were
+    # kept equal to the previous window's last ones); decoding them gives the clip without crossfades
+    n_lat = int(math.ceil(n_total / ratio))
+    return Result(out[..., :n_total].contiguous(), cfg.sample_rate, joined[..., :n_lat].contiguous(), report)

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import importlib
 
-# Add a module name here when its file lands, e.g. "loaders", "samplers", "vae", "training".
-NODE_MODULES: list[str] = []
+# Add a module name here when its file lands (e.g. "training").
+NODE_MODULES: list[str] = ["loaders", "encoders", "fusion", "masks", "samplers", "vae", "output"]
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
@@ -52,6 +52,11 @@ def _collect(module_names: list[str]) -> None:
             NODE_DISPLAY_NAME_MAPPINGS[node_id] = label
 
 
-_collect(NODE_MODULES)
+# Imported as ``<pack>.nodes`` (ComfyUI, the tests, the headless runner): collect the nodes.  Imported
+# as a top-level ``nodes`` (``python -m nodes.headless`` from the repository root) the modules'
+# relative imports of ``..audiox_core`` cannot work; nodes/headless.py then re-imports the
+# repository as a package itself, so nothing is collected here.
+if "." in __name__:
+    _collect(NODE_MODULES)
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "NODE_MODULES"]

@@ -269,6 +269,38 @@ def register_model_folder(name: str, default_subdir: str, extensions: Iterable[s
     known.update(exts)
 
 
+def add_model_path(name: str, path: str | os.PathLike) -> None:
+    """Also search ``path`` (any directory, e.g. the pack's own ``models/demo``) for folder ``name``.
+
+    The folder must be registered first (:func:`register_model_folder`, or a core folder such as
+    ``text_encoders``).  Inside ComfyUI this appends to ``folder_paths`` (after the user's paths,
+    so a user file of the same name wins); outside, to the local folder list.
+    """
+    path = str(Path(path).resolve())
+    fp = _folder_paths()
+    if fp is not None:
+        if not _comfy_folder_known(fp, name):
+            raise _unregistered(name)
+        fp.add_model_folder_path(name, path)
+        return
+    if name not in _LOCAL_FOLDERS:
+        raise _unregistered(name)
+    paths = _LOCAL_FOLDERS[name][0]
+    if path not in paths:
+        paths.append(path)
+
+
+def comfy_t5_tokenizer_dir() -> Optional[Path]:
+    """ComfyUI's bundled t5-base SentencePiece tokenizer folder (``comfy/text_encoders/t5_tokenizer``),
+    or None outside ComfyUI / when this ComfyUI has none."""
+    comfy = sys.modules.get("comfy") or _optional("comfy")
+    files = getattr(comfy, "__file__", None) if comfy is not None else None
+    if not files:
+        return None
+    d = Path(files).resolve().parent / "text_encoders" / "t5_tokenizer"
+    return d if d.is_dir() else None
+
+
 def _comfy_folder_known(fp, name: str) -> bool:
     key = fp.map_legacy(name) if hasattr(fp, "map_legacy") else name
     return key in fp.folder_names_and_paths
@@ -507,3 +539,65 @@ def video_with_audio(video: Any, audio: dict):
     """
     comps = video.get_components()
     return make_video(comps.images, comps.frame_rate, audio)
+
+
+class FileVideo:
+    """Fallback VIDEO value for a video file when ``comfy_api`` is absent (ComfyUI's ``VideoFromFile``
+    surface): ``get_stream_source()`` gives the path; ``get_components()`` decodes every frame and
+    the first audio stream with PyAV."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = str(path)
+
+    def get_stream_source(self) -> str:
+        return self.path
+
+    def get_components(self):
+        from fractions import Fraction as _F
+
+        from ..audiox_core import media
+        info = media.probe_video(self.path)
+        fps = info.fps if info.fps else _F(25)
+        frames, _, _ = media.sample_frames(self.path, fps=fps, size=(info.height, info.width), out="float")
+        images = frames.permute(0, 2, 3, 1).contiguous()
+        audio = None
+        if info.has_audio:
+            wav, sr = media.load_audio(self.path)
+            audio = {"waveform": wav.unsqueeze(0), "sample_rate": int(sr)}
+        return ComponentsVideo.Components(images, fps, audio)
+
+    def get_dimensions(self) -> tuple[int, int]:
+        from ..audiox_core import media
+        info = media.probe_video(self.path)
+        return info.width, info.height
+
+    def get_duration(self) -> float:
+        from ..audiox_core import media
+        return float(media.probe_video(self.path).duration_s)
+
+
+def video_from_file(path: str | os.PathLike):
+    """A ComfyUI VIDEO for a file on disk (``VideoFromFile`` in ComfyUI, else :class:`FileVideo`)."""
+    impl = _optional("comfy_api.input_impl")
+    if impl is not None:
+        return impl.VideoFromFile(str(path))
+    return FileVideo(path)
+
+
+def video_source(video: Any) -> tuple[str, Any, Any]:
+    """How to read a VIDEO value without decoding more than needed.
+
+    Returns ``("stream", source, None)`` for file-backed videos (a path or BytesIO that PyAV can
+    seek in: frames are then sampled at the model's rate while decoding) or ``("frames", images
+    [N, H, W, 3], fps)`` for videos that only exist as frames in memory (e.g. CreateVideo's).
+    """
+    impl = _optional("comfy_api.input_impl")
+    if impl is not None and isinstance(video, impl.VideoFromFile):
+        return "stream", video.get_stream_source(), None
+    in_memory = isinstance(video, ComponentsVideo) or (impl is not None and isinstance(video, impl.VideoFromComponents))
+    if not in_memory and hasattr(video, "get_stream_source") and impl is None:
+        return "stream", video.get_stream_source(), None
+    if not hasattr(video, "get_components"):
+        raise InputError(f"expected a VIDEO, got {type(video).__name__}")
+    comps = video.get_components()
+    return "frames", comps.images, comps.frame_rate

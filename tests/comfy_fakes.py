@@ -4,9 +4,10 @@
   ``comfy.model_management``, ``comfy.model_patcher`` and ``folder_paths`` that behave like
   ComfyUI's (same function names and semantics, CPU only, directories under a temp folder) and
   record what the pack does with them (progress updates, model loads/unloads).
-* ``CORE_NODES``: small fake implementations of the core nodes our example graphs use, with the
-  same INPUT_TYPES / RETURN_TYPES as ComfyUI 0.3.64 (checked against a live server by the
-  integration test).  Sinks capture what they receive in ``FakeComfy.captures``.
+* ``CORE_NODES``: the stand-ins of the core nodes our example graphs use (nodes/standins.py, same
+  INPUT_TYPES / RETURN_TYPES as ComfyUI 0.3.64, checked against a live server by the integration
+  test).  While a FakeComfy is active their sinks capture what they receive in
+  ``FakeComfy.captures`` instead of writing files.
 * ``write_test_*``: deterministic test media (PyAV), created on demand for the file names a
   workflow references.
 """
@@ -18,7 +19,6 @@ import sys
 import types
 import wave
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Optional
 
@@ -33,6 +33,20 @@ LEGACY_FOLDERS = {"clip": "text_encoders", "unet": "diffusion_models"}
 AUDIO_EXTS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac"}
 VIDEO_EXTS = {".mp4", ".webm", ".mov", ".mkv", ".avi"}
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_by_path(name: str, rel: str):
+    import importlib.util
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, _ROOT / rel)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
 
 _CURRENT: Optional["FakeComfy"] = None
 # folder name -> (paths relative to a FakeComfy models dir, the folder's extension set)
@@ -128,6 +142,9 @@ class FakeComfy:
         modules = self._build_modules()
         sys.modules.update(modules)
         self._previous, _CURRENT = _CURRENT, self
+        self._previous_env = standins.set_env(standins.Env(
+            self.input_dir, self.output_dir, self.temp_dir, write_files=False,
+            on_output=lambda nid, cls, kind, value: self.captures.append(Capture(nid, cls, kind, value))))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -138,6 +155,7 @@ class FakeComfy:
             else:
                 sys.modules[name] = mod
         _CURRENT = self._previous
+        standins.set_env(self._previous_env)
 
     def captured(self, kind: str) -> list[Capture]:
         return [c for c in self.captures if c.kind == kind]
@@ -447,369 +465,16 @@ def write_test_media(path: Path) -> Path:
 
 
 # =============================================================================================
-# decoding (what core LoadAudio / LoadVideo / LoadImage do, via PyAV)
+# core nodes: the stand-ins of nodes/standins.py (shared with the headless runner)
 # =============================================================================================
-def decode_audio(path: str) -> tuple[torch.Tensor, int]:
-    """``([C, T] float32, sample_rate)`` of the first audio stream."""
-    import av
-
-    with av.open(path) as c:
-        if not c.streams.audio:
-            raise ValueError(f"no audio stream in {path}")
-        st = c.streams.audio[0]
-        sr, ch = st.codec_context.sample_rate, st.codec_context.channels
-        resampler = av.AudioResampler(format="fltp", layout="stereo" if ch >= 2 else "mono", rate=sr)
-        chunks = []
-        for frame in c.decode(st):
-            for f in resampler.resample(frame):
-                chunks.append(f.to_ndarray())
-        for f in resampler.resample(None):
-            chunks.append(f.to_ndarray())
-    return torch.from_numpy(np.concatenate(chunks, axis=1).astype(np.float32)), sr
-
-
-def decode_frames(path: str) -> tuple[torch.Tensor, Fraction]:
-    """``([N, H, W, 3] float32 0..1, frame_rate)`` of the first video stream (all frames)."""
-    import av
-
-    with av.open(path) as c:
-        st = c.streams.video[0]
-        rate = Fraction(st.average_rate) if st.average_rate else Fraction(1)
-        frames = [torch.from_numpy(f.to_ndarray(format="rgb24")) for f in c.decode(st)]
-    return torch.stack(frames).to(torch.float32) / 255.0, rate
-
-
-class FakeVideoComponents:
-    def __init__(self, images, frame_rate, audio=None, metadata=None):
-        self.images, self.frame_rate, self.audio, self.metadata = images, frame_rate, audio, metadata
-
-
-class FakeVideoFromFile:
-    """The VideoInput surface of ComfyUI's ``VideoFromFile`` (what core LoadVideo outputs)."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def get_stream_source(self) -> str:
-        return self.path
-
-    def get_components(self) -> FakeVideoComponents:
-        images, rate = decode_frames(self.path)
-        audio = None
-        import av
-
-        with av.open(self.path) as c:
-            has_audio = bool(c.streams.audio)
-        if has_audio:
-            wav, sr = decode_audio(self.path)
-            audio = {"waveform": wav.unsqueeze(0), "sample_rate": sr}
-        return FakeVideoComponents(images, rate, audio)
-
-    def get_dimensions(self) -> tuple[int, int]:
-        import av
-
-        with av.open(self.path) as c:
-            st = c.streams.video[0]
-            return st.codec_context.width, st.codec_context.height
-
-    def get_duration(self) -> float:
-        import av
-
-        with av.open(self.path) as c:
-            return float(c.duration / av.time_base) if c.duration else 0.0
-
-    def get_container_format(self) -> str:
-        import av
-
-        with av.open(self.path) as c:
-            return c.format.name
-
-
-class FakeVideoFromComponents:
-    """The VideoInput surface of ComfyUI's ``VideoFromComponents`` (what CreateVideo outputs)."""
-
-    def __init__(self, components: FakeVideoComponents):
-        self._c = components
-
-    def get_components(self) -> FakeVideoComponents:
-        return FakeVideoComponents(self._c.images, self._c.frame_rate, self._c.audio)
-
-    def get_dimensions(self) -> tuple[int, int]:
-        return int(self._c.images.shape[2]), int(self._c.images.shape[1])
-
-    def get_duration(self) -> float:
-        return float(self._c.images.shape[0] / self._c.frame_rate)
-
-
-# =============================================================================================
-# contract checks applied by the fake sinks
-# =============================================================================================
-def check_audio(audio: Any, where: str) -> None:
-    """Raise AssertionError unless ``audio`` is a valid ComfyUI AUDIO dict."""
-    assert isinstance(audio, dict), f"{where}: AUDIO must be a dict, got {type(audio).__name__}"
-    assert set(audio) >= {"waveform", "sample_rate"}, f"{where}: AUDIO keys {sorted(audio)}"
-    w, sr = audio["waveform"], audio["sample_rate"]
-    assert isinstance(w, torch.Tensor) and w.ndim == 3, f"{where}: waveform must be a [B, C, T] tensor, got {getattr(w, 'shape', w)}"
-    assert w.is_floating_point(), f"{where}: waveform must be float, got {w.dtype}"
-    assert w.shape[0] >= 1 and w.shape[1] in (1, 2) and w.shape[2] > 0, f"{where}: waveform shape {tuple(w.shape)}"
-    assert w.device.type == "cpu", f"{where}: AUDIO waveform must be on the CPU (intermediate device), got {w.device}"
-    assert isinstance(sr, int) and not isinstance(sr, bool) and sr > 0, f"{where}: sample_rate must be a positive int, got {sr!r}"
-    assert torch.isfinite(w).all(), f"{where}: waveform has NaN/inf"
-
-
-def check_image(images: Any, where: str) -> None:
-    assert isinstance(images, torch.Tensor) and images.ndim == 4 and images.shape[-1] == 3, \
-        f"{where}: IMAGE must be [N, H, W, 3], got {getattr(images, 'shape', images)}"
-    assert images.is_floating_point() and float(images.min()) >= 0.0 and float(images.max()) <= 1.0, \
-        f"{where}: IMAGE values must be floats in 0..1"
-
-
-# =============================================================================================
-# fake core nodes (signatures of ComfyUI 0.3.64)
-# =============================================================================================
-_HIDDEN = {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO", "unique_id": "UNIQUE_ID"}
-
-
-def _input_files(kinds: list[str]) -> list[str]:
-    d = current().input_dir
-    return sorted(sys.modules["folder_paths"].filter_files_content_types(os.listdir(d), kinds))
-
-
-def _capture(unique_id, class_type, kind, value):
-    current().captures.append(Capture(str(unique_id), class_type, kind, value))
-
-
-class LoadAudio:
-    CATEGORY = "audio"
-    RETURN_TYPES = ("AUDIO",)
-    FUNCTION = "load"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"audio": (_input_files(["audio", "video"]), {"audio_upload": True})}}
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, audio):
-        if not sys.modules["folder_paths"].exists_annotated_filepath(audio):
-            return f"Invalid audio file: {audio}"
-        return True
-
-    def load(self, audio):
-        wav, sr = decode_audio(sys.modules["folder_paths"].get_annotated_filepath(audio))
-        return ({"waveform": wav.unsqueeze(0), "sample_rate": sr},)
-
-
-class _AudioSink:
-    CATEGORY = "audio"
-    RETURN_TYPES = ()
-    FUNCTION = "save"
-    OUTPUT_NODE = True
-
-    def save(self, audio, filename_prefix="audio/ComfyUI", prompt=None, extra_pnginfo=None, unique_id=None):
-        check_audio(audio, f"{type(self).__name__} (node {unique_id})")
-        _capture(unique_id, type(self).__name__, "audio", audio)
-        return {"ui": {"audio": [{"filename": f"{filename_prefix}_{unique_id}.flac", "subfolder": "", "type": "output"}]}}
-
-
-class SaveAudio(_AudioSink):
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"audio": ("AUDIO",), "filename_prefix": ("STRING", {"default": "audio/ComfyUI"})},
-                "hidden": dict(_HIDDEN)}
-
-
-class PreviewAudio(_AudioSink):
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"audio": ("AUDIO",)}, "hidden": dict(_HIDDEN)}
-
-
-class LoadVideo:
-    CATEGORY = "image/video"
-    RETURN_TYPES = ("VIDEO",)
-    FUNCTION = "execute"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"file": ("COMBO", {"multiselect": False, "options": _input_files(["video"]),
-                                                "video_upload": True})}}
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, file):
-        if not sys.modules["folder_paths"].exists_annotated_filepath(file):
-            return f"Invalid video file: {file}"
-        return True
-
-    def execute(self, file):
-        return (FakeVideoFromFile(sys.modules["folder_paths"].get_annotated_filepath(file)),)
-
-
-class CreateVideo:
-    CATEGORY = "image/video"
-    RETURN_TYPES = ("VIDEO",)
-    FUNCTION = "execute"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"images": ("IMAGE",), "fps": ("FLOAT", {"default": 30.0, "min": 1.0, "max": 120.0, "step": 1.0})},
-                "optional": {"audio": ("AUDIO",)}}
-
-    def execute(self, images, fps, audio=None):
-        check_image(images, "CreateVideo")
-        if audio is not None:
-            check_audio(audio, "CreateVideo")
-        return (FakeVideoFromComponents(FakeVideoComponents(images, Fraction(fps), audio)),)
-
-
-class GetVideoComponents:
-    CATEGORY = "image/video"
-    RETURN_TYPES = ("IMAGE", "AUDIO", "FLOAT")
-    RETURN_NAMES = ("images", "audio", "fps")
-    FUNCTION = "execute"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"video": ("VIDEO",)}}
-
-    def execute(self, video):
-        c = video.get_components()
-        return (c.images, c.audio, float(c.frame_rate))
-
-
-class SaveVideo:
-    CATEGORY = "image/video"
-    RETURN_TYPES = ()
-    FUNCTION = "execute"
-    OUTPUT_NODE = True
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"video": ("VIDEO",), "filename_prefix": ("STRING", {"default": "video/ComfyUI"}),
-                             "format": ("COMBO", {"default": "auto", "options": ["auto", "mp4"]}),
-                             "codec": ("COMBO", {"default": "auto", "options": ["auto", "h264"]})},
-                "hidden": dict(_HIDDEN)}
-
-    def execute(self, video, filename_prefix, format, codec, prompt=None, extra_pnginfo=None, unique_id=None):
-        c = video.get_components()
-        check_image(c.images, f"SaveVideo (node {unique_id})")
-        if c.audio is not None:
-            check_audio(c.audio, f"SaveVideo (node {unique_id}) audio")
-        _capture(unique_id, "SaveVideo", "video", c)
-        return {"ui": {"images": [{"filename": f"{filename_prefix}_{unique_id}.mp4", "subfolder": "", "type": "output"}],
-                       "animated": (True,)}}
-
-
-class LoadImage:
-    CATEGORY = "image"
-    RETURN_TYPES = ("IMAGE", "MASK")
-    FUNCTION = "load_image"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"image": (_input_files(["image"]), {"image_upload": True})}}
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, image):
-        if not sys.modules["folder_paths"].exists_annotated_filepath(image):
-            return f"Invalid image file: {image}"
-        return True
-
-    def load_image(self, image):
-        frames, _ = decode_frames(sys.modules["folder_paths"].get_annotated_filepath(image))
-        img = frames[:1]
-        return (img, torch.zeros(1, img.shape[1], img.shape[2]))
-
-
-class _ImageSink:
-    CATEGORY = "image"
-    RETURN_TYPES = ()
-    FUNCTION = "save_images"
-    OUTPUT_NODE = True
-
-    def save_images(self, images, filename_prefix="ComfyUI", prompt=None, extra_pnginfo=None, unique_id=None):
-        check_image(images, f"{type(self).__name__} (node {unique_id})")
-        _capture(unique_id, type(self).__name__, "image", images)
-        return {"ui": {"images": [{"filename": f"{filename_prefix}_{unique_id}.png", "subfolder": "", "type": "output"}]}}
-
-
-class SaveImage(_ImageSink):
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"images": ("IMAGE",), "filename_prefix": ("STRING", {"default": "ComfyUI"})},
-                "hidden": dict(_HIDDEN)}
-
-
-class PreviewImage(_ImageSink):
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"images": ("IMAGE",)}, "hidden": dict(_HIDDEN)}
-
-
-class SaveLoRANode:
-    CATEGORY = "loaders"
-    RETURN_TYPES = ()
-    FUNCTION = "save"
-    OUTPUT_NODE = True
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"lora": ("LORA_MODEL",), "prefix": ("STRING", {"default": "loras/ComfyUI_trained_lora"})},
-                "optional": {"steps": ("INT", {"forceInput": True})}, "hidden": {"unique_id": "UNIQUE_ID"}}
-
-    def save(self, lora, prefix, steps=None, unique_id=None):
-        assert isinstance(lora, dict) and lora and all(isinstance(v, torch.Tensor) for v in lora.values()), \
-            "SaveLoRANode: LORA_MODEL must be a non-empty dict of tensors"
-        _capture(unique_id, "SaveLoRANode", "lora", {"lora": lora, "steps": steps})
-        return {}
-
-
-class LossGraphNode:
-    CATEGORY = "training"
-    RETURN_TYPES = ()
-    FUNCTION = "plot_loss"
-    OUTPUT_NODE = True
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"loss": ("LOSS_MAP", {"default": {}}), "filename_prefix": ("STRING", {"default": "loss_graph"})},
-                "hidden": dict(_HIDDEN)}
-
-    def plot_loss(self, loss, filename_prefix, prompt=None, extra_pnginfo=None, unique_id=None):
-        values = loss.get("loss") if isinstance(loss, dict) else None
-        assert isinstance(values, list) and values and all(math.isfinite(float(v)) for v in values), \
-            "LossGraphNode: LOSS_MAP must be {'loss': [finite floats]}"
-        _capture(unique_id, "LossGraphNode", "loss", values)
-        return {"ui": {"images": []}}
-
-
-def _primitive(type_name: str, options: dict):
-    class Primitive:
-        CATEGORY = "utils/primitive"
-        RETURN_TYPES = (type_name,)
-        FUNCTION = "execute"
-
-        @classmethod
-        def INPUT_TYPES(cls):
-            return {"required": {"value": (type_name, dict(options))}}
-
-        def execute(self, value):
-            return (value,)
-
-    return Primitive
-
-
-_BIG = 9223372036854775807
-CORE_NODES: dict[str, type] = {
-    "LoadAudio": LoadAudio, "SaveAudio": SaveAudio, "PreviewAudio": PreviewAudio,
-    "LoadVideo": LoadVideo, "CreateVideo": CreateVideo, "GetVideoComponents": GetVideoComponents,
-    "SaveVideo": SaveVideo, "LoadImage": LoadImage, "SaveImage": SaveImage, "PreviewImage": PreviewImage,
-    "SaveLoRANode": SaveLoRANode, "LossGraphNode": LossGraphNode,
-    "PrimitiveInt": _primitive("INT", {"min": -_BIG, "max": _BIG, "control_after_generate": True}),
-    "PrimitiveFloat": _primitive("FLOAT", {"min": -_BIG, "max": _BIG}),
-    "PrimitiveString": _primitive("STRING", {"multiline": False}),
-    "PrimitiveStringMultiline": _primitive("STRING", {"multiline": True}),
-    "PrimitiveBoolean": _primitive("BOOLEAN", {}),
-}
-
-# input widgets whose file names refer to files in the input directory
-MEDIA_INPUTS = {"LoadAudio": "audio", "LoadVideo": "file", "LoadImage": "image"}
+# Loaded by path under a private name (no pack import needed).  While a FakeComfy is active the
+# stand-ins read inputs from its input directory and report what their sinks receive as Captures
+# (no files are written).
+standins = _load_by_path("audiox_standins", "nodes/standins.py")
+CORE_NODES: dict[str, type] = standins.CORE_NODES
+MEDIA_INPUTS = standins.MEDIA_INPUTS
+decode_audio, decode_frames = standins.decode_audio, standins.decode_frames
+check_audio, check_image = standins.check_audio, standins.check_image
+FakeVideoComponents = standins.VideoComponents
+FakeVideoFromFile = standins.VideoFromFile
+FakeVideoFromComponents = standins.VideoFromComponents

@@ -476,8 +476,18 @@ class Synchformer(nn.Module):
         arbitrary code to unpickle is refused.  Keys outside ``vfeat_extractor.*`` are ignored (the
         official file also holds the audio branch and the sync transformer).  Any missing,
         unexpected or mis-shaped ``vfeat_extractor`` key raises :class:`CheckpointError`.
+        ``cfg=None``: the official sizes, unless the file states its own: a ``.safetensors`` with a
+        ``synchformer_config`` metadata entry (:func:`save_synchformer`) or a ``.pth`` dict with a
+        ``synchformer_config`` dict entry (e.g. the tiny test extractors).
         """
         sd = _read_state_dict(path)
+        if cfg is None:
+            cfg = config_from_metadata(path)
+        if cfg is None and isinstance(sd.get(CONFIG_METADATA_KEY), Mapping):
+            try:  # a .pth of ours carrying its sizes as a plain dict entry (tiny test extractors)
+                cfg = SynchformerConfig(**sd[CONFIG_METADATA_KEY])
+            except (TypeError, ValueError) as e:
+                raise CheckpointError(f"{os.fspath(path)}: bad '{CONFIG_METADATA_KEY}' entry: {e}") from None
         vkeys = [k for k in sd if isinstance(k, str) and k.startswith(PREFIX)]
         if not vkeys:
             raise CheckpointError(f"{os.fspath(path)} is not a Synchformer checkpoint: it has no "
@@ -572,6 +582,40 @@ def preprocess(frames: torch.Tensor, *, size: int = 224, resize_mode: str = "cro
 # ----------------------------------------------------------------------------------------------
 # Checkpoint reading
 # ----------------------------------------------------------------------------------------------
+CONFIG_METADATA_KEY = "synchformer_config"
+
+
+def save_synchformer(model: "Synchformer", path: str | os.PathLike) -> None:
+    """Save ``model`` as ``.safetensors`` with its :class:`SynchformerConfig` in the metadata."""
+    import json
+    from dataclasses import asdict
+
+    from safetensors.torch import save_file
+    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(sd, os.fspath(path), metadata={"format": "pt", CONFIG_METADATA_KEY: json.dumps(asdict(model.cfg))})
+
+
+def config_from_metadata(path: str | os.PathLike) -> Optional[SynchformerConfig]:
+    """The config stored by :func:`save_synchformer`, or None (official sizes) for other files."""
+    p = os.fspath(path)
+    if not p.lower().endswith(".safetensors") or not os.path.isfile(p):
+        return None
+    import json
+
+    from safetensors import safe_open
+    try:
+        with safe_open(p, framework="pt") as f:
+            raw = (f.metadata() or {}).get(CONFIG_METADATA_KEY)
+    except Exception:  # unreadable files are reported by _read_state_dict with a better message
+        return None
+    if raw is None:
+        return None
+    try:
+        return SynchformerConfig(**json.loads(raw))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{p}: bad '{CONFIG_METADATA_KEY}' metadata: {e}") from None
+
+
 def _read_state_dict(path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
     p = os.fspath(path)
     if not os.path.isfile(p):

@@ -1,0 +1,310 @@
+"""What the node modules share: socket types, the values on them, and errors that name node and input.
+
+Socket types (custom, all-caps, prefixed so they never clash with core or other packs)::
+
+    AUDIOX_MODEL         ModelBundle      an AudioX model (+ how its parts move between devices)
+    AUDIOX_VAE           VAEBundle        an Oobleck VAE (the model's own, or a separate file)
+    AUDIOX_T5            T5Bundle         a T5 text encoder
+    AUDIOX_CLIP_VISION   ClipVisionFile   a CLIP ViT-B/32 vision file (given to the model loader)
+    AUDIOX_SYNCHFORMER   SynchformerBundle  the Synchformer visual extractor
+    AUDIOX_COND          audiox_core.conditions.Condition   one modality's tokens (cacheable)
+    AUDIOX_SYNC          SyncFeatures     Synchformer features of one video window
+    AUDIOX_CONTEXT       Context          fused conditions + the MAF gate report
+    AUDIOX_MASK          TimeMask         which seconds to regenerate / keep
+
+Errors: every failure a user can cause is raised as :class:`NodeError` whose message starts with
+the node's display name and names the input, e.g. ``AudioX Video Encoder: input 'video' has no
+frames``.  :func:`node_function` wraps a node's FUNCTION so that errors raised by ``audiox_core``
+(which name the problem but not the node) get the node's name in front.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+from ..audiox_core.errors import AudioXError, Interrupted
+from . import comfy_compat as cc
+
+log = logging.getLogger(__name__)
+
+CATEGORY = "audio/AudioX"
+
+MODEL = "AUDIOX_MODEL"
+VAE = "AUDIOX_VAE"
+T5 = "AUDIOX_T5"
+CLIP_VISION = "AUDIOX_CLIP_VISION"
+SYNCHFORMER = "AUDIOX_SYNCHFORMER"
+COND = "AUDIOX_COND"
+SYNC = "AUDIOX_SYNC"
+CONTEXT = "AUDIOX_CONTEXT"
+MASK = "AUDIOX_MASK"
+
+DTYPE_OPTIONS = ["auto", "fp32", "fp16", "bf16"]
+DTYPE_TOOLTIP = ("Weight precision. auto: bf16 on a GPU that supports it (else fp16), fp32 on the CPU. "
+                 "fp16/bf16 halve the memory; the VAE always decodes in fp32 as the official code does.")
+MAX_SECONDS = 300.0
+
+
+# ============================================================================================
+# errors
+# ============================================================================================
+class NodeError(AudioXError, ValueError):
+    """A user-caused failure of one node; the message names the node and (usually) the input."""
+
+
+def node_error(node: str, input_name: Optional[str], message: str) -> NodeError:
+    """``NodeError("<node>: input '<input>' <message>")`` (or without the input part)."""
+    where = f"input '{input_name}' " if input_name else ""
+    return NodeError(f"{node}: {where}{message}")
+
+
+@contextlib.contextmanager
+def about_input(node: str, input_name: str):
+    """Re-raise core errors inside the block as errors of ``input_name`` of ``node``."""
+    try:
+        yield
+    except (NodeError, Interrupted):
+        raise
+    except AudioXError as e:
+        raise NodeError(f"{node}: input '{input_name}': {e}") from e
+
+
+def node_function(fn):
+    """Decorator for a node's FUNCTION: core errors get the node's display name in front."""
+    @functools.wraps(fn)
+    def run(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except (NodeError, Interrupted):
+            raise
+        except AudioXError as e:
+            raise NodeError(f"{type(self).DISPLAY_NAME}: {e}") from e
+    return run
+
+
+def expect(value: Any, cls: type, node: str, input_name: str, what: str) -> Any:
+    """``value`` if it is a ``cls``, else a NodeError saying what the input needs."""
+    if not isinstance(value, cls):
+        raise node_error(node, input_name, f"needs {what}, got {type(value).__name__}")
+    return value
+
+
+# ============================================================================================
+# dtype / devices
+# ============================================================================================
+def resolve_dtype(choice: str, device: Optional[torch.device] = None) -> torch.dtype:
+    """The torch dtype for a DTYPE_OPTIONS choice (``auto`` depends on the compute device)."""
+    if choice == "fp32":
+        return torch.float32
+    if choice == "fp16":
+        return torch.float16
+    if choice == "bf16":
+        return torch.bfloat16
+    device = device or cc.get_torch_device()
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type in ("mps", "xpu"):
+        return torch.float16
+    return torch.float32
+
+
+def _handle_device(handle) -> Optional[torch.device]:
+    for t in handle.model.parameters():
+        return t.device
+    return None
+
+
+# ============================================================================================
+# values on the sockets
+# ============================================================================================
+@dataclass
+class ModelBundle:
+    """An AudioX model and one memory-managed handle per part.
+
+    Parts: ``backbone`` (``model.model``), ``maf`` (``model.maf_block``, MAF models), ``conditioner``
+    (video/audio-prompt conditioners), ``vae`` (``model.pretransform``).  Each node loads only the
+    parts it runs (:meth:`on_device`).  ``offload_after``: None = leave it to ComfyUI's memory
+    manager (keep on the GPU until something else needs it); True = move back right after use.
+    """
+
+    model: Any
+    parts: dict
+    offload_after: Optional[bool]
+    name: str = ""
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def variant(self) -> str:
+        return self.model.config.variant
+
+    @property
+    def role(self) -> str:
+        return getattr(self.model, "info", {}).get("role", "")
+
+    @property
+    def is_turbo_student(self) -> bool:
+        return self.model.objective == "rectified_flow" and self.role != "base"
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.model.config.sample_rate)
+
+    @property
+    def window_seconds(self) -> float:
+        c = self.model.config
+        return c.latent_length * c.vae.downsampling_ratio / c.sample_rate
+
+    def on_device(self, *parts: str, memory_required: int = 0):
+        handles = [self.parts[p] for p in parts if self.parts.get(p) is not None]
+        return cc.models_on_device(*handles, memory_required=memory_required, offload_after=self.offload_after)
+
+    def describe(self) -> str:
+        from ..audiox_core.config import VARIANT_LABELS
+        c = self.model.config
+        info = getattr(self.model, "info", {})
+        role = {"student": "Turbo student (few-step)", "base": "base/teacher (multi-step)"}.get(self.role, "")
+        lines = [f"{self.name}: {VARIANT_LABELS.get(c.variant, c.variant)}" + (f", {role}" if role else ""),
+                 f"objective {c.objective}; {c.sample_rate} Hz, {c.audio_channels} ch; window "
+                 f"{self.window_seconds:.2f} s ({c.latent_length} latents"
+                 + (", fixed length" if self.model.fixed_length else "") + ")",
+                 "conditions: " + ", ".join(s.id for s in c.conditioners)
+                 + ("; video needs Synchformer sync features" if self.needs_sync else ""),
+                 f"weights {info.get('dtype', '?')}; config from {info.get('config_from', '?')}"]
+        lines += [f"note: {n}" for n in info.get("notes", [])]
+        return "\n".join(lines)
+
+    @property
+    def needs_sync(self) -> bool:
+        vc = self.model.video_conditioner
+        return bool(vc is not None and getattr(vc, "with_sync", False))
+
+
+@dataclass
+class VAEBundle:
+    """An Oobleck VAE plus the sample rate it works at (a VAE file does not store it)."""
+
+    pretransform: Any
+    handle: Any
+    sample_rate: int
+    offload_after: Optional[bool] = None
+    name: str = ""
+    path: str = ""  # the file, for VAEs loaded on their own (the model loader's ``vae`` input needs it)
+
+    def view(self):
+        from ..audiox_core.generate import VAEOnly
+        return VAEOnly(self.pretransform, self.sample_rate)
+
+    def on_device(self):
+        return cc.models_on_device(self.handle, offload_after=self.offload_after)
+
+
+@dataclass
+class T5Bundle:
+    encoder: Any  # audiox_core.conditioning.t5.T5TextEncoder
+    handle: Any
+    offload_after: Optional[bool] = None
+    name: str = ""
+
+    def on_device(self):
+        return cc.models_on_device(self.handle, offload_after=self.offload_after)
+
+
+@dataclass
+class SynchformerBundle:
+    module: Any  # audiox_core.conditioning.synchformer.Synchformer
+    handle: Any
+    offload_after: Optional[bool] = None
+    name: str = ""
+
+    def on_device(self):
+        return cc.models_on_device(self.handle, offload_after=self.offload_after)
+
+
+@dataclass
+class ClipVisionFile:
+    path: str
+    description: str = ""
+
+
+@dataclass
+class SyncFeatures:
+    """Synchformer features ``[1, tokens, D]`` (float32, CPU) of ``duration`` seconds from ``start``."""
+
+    tokens: torch.Tensor
+    start: float
+    duration: float
+    report: str = ""
+
+
+@dataclass
+class Context:
+    """Fused conditions ready for a sampler.
+
+    ``tokens``: the backbone's context ``[B, N, D]`` (CPU); ``conds``: the per-modality
+    conditions it was made from (the sampler re-fuses them with a negative prompt, and long-form
+    generation re-encodes per window); ``modality_scale``: (video, text, audio) as applied;
+    ``gates``: MAF's learned gates ``[B, 3]`` or None; ``report``: one line per modality.
+    """
+
+    tokens: torch.Tensor
+    conds: Any  # audiox_core.conditions.Conditions
+    source: str
+    modality_scale: Optional[tuple] = None
+    gates: Optional[torch.Tensor] = None
+    report: str = ""
+    dropped: tuple = ()
+
+
+@dataclass
+class TimeMask:
+    """Seconds to regenerate (``inpaint``: ``ranges``) or to keep (``complete``: ``keep_seconds``)."""
+
+    kind: str  # "inpaint" | "complete"
+    ranges: list = field(default_factory=list)
+    keep_seconds: float = 0.0
+    ramp_seconds: float = 0.1
+
+    def describe(self) -> str:
+        if self.kind == "inpaint":
+            return "regenerate " + ", ".join(f"{a:g}–{b:g} s" for a, b in self.ranges)
+        return f"keep the first {self.keep_seconds:g} s, generate the rest"
+
+
+def audio_output(waveform: torch.Tensor, sample_rate: int) -> dict:
+    """A ComfyUI AUDIO dict on the intermediate device (float32 ``[B, C, T]``)."""
+    return {"waveform": waveform.detach().to(cc.intermediate_device(), torch.float32).contiguous(),
+            "sample_rate": int(sample_rate)}
+
+
+def check_audio_input(audio: Any, node: str, input_name: str) -> tuple[torch.Tensor, int]:
+    """``(waveform [B, C, T], sample_rate)`` of a ComfyUI AUDIO, or a NodeError naming the input."""
+    if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
+        raise node_error(node, input_name, f"needs an AUDIO (e.g. from Load Audio), got {type(audio).__name__}")
+    w, sr = audio["waveform"], audio["sample_rate"]
+    if not torch.is_tensor(w) or w.dim() not in (2, 3):
+        raise node_error(node, input_name, f"has a waveform of shape {getattr(w, 'shape', None)}; expected [B, C, T]")
+    if w.dim() == 2:
+        w = w.unsqueeze(0)
+    if w.shape[-1] == 0:
+        raise node_error(node, input_name, "is empty (0 samples)")
+    if not torch.isfinite(w).all():
+        raise node_error(node, input_name, "contains NaN or infinite samples")
+    try:
+        sr = int(sr)
+    except (TypeError, ValueError):
+        raise node_error(node, input_name, f"has a bad sample_rate {sr!r}") from None
+    if sr <= 0:
+        raise node_error(node, input_name, f"has a bad sample_rate {sr}")
+    return w.float(), sr
+
+
+def device_of(handle) -> Optional[torch.device]:
+    return _handle_device(handle)

@@ -1,0 +1,252 @@
+"""Run example graphs (workflows/*.json, UI format) without ComfyUI, and make their input media.
+
+From the repository root::
+
+    python -m nodes.headless workflows/text_to_audio.json --out out/
+    python -m nodes.headless workflows/*.json --out out/ --device cuda
+    python -m nodes.headless workflows/audio_inpainting.json --out out/ --set 12.ranges=0.5-1.5
+    python -m nodes.headless --make-inputs path/to/ComfyUI/input     # the example media only
+
+Each graph runs in-process: our nodes plus small stand-ins of the ComfyUI core nodes it uses
+(nodes/standins.py: Load Audio/Video/Image read from ``--inputs``; Save/Preview Audio write WAV,
+Save Video MP4, Save/Preview Image PNG under ``--out/<graph name>/``).  Models come from
+``--models`` (default ``./models``: ``models/audiox``, ``models/text_encoders``, ...) and the pack's
+``models/demo`` (the shipped demo model, which the example graphs use).  The example media the graphs
+name (``audiox_example_*``) are rendered from the demo world when missing.
+
+``python -m nodes.headless`` imports the top-level ``nodes`` package (which then collects no nodes,
+see nodes/__init__.py); this file re-imports the repository as a package and runs from there.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_NAME = "audiox_headless_pack"
+
+
+# =============================================================================================
+# example media (rendered from the demo world; deterministic)
+# =============================================================================================
+#: file name -> (scene kind, seed, scene keyword arguments)
+EXAMPLE_SCENES = {
+    "audiox_example_events": ("event", 4, dict(count=3, noise=False)),
+    "audiox_example_music": ("music", 103, dict(noise=False)),
+    "audiox_example_image": ("event", 201, dict(n_types=1, count=2, noise=False)),
+}
+EXAMPLE_FILES = {
+    "audiox_example_events.mp4": "audiox_example_events",
+    "audiox_example_events.wav": "audiox_example_events",
+    "audiox_example_music.wav": "audiox_example_music",
+    "audiox_example_music.mp4": "audiox_example_music",
+    "audiox_example_image.png": "audiox_example_image",
+}
+EXAMPLE_VIDEO_SIZE = 128
+
+
+def _core(sub: str):
+    if __package__ and "." in __package__:
+        return importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.audiox_core.{sub}")
+    return importlib.import_module(f"audiox_core.{sub}")
+
+
+def example_scene(stem: str):
+    import numpy as np
+    world = _core("demo.world")
+    kind, seed, kw = EXAMPLE_SCENES[stem]
+    rng = np.random.default_rng(seed)
+    if kind == "event":
+        return world.sample_event_scene(rng, seed=seed, **kw)
+    return world.sample_music_scene(rng, seed=seed, **kw)
+
+
+def example_caption(stem: str) -> str:
+    """The canonical caption of an example scene (what the example graphs prompt with)."""
+    return _core("demo.captions").caption_canonical(example_scene(stem))
+
+
+def make_example_media(path: Path) -> Path:
+    """Render the example file ``path`` (its name must be one of :data:`EXAMPLE_FILES`)."""
+    import torch
+    path = Path(path)
+    stem = EXAMPLE_FILES.get(path.name)
+    if stem is None:
+        raise ValueError(f"'{path.name}' is not an example file ({', '.join(sorted(EXAMPLE_FILES))})")
+    world, media = _core("demo.world"), _core("media")
+    spec = example_scene(stem)
+    cfg = world.DEFAULT_CONFIG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".png":
+        img = world.render_image(spec, size=EXAMPLE_VIDEO_SIZE)
+        _core("media.spectrogram").write_png(path, img)
+        return path
+    audio = torch.from_numpy(world.render_audio(spec, cfg.sample_rate, spec.duration, 2, cfg.peak))
+    if path.suffix == ".wav":
+        media.save_wav(path, audio, cfg.sample_rate)
+        return path
+    frames = torch.from_numpy(world.render_video(spec, cfg.fps, spec.duration, EXAMPLE_VIDEO_SIZE))
+    media.write_video(frames, cfg.fps, path, audio=audio, sr=cfg.sample_rate)
+    return path
+
+
+def make_inputs(directory: Path, names: Optional[Sequence[str]] = None) -> list[Path]:
+    """Write the example media (all, or ``names``) into ``directory`` unless already there."""
+    out = []
+    for name in names or sorted(EXAMPLE_FILES):
+        p = Path(directory) / name
+        if not p.exists():
+            make_example_media(p)
+        out.append(p)
+    return out
+
+
+# =============================================================================================
+# running graphs
+# =============================================================================================
+@dataclass
+class HeadlessRun:
+    workflow: Path
+    out_dir: Path
+    api: dict
+    written: list = field(default_factory=list)
+    ui: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _parse_override(s: str) -> tuple[str, str, Any]:
+    key, _, value = s.partition("=")
+    nid, _, name = key.partition(".")
+    if not nid or not name or not _:
+        raise ValueError(f"--set expects NODE_ID.INPUT=VALUE, got {s!r}")
+    try:
+        v = json.loads(value)
+    except ValueError:
+        v = value
+    return nid, name, v
+
+
+def run_workflow_file(workflow: Path, out_dir: Path, *, inputs_dir: Optional[Path] = None,
+                      overrides: Sequence[tuple[str, str, Any]] = (), make_missing_inputs: bool = True) -> HeadlessRun:
+    """Validate, convert and execute one UI-format graph; returns what was written."""
+    from . import graph as G
+    from . import standins as S
+    from . import NODE_CLASS_MAPPINGS
+    workflow = Path(workflow)
+    wf = json.loads(workflow.read_text(encoding="utf-8"))
+    out_dir = Path(out_dir)
+    inputs_dir = Path(inputs_dir) if inputs_dir else out_dir / "inputs"
+    inputs_dir.mkdir(parents=True, exist_ok=True)
+    env = S.Env(inputs_dir, out_dir, out_dir / "preview", write_files=True)
+    prev = S.set_env(env)
+    try:
+        for n in wf.get("nodes") or []:
+            field_name = S.MEDIA_INPUTS.get(n.get("type"))
+            wv = n.get("widgets_values")
+            if field_name is None or n.get("mode", 0) in (G.MUTED, G.BYPASSED):
+                continue
+            name = wv.get(field_name) if isinstance(wv, dict) else (wv or [None])[0]
+            if isinstance(name, str) and not env.input_path(name).exists():
+                if make_missing_inputs and name in EXAMPLE_FILES:
+                    make_example_media(env.input_path(name))
+                else:
+                    raise G.WorkflowError(f"node {n.get('id')} ({n.get('type')}) reads '{name}', which is not in "
+                                          f"{inputs_dir}")
+        classes = {**S.CORE_NODES, **NODE_CLASS_MAPPINGS}
+        defs = G.defs_from_classes(classes)
+        problems = G.validate_ui(wf, defs, strict=False)
+        if problems:
+            raise G.WorkflowError(f"{workflow.name} is not valid here:\n  " + "\n  ".join(problems))
+        api = G.ui_to_api(wf, defs)
+        for nid, name, value in overrides:
+            if nid not in api:
+                raise G.WorkflowError(f"--set names node {nid}, which is not in {workflow.name}")
+            api[nid]["inputs"][name] = value
+        problems = G.validate_api(api, defs)
+        if problems:
+            raise G.WorkflowError(f"{workflow.name} is not valid here:\n  " + "\n  ".join(problems))
+        t0 = time.time()
+        result = G.execute(api, classes, extra_pnginfo={"workflow": wf})
+        return HeadlessRun(workflow, out_dir, api, list(env.written), result.ui, time.time() - t0)
+    finally:
+        S.set_env(prev)
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m nodes.headless", description=__doc__.split("\n")[0])
+    ap.add_argument("workflows", nargs="*", type=Path, help="UI-format workflow files (workflows/*.json)")
+    ap.add_argument("--out", type=Path, default=Path("output"), help="output folder (one subfolder per graph)")
+    ap.add_argument("--inputs", type=Path, help="folder of the input media (default: OUT/inputs)")
+    ap.add_argument("--models", type=Path, help="models root with audiox/, text_encoders/, clip_vision/ "
+                                                "(default: ./models); the pack's models/demo is always searched")
+    ap.add_argument("--device", help="compute device, e.g. cuda or cpu (default: cpu)")
+    ap.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE",
+                    help="override a widget value of the API graph (JSON value or plain string); repeatable")
+    ap.add_argument("--make-inputs", type=Path, metavar="DIR", help="write the example media into DIR and exit")
+    return ap
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from ..audiox_core.errors import AudioXError
+    from . import graph as G
+    if args.make_inputs:
+        for p in make_inputs(args.make_inputs):
+            print(f"wrote {p}")
+        if not args.workflows:
+            return 0
+    if not args.workflows:
+        print("error: give workflow files (or --make-inputs DIR)", file=sys.stderr)
+        return 2
+    try:
+        overrides = [_parse_override(s) for s in args.set]
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    status = 0
+    for wf in args.workflows:
+        out = args.out / wf.stem
+        try:
+            run = run_workflow_file(wf, out, inputs_dir=args.inputs, overrides=overrides)
+        except G.ExecutionError as e:
+            print(f"{wf.name}: FAILED — {e.error if isinstance(e.error, AudioXError) else e}", file=sys.stderr)
+            status = 1
+            continue
+        except (G.WorkflowError, AudioXError, OSError) as e:
+            print(f"{wf.name}: FAILED — {e}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"{wf.name}: ran in {run.seconds:.1f} s")
+        for nid, ui in sorted(run.ui.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0):
+            for text in ui.get("text", []) or []:
+                print("  [node %s] %s" % (nid, str(text).replace("\n", "\n    ")))
+        for p in run.written:
+            print(f"  wrote {p}")
+    return status
+
+
+def _bootstrap(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``python -m nodes.headless``: import the repository as a package and run."""
+    args = _parser().parse_args(argv)
+    if args.models:
+        os.environ["AUDIOX_MODELS_DIR"] = str(args.models.resolve())
+    if args.device:
+        os.environ["AUDIOX_DEVICE"] = args.device
+    if PACKAGE_NAME not in sys.modules:
+        spec = importlib.util.spec_from_file_location(PACKAGE_NAME, ROOT / "__init__.py",
+                                                      submodule_search_locations=[str(ROOT)])
+        pkg = importlib.util.module_from_spec(spec)
+        sys.modules[PACKAGE_NAME] = pkg
+        spec.loader.exec_module(pkg)
+    mod = importlib.import_module(f"{PACKAGE_NAME}.nodes.headless")
+    return mod.run_cli(args)
+
+
+if __name__ == "__main__":
+    sys.exit(_bootstrap())

@@ -1,0 +1,336 @@
+"""Loader nodes: AudioX model, VAE, T5 text encoder, CLIP vision, Synchformer.
+
+Files are listed from ComfyUI model folders (``models/audiox`` for AudioX checkpoints, VAE and
+Synchformer; ``models/text_encoders`` for T5; ``models/clip_vision`` for CLIP) plus this pack's
+``models/demo`` (the shipped demo model).  What a file is comes from its keys and shapes
+(:func:`audiox_core.checkpoint.detect`), never from its name.  Weights are built on the meta
+device and loaded straight into the chosen dtype on ComfyUI's offload device; each network is
+wrapped for ComfyUI's memory manager and moved to the GPU only by the nodes that run it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from ..audiox_core.errors import AudioXError, CheckpointError
+from . import comfy_compat as cc
+from .common import (CATEGORY, CLIP_VISION, DTYPE_OPTIONS, DTYPE_TOOLTIP, MODEL, SYNCHFORMER, T5, VAE,
+                     ClipVisionFile, ModelBundle, SynchformerBundle, T5Bundle, VAEBundle, about_input,
+                     expect, node_error, node_function, resolve_dtype)
+
+log = logging.getLogger(__name__)
+
+PACK_ROOT = Path(__file__).resolve().parents[1]
+DEMO_DIR = PACK_ROOT / "models" / "demo"
+WEIGHT_EXTS = [".safetensors", ".ckpt", ".pth", ".pt", ".bin", ".sft"]
+
+cc.register_model_folder("audiox", "audiox", WEIGHT_EXTS)
+cc.register_model_folder("text_encoders", "text_encoders", [".safetensors", ".bin", ".pt", ".sft"])
+cc.register_model_folder("clip_vision", "clip_vision", [".safetensors", ".bin", ".pt", ".pth"])
+cc.add_model_path("audiox", DEMO_DIR)
+cc.add_model_path("text_encoders", DEMO_DIR)
+
+_TOKENIZER_FILES = ("byte_tokenizer.json", "tokenizer.json", "spiece.model", "tokenizer_config.json")
+
+
+def _is_hf_text_folder(folder: Path) -> bool:
+    """A Hugging Face-style T5 folder: config.json plus a tokenizer file."""
+    return (folder / "config.json").is_file() and any((folder / n).is_file() for n in _TOKENIZER_FILES)
+
+
+def _full(folder: str, name: str) -> Path | None:
+    for root in cc.get_folder_paths(folder):
+        p = Path(root) / name
+        if p.exists():
+            return p
+    return None
+
+
+def _in_demo_dir(p: Path) -> bool:
+    try:
+        p.resolve().relative_to(DEMO_DIR.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def list_audiox_files() -> list[str]:
+    """Weights files of ``models/audiox`` (+ demo), without the insides of T5 folders."""
+    out = []
+    for name in cc.get_filename_list("audiox"):
+        p = _full("audiox", name)
+        if p is not None and "/" in name and _is_hf_text_folder(p.parent):
+            continue
+        out.append(name)
+    return out
+
+
+def list_text_encoders() -> list[str]:
+    """T5 choices: Hugging Face folders (listed by folder name) and single weights files."""
+    out: list[str] = []
+    for name in cc.get_filename_list("text_encoders"):
+        p = _full("text_encoders", name)
+        if p is None:
+            continue
+        if "/" in name and _is_hf_text_folder(p.parent):
+            folder = name.rsplit("/", 1)[0]
+            if folder not in out:
+                out.append(folder)
+        elif not _in_demo_dir(p):  # the demo folder's model files are AudioX checkpoints, not T5
+            out.append(name)
+    return out
+
+
+def _pick(node: str, input_name: str, folder: str, name: str) -> Path:
+    p = _full(folder, name) if name else None
+    if p is None:
+        searched = ", ".join(cc.get_folder_paths(folder))
+        raise node_error(node, input_name, f"'{name}' was not found in models/{folder} (searched: {searched})")
+    return p
+
+
+def _offload(keep_on_gpu: bool):
+    return None if keep_on_gpu else True
+
+
+KEEP_TOOLTIP = ("On: after use the weights stay on the GPU until ComfyUI needs the memory for something else "
+                "(fast re-runs). Off: they go back to the CPU as soon as the node that used them finishes "
+                "(less VRAM, slower).")
+
+
+# ============================================================================================
+class AudioXModelLoader:
+    DISPLAY_NAME = "AudioX Model Loader"
+    DESCRIPTION = ("Loads an AudioX checkpoint from models/audiox (or the pack's demo model). The variant — AudioX, "
+                   "AudioX-MAF, AudioX-MAF-MMDiT or AudioX-Turbo (student or base) — is detected from the "
+                   "file's weights, not its name.")
+    CATEGORY = f"{CATEGORY}/loaders"
+    RETURN_TYPES = (MODEL, VAE, "STRING")
+    RETURN_NAMES = ("model", "vae", "info")
+    OUTPUT_TOOLTIPS = ("The AudioX model (backbone, conditioners, MAF).",
+                       "The model's own VAE, for AudioX VAE Encode/Decode.",
+                       "What was detected: variant, sample rate, window, conditions.")
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        files = list_audiox_files()
+        return {
+            "required": {
+                "ckpt_name": (files, {"tooltip": "Checkpoint in models/audiox (.safetensors, or .ckpt/.pth loaded "
+                                                 "safely with weights_only). The official model.ckpt / "
+                                                 "audiox_turbo.ckpt load unchanged."}),
+                "dtype": (DTYPE_OPTIONS, {"default": "auto", "tooltip": DTYPE_TOOLTIP}),
+                "keep_on_gpu": ("BOOLEAN", {"default": True, "label_on": "keep on GPU",
+                                            "label_off": "offload after use", "tooltip": KEEP_TOOLTIP}),
+            },
+            "optional": {
+                "vae": (VAE, {"tooltip": "A separate VAE file (AudioX VAE Loader). Needed for checkpoints saved "
+                                         "without their VAE, such as the official audiox_turbo.ckpt (vae.ckpt); "
+                                         "when given it replaces the checkpoint's own VAE."}),
+                "clip_vision": (CLIP_VISION, {"tooltip": "CLIP ViT-B/32 vision weights (AudioX CLIP Vision "
+                                                         "Loader), for checkpoints saved without the CLIP tower."}),
+            },
+        }
+
+    @node_function
+    def load(self, ckpt_name, dtype="auto", keep_on_gpu=True, vae=None, clip_vision=None):
+        from ..audiox_core.checkpoint import classify_keys, load_model
+        from ..audiox_core.weights import WeightSource
+        node = self.DISPLAY_NAME
+        path = _pick(node, "ckpt_name", "audiox", ckpt_name)
+        if vae is not None:
+            expect(vae, VAEBundle, node, "vae", "an AUDIOX_VAE from AudioX VAE Loader")
+            if not vae.path:
+                raise node_error(node, "vae", "must come from AudioX VAE Loader (a file), not from another model")
+        if clip_vision is not None:
+            expect(clip_vision, ClipVisionFile, node, "clip_vision", "an AUDIOX_CLIP_VISION")
+        with about_input(node, "ckpt_name"):
+            kind = classify_keys(WeightSource(path).keys())
+        if kind.kind not in ("audiox", "audiox_training"):
+            hint = {"vae": " — load it with AudioX VAE Loader", "synchformer": " — load it with AudioX Synchformer Loader",
+                    "t5": " — load it with AudioX T5 Loader", "clip_vision": " — load it with AudioX CLIP Vision Loader",
+                    }.get(kind.kind, "")
+            raise node_error(node, "ckpt_name", f"'{ckpt_name}' is {kind.description}, not an AudioX model{hint}")
+        device = cc.unet_offload_device()
+        wdtype = resolve_dtype(dtype)
+        try:
+            model = load_model(path, dtype=wdtype, device=device, vae=vae.path if vae is not None else None,
+                               clip_vision=clip_vision.path if clip_vision is not None else None)
+        except CheckpointError as e:
+            msg = str(e)
+            if "no VAE weights" in msg:
+                raise node_error(node, "vae", f"is not connected, but '{ckpt_name}' has no VAE weights: load "
+                                 "vae.ckpt / VAE.ckpt with AudioX VAE Loader and connect it") from e
+            if "no CLIP vision tower" in msg:
+                raise node_error(node, "clip_vision", f"is not connected, but '{ckpt_name}' has no CLIP vision "
+                                 "tower: load CLIP ViT-B/32 with AudioX CLIP Vision Loader and connect it") from e
+            raise node_error(node, "ckpt_name", msg) from e
+        except AudioXError as e:
+            raise node_error(node, "ckpt_name", str(e)) from e
+        parts = {"backbone": cc.wrap_model(model.model), "conditioner": cc.wrap_model(model.conditioner),
+                 "vae": cc.wrap_model(model.pretransform)}
+        if model.maf_block is not None:
+            parts["maf"] = cc.wrap_model(model.maf_block)
+        bundle = ModelBundle(model, parts, _offload(keep_on_gpu), name=os.path.basename(ckpt_name))
+        vae_out = VAEBundle(model.pretransform, parts["vae"], bundle.sample_rate, bundle.offload_after,
+                            name=f"{bundle.name} (VAE)")
+        info = bundle.describe()
+        log.info("AudioX model loaded:\n%s", info)
+        return {"ui": {"text": [info]}, "result": (bundle, vae_out, info)}
+
+
+# ============================================================================================
+class AudioXVAELoader:
+    DISPLAY_NAME = "AudioX VAE Loader"
+    DESCRIPTION = ("Loads an Oobleck VAE file (the official VAE.ckpt / vae.ckpt) from models/audiox. Connect it to "
+                   "AudioX Model Loader for checkpoints without a VAE (AudioX-Turbo), or use it directly with "
+                   "AudioX VAE Encode/Decode.")
+    CATEGORY = f"{CATEGORY}/loaders"
+    RETURN_TYPES = (VAE,)
+    RETURN_NAMES = ("vae",)
+    OUTPUT_TOOLTIPS = ("The VAE.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "vae_name": (list_audiox_files(), {"tooltip": "VAE file in models/audiox (VAE.ckpt, vae.ckpt or a "
+                                                          ".safetensors conversion)."}),
+            "sample_rate": ("INT", {"default": 44100, "min": 8000, "max": 192000, "step": 1,
+                                    "tooltip": "The rate the VAE was trained at (44100 for every released AudioX "
+                                               "VAE); a VAE file does not store it."}),
+            "keep_on_gpu": ("BOOLEAN", {"default": True, "label_on": "keep on GPU", "label_off": "offload after use",
+                                        "tooltip": KEEP_TOOLTIP}),
+        }}
+
+    @node_function
+    def load(self, vae_name, sample_rate=44100, keep_on_gpu=True):
+        from ..audiox_core.checkpoint import classify_keys, load_vae
+        from ..audiox_core.weights import WeightSource
+        node = self.DISPLAY_NAME
+        path = _pick(node, "vae_name", "audiox", vae_name)
+        with about_input(node, "vae_name"):
+            kind = classify_keys(WeightSource(path).keys())
+            if kind.kind != "vae":
+                raise node_error(node, "vae_name", f"'{vae_name}' is {kind.description}, not a VAE"
+                                 + (" — an AudioX checkpoint brings its own VAE: use the 'vae' output of AudioX "
+                                    "Model Loader" if kind.kind == "audiox" else ""))
+            pt = load_vae(path, device=cc.unet_offload_device())
+        return (VAEBundle(pt, cc.wrap_model(pt), int(sample_rate), _offload(keep_on_gpu),
+                          name=os.path.basename(vae_name), path=str(path)),)
+
+
+# ============================================================================================
+class AudioXT5Loader:
+    DISPLAY_NAME = "AudioX T5 Loader"
+    DESCRIPTION = ("Loads the T5 text encoder from models/text_encoders: a Hugging Face folder (config.json, "
+                   "model.safetensors, tokenizer) or a single t5-base file such as ComfyUI's t5_base.safetensors "
+                   "(its tokenizer then comes with ComfyUI). Every released AudioX model uses t5-base.")
+    CATEGORY = f"{CATEGORY}/loaders"
+    RETURN_TYPES = (T5,)
+    RETURN_NAMES = ("t5",)
+    OUTPUT_TOOLTIPS = ("The text encoder, for AudioX Text Encoder.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "t5_name": (list_text_encoders(), {"tooltip": "A T5 folder or file in models/text_encoders (the demo "
+                                                          "model's demo_t5 is listed too)."}),
+            "dtype": (DTYPE_OPTIONS, {"default": "auto", "tooltip": "Precision of T5. auto: fp16 on a GPU (as the "
+                                                                    "official), fp32 on the CPU."}),
+            "keep_on_gpu": ("BOOLEAN", {"default": True, "label_on": "keep on GPU", "label_off": "offload after use",
+                                        "tooltip": KEEP_TOOLTIP}),
+        }}
+
+    @node_function
+    def load(self, t5_name, dtype="auto", keep_on_gpu=True):
+        import torch
+
+        from ..audiox_core.conditioning.t5 import T5TextEncoder
+        node = self.DISPLAY_NAME
+        path = _pick(node, "t5_name", "text_encoders", t5_name)
+        tok = None
+        folder = path if path.is_dir() else path.parent
+        if path.is_file() and not any((folder / n).is_file() for n in _TOKENIZER_FILES):
+            tok = cc.comfy_t5_tokenizer_dir()
+        dev = cc.get_torch_device()
+        wdtype = (torch.float16 if dev.type != "cpu" else torch.float32) if dtype == "auto" else resolve_dtype(dtype)
+        with about_input(node, "t5_name"):
+            enc = T5TextEncoder.from_local(path, dtype=wdtype, device=cc.unet_offload_device(), tokenizer_path=tok,
+                                           expected_dim=None)
+        return (T5Bundle(enc, cc.wrap_model(enc.model), _offload(keep_on_gpu), name=t5_name),)
+
+
+# ============================================================================================
+class AudioXCLIPVisionLoader:
+    DISPLAY_NAME = "AudioX CLIP Vision Loader"
+    DESCRIPTION = ("Picks CLIP ViT-B/32 vision weights from models/clip_vision (Hugging Face or OpenAI layout) for "
+                   "AudioX checkpoints saved without their CLIP tower. Connect it to AudioX Model Loader.")
+    CATEGORY = f"{CATEGORY}/loaders"
+    RETURN_TYPES = (CLIP_VISION,)
+    RETURN_NAMES = ("clip_vision",)
+    OUTPUT_TOOLTIPS = ("The CLIP vision file, for AudioX Model Loader's clip_vision input.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"clip_name": (cc.get_filename_list("clip_vision"), {
+            "tooltip": "openai/clip-vit-base-patch32 vision weights (e.g. clip_vision_b32.safetensors or the "
+                       "full CLIP model file)."})}}
+
+    @node_function
+    def load(self, clip_name):
+        from ..audiox_core.checkpoint import classify_keys
+        from ..audiox_core.weights import WeightSource
+        node = self.DISPLAY_NAME
+        path = _pick(node, "clip_name", "clip_vision", clip_name)
+        with about_input(node, "clip_name"):
+            src = WeightSource(path)
+            kind = classify_keys(src.keys())
+        if kind.kind != "clip_vision":
+            raise node_error(node, "clip_name", f"'{clip_name}' is {kind.description}, not a CLIP vision model")
+        return (ClipVisionFile(str(path), kind.description),)
+
+
+# ============================================================================================
+class AudioXSynchformerLoader:
+    DISPLAY_NAME = "AudioX Synchformer Loader"
+    DESCRIPTION = ("Loads the Synchformer visual extractor (synchformer_state_dict.pth, the file MMAudio also uses) "
+                   "from models/audiox. AudioX-MAF, -MAF-MMDiT and Turbo condition on its sync features when "
+                   "given a video.")
+    CATEGORY = f"{CATEGORY}/loaders"
+    RETURN_TYPES = (SYNCHFORMER,)
+    RETURN_NAMES = ("synchformer",)
+    OUTPUT_TOOLTIPS = ("The Synchformer, for AudioX Video Encoder / AudioX Sync Encoder.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "synchformer_name": (list_audiox_files(), {"tooltip": "synchformer_state_dict.pth in models/audiox."}),
+            "dtype": (DTYPE_OPTIONS, {"default": "auto", "tooltip": DTYPE_TOOLTIP}),
+            "keep_on_gpu": ("BOOLEAN", {"default": True, "label_on": "keep on GPU", "label_off": "offload after use",
+                                        "tooltip": KEEP_TOOLTIP}),
+        }}
+
+    @node_function
+    def load(self, synchformer_name, dtype="auto", keep_on_gpu=True):
+        from ..audiox_core.conditioning.synchformer import Synchformer
+        node = self.DISPLAY_NAME
+        path = _pick(node, "synchformer_name", "audiox", synchformer_name)
+        with about_input(node, "synchformer_name"):
+            sf = Synchformer.from_file(path, dtype=resolve_dtype(dtype), device=cc.unet_offload_device())
+        return (SynchformerBundle(sf, cc.wrap_model(sf), _offload(keep_on_gpu), name=synchformer_name),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "AudioXModelLoader": AudioXModelLoader,
+    "AudioXVAELoader": AudioXVAELoader,
+    "AudioXT5Loader": AudioXT5Loader,
+    "AudioXCLIPVisionLoader": AudioXCLIPVisionLoader,
+    "AudioXSynchformerLoader": AudioXSynchformerLoader,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

@@ -1,0 +1,108 @@
+"""Time-mask nodes: which seconds a sampler regenerates (inpainting) or keeps (completion).
+
+The mask is in seconds; the samplers turn it into a latent keep-mask for their model
+(:func:`audiox_core.generate.keep_mask_from_ranges`), check it against the clip, and the Audio
+Prompt Encoder uses it to blank the regenerated parts of the prompt (the official setup).
+"""
+from __future__ import annotations
+
+import re
+
+from .common import CATEGORY, MASK, MAX_SECONDS, TimeMask, node_error, node_function
+
+_SPLIT = re.compile(r"[,;\n]+")
+_RANGE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:-|–|:|to)\s*(\d+(?:\.\d*)?|\.\d+)\s*$")
+
+
+def parse_ranges(text: str) -> list[tuple[float, float]]:
+    """``"2-3.5, 6:7"`` → ``[(2.0, 3.5), (6.0, 7.0)]``; raises ValueError with a readable message.
+
+    Ranges are sorted; overlapping ones are merged.
+    """
+    parts = [p for p in _SPLIT.split(str(text)) if p.strip()]
+    if not parts:
+        raise ValueError("no time range given; write e.g. '2.0-3.5' or '1-2, 6-7' (seconds)")
+    out = []
+    for p in parts:
+        m = _RANGE.match(p)
+        if not m:
+            raise ValueError(f"'{p.strip()}' is not a range in seconds like '2.0-3.5'")
+        a, b = float(m.group(1)), float(m.group(2))
+        if not b > a:
+            raise ValueError(f"'{p.strip()}': the end must be after the start")
+        if a >= MAX_SECONDS:
+            raise ValueError(f"'{p.strip()}': starts after {MAX_SECONDS:g} s")
+        out.append((a, b))
+    out.sort()
+    merged = [out[0]]
+    for a, b in out[1:]:
+        if a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+class AudioXInpaintMask:
+    DISPLAY_NAME = "AudioX Inpaint Mask"
+    DESCRIPTION = ("Audio inpainting: the time ranges (seconds) to regenerate; everything else is kept from the "
+                   "input audio. Connect to the sampler's mask (with the audio's latents) and to AudioX Audio "
+                   "Prompt Encoder.")
+    CATEGORY = f"{CATEGORY}/masks"
+    RETURN_TYPES = (MASK,)
+    RETURN_NAMES = ("mask",)
+    OUTPUT_TOOLTIPS = ("Time mask: the ranges to regenerate.",)
+    FUNCTION = "make"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "ranges": ("STRING", {"default": "1.0-2.0", "multiline": False,
+                                  "tooltip": "Seconds to regenerate, e.g. '2.0-3.5' or '1-2, 6-7.5'. They must lie "
+                                             "inside the clip the sampler generates."}),
+            "ramp_seconds": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 2.0, "step": 0.01,
+                                       "tooltip": "Soft edge inside each range so the seams blend (Hann ramp)."}),
+        }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, ranges):
+        try:
+            parse_ranges(ranges)
+        except ValueError as e:
+            return f"{cls.DISPLAY_NAME}: input 'ranges': {e}"
+        return True
+
+    @node_function
+    def make(self, ranges, ramp_seconds=0.1):
+        try:
+            parsed = parse_ranges(ranges)
+        except ValueError as e:
+            raise node_error(self.DISPLAY_NAME, "ranges", str(e)) from None
+        return (TimeMask("inpaint", ranges=parsed, ramp_seconds=float(ramp_seconds)),)
+
+
+class AudioXCompletionMask:
+    DISPLAY_NAME = "AudioX Completion Mask"
+    DESCRIPTION = ("Music/audio completion: keep the first N seconds of the input audio and generate what follows. "
+                   "Connect to the sampler's mask (with the audio's latents) and to AudioX Audio Prompt Encoder.")
+    CATEGORY = f"{CATEGORY}/masks"
+    RETURN_TYPES = (MASK,)
+    RETURN_NAMES = ("mask",)
+    OUTPUT_TOOLTIPS = ("Time mask: the seconds to keep.",)
+    FUNCTION = "make"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "keep_seconds": ("FLOAT", {"default": 2.0, "min": 0.05, "max": MAX_SECONDS, "step": 0.05,
+                                       "tooltip": "How much of the input audio to keep; the rest of the window is "
+                                                  "generated as its continuation."}),
+        }}
+
+    @node_function
+    def make(self, keep_seconds=2.0):
+        return (TimeMask("complete", keep_seconds=float(keep_seconds)),)
+
+
+NODE_CLASS_MAPPINGS = {"AudioXInpaintMask": AudioXInpaintMask, "AudioXCompletionMask": AudioXCompletionMask}
+NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

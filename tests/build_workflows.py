@@ -1,0 +1,453 @@
+"""Write workflows/*.json (UI format) from the graph descriptions below (dev tool, not a test).
+
+    python tests/build_workflows.py            # rewrite every example graph
+    python tests/build_workflows.py --check    # exit 1 if a file differs from what would be written
+
+Each graph names the demo model files (models/demo) so it runs out of the box, and carries an
+``extra.audiox_test`` block: tiny weights of the same architecture under the same file names,
+cheaper settings and what the outputs must look like (see comfy_harness.workflow_test_settings).
+Widget values are laid out with the same rules the converter reads them back with
+(``NodeDef.widget_slots``), so the files stay consistent with the nodes' INPUT_TYPES.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import comfy_fakes  # noqa: E402
+import comfy_harness as H  # noqa: E402
+
+ROOT = HERE.parent
+OUT = ROOT / "workflows"
+
+DEMO_TURBO = "audiox_demo_turbo.safetensors"
+DEMO_BASE = "audiox_demo_base.safetensors"
+DEMO_T5 = "demo_t5"
+DEMO_MODELS = {f"audiox/{DEMO_TURBO}": "tiny_turbo", f"audiox/{DEMO_BASE}": "tiny_turbo_base",
+               f"text_encoders/{DEMO_T5}": "tiny_t5"}
+EXPECT = {"sample_rate": 8000, "channels": 2}  # the tiny models' output (the demo model: 16000 Hz)
+
+# the example media's canonical captions (nodes/headless.py renders those files from the demo world)
+EVENTS_CAPTION = "two high bells, then a noise burst"
+MUSIC_CAPTION = "a slow melody on a plucked string in C major"
+IMAGE_CAPTION = "two high rising chirps"
+TASK_AUDIO = "Generate general audio for the video"
+TASK_MUSIC = "Generate music for the video"
+
+
+@dataclass
+class Node:
+    id: int
+    type: str
+    widgets: dict
+    title: Optional[str] = None
+    inputs: list = field(default_factory=list)  # [name, type, link id]
+    outputs: list = field(default_factory=list)  # [name, type, [link ids]]
+    depth: int = 0
+
+
+class Graph:
+    def __init__(self, defs: dict, name: str, note: str):
+        self.defs, self.name, self.note = defs, name, note
+        self.nodes: list[Node] = []
+        self.links: list[list] = []
+        self.test: dict = {"models": dict(DEMO_MODELS), "overrides": {}, "expect": dict(EXPECT)}
+
+    def add(self, type_: str, title: Optional[str] = None, **widgets) -> Node:
+        d = self.defs[type_]
+        unknown = set(widgets) - {i.name for i in d.inputs if i.is_widget}
+        if unknown:
+            raise ValueError(f"{type_}: no widget(s) {sorted(unknown)}")
+        n = Node(len(self.nodes) + 2, type_, widgets, title)  # id 1 is the note
+        n.inputs = [[i.name, i.type_name, None] for i in d.inputs if not i.is_widget]
+        names = getattr(d.cls, "RETURN_NAMES", None) or d.outputs
+        n.outputs = [[nm, t, []] for nm, t in zip(names, d.outputs)]
+        self.nodes.append(n)
+        return n
+
+    def link(self, src: Node, out: Any, dst: Node, inp: str) -> None:
+        slot = out if isinstance(out, int) else [o[0] for o in src.outputs].index(out)
+        dslot = [i[0] for i in dst.inputs].index(inp)
+        lid = len(self.links) + 1
+        t = src.outputs[slot][1]
+        self.links.append([lid, src.id, slot, dst.id, dslot, t])
+        src.outputs[slot][2].append(lid)
+        dst.inputs[dslot][2] = lid
+        dst.depth = max(dst.depth, src.depth + 1)
+        self._relax()
+
+    def _relax(self):
+        by_id = {n.id: n for n in self.nodes}
+        for _ in range(len(self.nodes)):
+            changed = False
+            for _, s, _, d, _, _ in self.links:
+                if by_id[d].depth < by_id[s].depth + 1:
+                    by_id[d].depth = by_id[s].depth + 1
+                    changed = True
+            if not changed:
+                break
+
+    def _widgets_values(self, n: Node) -> list:
+        d = self.defs[n.type]
+        vals = []
+        for slot in d.widget_slots():
+            if slot.kind == "value":
+                vals.append(n.widgets.get(slot.name, slot.input.default()))
+            elif slot.kind == "control":
+                vals.append("fixed")
+            else:  # upload button
+                vals.append("image" if n.type in ("LoadImage", "LoadVideo") else None)
+        if n.type == "LoadAudio":
+            vals.append(None)  # the frontend's audio player widget
+        return vals
+
+    @staticmethod
+    def _height(d, n: Node) -> int:
+        slots = d.widget_slots()
+        h = 30 + 22 * max(len(n.inputs), len(n.outputs), 1) + 26 * len(slots)
+        h += sum(70 for s in slots if s.kind == "value" and s.input.options.get("multiline"))
+        if n.type in ("LoadAudio", "SaveAudio", "PreviewAudio"):
+            h += 60
+        if n.type in ("SaveVideo", "PreviewImage", "SaveImage", "LoadImage", "LoadVideo"):
+            h += 220
+        return h
+
+    def to_json(self) -> dict:
+        cols: dict[int, int] = {}
+        nodes = [{"id": 1, "type": "Note", "pos": [20, 20], "size": [360, 220], "flags": {}, "order": 0, "mode": 0,
+                  "inputs": [], "outputs": [], "properties": {}, "widgets_values": [self.note],
+                  "title": f"About: {self.name}"}]
+        for order, n in enumerate(sorted(self.nodes, key=lambda x: (x.depth, x.id)), start=1):
+            d = self.defs[n.type]
+            x = 20 + 400 * n.depth
+            y = cols.get(n.depth, 270 if n.depth == 0 else 20)
+            h = self._height(d, n)
+            cols[n.depth] = y + h + 40
+            entry = {"id": n.id, "type": n.type, "pos": [x, y], "size": [360, h], "flags": {}, "order": order,
+                     "mode": 0,
+                     "inputs": [{"name": nm, "type": t, "link": lid} for nm, t, lid in n.inputs],
+                     "outputs": [{"name": nm, "type": t, "links": links or None, "slot_index": i}
+                                 for i, (nm, t, links) in enumerate(n.outputs)],
+                     "properties": {"Node name for S&R": n.type},
+                     "widgets_values": self._widgets_values(n)}
+            if n.title:
+                entry["title"] = n.title
+            nodes.append(entry)
+        nodes.sort(key=lambda e: e["id"])
+        test = {k: v for k, v in self.test.items() if v}
+        return {"last_node_id": max(e["id"] for e in nodes), "last_link_id": len(self.links), "nodes": nodes,
+                "links": self.links, "groups": [], "config": {},
+                "extra": {"ds": {"scale": 0.75, "offset": [0, 0]}, "audiox_test": test}, "version": 0.4}
+
+    def override(self, n: Node, **values) -> None:
+        self.test["overrides"].setdefault(str(n.id), {}).update(values)
+
+
+# ============================================================================================
+# building blocks
+# ============================================================================================
+def loaders(g: Graph, ckpt: str = DEMO_TURBO, t5: str = DEMO_T5):
+    model = g.add("AudioXModelLoader", ckpt_name=ckpt, dtype="auto", keep_on_gpu=True)
+    t5n = g.add("AudioXT5Loader", t5_name=t5, dtype="auto", keep_on_gpu=True)
+    return model, t5n
+
+
+def text(g: Graph, model: Node, t5: Node, prompt: str, title: Optional[str] = None) -> Node:
+    n = g.add("AudioXTextEncoder", title=title, prompt=prompt)
+    g.link(model, "model", n, "model")
+    g.link(t5, "t5", n, "t5")
+    return n
+
+
+def fusion(g: Graph, model: Node, text_n: Optional[Node] = None, video: Optional[Node] = None,
+           audio: Optional[Node] = None, **scales) -> Node:
+    n = g.add("AudioXMAFFusion", **scales)
+    g.link(model, "model", n, "model")
+    for name, src in (("text", text_n), ("video", video), ("audio", audio)):
+        if src is not None:
+            g.link(src, 0, n, name)
+    return n
+
+
+def turbo(g: Graph, model: Node, ctx: Node, seed: int = 42, **kw) -> Node:
+    n = g.add("AudioXTurboSampler", seed=seed, steps=4, **kw)
+    g.link(model, "model", n, "model")
+    g.link(ctx, "context", n, "context")
+    return n
+
+
+def decode(g: Graph, model: Node, sampler: Node, original: Optional[Node] = None) -> Node:
+    n = g.add("AudioXVAEDecode", normalize=True, chunked="auto")
+    g.link(model, "vae", n, "vae")
+    g.link(sampler, "latent", n, "samples")
+    if original is not None:
+        g.link(original, 0, n, "original_audio")
+    return n
+
+
+def save_audio(g: Graph, audio: Node, prefix: str) -> Node:
+    n = g.add("SaveAudio", filename_prefix=f"audio/{prefix}")
+    g.link(audio, 0, n, "audio")
+    return n
+
+
+def spectrogram(g: Graph, audio: Node, prefix: str) -> Node:
+    s = g.add("AudioXSpectrogram", width=768, height=256, db_range=80.0)
+    g.link(audio, 0, s, "audio")
+    n = g.add("SaveImage", filename_prefix=f"spectrogram/{prefix}")
+    g.link(s, "image", n, "images")
+    return n
+
+
+def video_out(g: Graph, audio: Node, video: Node, prefix: str, start: float = 0.0) -> Node:
+    v = g.add("AudioXVideoWithAudio", start_seconds=start, batch_index=0, fps=25.0)
+    g.link(audio, 0, v, "audio")
+    g.link(video, 0, v, "video")
+    n = g.add("SaveVideo", filename_prefix=f"video/{prefix}", format="auto", codec="auto")
+    g.link(v, "video", n, "video")
+    return n
+
+
+# ============================================================================================
+# the graphs
+# ============================================================================================
+def text_to(g: Graph, prompt: str, prefix: str) -> None:
+    model, t5 = loaders(g)
+    t = text(g, model, t5, prompt)
+    ctx = fusion(g, model, t)
+    a = decode(g, model, turbo(g, model, ctx))
+    save_audio(g, a, prefix)
+    spectrogram(g, a, prefix)
+
+
+def video_to(g: Graph, prompt: str, prefix: str, video_file: str) -> None:
+    model, t5 = loaders(g)
+    lv = g.add("LoadVideo", file=video_file)
+    venc = g.add("AudioXVideoEncoder", start_seconds=0.0, fps=25.0, sync="zeros", resize="stretch")
+    g.link(model, "model", venc, "model")
+    g.link(lv, 0, venc, "video")
+    t = text(g, model, t5, prompt)
+    ctx = fusion(g, model, t, venc)
+    a = decode(g, model, turbo(g, model, ctx))
+    save_audio(g, a, prefix)
+    video_out(g, a, lv, prefix)
+
+
+GRAPHS = {}
+
+
+def graph(name: str, note: str):
+    def deco(fn):
+        GRAPHS[name] = (note, fn)
+        return fn
+    return deco
+
+
+@graph("text_to_audio", "Text-to-audio (T2A) with the AudioX-Turbo demo model: T5 encodes the prompt, MAF fuses it "
+       "with the 'absent' video and audio, the Turbo sampler generates in 4 steps, the VAE decodes. Save Audio "
+       "writes the sound, the spectrogram shows it. For the official AudioX models, pick their checkpoint in the "
+       "model loader and t5-base in the T5 loader (use AudioX Sampler for non-Turbo models).")
+def _t2a(g):
+    text_to(g, "two high bells, then a low beep", "t2a")
+
+
+@graph("text_to_music", "Text-to-music (T2M): the same graph as text-to-audio with a music prompt.")
+def _t2m(g):
+    text_to(g, MUSIC_CAPTION, "t2m")
+
+
+@graph("video_to_audio", "Video-to-audio (V2A): the video encoder samples the model's window (4 s at 25 fps for "
+       "the demo, 10 s at 5 fps for the official models) by timestamp; without a prompt of your own the official "
+       "task sentence is used. sync=zeros because the demo model has no Synchformer; for AudioX-MAF / Turbo "
+       "connect AudioX Synchformer Loader and set sync=synchformer. The result is also put onto the video.")
+def _v2a(g):
+    video_to(g, TASK_AUDIO, "v2a", "audiox_example_events.mp4")
+
+
+@graph("video_to_music", "Video-to-music (V2M): music for a video, with the official music task sentence.")
+def _v2m(g):
+    video_to(g, TASK_MUSIC, "v2m", "audiox_example_music.mp4")
+
+
+@graph("text_video_to_audio", "Text+video-to-audio (TV2A): the prompt says what to hear, the video when.")
+def _tv2a(g):
+    video_to(g, EVENTS_CAPTION, "tv2a", "audiox_example_events.mp4")
+
+
+@graph("text_video_to_music", "Text+video-to-music (TV2M): a music prompt plus the video.")
+def _tv2m(g):
+    video_to(g, MUSIC_CAPTION, "tv2m", "audiox_example_music.mp4")
+
+
+@graph("image_to_audio", "Image-to-audio: the image is held still for the whole window (how AudioX conditions on "
+       "images) and fused with a text prompt.")
+def _i2a(g):
+    model, t5 = loaders(g)
+    li = g.add("LoadImage", image="audiox_example_image.png")
+    ienc = g.add("AudioXImageEncoder", sync="zeros", resize="stretch")
+    g.link(model, "model", ienc, "model")
+    g.link(li, 0, ienc, "image")
+    t = text(g, model, t5, IMAGE_CAPTION)
+    ctx = fusion(g, model, t, ienc)
+    a = decode(g, model, turbo(g, model, ctx))
+    save_audio(g, a, "i2a")
+    spectrogram(g, a, "i2a")
+
+
+@graph("audio_inpainting", "Audio inpainting: regenerate the seconds given in the Inpaint Mask and keep the rest. "
+       "The audio is encoded by the VAE (its latents are kept outside the mask) and is also the audio prompt with "
+       "the masked part blanked (the official setup); VAE Decode pastes the original back outside the mask.")
+def _inpaint(g):
+    model, t5 = loaders(g)
+    la = g.add("LoadAudio", audio="audiox_example_events.wav")
+    enc = g.add("AudioXVAEEncode", sample_posterior=True, seed=0, chunked="auto")
+    g.link(model, "vae", enc, "vae")
+    g.link(la, 0, enc, "audio")
+    mask = g.add("AudioXInpaintMask", ranges="1.0-2.2", ramp_seconds=0.1)
+    ap = g.add("AudioXAudioPromptEncoder", masking="off", seed=0)
+    g.link(model, "model", ap, "model")
+    g.link(la, 0, ap, "audio")
+    g.link(mask, "mask", ap, "mask")
+    t = text(g, model, t5, EVENTS_CAPTION)
+    ctx = fusion(g, model, t, None, ap)
+    s = turbo(g, model, ctx)
+    g.link(enc, "latent", s, "latent")
+    g.link(mask, "mask", s, "mask")
+    a = decode(g, model, s, la)
+    save_audio(g, a, "inpainting")
+    spectrogram(g, a, "inpainting")
+    g.override(mask, ranges="0.05-0.15")
+
+
+@graph("music_completion", "Music completion: keep the first seconds of a piece and let the model continue it "
+       "(the kept part is also the audio prompt, as in the official music tasks).")
+def _complete(g):
+    model, t5 = loaders(g)
+    la = g.add("LoadAudio", audio="audiox_example_music.wav")
+    enc = g.add("AudioXVAEEncode", sample_posterior=True, seed=0, chunked="auto")
+    g.link(model, "vae", enc, "vae")
+    g.link(la, 0, enc, "audio")
+    mask = g.add("AudioXCompletionMask", keep_seconds=2.0)
+    ap = g.add("AudioXAudioPromptEncoder", masking="off", seed=0)
+    g.link(model, "model", ap, "model")
+    g.link(la, 0, ap, "audio")
+    g.link(mask, "mask", ap, "mask")
+    t = text(g, model, t5, MUSIC_CAPTION)
+    ctx = fusion(g, model, t, None, ap)
+    s = turbo(g, model, ctx)
+    g.link(enc, "latent", s, "latent")
+    g.link(mask, "mask", s, "mask")
+    a = decode(g, model, s, la)
+    save_audio(g, a, "completion")
+    spectrogram(g, a, "completion")
+    g.override(mask, keep_seconds=0.1)
+
+
+@graph("long_form_music", "Long-form music: a duration longer than the model's window generates overlapping "
+       "windows, each continuing the previous one (audio prompt = the previous window, its overlap kept), joined "
+       "in latent space and decoded in chunks.")
+def _long(g):
+    model, t5 = loaders(g)
+    t = text(g, model, t5, MUSIC_CAPTION)
+    ctx = fusion(g, model, t)
+    s = turbo(g, model, ctx, duration=12.0)
+    a = decode(g, model, s)
+    save_audio(g, a, "long_form")
+    spectrogram(g, a, "long_form")
+    g.override(s, duration=0.6)
+    g.test["expect"].update(min_seconds=0.59, max_seconds=0.61)
+
+
+@graph("turbo_vs_base", "Turbo vs Base, side by side: the same prompt and seed through the distilled 4-step "
+       "Turbo student and through its multi-step base model with classifier-free guidance. Conditions are "
+       "encoded per model (they are tied to the model that made them); T5 is shared.")
+def _vs(g):
+    tmodel, t5 = loaders(g, DEMO_TURBO)
+    bmodel = g.add("AudioXModelLoader", ckpt_name=DEMO_BASE, dtype="auto", keep_on_gpu=False)
+    prompt = "two high bells, then a low beep"
+    tt = text(g, tmodel, t5, prompt, title="Text (Turbo)")
+    bt = text(g, bmodel, t5, prompt, title="Text (Base)")
+    ts = turbo(g, tmodel, fusion(g, tmodel, tt))
+    bs = g.add("AudioXSampler", seed=42, steps=50, cfg=6.0, sampler_name="euler")
+    g.link(bmodel, "model", bs, "model")
+    g.link(fusion(g, bmodel, bt), "context", bs, "context")
+    ta, ba = decode(g, tmodel, ts), decode(g, bmodel, bs)
+    save_audio(g, ta, "turbo")
+    save_audio(g, ba, "base")
+    spectrogram(g, ta, "turbo")
+    spectrogram(g, ba, "base")
+    g.override(bs, steps=2)
+
+
+@graph("video_to_audio_official_turbo", "Official AudioX-Turbo (not the demo): put audiox_turbo.ckpt + its "
+       "config.json, vae.ckpt and synchformer_state_dict.pth in models/audiox, and t5-base (Hugging Face folder: "
+       "config.json, model.safetensors, tokenizer.json) in models/text_encoders. The student checkpoint has no "
+       "VAE, so AudioX VAE Loader feeds the model loader; the video is conditioned on CLIP and Synchformer sync "
+       "features.")
+def _official(g):
+    vae = g.add("AudioXVAELoader", vae_name="vae.ckpt", sample_rate=44100, keep_on_gpu=True)
+    model = g.add("AudioXModelLoader", ckpt_name="AudioX-Turbo/audiox_turbo.ckpt", dtype="auto", keep_on_gpu=True)
+    g.link(vae, "vae", model, "vae")
+    t5 = g.add("AudioXT5Loader", t5_name="t5-base", dtype="auto", keep_on_gpu=True)
+    sf = g.add("AudioXSynchformerLoader", synchformer_name="synchformer_state_dict.pth", dtype="auto",
+               keep_on_gpu=True)
+    lv = g.add("LoadVideo", file="audiox_example_events.mp4")
+    venc = g.add("AudioXVideoEncoder", start_seconds=0.0, fps=25.0, sync="synchformer", resize="stretch")
+    g.link(model, "model", venc, "model")
+    g.link(lv, 0, venc, "video")
+    g.link(sf, "synchformer", venc, "synchformer")
+    t = text(g, model, t5, TASK_AUDIO)
+    ctx = fusion(g, model, t, venc)
+    a = decode(g, model, turbo(g, model, ctx))
+    save_audio(g, a, "official_turbo")
+    video_out(g, a, lv, "official_turbo")
+    g.test["models"] = {"audiox/vae.ckpt": "tiny_vae_ckpt",
+                        "audiox/AudioX-Turbo/audiox_turbo.ckpt": "tiny_turbo_official_ckpt",
+                        "audiox/synchformer_state_dict.pth": "tiny_synchformer_pth",
+                        "text_encoders/t5-base": "tiny_t5"}
+
+
+def build_all() -> dict[str, dict]:
+    with tempfile.TemporaryDirectory() as tmp, comfy_fakes.FakeComfy(Path(tmp)):
+        pack = H.load_pack()
+        defs = H.defs_from_classes(H.all_classes(pack))
+        out = {}
+        for name, (note, fn) in GRAPHS.items():
+            g = Graph(defs, name, note)
+            fn(g)
+            out[name] = g.to_json()
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args(argv)
+    graphs = build_all()
+    OUT.mkdir(exist_ok=True)
+    bad = []
+    for name, wf in graphs.items():
+        text_ = json.dumps(wf, indent=1, ensure_ascii=False) + "\n"
+        p = OUT / f"{name}.json"
+        if args.check:
+            if not p.exists() or p.read_text(encoding="utf-8") != text_:
+                bad.append(p.name)
+        else:
+            p.write_text(text_, encoding="utf-8")
+            print(f"wrote {p}")
+    if bad:
+        print("out of date: " + ", ".join(bad))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
