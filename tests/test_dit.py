@@ -254,11 +254,12 @@ def test_zero_context_rows_skip_is_bit_identical(tiny, dtype):
 # ------------------------------------------------------------------------------------------------
 # Dtypes, errors, training
 # ------------------------------------------------------------------------------------------------
-def test_bf16_weights_and_autocast_close_to_fp32(tiny):
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_weights_and_autocast_close_to_fp32(tiny, dtype):
     x, t, ctx = inputs()
     with torch.no_grad():
         ref = tiny(x, t, ctx)
-        m16 = DiT(tiny_cfg()).to(torch.bfloat16)
+        m16 = DiT(tiny_cfg()).to(dtype)
         m16.load_state_dict(tiny.state_dict())
         out16 = m16.eval()(x, t, ctx)
         with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -266,11 +266,12 @@ def test_prepare_cache_equals_plain_path(tiny):
     assert torch.equal(a, b) and torch.equal(c, d)
 
 
-def test_bf16_weights_and_autocast_close_to_fp32(tiny):
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_weights_and_autocast_close_to_fp32(tiny, dtype):
     x, t, ctx = inputs()
     with torch.no_grad():
         ref = tiny(x, t, ctx)
-        m16 = MMDiT(tiny_cfg()).to(torch.bfloat16)
+        m16 = MMDiT(tiny_cfg()).to(dtype)
         m16.load_state_dict(tiny.state_dict())
         out16 = m16.eval()(x, t, ctx)
         with torch.autocast("cpu", dtype=torch.bfloat16):
