@@ -378,7 +378,10 @@ def log_mel_spectrogram(wave: Tensor, fbank: Tensor, window: Tensor, n_fft: int,
 
 
 class AudioPromptMel(nn.Module):
-    """AudioX-MAF ``mel_spec``: log-mel frames -> ``proj_features`` (Linear n_mels->768) -> ``[B, F, 768]``.
+    """AudioX-MAF ``mel_spec``: log-mel frames -> ``proj_features`` (Linear n_mels->D) -> ``[B, F, D]``.
+
+    ``D = output_dim``: the official class hard-codes 768, which is the ``cond_dim`` of every
+    released model; tiny test models use their own ``cond_dim``.
 
     ``wave = mean over all channels`` (float32, NO resampling: the official code feeds 44.1 kHz
     audio to a mel front end configured for ``target_sample_rate`` 24 kHz, and the weights were
