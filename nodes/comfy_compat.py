@@ -51,8 +51,8 @@ Our networks are plain ``torch.nn`` modules (``audiox_core`` never imports Comfy
 
 Caveat for module authors: ``ModelPatcher`` sets plain attributes on the wrapped module
 (``device``, ``model_loaded_weight_memory``, ``lowvram_patch_counter``, ``model_lowvram``,
-``current_weight_patches_uuid``), so a wrapped top-level module must not define those names as
-read-only properties.
+``current_weight_patches_uuid``); :func:`wrap_model` puts a module that defines one of those as a
+read-only property (``transformers`` models, the Synchformer) inside a :class:`ModuleHolder`.
 """
 from __future__ import annotations
 
@@ -421,6 +421,32 @@ class LocalModelHandle:
         return f"LocalModelHandle({type(self.model).__name__}, load={self.load_device}, offload={self.offload_device})"
 
 
+_PATCHER_ATTRS = ("device", "model_loaded_weight_memory", "lowvram_patch_counter", "model_lowvram",
+                  "current_weight_patches_uuid")
+
+
+class ModuleHolder(torch.nn.Module):
+    """Holds a module whose class has read-only properties that ``ModelPatcher`` assigns (e.g.
+    ``device`` of ``transformers`` models and of the Synchformer).  ``.to`` moves the held module
+    in place, so references to it stay valid; its state-dict keys gain the prefix ``inner.``."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *args, **kwargs):
+        return self.inner(*args, **kwargs)
+
+
+def _has_readonly_patcher_attr(module: torch.nn.Module) -> bool:
+    import inspect
+    for name in _PATCHER_ATTRS:
+        attr = inspect.getattr_static(module, name, None)
+        if isinstance(attr, property) and attr.fset is None:
+            return True
+    return False
+
+
 def wrap_model(
     module: torch.nn.Module,
     load_device: Optional[torch.device] = None,
@@ -430,7 +456,12 @@ def wrap_model(
 
     The module should already be on ``offload_device`` (default :func:`unet_offload_device`).
     Use ``handle.model`` to reach the module; call :func:`load_models_gpu` before using it.
+    A module whose class defines ``device`` (or another attribute ``ModelPatcher`` sets) as a
+    read-only property is wrapped in a :class:`ModuleHolder` first (``handle.model.inner``); it is
+    moved in place, so keep using the module itself.
     """
+    if _has_readonly_patcher_attr(module):
+        module = ModuleHolder(module)
     load_device = load_device if load_device is not None else get_torch_device()
     offload_device = offload_device if offload_device is not None else unet_offload_device()
     mp = _optional("comfy.model_patcher")

@@ -122,7 +122,7 @@ def _handle_device(handle) -> Optional[torch.device]:
 # ============================================================================================
 # values on the sockets
 # ============================================================================================
-@dataclass
+@dataclass(repr=False)
 class ModelBundle:
     """An AudioX model and one memory-managed handle per part.
 
@@ -187,7 +187,7 @@ class ModelBundle:
         return bool(vc is not None and getattr(vc, "with_sync", False))
 
 
-@dataclass
+@dataclass(repr=False)
 class VAEBundle:
     """An Oobleck VAE plus the sample rate it works at (a VAE file does not store it)."""
 
@@ -206,7 +206,7 @@ class VAEBundle:
         return cc.models_on_device(self.handle, offload_after=self.offload_after)
 
 
-@dataclass
+@dataclass(repr=False)
 class T5Bundle:
     encoder: Any  # audiox_core.conditioning.t5.T5TextEncoder
     handle: Any
@@ -217,7 +217,7 @@ class T5Bundle:
         return cc.models_on_device(self.handle, offload_after=self.offload_after)
 
 
-@dataclass
+@dataclass(repr=False)
 class SynchformerBundle:
     module: Any  # audiox_core.conditioning.synchformer.Synchformer
     handle: Any
@@ -234,7 +234,7 @@ class ClipVisionFile:
     description: str = ""
 
 
-@dataclass
+@dataclass(repr=False)
 class SyncFeatures:
     """Synchformer features ``[1, tokens, D]`` (float32, CPU) of ``duration`` seconds from ``start``."""
 
@@ -244,7 +244,7 @@ class SyncFeatures:
     report: str = ""
 
 
-@dataclass
+@dataclass(repr=False)
 class Context:
     """Fused conditions ready for a sampler.
 
@@ -261,6 +261,7 @@ class Context:
     gates: Optional[torch.Tensor] = None
     report: str = ""
     dropped: tuple = ()
+    seed: int = 0
 
 
 @dataclass
@@ -276,6 +277,17 @@ class TimeMask:
         if self.kind == "inpaint":
             return "regenerate " + ", ".join(f"{a:g}–{b:g} s" for a, b in self.ranges)
         return f"keep the first {self.keep_seconds:g} s, generate the rest"
+
+
+# Short reprs: ComfyUI prints a failing node's inputs in its error report.
+ModelBundle.__repr__ = lambda self: (  # type: ignore[method-assign]
+    f"ModelBundle({self.name!r}, {self.variant}{', ' + self.role if self.role else ''})")
+VAEBundle.__repr__ = lambda self: f"VAEBundle({self.name!r}, {self.sample_rate} Hz)"  # type: ignore[method-assign]
+T5Bundle.__repr__ = lambda self: f"T5Bundle({self.name!r})"  # type: ignore[method-assign]
+SynchformerBundle.__repr__ = lambda self: f"SynchformerBundle({self.name!r})"  # type: ignore[method-assign]
+SyncFeatures.__repr__ = lambda self: (  # type: ignore[method-assign]
+    f"SyncFeatures({tuple(self.tokens.shape)}, {self.start:g}+{self.duration:g} s)")
+Context.__repr__ = lambda self: f"Context(tokens {tuple(self.tokens.shape)}, source {self.source})"  # type: ignore[method-assign]
 
 
 def audio_output(waveform: torch.Tensor, sample_rate: int) -> dict:

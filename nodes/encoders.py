@@ -248,9 +248,9 @@ class AudioXAudioPromptEncoder:
                     "default": "off",
                     "tooltip": "official random spans: blank random parts as the model's training did (Turbo, "
                                "MAF). off: use the audio as given. With a mask connected, the mask decides."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
-                                 "control_after_generate": False,
-                                 "tooltip": "Seed of the random span masking (and of the VAE posterior sample)."}),
+                "mask_seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
+                                      "tooltip": "Seed of the random span masking and of the VAE posterior "
+                                                 "sample inside the audio conditioner."}),
             },
             "optional": {
                 "mask": (MASK, {"tooltip": "Inpainting/completion mask: the parts to regenerate are blanked (or "
@@ -261,7 +261,7 @@ class AudioXAudioPromptEncoder:
         }
 
     @node_function
-    def encode(self, model, audio, masking="off", seed=0, mask=None, unique_id=None):
+    def encode(self, model, audio, masking="off", mask_seed=0, mask=None, unique_id=None):
         node = self.DISPLAY_NAME
         m = _model(node, model)
         if m.model.audio_conditioner is None:
@@ -283,7 +283,7 @@ class AudioXAudioPromptEncoder:
                     log.info("%s: keep %.2f s covers the whole %.2f s audio", node, mask.keep_seconds, total)
                 wave = wave[..., : max(1, int(round(min(mask.keep_seconds, total) * sr)))]
             use_mask = False
-        gen = torch.Generator().manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
+        gen = torch.Generator().manual_seed(int(mask_seed) & 0xFFFF_FFFF_FFFF_FFFF)
         cb = cc.make_progress_callback(None, unique_id)
         with m.on_device("conditioner"), about_input(node, "audio"):
             cond = C.encode_audio_prompt(m.model, wave, sample_rate=sr, batch=wave.shape[0], generator=gen,

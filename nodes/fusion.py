@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
+import torch
+
 from ..audiox_core import conditions as C
 from .common import (CATEGORY, COND, CONTEXT, MODEL, T5, Context, ModelBundle, T5Bundle, about_input, expect,
                      node_error, node_function)
@@ -41,18 +43,24 @@ def gate_report(m: ModelBundle, scale: tuple, conds: C.Conditions) -> tuple[str,
     return "\n".join(lines), (gates.float().cpu() if gates is not None else None)
 
 
-def fuse_context(node: str, m: ModelBundle, conds: C.Conditions, scale: tuple, dropped: tuple = ()) -> Context:
-    """Complete ``conds`` with the absent conventions, fuse, and package a :class:`Context`."""
+def fuse_context(node: str, m: ModelBundle, conds: C.Conditions, scale: tuple, seed: int,
+                 dropped: tuple = ()) -> Context:
+    """Complete ``conds`` with the absent conventions, fuse, and package a :class:`Context`.
+
+    ``seed``: the randomness of absent conditions (v2 audio: a sample of the VAE posterior of
+    silence), so a graph gives the same context every run.
+    """
     batch = max([c.batch for c in (conds.video, conds.text, conds.audio) if c is not None] or [1])
     if all(s == 0 for s in scale):
         raise node_error(node, "text_scale", "all three scales are 0: keep at least one modality above 0")
+    gen = torch.Generator().manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
     with m.on_device("conditioner", "maf"):
         with about_input(node, "model"):
-            full = C.complete(m.model, conds, batch)
+            full = C.complete(m.model, conds, batch, generator=gen)
             tokens = C.fuse(m.model, full, batch=batch, modality_scale=scale)
     report, gates = gate_report(m, scale, full)
     return Context(tokens.detach().cpu(), full, C.model_fingerprint(m.model), tuple(scale), gates, report,
-                   tuple(dropped))
+                   tuple(dropped), int(seed))
 
 
 class AudioXMAFFusion:
@@ -79,6 +87,10 @@ class AudioXMAFFusion:
                                                             "1 = official). Without MAF: scales the tokens.")),
                 "audio_scale": ("FLOAT", dict(SCALE, tooltip="Multiplies MAF's learned audio gate (0 = off, "
                                                              "1 = official). Without MAF: scales the tokens.")),
+                "cond_seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
+                                      "tooltip": "Seed of the random parts of absent conditions (the 'no audio' "
+                                                 "value of MAF-MMDiT/Turbo is a VAE posterior sample of "
+                                                 "silence), so the same graph gives the same context."}),
             },
             "optional": {
                 "text": (COND, {"tooltip": "Text condition (AudioX Text Encoder)."}),
@@ -90,7 +102,8 @@ class AudioXMAFFusion:
         }
 
     @node_function
-    def fuse(self, model, video_scale=1.0, text_scale=1.0, audio_scale=1.0, text=None, video=None, audio=None):
+    def fuse(self, model, video_scale=1.0, text_scale=1.0, audio_scale=1.0, cond_seed=0, text=None, video=None,
+             audio=None):
         node = self.DISPLAY_NAME
         m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL")
         conds = C.Conditions()
@@ -111,7 +124,7 @@ class AudioXMAFFusion:
         batches = {c.batch for c in (conds.text, conds.video, conds.audio) if c is not None} - {1}
         if len(batches) > 1:
             raise node_error(node, "audio", f"the conditions have different batch sizes {sorted(batches)}")
-        ctx = fuse_context(node, m, conds, (float(video_scale), float(text_scale), float(audio_scale)))
+        ctx = fuse_context(node, m, conds, (float(video_scale), float(text_scale), float(audio_scale)), cond_seed)
         return {"ui": {"text": [ctx.report]}, "result": (ctx, ctx.report)}
 
 
@@ -165,7 +178,7 @@ class AudioXModalityDrop:
             with t5.on_device(), about_input(node, "t5"):
                 conds.text = C.encode_text(m.model, "", batch=batch, encoder=t5.encoder)
             dropped.append("text")
-        ctx = fuse_context(node, m, conds, context.modality_scale or (1.0, 1.0, 1.0), tuple(dropped))
+        ctx = fuse_context(node, m, conds, context.modality_scale or (1.0, 1.0, 1.0), context.seed, tuple(dropped))
         ctx = replace(ctx, report=(f"dropped: {', '.join(dropped)}\n" if dropped else "") + ctx.report)
         return {"ui": {"text": [ctx.report]}, "result": (ctx, ctx.report)}
 

@@ -123,7 +123,9 @@ def run(node: str, mode: str, model, context, seed: int, steps: int, batch: int,
                                                **({} if mode == "turbo" else dict(
                                                    cfg_scale=float(cfg), sampler=sampler,
                                                    cfg_rescale=float(cfg_rescale))))
-        G.check_settings(mdl, settings)
+        resolved = G.check_settings(mdl, settings)
+        if mode != "turbo":
+            settings.sampler = resolved
     except Exception as e:  # noqa: BLE001 - InputError from core; name the input
         name = "sampler_name" if "sampler" in str(e) else ("steps" if "steps" in str(e) else "cfg")
         raise node_error(node, name, str(e)) from e

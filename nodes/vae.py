@@ -45,22 +45,22 @@ class AudioXVAEEncode:
                 "sample_posterior": ("BOOLEAN", {"default": True,
                                                  "tooltip": "On: draw the latents from the VAE posterior as the "
                                                             "official code does. Off: use its mean (deterministic)."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": False,
-                                 "tooltip": "Seed of the posterior sample."}),
+                "posterior_seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
+                                           "tooltip": "Seed of the posterior sample."}),
                 "chunked": (CHUNK, {"default": "auto", "tooltip": CHUNK_TOOLTIP}),
             },
             "hidden": dict(HIDDEN),
         }
 
     @node_function
-    def encode(self, vae, audio, sample_posterior=True, seed=0, chunked="auto", unique_id=None):
+    def encode(self, vae, audio, sample_posterior=True, posterior_seed=0, chunked="auto", unique_id=None):
         node = self.DISPLAY_NAME
         v = expect(vae, VAEBundle, node, "vae", "an AUDIOX_VAE")
         wave, sr = check_audio_input(audio, node, "audio")
         if wave.shape[-1] * v.sample_rate / sr < v.pretransform.downsampling_ratio:
             raise node_error(node, "audio", f"is shorter than one latent frame ({v.pretransform.downsampling_ratio} "
                              f"samples at {v.sample_rate} Hz)")
-        gen = torch.Generator().manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
+        gen = torch.Generator().manual_seed(int(posterior_seed) & 0xFFFF_FFFF_FFFF_FFFF)
         cb = cc.make_progress_callback(None, unique_id)
         with v.on_device(), about_input(node, "audio"):
             z, report = G.encode(v.view(), wave, sr, generator=gen, sample=bool(sample_posterior),

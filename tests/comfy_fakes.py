@@ -93,6 +93,7 @@ class _Loaded:
 
     def model_unload(self, memory_to_free=None, unpatch_weights=True):
         self.model.model.to(self.model.offload_device)
+        self.model.model.device = self.model.offload_device
         self.unloads.append(self.model)
         return True
 
@@ -182,6 +183,7 @@ class FakeComfy:
                                    "force_full_load": force_full_load})
             for m in models:
                 m.model.to(m.load_device)
+                m.model.device = m.load_device  # as ModelPatcher.load does (fails on read-only properties)
                 if not any(e.model is m for e in env.current_loaded_models):
                     env.current_loaded_models.insert(0, _Loaded(m))
 

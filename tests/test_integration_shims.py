@@ -23,6 +23,9 @@ except AttributeError as e:
     assert "test-only torchvision shim" in str(e)
 else:
     raise AssertionError("torchvision shim exposed .models")
+# transformers takes the shim for torchvision: its model classes must still import (the pack builds
+# T5 and CLIP from them inside the test server)
+from transformers import CLIPVisionModelWithProjection, T5EncoderModel  # noqa: F401
 print("ok")
 """
 

@@ -8,9 +8,11 @@ not match the CPU torch build here and ``transformers`` then fails to import.  S
 ``tests/integration/test_comfyui_server.py`` puts the parent folder of this package on the test
 server's ``PYTHONPATH`` (and nowhere else).  See ``tests/integration/README.md``.
 
-Every attribute other than the ``transforms`` submodule raises, naming this shim, at use time.
+Every attribute other than the ``transforms`` and ``io`` submodules raises, naming this shim, at
+use time (and those submodules' own attributes do the same, except what ``transformers`` needs at
+import time: see transforms/__init__.py).
 """
-from . import transforms  # noqa: F401
+from . import io, transforms  # noqa: F401  (transformers imports both at import time)
 
 
 def __getattr__(name: str):
