@@ -4,7 +4,7 @@ From the repository root::
 
     python -m nodes.headless workflows/text_to_audio.json --out out/
     python -m nodes.headless workflows/*.json --out out/ --device cuda
-    python -m nodes.headless workflows/audio_inpainting.json --out out/ --set 12.ranges=0.5-1.5
+    python -m nodes.headless workflows/audio_inpainting.json --out out/ --set 6.ranges=0.5-1.5
     python -m nodes.headless --make-inputs path/to/ComfyUI/input     # the example media only
 
 Each graph runs in-process: our nodes plus small stand-ins of the ComfyUI core nodes it uses
