@@ -582,26 +582,41 @@ def prepare_dataset(examples: Union[ExampleSet, Sequence[Example]], model, *, pl
     keys: List[str] = []
     items: List[PreparedItem] = []
 
-    # ---- shared "absent" inputs
+    # ---- shared "absent" inputs (T5 of "", the audio-prompt posterior of silence), cached too
     shared: Dict[str, Any] = {}
-    if enc is not None:
-        if plan.text == "ids":
-            ids, mask = tokenize(enc, [""], max_len)
-            shared["empty_text"] = ids[0]
-        else:
-            with torch.no_grad():
-                tok, _ = enc.encode([""], max_length=max_len)
-            shared["empty_text"] = tok[0].to(torch.float16)
-    if ac is not None:
+    ks = _sha("shared", CACHE_VERSION, t5_fp, max_len, plan.text, module_fingerprint(ac),
+              getattr(ac, "prompt_samples", None))[:32]
+    got = store.get(ks)
+    if got is None:
+        tensors: Dict[str, torch.Tensor] = {}
+        if enc is not None:
+            if plan.text == "ids":
+                ids, _ = tokenize(enc, [""], max_len)
+                tensors["empty_text"] = ids[0]
+            else:
+                with torch.no_grad():
+                    tok, _ = enc.encode([""], max_length=max_len)
+                tensors["empty_text"] = tok[0].to(torch.float16).cpu()
         kind = getattr(ac, "kind", "")
         if kind in ("audio_autoencoder_v1", "audio_autoencoder_v2"):
-            n = ac.prompt_samples
+            p = ac.pretransform
             with torch.no_grad():
-                p = ac.pretransform
-                mean, std = p.encode_moments(torch.zeros(1, p.io_channels, n, device=p.param_device, dtype=p.param_dtype))
-            shared["silence"] = ((mean[0] / p.scale).float().cpu(), (std[0] / p.scale).float().cpu())
+                mean, std = p.encode_moments(torch.zeros(1, p.io_channels, ac.prompt_samples, device=p.param_device,
+                                                         dtype=p.param_dtype))
+            tensors["silence_mean"] = (mean[0] / p.scale).float().cpu()
+            tensors["silence_std"] = (std[0] / p.scale).float().cpu()
         elif kind == "mel_spec":
-            shared["silence_mel"] = torch.full((ac.num_tokens(), ac.n_mel_channels), 1e-5).log()
+            tensors["silence_mel"] = torch.full((ac.num_tokens(), ac.n_mel_channels), 1e-5).log()
+        store.put(ks, tensors)
+    else:
+        tensors = got[0]
+    keys.append(ks)
+    if "empty_text" in tensors:
+        shared["empty_text"] = tensors["empty_text"]
+    if "silence_mean" in tensors:
+        shared["silence"] = (tensors["silence_mean"], tensors["silence_std"])
+    if "silence_mel" in tensors:
+        shared["silence_mel"] = tensors["silence_mel"]
 
     n_ex = len(examples)
     for idx, ex in enumerate(examples):
