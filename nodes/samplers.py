@@ -114,8 +114,9 @@ def run(node: str, mode: str, model, context, seed: int, steps: int, batch: int,
             raise node_error(node, "latent", "is not connected, but a mask is: inpainting/completion keeps parts of "
                              "existing audio — connect its latents (AudioX VAE Encode)")
     duration = float(duration)
-    if duration <= 0:
-        duration = min(window, z.shape[-1] / fps) if z is not None else window
+    if duration <= 0:  # the input audio's length for inpainting/variations, else the whole window
+        keep_len = z is not None and not (mask is not None and mask.kind == "complete")
+        duration = min(window, float(info.get("seconds") or z.shape[-1] / fps)) if keep_len else window
     if duration > MAX_SECONDS:
         raise node_error(node, "duration", f"must be at most {MAX_SECONDS:g} s, got {duration:g}")
     try:

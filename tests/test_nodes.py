@@ -511,3 +511,24 @@ def test_headless_cli_runs_an_example_graph(tmp_path):
                           "--models", str(models), "--set", "2.ckpt_name=nope.safetensors"], cwd=H.ROOT,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "FAILED" in bad.stderr and "'nope.safetensors' is not one of" in bad.stderr
+
+
+def test_completion_generates_the_whole_window_after_a_short_input(env):
+    """Completion of a clip shorter than the window: the kept part is the clip, the output is the
+    whole window (the continuation), and the start equals the input."""
+    model, vae, _ = load(env, "turbo.safetensors")
+    _, ctx, _ = text_ctx(env, model)
+    sr = 8000
+    short = {"waveform": comfy_fakes.tone_signal(0.1, sr).unsqueeze(0), "sample_rate": sr}  # 800 of 2048 samples
+    (lat,) = call(env, "AudioXVAEEncode", vae=vae, audio=short, sample_posterior=False, posterior_seed=0,
+                  chunked="auto")
+    (mask,) = call(env, "AudioXCompletionMask", keep_seconds=0.05)
+    out, report = call(env, "AudioXTurboSampler", model=model, context=ctx, seed=0, steps=2, batch_size=1,
+                       duration=0.0, latent=lat, mask=mask)
+    assert "keep the first 0.05 s" in report
+    (audio,) = call(env, "AudioXVAEDecode", vae=vae, samples=out, normalize=False, chunked="auto",
+                    original_audio=short)
+    w = audio["waveform"][0]
+    assert w.shape[-1] == 2048
+    kf = round(0.05 * sr / 64)  # kept latent frames
+    assert torch.allclose(w[:, : kf * 64 - 64], short["waveform"][0][:, : kf * 64 - 64], atol=1e-6)
