@@ -1,0 +1,323 @@
+"""The demo model's training recipe: ``python -m audiox_core.demo.recipe --out DIR [--quick]``.
+
+Stages, in order (each one skippable with ``--skip``, resumable, timed; ``--only`` runs a subset)::
+
+    vae      train the Oobleck VAE on rendered world audio (training.vae), evaluate its round trips
+             with the detectors, fix the latent scale           → DIR/vae/{vae.safetensors, report.json}
+    data     build the initial demo model (trained VAE in both copies, everything else freshly
+             initialised) and its byte-level T5; render + encode the training set once
+             (demo.dataset.prepare_world_data)                  → DIR/data/{init.safetensors, t5/}, DIR/cache/
+    base     train the rectified-flow base model (teacher)      → DIR/base/model.safetensors
+    distill  DMD-distil the 4-step Turbo student                → DIR/distill/model.safetensors
+    export   the shipped layout (SHIPPED_LAYOUT)                → DIR/export/models/demo/...
+
+A stage is done when ``DIR/<stage>/done.json`` exists (it records the stage's wall time, CPU
+time and load average); a rerun skips done stages (``--force STAGE`` redoes one).  The VAE stage
+resumes from its checkpoint.  ``DIR/recipe.json`` collects every stage's record.  ``--quick``
+shrinks every stage to a smoke test (a few steps, a few clips) — the files are then only good
+for plumbing tests.
+
+``base`` and ``distill`` call :mod:`audiox_core.training` (written separately); until that exists
+they raise :class:`NotImplementedError` with what they need.
+
+Budget (2-core CPU, 90 minutes for the whole recipe; measured numbers, see the docstring of
+:mod:`audiox_core.demo.model_config` and ``bench`` notes in the report):
+
+=========  ==============================================================================
+vae        ≤ 15 min: 2000 steps of 8 × 1 s crops (~0.4 s per step uncontended)
+data       ~5 min: 2000 clips rendered (~30 ms each) and VAE-encoded (target + audio prompt),
+           CLIP tower hidden states cached (frozen tower)
+base       ~40 min: ~1.0 s per step at batch 16 (whole model, bf16 autocast, cached CLIP
+           features, T5 trained) → ~2400 steps ≈ 38 k samples ≈ 19 epochs of 2000 clips
+distill    ~25 min
+export     < 1 min
+=========  ==============================================================================
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import torch
+
+from ..errors import AudioXError, InputError
+from . import world as W
+from .model_config import DEMO_SIZES, SHIPPED_LAYOUT, DemoSizes, demo_config
+
+log = logging.getLogger(__name__)
+
+STAGES = ("vae", "data", "base", "distill", "export")
+
+
+@dataclass
+class RecipeConfig:
+    """Every knob of the recipe (``quick()`` gives the smoke-test version)."""
+
+    sizes: DemoSizes = DEMO_SIZES
+    seed: int = 0
+    # vae
+    vae_steps: int = 2000
+    vae_batch: int = 8
+    vae_segment: int = 16000
+    vae_lr: float = 1.5e-3
+    vae_eval_event: int = 40
+    vae_eval_music: int = 40
+    # data
+    n_clips: int = 2000
+    caption_variants: int = 4
+    prompt_fraction: float = 0.5
+    image_fraction: float = 0.1
+    # threads
+    threads: int = 2
+
+    @classmethod
+    def quick(cls) -> "RecipeConfig":
+        return cls(vae_steps=6, vae_batch=2, vae_segment=3200, vae_eval_event=2, vae_eval_music=2, n_clips=6,
+                   caption_variants=2)
+
+
+# ----------------------------------------------------------------------------------------------
+# Stage bookkeeping
+# ----------------------------------------------------------------------------------------------
+def _load_json(p: Path) -> Optional[dict]:
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _write_json(p: Path, obj) -> None:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str), encoding="utf-8")
+    os.replace(tmp, p)
+
+
+class Recipe:
+    """Runs the stages into ``out`` (see the module docstring)."""
+
+    def __init__(self, out, cfg: Optional[RecipeConfig] = None, *, world: W.WorldConfig = W.DEFAULT_CONFIG,
+                 echo: Callable[[str], None] = lambda s: None):
+        self.out = Path(out)
+        self.cfg = cfg or RecipeConfig()
+        self.world = world
+        self.echo = echo
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def stage_dir(self, name: str) -> Path:
+        return self.out / name
+
+    def done(self, name: str) -> bool:
+        return (self.stage_dir(name) / "done.json").is_file()
+
+    def run(self, stages=STAGES, *, skip=(), force=()) -> dict:
+        torch.set_num_threads(int(self.cfg.threads))
+        summary = _load_json(self.out / "recipe.json") or {}
+        for name in stages:
+            if name not in STAGES:
+                raise InputError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
+            if name in skip:
+                self.echo(f"[{name}] skipped")
+                continue
+            if self.done(name) and name not in force:
+                self.echo(f"[{name}] already done ({self.stage_dir(name) / 'done.json'})")
+                continue
+            self.echo(f"[{name}] starting")
+            t0, c0 = time.perf_counter(), time.process_time()
+            result = getattr(self, "stage_" + name)()
+            rec = {"stage": name, "wall_s": round(time.perf_counter() - t0, 1),
+                   "cpu_s": round(time.process_time() - c0, 1), "loadavg_end": list(os.getloadavg()),
+                   "result": result}
+            _write_json(self.stage_dir(name) / "done.json", rec)
+            summary[name] = rec
+            _write_json(self.out / "recipe.json", summary)
+            self.echo(f"[{name}] done in {rec['wall_s']} s wall, {rec['cpu_s']} s CPU, load {rec['loadavg_end'][0]:.2f}")
+        return summary
+
+    # ------------------------------------------------------------------------------ vae
+    def stage_vae(self) -> dict:
+        from ..training.vae import VAETrainConfig, VAETrainer
+        from .dataset import WorldAudioSource
+        from .evaluation import vae_roundtrip_report
+        from .model_config import demo_vae_config
+
+        c = self.cfg
+        d = self.stage_dir("vae")
+        ckpt = d / "trainer.pt"
+        tc = VAETrainConfig(steps=c.vae_steps, batch_size=c.vae_batch, segment=c.vae_segment, lr=c.vae_lr,
+                            seed=c.seed)
+        source = WorldAudioSource(self.world, seed=c.seed, segment=c.vae_segment)
+        if ckpt.is_file():
+            tr = VAETrainer.resume(ckpt, source, train_config=tc)
+            self.echo(f"[vae] resuming at step {tr.step}")
+        else:
+            tr = VAETrainer(demo_vae_config(c.sizes), tc, source, checkpoint_path=ckpt)
+        every = max(1, c.vae_steps // 40)
+
+        def cb(step, total, info):
+            if step % every == 0 or step == total:
+                self.echo(f"[vae] {step}/{total} " + " ".join(f"{k} {v:.4g}" for k, v in info.items()))
+
+        tr.train(callback=cb)
+        pt = tr.pretransform()
+        scale = _latent_scale(pt, self.world, c.seed)
+        tr.export(d / "vae.safetensors", extra_metadata={"latent_scale": scale})
+        rep = vae_roundtrip_report(pt, n_event=c.vae_eval_event, n_music=c.vae_eval_music, world=self.world)
+        hist = tr.history
+        curve = [{"step": h["step"], "loss": round(h["loss"], 4), "stft": round(h["stft"], 4),
+                  "l1": round(h["l1"], 4), "kl": round(h["kl"], 2)}
+                 for h in hist[max(0, every - 1)::every]]
+        result = {"steps": tr.step, "train_seconds": round(tr.train_seconds, 1), "latent_scale": scale,
+                  "final_loss_mean_last_50": sum(h["loss"] for h in hist[-50:]) / max(1, len(hist[-50:])),
+                  "roundtrip": rep, "curve": curve, "file": str(d / "vae.safetensors")}
+        _write_json(d / "report.json", result)
+        return {k: v for k, v in result.items() if k != "curve"}
+
+    # ------------------------------------------------------------------------------ data / base / distill / export
+    def demo_config(self):
+        """The demo config with the trained VAE's latent scale (after the vae stage)."""
+        from .build import read_vae_metadata
+        vae = self.stage_dir("vae") / "vae.safetensors"
+        if not vae.is_file():
+            raise InputError(f"the vae stage has not produced {vae} yet")
+        scale = read_vae_metadata(vae).get("latent_scale", 1.0)
+        return demo_config(self.cfg.sizes, self.world, vae_scale=scale)
+
+    def stage_data(self) -> dict:
+        from ..checkpoint import save_model
+        from ..training.data import CachePlan
+        from .build import build_demo_model, load_demo_t5, new_demo_t5, save_t5_folder
+        from .dataset import DataSpec, prepare_world_data
+
+        c = self.cfg
+        d = self.stage_dir("data")
+        cfg = self.demo_config()
+        model = build_demo_model(cfg, vae_path=self.stage_dir("vae") / "vae.safetensors", seed=c.seed)
+        t5_dir = save_t5_folder(new_demo_t5(cfg, seed=c.seed), d / "t5", dtype=None)
+        model.set_text_encoder(load_demo_t5(t5_dir, cfg))
+        save_model(model, d / "init.safetensors", role="base",
+                   extra_metadata={"note": "demo model before diffusion training (trained VAE, fresh weights)"})
+        spec = DataSpec(n=c.n_clips, seed=c.seed, captions=c.caption_variants, prompt_fraction=c.prompt_fraction,
+                        image_fraction=c.image_fraction)
+        plan = CachePlan(text="ids", video="hidden", sync="zeros")
+        every = max(1, c.n_clips // 20)
+
+        def cb(i, n, info):
+            if i % every == 0 or i == n:
+                self.echo(f"[data] {i}/{n}")
+
+        t0 = time.perf_counter()
+        ds = prepare_world_data(model, spec, self.out / "cache", plan=plan, world=self.world, callback=cb)
+        secs = time.perf_counter() - t0
+        recs = ds.records
+        result = {"items": len(ds), "cache_dir": str(ds.cache_dir), "dataset_hash": ds.dataset_hash,
+                  "plan": asdict(plan), "spec": asdict(spec), "prepare_seconds": round(secs, 1),
+                  "events": sum(r["spec"]["kind"] == "event" for r in recs),
+                  "music": sum(r["spec"]["kind"] == "music" for r in recs),
+                  "with_audio_prompt": sum(bool(r["type"]) for r in recs),
+                  "still_images": sum(r["visual"] == "image" for r in recs),
+                  "init_model": str(d / "init.safetensors"), "t5_init": str(t5_dir)}
+        _write_json(d / "report.json", result)
+        return result
+
+    def stage_base(self) -> dict:
+        raise NotImplementedError(
+            "base stage: needs audiox_core.training's rectified-flow trainer (not written yet). It should train "
+            f"DIR/data/init.safetensors (+ DIR/data/t5) on the prepared world dataset in DIR/cache and write "
+            f"DIR/base/model.safetensors with role 'base'.")
+
+    def stage_distill(self) -> dict:
+        raise NotImplementedError(
+            "distill stage: needs audiox_core.training's DMD distiller (not written yet). It should distil "
+            "DIR/base/model.safetensors into a 4-step student and write DIR/distill/model.safetensors with role "
+            "'student'.")
+
+    def stage_export(self) -> dict:
+        """Write the shipped layout under ``DIR/export/`` from what the earlier stages produced.
+
+        Model files are stored in fp16 with the config and Turbo role in their metadata; the T5
+        comes from the latest stage that trained one (``distill/t5``, ``base/t5``), else the
+        initial one (``data/t5``).  Missing models are listed in the result, not invented."""
+        from ..checkpoint import load_model, save_model
+        from ..weights import WeightSource
+        from .build import load_demo_t5, save_t5_folder
+        from .model_config import size_report
+
+        root = self.stage_dir("export")
+        cfg = self.demo_config()
+        out: Dict[str, Any] = {"files": {}, "missing": []}
+        t5_src = next((p for p in (self.stage_dir("distill") / "t5", self.stage_dir("base") / "t5",
+                                   self.stage_dir("data") / "t5") if (p / "model.safetensors").is_file()), None)
+        if t5_src is None:
+            raise InputError("export: no T5 folder yet (run the data stage)")
+        enc = load_demo_t5(t5_src, cfg)
+        t5_dst = save_t5_folder(enc.model, root / SHIPPED_LAYOUT["t5"], dtype=torch.float16)
+        out["files"]["t5"] = {"from": str(t5_src), "to": str(t5_dst),
+                              "bytes": sum(f.stat().st_size for f in t5_dst.iterdir())}
+        for role, stage, key in (("base", "base", "base"), ("student", "distill", "turbo")):
+            src = self.stage_dir(stage) / "model.safetensors"
+            if not src.is_file():
+                out["missing"].append(f"{key}: {src} (stage '{stage}' has not run)")
+                continue
+            m = load_model(src, dtype=torch.float32)
+            dst = root / SHIPPED_LAYOUT[key]
+            save_model(m, dst, dtype=torch.float16, role=role)
+            WeightSource(dst)  # re-open: fails loudly on a broken write
+            out["files"][key] = {"from": str(src), "to": str(dst), "bytes": dst.stat().st_size}
+        rep = size_report(cfg)
+        out["budget"] = {"model_params": rep["model_params"], "t5_params": rep["t5_params"],
+                         "planned_total_bytes": rep["total_bytes"], "limit_bytes": rep["limit_bytes"],
+                         "written_bytes": sum(f["bytes"] for f in out["files"].values())}
+        _write_json(root / "export.json", out)
+        return out
+
+
+@torch.no_grad()
+def _latent_scale(pt, world: W.WorldConfig, seed: int, n: int = 64) -> float:
+    """Standard deviation of the posterior means over ``n`` train-split clips (the value the
+    pretransform ``scale`` gets, so the diffusion model sees unit-variance latents)."""
+    specs = W.make_dataset(n, seed + 77, "train", world)
+    zs = []
+    for s in range(0, n, 8):
+        x = torch.stack([torch.from_numpy(W.render_audio(sp, cfg=world)).expand(pt.io_channels, -1)
+                         for sp in specs[s:s + 8]]).float()
+        zs.append(pt.encode(x, sample=False))
+    return float(torch.cat(zs).std())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m audiox_core.demo.recipe", description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True, help="output folder (created; reruns resume)")
+    ap.add_argument("--quick", action="store_true", help="smoke-test sizes (minutes, useless weights)")
+    ap.add_argument("--only", default=None, help="comma-separated stages to run (default: all)")
+    ap.add_argument("--skip", default="", help="comma-separated stages to skip")
+    ap.add_argument("--force", default="", help="comma-separated stages to redo even if done")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    cfg = RecipeConfig.quick() if args.quick else RecipeConfig()
+    if args.threads:
+        cfg = replace(cfg, threads=args.threads)
+    stages = tuple(s for s in args.only.split(",") if s) if args.only else STAGES
+    split = lambda s: tuple(x for x in s.split(",") if x)  # noqa: E731
+    r = Recipe(args.out, cfg, echo=lambda s: print(time.strftime("%H:%M:%S"), s, flush=True))
+    try:
+        r.run(stages, skip=split(args.skip), force=split(args.force))
+    except NotImplementedError as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        return 3
+    except AudioXError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

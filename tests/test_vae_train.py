@@ -1,0 +1,192 @@
+"""The VAE trainer: loss formulas, learning, deterministic resume, atomic checkpoints, export."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from audiox_core.checkpoint import load_vae
+from audiox_core.config import VAEConfig
+from audiox_core.errors import CheckpointError, ConfigError, InputError, Interrupted
+from audiox_core.training.vae import (MultiResolutionSTFTLoss, VAETrainConfig, VAETrainer, reconstruction_metrics)
+
+TINY = VAEConfig(in_channels=2, channels=4, c_mults=(1, 2), strides=(2, 4), encoder_latent_dim=8, latent_dim=4,
+                 downsampling_ratio=8)
+SEG = 256
+
+
+def sine_source(step: int, batch: int) -> torch.Tensor:
+    """Deterministic per step: sines of random frequency and phase (same on both channels)."""
+    g = np.random.default_rng([7, step])
+    t = np.arange(SEG) / 8000.0
+    rows = [0.5 * np.sin(2 * np.pi * g.uniform(200, 1500) * t + g.uniform(0, 6.28)) for _ in range(batch)]
+    x = torch.tensor(np.stack(rows), dtype=torch.float32)[:, None, :]
+    return x.repeat(1, 2, 1)
+
+
+def small_cfg(**kw) -> VAETrainConfig:
+    base = dict(steps=6, batch_size=2, segment=SEG, lr=3e-3, warmup=1, stft_sizes=(64, 32), checkpoint_every=2,
+                seed=3)
+    base.update(kw)
+    return VAETrainConfig(**base)
+
+
+# ---------------------------------------------------------------------------------------------- loss
+def _np_mrstft(y: np.ndarray, x: np.ndarray, sizes, eps: float) -> float:
+    """Independent numpy version: explicit framing with reflect padding (torch.stft center=True)."""
+    def power(sig, n):
+        hop = n // 4
+        win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)  # periodic Hann
+        p = np.pad(sig, (n // 2, n // 2), mode="reflect")
+        frames = [p[i:i + n] * win for i in range(0, len(p) - n + 1, hop)]
+        return np.abs(np.fft.rfft(np.stack(frames), axis=1)) ** 2
+    total = 0.0
+    for n in sizes:
+        py = np.stack([power(r, n) for r in y.reshape(-1, y.shape[-1])])
+        px = np.stack([power(r, n) for r in x.reshape(-1, x.shape[-1])])
+        my, mx = np.sqrt(py + eps), np.sqrt(px + eps)
+        sc = np.linalg.norm(my - mx) / np.linalg.norm(mx)
+        lm = np.mean(np.abs(np.log(py + eps) - np.log(px + eps))) / 2
+        total += sc + lm
+    return total / len(sizes)
+
+
+def test_mrstft_matches_numpy():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(2, 2, 300, generator=g), torch.randn(2, 2, 300, generator=g) * 0.5
+    ours = float(MultiResolutionSTFTLoss((64, 32), eps=1e-5)(y, x))
+    ref = _np_mrstft(y.double().numpy(), x.double().numpy(), (64, 32), 1e-5)
+    assert ours == pytest.approx(ref, rel=1e-4)
+    assert float(MultiResolutionSTFTLoss((64,))(x, x)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_kl_and_total_loss_by_hand():
+    tr = VAETrainer(TINY, small_cfg(kl_weight=0.01, l1_weight=0.5, stft_weight=2.0), sine_source)
+    x = sine_source(0, 2)
+    with torch.no_grad():
+        parts = tr.losses(x, torch.Generator().manual_seed(1))
+        h = tr.model.encoder(x)
+    mean, scale = h.chunk(2, dim=1)
+    std = torch.nn.functional.softplus(scale) + 1e-4
+    kl = (mean ** 2 + std ** 2 - torch.log(std ** 2) - 1).sum(1).mean()
+    assert float(parts["kl"]) == pytest.approx(float(kl), rel=1e-5)
+    total = 2.0 * parts["stft"] + 0.5 * parts["l1"] + 0.01 * parts["kl"]
+    assert float(parts["loss"]) == pytest.approx(float(total), rel=1e-6)
+
+
+def test_scale_bias_init():
+    tr = VAETrainer(TINY, small_cfg(scale_bias_init=-4.0), sine_source)
+    assert torch.all(tr.model.encoder.layers[-1].bias[TINY.latent_dim:] == -4.0)
+    with torch.no_grad():
+        mean, std = torch.chunk(tr.model.encoder(sine_source(0, 1)), 2, dim=1)
+    assert float((torch.nn.functional.softplus(std) + 1e-4).mean()) < 0.05
+
+
+# ---------------------------------------------------------------------------------------------- learning
+def test_training_lowers_the_loss():
+    fixed = sine_source(0, 4)
+    tr = VAETrainer(TINY, small_cfg(steps=40, batch_size=4, checkpoint_every=0, lr=5e-3), lambda s, b: fixed)
+    hist = tr.train()
+    assert len(hist) == 40 and tr.step == 40
+    first = np.mean([h["loss"] for h in hist[:3]])
+    last = np.mean([h["loss"] for h in hist[-3:]])
+    assert last < 0.8 * first, (first, last)
+    assert all(math.isfinite(h["loss"]) for h in hist)
+    assert tr.train_seconds > 0
+
+
+def test_lr_schedule():
+    tr = VAETrainer(TINY, small_cfg(steps=100, warmup=10, lr=1e-3, lr_final=0.1), sine_source)
+    assert tr.lr_at(0) == pytest.approx(1e-4)
+    assert tr.lr_at(9) == pytest.approx(1e-3)
+    assert tr.lr_at(10) == pytest.approx(1e-3)
+    assert tr.lr_at(55) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
+    assert tr.lr_at(100) == pytest.approx(1e-4)
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+def test_resume_is_bit_exact(tmp_path):
+    ref = VAETrainer(TINY, small_cfg(steps=6, checkpoint_every=0), sine_source)
+    ref.train()
+    ck = tmp_path / "vae.pt"
+    a = VAETrainer(TINY, small_cfg(steps=6), sine_source, checkpoint_path=ck)
+    a.train(steps=4)
+    assert ck.is_file()
+    b = VAETrainer.resume(ck, sine_source)
+    assert b.step == 4 and len(b.history) == 4
+    b.train()
+    assert b.step == 6
+    for (k, v), (k2, v2) in zip(ref.model.state_dict().items(), b.model.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2), k
+    assert [h["loss"] for h in ref.history] == [h["loss"] for h in b.history]
+
+
+def test_interrupt_saves_last_completed_step_atomically(tmp_path):
+    ck = tmp_path / "vae.pt"
+    tr = VAETrainer(TINY, small_cfg(steps=10, checkpoint_every=0), sine_source, checkpoint_path=ck)
+
+    def cb(step, total, info):
+        assert set(info) == {"loss", "stft", "l1", "kl", "lr"} and total == 10
+        if step == 3:
+            raise Interrupted("stop")
+
+    with pytest.raises(Interrupted):
+        tr.train(callback=cb)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vae.pt"]  # no temporary file left behind
+    back = VAETrainer.resume(ck, sine_source)
+    assert back.step == 3
+    for k, v in tr.model.state_dict().items():
+        assert torch.equal(v, back.model.state_dict()[k])
+
+
+def test_divergence_raises_before_updating(tmp_path):
+    def bad(step, batch):
+        x = sine_source(step, batch)
+        if step == 2:
+            x[0, 0, 0] = float("nan")
+        return x
+
+    tr = VAETrainer(TINY, small_cfg(steps=5, checkpoint_every=0), bad)
+    with pytest.raises(InputError, match="diverged"):
+        tr.train()
+    assert tr.step == 2 and all(torch.isfinite(p).all() for p in tr.model.parameters())
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(ConfigError):
+        VAETrainer(TINY, small_cfg(segment=250), sine_source)  # not a multiple of 8
+    tr = VAETrainer(TINY, small_cfg(), lambda s, b: torch.zeros(b, 1, SEG))
+    with pytest.raises(InputError, match="audio source"):
+        tr.train_step()
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        VAETrainer.resume(junk, sine_source)
+    with pytest.raises(CheckpointError):
+        VAETrainer.resume(tmp_path / "missing.pt", sine_source)
+
+
+# ---------------------------------------------------------------------------------------------- export, metrics
+def test_export_loads_with_the_vae_loader(tmp_path):
+    tr = VAETrainer(TINY, small_cfg(steps=2, checkpoint_every=0), sine_source)
+    tr.train()
+    path = tr.export(tmp_path / "vae.safetensors", extra_metadata={"latent_scale": 0.5})
+    pt = load_vae(path)
+    ref = tr.pretransform()
+    z = torch.randn(1, TINY.latent_dim, 16)
+    assert torch.allclose(pt.decode(z), ref.decode(z), atol=1e-6)
+
+
+def test_reconstruction_metrics_by_hand():
+    tr = VAETrainer(TINY, small_cfg(), sine_source)
+    pt = tr.pretransform()
+    x = sine_source(5, 2)[..., :250]  # cut to whole latents (248) inside
+    m = reconstruction_metrics(pt, x)
+    y = m["recon"].double().numpy()
+    ref = x[..., :248].double().numpy()
+    snr = [10 * np.log10((ref[i] ** 2).sum() / ((ref[i] - y[i]) ** 2).sum()) for i in range(2)]
+    assert m["snr_db_items"] == pytest.approx(snr, rel=1e-4)
+    assert m["snr_db"] == pytest.approx(np.mean(snr), rel=1e-4)
+    assert m["recon"].shape == (2, 2, 248) and m["lsd_db"] > 0 and m["mrstft"] > 0
