@@ -18,8 +18,8 @@ from audiox_core.errors import Interrupted
 from audiox_core.tiny import make_tiny_model, save_tiny_t5
 from audiox_core.training import state as st
 from audiox_core.training.conditions import ConditionEncoder, Masking, NO_MASKING
-from audiox_core.training.data import (CachePlan, Example, FolderDataset, InMemoryDataset, caption_for, plan_for,
-                                       prepare_dataset, read_manifest)
+from audiox_core.training.data import (Example, FolderDataset, caption_for, plan_for, prepare_dataset,
+                                       read_manifest)
 from audiox_core.training.objectives import EMA, LRSchedule, TimeSampler, noised_and_target, x0_from_velocity
 from audiox_core.training.plot import loss_curve_image, loss_curve_png
 from audiox_core.training.trainer import TrainConfig, Trainer, evaluate_loss

@@ -195,7 +195,8 @@ def _cmd_distill(a) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     a = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     try:
         return {"lora": _cmd_lora, "distill": _cmd_distill}[a.cmd](a)
     except AudioXError as e:

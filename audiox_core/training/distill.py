@@ -63,7 +63,7 @@ import dataclasses
 import json
 import logging
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -74,9 +74,9 @@ from torch import nn
 
 from ..errors import ConfigError, InputError
 from ..progress import ProgressCallback
-from .conditions import ConditionEncoder, Masking, NO_MASKING
+from .conditions import ConditionEncoder, Masking
 from .data import PreparedDataset
-from .lora import LoRA, create_lora, lora_scope, merged_state_dict
+from .lora import create_lora, lora_scope, merged_state_dict
 from .loop import TrainingLoop, grad_norm
 from .objectives import LRSchedule, TimeSampler
 from .parallel import Parallel
@@ -435,7 +435,8 @@ class Distiller(TrainingLoop):
             if lo is not None:
                 lo.train(training)
 
-    def discriminate(self, x: torch.Tensor, ctx_t: torch.Tensor, g: torch.Generator, *, grad_input: bool) -> torch.Tensor:
+    def discriminate(self, x: torch.Tensor, ctx_t: torch.Tensor, g: torch.Generator, *,
+                     grad_input: bool) -> torch.Tensor:
         """Patch logits of the diffusion discriminator for clean latents ``x`` (module docstring)."""
         cfg = self.config
         b = x.shape[0]
@@ -586,4 +587,5 @@ class Distiller(TrainingLoop):
     def check_state(self, info: dict, path) -> None:
         from ..errors import CheckpointError
         if info.get("variant") != self.teacher.config.variant:
-            raise CheckpointError(f"{path}: made for {info.get('variant')}, the teacher is {self.teacher.config.variant}")
+            raise CheckpointError(f"{path}: made for {info.get('variant')}, the teacher is "
+                                  f"{self.teacher.config.variant}")

@@ -174,7 +174,8 @@ def resolve_targets(root: nn.Module, targets: Union[str, Sequence[str]] = "all",
             raise InputError(f"LoRA targets not found among the model's LoRA-able modules: {missing[:4]}")
         unused = [t for t in targets if cands[t][1] == "unused"]
         if unused:
-            raise InputError(f"LoRA target {unused[0]!r} is never called by the forward pass; a LoRA there has no effect")
+            raise InputError(f"LoRA target {unused[0]!r} is never called by the forward pass; "
+                             "a LoRA there has no effect")
         return list(targets)
     if not isinstance(targets, str) or not targets:
         raise InputError(f"LoRA targets must be one of {PRESETS}, a regular expression or a list, got {targets!r}")

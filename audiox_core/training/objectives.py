@@ -31,7 +31,7 @@ the official ``InverseLR`` multiplier ``(1 − w^(s+1)) · max(final, (1 + s/inv
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional
+from typing import Iterable
 
 import torch
 

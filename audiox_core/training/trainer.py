@@ -42,17 +42,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import CheckpointError, InputError, Interrupted
+from ..errors import CheckpointError, InputError
 from ..progress import ProgressCallback
 from .conditions import ConditionEncoder, Masking, NO_MASKING
 from .data import PreparedDataset
@@ -186,7 +185,8 @@ def _named_part(model, part: str) -> List[Tuple[str, torch.nn.Module]]:
     raise InputError(f"unknown part {part!r}")
 
 
-def trainable_parameters(model, parts: Sequence[str], lora: Optional[LoRA] = None) -> List[Tuple[str, torch.nn.Parameter]]:
+def trainable_parameters(model, parts: Sequence[str],
+                         lora: Optional[LoRA] = None) -> List[Tuple[str, torch.nn.Parameter]]:
     """Stable ``(name, parameter)`` list of what ``parts`` trains (LoRA parameters as ``lora.*``)."""
     seen, out = set(), []
 
@@ -272,9 +272,11 @@ class Trainer(TrainingLoop):
         if getattr(model, "objective", None) not in ("v", "rectified_flow"):
             raise InputError("Trainer: the model has no known diffusion objective")
         if "t5" in cfg.train and data.plan.text != "ids":
-            raise InputError("training T5 needs data prepared with token ids: prepare_dataset(..., plan=plan_for(train))")
+            raise InputError("training T5 needs data prepared with token ids: "
+                             "prepare_dataset(..., plan=plan_for(train))")
         if "clip" in cfg.train and data.plan.video != "frames":
-            raise InputError("training CLIP needs data prepared with frames: prepare_dataset(..., plan=plan_for(train))")
+            raise InputError("training CLIP needs data prepared with frames: "
+                             "prepare_dataset(..., plan=plan_for(train))")
         if "projections" in cfg.train and data.plan.video == "output" and model.video_conditioner is not None and \
                 any(it.has_video for it in data.items):
             raise InputError("training the conditioner projections needs data prepared with CLIP hidden states "
