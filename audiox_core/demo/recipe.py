@@ -17,8 +17,9 @@ resumes from its checkpoint.  ``DIR/recipe.json`` collects every stage's record.
 shrinks every stage to a smoke test (a few steps, a few clips) — the files are then only good
 for plumbing tests.
 
-``base`` and ``distill`` call :mod:`audiox_core.training` (written separately); until that exists
-they raise :class:`NotImplementedError` with what they need.
+``base`` and ``distill`` call :class:`audiox_core.training.Trainer` and
+:class:`audiox_core.training.Distiller` (written separately) with the hyper-parameters of
+:class:`RecipeConfig` — a first setting, to be tuned against the detectors in part 2.
 
 Budget (2-core CPU, 90 minutes for the whole recipe; measured numbers, see the docstring of
 :mod:`audiox_core.demo.model_config` and ``bench`` notes in the report):
@@ -74,13 +75,26 @@ class RecipeConfig:
     caption_variants: int = 4
     prompt_fraction: float = 0.5
     image_fraction: float = 0.1
+    # base (rectified-flow teacher): a starting point, tuned in part 2
+    base_steps: int = 2400
+    base_batch: int = 16
+    base_lr: float = 5e-4
+    base_warmup: int = 100
+    base_parts: tuple = ("backbone", "maf", "projections", "t5")
+    base_t_sampler: str = "logit_normal"
+    # distill (DMD + GAN, full copies: the model is small)
+    distill_steps: int = 300
+    distill_batch: int = 8
+    distill_lr: float = 5e-5
+    distill_guidance: float = 4.0
     # threads
     threads: int = 2
 
     @classmethod
     def quick(cls) -> "RecipeConfig":
         return cls(vae_steps=6, vae_batch=2, vae_segment=3200, vae_eval_event=2, vae_eval_music=2, n_clips=6,
-                   caption_variants=2)
+                   caption_variants=2, base_steps=3, base_batch=2, base_warmup=1, distill_steps=2,
+                   distill_batch=2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -171,9 +185,11 @@ class Recipe:
         tr.export(d / "vae.safetensors", extra_metadata={"latent_scale": scale})
         rep = vae_roundtrip_report(pt, n_event=c.vae_eval_event, n_music=c.vae_eval_music, world=self.world)
         hist = tr.history
-        curve = [{"step": h["step"], "loss": round(h["loss"], 4), "stft": round(h["stft"], 4),
-                  "l1": round(h["l1"], 4), "kl": round(h["kl"], 2)}
-                 for h in hist[max(0, every - 1)::every]]
+        curve = []  # means over windows of `every` steps (single steps are very noisy)
+        for s in range(0, len(hist), every):
+            w = hist[s:s + every]
+            curve.append({"step": w[-1]["step"], **{k: round(sum(h[k] for h in w) / len(w), 4)
+                                                    for k in ("loss", "stft", "l1", "kl", "sec")}})
         result = {"steps": tr.step, "train_seconds": round(tr.train_seconds, 1), "latent_scale": scale,
                   "final_loss_mean_last_50": sum(h["loss"] for h in hist[-50:]) / max(1, len(hist[-50:])),
                   "roundtrip": rep, "curve": curve, "file": str(d / "vae.safetensors")}
@@ -194,7 +210,7 @@ class Recipe:
         from ..checkpoint import save_model
         from ..training.data import CachePlan
         from .build import build_demo_model, load_demo_t5, new_demo_t5, save_t5_folder
-        from .dataset import DataSpec, prepare_world_data
+        from .dataset import prepare_world_data
 
         c = self.cfg
         d = self.stage_dir("data")
@@ -204,8 +220,7 @@ class Recipe:
         model.set_text_encoder(load_demo_t5(t5_dir, cfg))
         save_model(model, d / "init.safetensors", role="base",
                    extra_metadata={"note": "demo model before diffusion training (trained VAE, fresh weights)"})
-        spec = DataSpec(n=c.n_clips, seed=c.seed, captions=c.caption_variants, prompt_fraction=c.prompt_fraction,
-                        image_fraction=c.image_fraction)
+        spec = self.data_spec()
         plan = CachePlan(text="ids", video="hidden", sync="zeros")
         every = max(1, c.n_clips // 20)
 
@@ -227,17 +242,81 @@ class Recipe:
         _write_json(d / "report.json", result)
         return result
 
+    def data_spec(self):
+        from .dataset import DataSpec
+        c = self.cfg
+        return DataSpec(n=c.n_clips, seed=c.seed, captions=c.caption_variants, prompt_fraction=c.prompt_fraction,
+                        image_fraction=c.image_fraction)
+
+    def prepared(self, model):
+        """The prepared dataset of the data stage (re-opened from the cache: no encoder runs)."""
+        from ..training.data import CachePlan
+        from .dataset import prepare_world_data
+        if not self.done("data"):
+            raise InputError("the data stage has not run yet")
+        return prepare_world_data(model, self.data_spec(), self.out / "cache",
+                                  plan=CachePlan(text="ids", video="hidden", sync="zeros"), world=self.world)
+
+    def _progress(self, stage: str, every: int):
+        def cb(step, total, info):
+            if step % every == 0 or step == total:
+                self.echo(f"[{stage}] {step}/{total} " + " ".join(
+                    f"{k} {v:.4g}" for k, v in info.items() if isinstance(v, (int, float))))
+        return cb
+
     def stage_base(self) -> dict:
-        raise NotImplementedError(
-            "base stage: needs audiox_core.training's rectified-flow trainer (not written yet). It should train "
-            f"DIR/data/init.safetensors (+ DIR/data/t5) on the prepared world dataset in DIR/cache and write "
-            f"DIR/base/model.safetensors with role 'base'.")
+        """Train the rectified-flow base model (the Turbo teacher) with
+        :class:`audiox_core.training.Trainer`: backbone, MAF, conditioner projections and T5 from
+        scratch on the prepared world data (CLIP tower and VAE frozen), bf16 autocast."""
+        from ..checkpoint import load_model
+        from ..training import Masking, TrainConfig, Trainer, evaluate_loss
+        from .build import load_demo_t5
+
+        c = self.cfg
+        d = self.stage_dir("base")
+        cfg = self.demo_config()
+        model = load_model(self.stage_dir("data") / "init.safetensors", dtype=torch.float32)
+        model.set_text_encoder(load_demo_t5(self.stage_dir("data") / "t5", cfg))
+        data = self.prepared(model)
+        tc = TrainConfig(steps=c.base_steps, batch_size=c.base_batch, lr=c.base_lr, warmup_steps=c.base_warmup,
+                         precision="bf16", gradient_checkpointing=False, train=tuple(c.base_parts),
+                         masking=Masking(), t_sampler=c.base_t_sampler, seed=c.seed, save_every=200,
+                         name="audiox_demo_base")
+        tr = Trainer(model, data, tc, out_dir=d)
+        if tr.resume():
+            self.echo(f"[base] resuming at step {tr.step}")
+        tr.run(callback=self._progress("base", max(1, c.base_steps // 40)))
+        files = tr.export(d)
+        loss = evaluate_loss(model, data, batch_size=8, precision="bf16")
+        hist = tr.history
+        return {"steps": tr.step, "files": {k: str(v) for k, v in files.items()}, "eval_loss": loss,
+                "final_loss_mean_last_50": sum(h["loss"] for h in hist[-50:]) / max(1, len(hist[-50:]))}
 
     def stage_distill(self) -> dict:
-        raise NotImplementedError(
-            "distill stage: needs audiox_core.training's DMD distiller (not written yet). It should distil "
-            "DIR/base/model.safetensors into a 4-step student and write DIR/distill/model.safetensors with role "
-            "'student'.")
+        """DMD + GAN distillation of the base model into the 4-step student
+        (:class:`audiox_core.training.Distiller`, full copies of backbone + MAF)."""
+        from ..checkpoint import load_model
+        from ..training import DistillConfig, Distiller
+        from .build import load_demo_t5
+
+        c = self.cfg
+        d = self.stage_dir("distill")
+        cfg = self.demo_config()
+        base = self.stage_dir("base")
+        teacher = load_model(base / "model.safetensors", dtype=torch.float32)
+        t5 = base / "t5" if (base / "t5" / "model.safetensors").is_file() else self.stage_dir("data") / "t5"
+        teacher.set_text_encoder(load_demo_t5(t5, cfg))
+        data = self.prepared(teacher)
+        dc = DistillConfig(steps=c.distill_steps, batch_size=c.distill_batch, lr=c.distill_lr,
+                           guidance=c.distill_guidance, parameterization="full", gan_blocks=cfg.audiox.backbone.depth,
+                           precision="bf16", gradient_checkpointing=False, seed=c.seed, save_every=100,
+                           name="model")
+        ds = Distiller(teacher, data, dc, out_dir=d)
+        if ds.resume():
+            self.echo(f"[distill] resuming at step {ds.step}")
+        ds.run(callback=self._progress("distill", max(1, c.distill_steps // 30)))
+        files = ds.export(d)
+        return {"steps": ds.step, "files": {k: str(v) for k, v in files.items()}, "t5": str(t5)}
 
     def stage_export(self) -> dict:
         """Write the shipped layout under ``DIR/export/`` from what the earlier stages produced.
