@@ -34,7 +34,7 @@ def small_cfg(**kw) -> VAETrainConfig:
 
 
 # ---------------------------------------------------------------------------------------------- loss
-def _np_mrstft(y: np.ndarray, x: np.ndarray, sizes, eps: float) -> float:
+def _np_mrstft(y: np.ndarray, x: np.ndarray, sizes, floor: float) -> float:
     """Independent numpy version: explicit framing with reflect padding (torch.stft center=True)."""
     def power(sig, n):
         hop = n // 4
@@ -46,9 +46,9 @@ def _np_mrstft(y: np.ndarray, x: np.ndarray, sizes, eps: float) -> float:
     for n in sizes:
         py = np.stack([power(r, n) for r in y.reshape(-1, y.shape[-1])])
         px = np.stack([power(r, n) for r in x.reshape(-1, x.shape[-1])])
-        my, mx = np.sqrt(py + eps), np.sqrt(px + eps)
-        sc = np.linalg.norm(my - mx) / np.linalg.norm(mx)
-        lm = np.mean(np.abs(np.log(py + eps) - np.log(px + eps))) / 2
+        sc = np.linalg.norm(np.sqrt(py) - np.sqrt(px)) / np.linalg.norm(np.sqrt(px))
+        f = floor * px.reshape(len(px), -1).max(axis=1)[:, None, None] + 1e-10
+        lm = np.mean(np.abs(np.log(py + f) - np.log(px + f))) / 2
         total += sc + lm
     return total / len(sizes)
 
@@ -56,10 +56,18 @@ def _np_mrstft(y: np.ndarray, x: np.ndarray, sizes, eps: float) -> float:
 def test_mrstft_matches_numpy():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(2, 2, 300, generator=g), torch.randn(2, 2, 300, generator=g) * 0.5
-    ours = float(MultiResolutionSTFTLoss((64, 32), eps=1e-5)(y, x))
-    ref = _np_mrstft(y.double().numpy(), x.double().numpy(), (64, 32), 1e-5)
+    x[1] *= 0.01  # rows of very different loudness: the floor is per row
+    ours = float(MultiResolutionSTFTLoss((64, 32), floor=1e-3)(y, x))
+    ref = _np_mrstft(y.double().numpy(), x.double().numpy(), (64, 32), 1e-3)
     assert ours == pytest.approx(ref, rel=1e-4)
-    assert float(MultiResolutionSTFTLoss((64,))(x, x)) == pytest.approx(0.0, abs=1e-6)
+    assert float(MultiResolutionSTFTLoss((64,))(x, x)) == pytest.approx(0.0, abs=1e-5)
+    # the relative floor: faint noise over silence costs little, silence instead of sound costs a lot
+    sig = torch.zeros(1, 1, 2048)
+    sig[..., 500:900] = torch.sin(torch.arange(400) * 0.3)
+    loss = MultiResolutionSTFTLoss((256, 64))
+    faint = loss(sig + 1e-3 * torch.randn(1, 1, 2048, generator=g), sig)
+    silent = loss(torch.zeros_like(sig), sig)
+    assert float(faint) < 0.3 < 1.0 < float(silent)
 
 
 def test_kl_and_total_loss_by_hand():
@@ -73,6 +81,11 @@ def test_kl_and_total_loss_by_hand():
     kl = (mean ** 2 + std ** 2 - torch.log(std ** 2) - 1).sum(1).mean()
     assert float(parts["kl"]) == pytest.approx(float(kl), rel=1e-5)
     total = 2.0 * parts["stft"] + 0.5 * parts["l1"] + 0.01 * parts["kl"]
+    assert tr.kl_weight_at(0) == 0.0  # warm-up: no KL at first
+    assert float(parts["loss"]) == pytest.approx(float(2.0 * parts["stft"] + 0.5 * parts["l1"]), rel=1e-6)
+    tr.step = tr.cfg.steps
+    with torch.no_grad():
+        parts = tr.losses(x, torch.Generator().manual_seed(1))
     assert float(parts["loss"]) == pytest.approx(float(total), rel=1e-6)
 
 
@@ -104,6 +117,8 @@ def test_lr_schedule():
     assert tr.lr_at(10) == pytest.approx(1e-3)
     assert tr.lr_at(55) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
     assert tr.lr_at(100) == pytest.approx(1e-4)
+    tr = VAETrainer(TINY, small_cfg(steps=100, kl_weight=1e-3, kl_warmup=(0.2, 0.6)), sine_source)
+    assert [tr.kl_weight_at(s) for s in (0, 19, 20, 40, 60, 99)] == pytest.approx([0, 0, 0, 5e-4, 1e-3, 1e-3])
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
