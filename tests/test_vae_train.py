@@ -205,3 +205,22 @@ def test_reconstruction_metrics_by_hand():
     assert m["snr_db_items"] == pytest.approx(snr, rel=1e-4)
     assert m["snr_db"] == pytest.approx(np.mean(snr), rel=1e-4)
     assert m["recon"].shape == (2, 2, 248) and m["lsd_db"] > 0 and m["mrstft"] > 0
+
+
+def test_unit_gain_init_passes_the_latent_through():
+    from audiox_core.training.vae import unit_gain_init_
+    from audiox_core.models.vae import AudioAutoencoder, WNConvTranspose1d
+
+    torch.manual_seed(0)
+    cfg = VAEConfig(in_channels=2, channels=4, c_mults=(2, 4), strides=(4, 8), encoder_latent_dim=8, latent_dim=4,
+                    downsampling_ratio=32)
+    m = unit_gain_init_(AudioAutoencoder(cfg))
+    up = [x for x in m.modules() if isinstance(x, WNConvTranspose1d)]
+    assert float(up[0].weight_g.detach().flatten()[0]) == pytest.approx(math.sqrt(8 * 8 / 16))  # √(out·stride/in)
+    with torch.no_grad():
+        x = sine_source(0, 2)
+        z = m.encoder(x)[:, :4]
+        y = m.decoder(z)
+        assert torch.equal(m.decoder(torch.zeros_like(z)), torch.zeros_like(y))  # no bias anywhere
+        gain = float(y.pow(2).mean().sqrt() / x.pow(2).mean().sqrt())
+    assert 0.1 < gain < 10, gain  # default init: ~1e-2 through a stack this deep
