@@ -192,6 +192,15 @@ def test_two_loras_merge_unmerge(turbo):
         a.detach()
     scale = applied.abs().max()
     assert (merged - applied).abs().max() < 1e-5 * scale
+    a.attach(turbo, strength=0.7)
+    copy = L.merged_copy(turbo)
+    a.detach()
+    with torch.no_grad():
+        only_a = copy.velocity(x, t, c)
+        a.attach(turbo, strength=0.7)
+        want = turbo.velocity(x, t, c)
+        a.detach()
+    assert (only_a - want).abs().max() < 1e-5 * scale and same(snapshot(turbo), before)
     assert torch.equal(again, applied)
     assert not any(L._SLOTS in m.__dict__ for m in turbo.modules())
 

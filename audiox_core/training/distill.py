@@ -307,10 +307,9 @@ class _Roles:
                       include_maf=cfg.lora_include_maf)
             self.lora_s = create_lora(teacher, seed=cfg.seed, **kw).attach(teacher, check=False)
             self.lora_f = create_lora(teacher, seed=cfg.seed + 1, **kw).attach(teacher, check=False)
-            with torch.no_grad():  # a fresh LoRA (B = 0) is exact: student = fake = teacher at start
-                for lo in (self.lora_s, self.lora_f):
-                    for _, ad in lo.items():
-                        ad.lora_B.zero_()
+            # A fresh LoRA (B = 0) is exact: student = fake = teacher at start.  Outside the role
+            # scopes both adapters are disabled, so the model object keeps behaving as the teacher.
+            self.lora_s.enabled = self.lora_f.enabled = False
 
     @property
     def full(self) -> bool:
@@ -368,6 +367,9 @@ class Distiller(TrainingLoop):
     ``audiox_role = "student"`` that :func:`audiox_core.checkpoint.load_model` loads and the Turbo
     sampler runs — (LoRA mode) ``<name>_lora.safetensors`` (student LoRA for the teacher), and
     ``checkpoints/`` for resuming.  :meth:`student_model` returns the student as a model object.
+
+    LoRA mode attaches two (disabled outside the role scopes) LoRAs to ``teacher``; the teacher's
+    weights are never written and it keeps computing the teacher; :meth:`close` detaches them.
     """
 
     kind = "distill"
@@ -392,13 +394,10 @@ class Distiller(TrainingLoop):
         depth = len(teacher.backbone.transformer.layers)
         self.gan_blocks = depth if cfg.gan_blocks <= 0 else min(int(cfg.gan_blocks), depth)
         n_heads = self.gan_blocks if cfg.gan_mode == "all_blocks" else 1
-        self.heads = nn.ModuleList(DiscriminatorHead(teacher.config.io_channels, cfg.disc_hidden)
-                                   for _ in range(n_heads)).to(self.device) if cfg.gan else nn.ModuleList()
-        torch.manual_seed(cfg.seed)
-        for h in self.heads:  # deterministic default init
-            for m in h.modules():
-                if isinstance(m, nn.Conv1d):
-                    m.reset_parameters()
+        with torch.random.fork_rng(devices=[]):  # deterministic default init, global RNG untouched
+            torch.manual_seed(cfg.seed)
+            self.heads = nn.ModuleList(DiscriminatorHead(teacher.config.io_channels, cfg.disc_hidden)
+                                       for _ in range(n_heads if cfg.gan else 0)).to(self.device)
         named: List[Tuple[str, nn.Parameter]] = []
         for prefix, mod in self.roles.trained():
             for n, p in mod.named_parameters():
@@ -535,6 +534,13 @@ class Distiller(TrainingLoop):
         lr = cfg.lr * self.schedule(s - 1)
         entry.update(loss=float(total.detach()), lr=lr, seconds=time.perf_counter() - t0)
         return self._optimizer_update(s, lr, entry)
+
+    def close(self) -> None:
+        """Detach the student / fake LoRAs from the shared base (LoRA mode); the Distiller is
+        unusable afterwards.  Export first (:meth:`export`, :meth:`student_model`)."""
+        for lo in (self.roles.lora_s, self.roles.lora_f):
+            if lo is not None and lo.attached:
+                lo.detach()
 
     # ------------------------------------------------------------------ results
     def run(self, steps: Optional[int] = None, callback: Optional[ProgressCallback] = None) -> DistillResult:

@@ -93,7 +93,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "LORA_FORMAT_VERSION", "PRESETS", "LoRAAdapter", "LoRA", "create_lora", "load_lora", "resolve_targets",
-    "attached_loras", "merge", "unmerge", "merged_state_dict", "base_fingerprint", "lora_scope",
+    "attached_loras", "merge", "unmerge", "merged_state_dict", "merged_copy", "base_fingerprint", "lora_scope",
 ]
 
 LORA_FORMAT_VERSION = 1
@@ -710,6 +710,24 @@ def merged_state_dict(root: nn.Module, dtype: Optional[torch.dtype] = None) -> "
             v = v.to(dtype)
         sd[k] = v
     return sd
+
+
+def merged_copy(model):
+    """A new AudioX model object with the attached LoRAs baked in; ``model`` is not changed.
+
+    The copy shares nothing with ``model`` except its external T5 / Synchformer (attached, not
+    copied) and carries no hooks.
+    """
+    from ..models.audiox import AudioXModel, build_model
+    if not isinstance(model, AudioXModel):
+        raise InputError("merged_copy needs an AudioX model (use merged_state_dict for a bare backbone)")
+    sd = merged_state_dict(model)
+    out = build_model(model.config, device="meta")
+    out.load_state_dict(sd, assign=True)
+    out.set_text_encoder(model.text_encoder)
+    out.set_synchformer(model.synchformer)
+    out.info = dict(getattr(model, "info", {}), merged_loras=[x.meta.get("file", "") for x in attached_loras(model)])
+    return out.eval().requires_grad_(False)
 
 
 @contextmanager

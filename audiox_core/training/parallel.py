@@ -39,8 +39,11 @@ class Parallel:
             return
         import torch.distributed as dist
         for p in params:
+            # Parameters without a gradient stay without one on every process (the step type is
+            # the same on all ranks), so AdamW keeps skipping them — no zero-filled gradients
+            # that would let momentum / weight decay move an idle side (TURBO_SPEC §3.4).
             if p.grad is None:
-                p.grad = torch.zeros_like(p)
+                continue
             dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
             p.grad.div_(self.world)
 

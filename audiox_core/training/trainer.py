@@ -10,7 +10,8 @@ Typical use (what the ComfyUI training node wraps)::
     result.lora_path, trainer.history, loss_curve_png(trainer.history)
 
 One optimizer step (``step`` s = 1, 2, …; every random draw comes from generators seeded by
-``(seed, s, micro-batch)``, so a resumed run repeats exactly what an uninterrupted one does):
+``(seed, s, micro-batch)``, and the global torch RNG — dropout masks — is re-seeded from
+``(seed, s)``, so a resumed run repeats exactly what an uninterrupted one does):
 
 1. for each of ``grad_accum`` micro-batches: draw ``batch_size`` items (epoch-wise permutation),
    a random crop and a posterior sample per item (:meth:`~.data.PreparedDataset.batch`);
@@ -257,6 +258,10 @@ class Trainer(TrainingLoop):
         parallel: a :class:`~.parallel.Parallel` (multi-GPU); default single process.
 
     Attributes: ``step`` (completed steps), ``history`` (list of dicts), ``lora``, ``params``.
+
+    The model is trained in place: trained parameters become fp32 and keep their new values, and
+    a LoRA stays attached after :meth:`run` (the model then includes it; ``trainer.lora.detach()``
+    removes it).
     """
 
     kind = "finetune"
@@ -334,6 +339,8 @@ class Trainer(TrainingLoop):
         m.backbone.gradient_checkpointing = bool(training and cfg.gradient_checkpointing)
         if self.lora is not None:
             self.lora.train(training)
+        if not training and "t5" in cfg.train and m.text_encoder is not None:
+            m.text_encoder.clear_cache()  # cached T5 outputs are stale once T5 has been trained
 
     # ------------------------------------------------------------------ one step
     def micro_loss(self, step: int, micro: int) -> torch.Tensor:
