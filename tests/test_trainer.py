@@ -393,3 +393,29 @@ def test_fp16_accumulation_and_ctrl_c(tmp_path, t5_dir):
         tr.run(steps=4, callback=ctrl_c)
     assert st.latest_checkpoint(tmp_path / "checkpoints").name == "step_00000003.safetensors"
     tr.lora.detach()
+
+
+def test_video_cache_levels_agree(t5_dir):
+    """The three video cache levels (conditioner output / CLIP hidden states / raw frames) must give
+    the same tokens as the conditioner itself, with real Synchformer features."""
+    from audiox_core.tiny import tiny_synchformer
+    m = with_t5(make_tiny_model("audiox_turbo", seed=6), t5_dir)
+    m.set_synchformer(tiny_synchformer())
+    vc = m.video_conditioner
+    g = torch.Generator().manual_seed(3)
+    ex = Example(audio=0.1 * torch.randn(2, 8000 * 2, generator=g), sample_rate=8000, caption="a scene",
+                 video=torch.rand(10, 36, 36, 3, generator=g), video_fps=5.0, name="v")
+    tokens = {}
+    for parts in ((), ("projections",), ("clip",)):
+        data = prepare_dataset([ex], m, plan=plan_for(parts))
+        b = data.batch([0], torch.Generator().manual_seed(0), random_crop=False)
+        with torch.no_grad():
+            tokens[parts] = ConditionEncoder(m, data).video_tokens(b, torch.tensor([True]))
+    win = prepare_dataset([ex], m, plan=plan_for(("clip",))).items[0].windows[0]
+    sync = prepare_dataset([ex], m, plan=plan_for(("projections",))).items[0].windows[0].sync
+    assert sync is not None and sync.abs().sum() > 0
+    with torch.no_grad():
+        want = vc(win.video[None], sync[None])
+    for parts, tok in tokens.items():  # hidden states are cached in fp16: ~1e-4 differences
+        assert torch.allclose(tok, want, atol=2e-3 if parts == ("projections",) else 1e-5), parts
+    assert (tokens[("projections",)] - want).abs().max() > 0  # (the fp16 cache is really used)
