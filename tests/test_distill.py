@@ -150,8 +150,9 @@ def test_distilled_student_beats_teacher_4_steps(teacher_and_data, tmp_path):
     (measured: energy ≈ 5.5, MSE ≈ 0.9).  After 120 DMD + GAN steps of the official recipe (CFG 6,
     4-step rollout, 5:1 student/fake, all_blocks heads on the truncated teacher, lr 2e-5; full
     copies; constant LR instead of InverseLR's slow warm-up for a short run) the 4-step student
-    must be below 0.75× of the teacher's 4-step energy distance and MSE (measured ≈ 0.33×, and
-    0.45× / 0.61× with teachers trained 400 / 650 steps)."""
+    must be below 0.75× of the teacher's 4-step energy distance and MSE (measured: energy 1.85 vs
+    5.55 = 0.33×, MSE 0.19 vs 0.89 = 0.21×; energy 0.45× / 0.61× with teachers trained 400 / 650
+    steps)."""
     from audiox_core.checkpoint import load_model
     from audiox_core.sampling import rf_euler, rf_timesteps, sample_turbo
     teacher, data = teacher_and_data
