@@ -70,6 +70,7 @@ class RecipeConfig:
     vae_lr: float = 1.5e-3
     vae_eval_event: int = 40
     vae_eval_music: int = 40
+    vae_scale_clips: int = 64
     # data
     n_clips: int = 2000
     caption_variants: int = 4
@@ -92,7 +93,7 @@ class RecipeConfig:
 
     @classmethod
     def quick(cls) -> "RecipeConfig":
-        return cls(vae_steps=6, vae_batch=2, vae_segment=3200, vae_eval_event=2, vae_eval_music=2, n_clips=6,
+        return cls(vae_steps=6, vae_batch=2, vae_segment=3200, vae_eval_event=2, vae_eval_music=2, vae_scale_clips=4, n_clips=6,
                    caption_variants=2, base_steps=3, base_batch=2, base_warmup=1, distill_steps=2,
                    distill_batch=2)
 
@@ -181,7 +182,7 @@ class Recipe:
 
         tr.train(callback=cb)
         pt = tr.pretransform()
-        scale = _latent_scale(pt, self.world, c.seed)
+        scale = _latent_scale(pt, self.world, c.seed, c.vae_scale_clips)
         tr.export(d / "vae.safetensors", extra_metadata={"latent_scale": scale})
         rep = vae_roundtrip_report(pt, n_event=c.vae_eval_event, n_music=c.vae_eval_music, world=self.world)
         hist = tr.history
