@@ -185,6 +185,32 @@ def throw_exception_if_processing_interrupted() -> None:
         raise Interrupted("processing was interrupted")
 
 
+def interrupt_exceptions() -> tuple:
+    """The exception types that mean "the user pressed Cancel": :class:`Interrupted` and, inside
+    ComfyUI, ``comfy.model_management.InterruptProcessingException``.  Long work that must save
+    something before stopping (training) catches these, saves, and re-raises the original."""
+    mm = _mm()
+    extra = getattr(mm, "InterruptProcessingException", None) if mm is not None else None
+    return (Interrupted,) + ((extra,) if isinstance(extra, type) else ())
+
+
+def send_progress_text(text: str, node_id: Optional[str]) -> bool:
+    """Show ``text`` on node ``node_id`` while it runs (ComfyUI's ``PromptServer.send_progress_text``,
+    the live text line API nodes use).  A no-op returning False outside a running ComfyUI server
+    or on a ComfyUI without that method; never raises."""
+    server = sys.modules.get("server")  # ComfyUI's server module, imported by main.py before any pack
+    ps = getattr(getattr(server, "PromptServer", None), "instance", None) if server is not None else None
+    fn = getattr(ps, "send_progress_text", None)
+    if fn is None or node_id is None:
+        return False
+    try:
+        fn(str(text), str(node_id))
+        return True
+    except Exception as e:  # noqa: BLE001 - a UI nicety must never break the work
+        log.debug("send_progress_text failed: %s", e)
+        return False
+
+
 class ProgressBar:
     """ComfyUI's ``comfy.utils.ProgressBar`` when available, else a silent counter.
 
@@ -377,6 +403,14 @@ def get_output_directory() -> str:
     if fp is not None:
         return fp.get_output_directory()
     return str(Path(os.environ.get("AUDIOX_OUTPUT_DIR", "output")).resolve())
+
+
+def get_input_directory() -> str:
+    """ComfyUI's input directory, else ``$AUDIOX_INPUT_DIR`` or ``./input``."""
+    fp = _folder_paths()
+    if fp is not None:
+        return fp.get_input_directory()
+    return str(Path(os.environ.get("AUDIOX_INPUT_DIR", "input")).resolve())
 
 
 def get_temp_directory() -> str:

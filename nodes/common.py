@@ -11,6 +11,13 @@ Socket types (custom, all-caps, prefixed so they never clash with core or other 
     AUDIOX_SYNC          SyncFeatures     Synchformer features of one video window
     AUDIOX_CONTEXT       Context          fused conditions + the MAF gate report
     AUDIOX_MASK          TimeMask         which seconds to regenerate / keep
+    AUDIOX_DATASET       DatasetBundle    training items with their encoder outputs (prepared once)
+    AUDIOX_LORA          LoRAValue        a LoRA (trained in the graph or read from models/loras)
+
+A model with LoRAs (AudioX LoRA Loader, AudioX Train LoRA) is a :class:`ModelBundle` that shares
+the loaded model object and lists its LoRAs: they are attached to the model only inside
+:meth:`ModelBundle.on_device` (the block in which a node runs it) and detached after, so the
+model that other nodes hold — and ComfyUI caches — keeps computing the base model.
 
 Errors: every failure a user can cause is raised as :class:`NodeError` whose message starts with
 the node's display name and names the input, e.g. ``AudioX Video Encoder: input 'video' has no
@@ -43,6 +50,8 @@ COND = "AUDIOX_COND"
 SYNC = "AUDIOX_SYNC"
 CONTEXT = "AUDIOX_CONTEXT"
 MASK = "AUDIOX_MASK"
+DATASET = "AUDIOX_DATASET"
+LORA = "AUDIOX_LORA"
 
 DTYPE_OPTIONS = ["auto", "fp32", "fp16", "bf16"]
 DTYPE_TOOLTIP = ("Weight precision. auto: bf16 on a GPU that supports it (else fp16), fp32 on the CPU. "
@@ -136,6 +145,8 @@ class ModelBundle:
     parts: dict
     offload_after: Optional[bool]
     name: str = ""
+    loras: tuple = ()           # ((audiox_core.training.LoRA, strength), ...) applied while running
+    merge_loras: bool = False   # bake them into the weights while running (restored bit-exactly after)
 
     @property
     def config(self):
@@ -163,8 +174,15 @@ class ModelBundle:
         return c.latent_length * c.vae.downsampling_ratio / c.sample_rate
 
     def on_device(self, *parts: str, memory_required: int = 0):
+        """Load ``parts`` for the block; with LoRAs, also attach (and optionally merge) them for it."""
         handles = [self.parts[p] for p in parts if self.parts.get(p) is not None]
-        return cc.models_on_device(*handles, memory_required=memory_required, offload_after=self.offload_after)
+        ctx = cc.models_on_device(*handles, memory_required=memory_required, offload_after=self.offload_after)
+        return _with_loras(self, ctx) if self.loras else ctx
+
+    def with_loras(self, loras: tuple, merge: bool, name: str) -> "ModelBundle":
+        """A bundle of the same model (same weights, same device handles) with ``loras`` applied."""
+        from dataclasses import replace
+        return replace(self, loras=tuple(loras), merge_loras=bool(merge), name=name)
 
     def describe(self) -> str:
         from ..audiox_core.config import VARIANT_LABELS
@@ -185,6 +203,52 @@ class ModelBundle:
     def needs_sync(self) -> bool:
         vc = self.model.video_conditioner
         return bool(vc is not None and getattr(vc, "with_sync", False))
+
+
+_APPLIED = "_audiox_applied_loras"  # model.__dict__ entry while a bundle's LoRAs are attached: [bundle, depth]
+
+
+@contextlib.contextmanager
+def _with_loras(bundle: "ModelBundle", device_ctx):
+    """Attach ``bundle.loras`` (with their strengths) to the shared model for one block, merge them
+    if asked, and undo everything afterwards (unmerge restores the weights bit for bit).  Each
+    adapter is put on the device of the module it hooks (parts of a model may sit on different
+    devices) and sent back to the offload device when the block ends.  Re-entrant for the same
+    bundle; another bundle's LoRAs on the same model at the same time are refused."""
+    from ..audiox_core.errors import InputError
+    from ..audiox_core.training.lora import merge, unmerge
+    model = bundle.model
+    with device_ctx:
+        state = model.__dict__.get(_APPLIED)
+        if state is not None:
+            if state[0] is not bundle:
+                raise InputError("this model is already running with other LoRAs applied")
+            state[1] += 1
+            try:
+                yield
+            finally:
+                state[1] -= 1
+            return
+        attached, merged = [], False
+        model.__dict__[_APPLIED] = [bundle, 1]
+        try:
+            for lora, strength in bundle.loras:
+                lora.attach(model, float(strength), check=False)
+                attached.append(lora)
+                for path, adapter in lora.items():
+                    w = model.get_submodule(path).weight
+                    adapter.to(w.device)
+            if bundle.merge_loras:
+                merge(model)
+                merged = True
+            yield
+        finally:
+            if merged:
+                unmerge(model)
+            for lora in reversed(attached):
+                lora.detach()
+                lora.to(cc.unet_offload_device())
+            model.__dict__.pop(_APPLIED, None)
 
 
 @dataclass(repr=False)
@@ -264,6 +328,32 @@ class Context:
     seed: int = 0
 
 
+@dataclass(repr=False)
+class DatasetBundle:
+    """Training items prepared for one model (:class:`audiox_core.training.PreparedDataset`).
+
+    ``source``: :func:`audiox_core.conditions.model_fingerprint` of the model whose encoders made
+    the cached latents / tokens (training on another model is refused); ``folder``: where the
+    files came from; ``report``: what was found and cached.
+    """
+
+    data: Any
+    source: str
+    variant: str
+    folder: str
+    report: str = ""
+
+
+@dataclass(repr=False)
+class LoRAValue:
+    """A LoRA on a socket: the adapters, the file they are saved in, and a one-line description."""
+
+    lora: Any  # audiox_core.training.LoRA (detached)
+    path: str
+    name: str
+    report: str = ""
+
+
 @dataclass
 class TimeMask:
     """Seconds to regenerate (``inpaint``: ``ranges``) or to keep (``complete``: ``keep_seconds``)."""
@@ -281,7 +371,11 @@ class TimeMask:
 
 # Short reprs: ComfyUI prints a failing node's inputs in its error report.
 ModelBundle.__repr__ = lambda self: (  # type: ignore[method-assign]
-    f"ModelBundle({self.name!r}, {self.variant}{', ' + self.role if self.role else ''})")
+    f"ModelBundle({self.name!r}, {self.variant}{', ' + self.role if self.role else ''}"
+    f"{f', {len(self.loras)} LoRA(s)' if self.loras else ''})")
+DatasetBundle.__repr__ = lambda self: (  # type: ignore[method-assign]
+    f"DatasetBundle({len(self.data)} items from {self.folder!r}, {self.variant})")
+LoRAValue.__repr__ = lambda self: f"LoRAValue({self.name!r})"  # type: ignore[method-assign]
 VAEBundle.__repr__ = lambda self: f"VAEBundle({self.name!r}, {self.sample_rate} Hz)"  # type: ignore[method-assign]
 T5Bundle.__repr__ = lambda self: f"T5Bundle({self.name!r})"  # type: ignore[method-assign]
 SynchformerBundle.__repr__ = lambda self: f"SynchformerBundle({self.name!r})"  # type: ignore[method-assign]

@@ -5,14 +5,17 @@ From the repository root::
     python -m nodes.headless workflows/text_to_audio.json --out out/
     python -m nodes.headless workflows/*.json --out out/ --device cuda
     python -m nodes.headless workflows/audio_inpainting.json --out out/ --set 6.ranges=0.5-1.5
-    python -m nodes.headless --make-inputs path/to/ComfyUI/input     # the example media only
+    python -m nodes.headless --make-inputs path/to/ComfyUI/input     # the example media + training folder only
 
 Each graph runs in-process: our nodes plus small stand-ins of the ComfyUI core nodes it uses
 (nodes/standins.py: Load Audio/Video/Image read from ``--inputs``; Save/Preview Audio write WAV,
 Save Video MP4, Save/Preview Image PNG under ``--out/<graph name>/``).  Models come from
 ``--models`` (default ``./models``: ``models/audiox``, ``models/text_encoders``, ...) and the pack's
 ``models/demo`` (the shipped demo model, which the example graphs use).  The example media the graphs
-name (``audiox_example_*``) are rendered from the demo world when missing.
+name (``audiox_example_*``) and the example training folder (``audiox_example_dataset/``: bell and
+drum clips with sidecar captions, two with videos) are rendered from the demo world when missing.
+Training nodes write LoRAs / students into ``--models`` (``loras/``, ``audiox/``) and their
+resumable state under ``--out/<graph name>/audiox_training/``.
 
 ``python -m nodes.headless`` imports the top-level ``nodes`` package (which then collects no nodes,
 see nodes/__init__.py); this file re-imports the repository as a package and runs from there.
@@ -50,6 +53,18 @@ EXAMPLE_FILES = {
     "audiox_example_image.png": "audiox_example_image",
 }
 EXAMPLE_VIDEO_SIZE = 128
+
+#: the example training set (the default folder of AudioX Dataset): clip name -> (seed, event count,
+#: with a same-stem video).  Bell and drum scenes, captioned by sidecar .txt files.
+EXAMPLE_DATASET = "audiox_example_dataset"
+EXAMPLE_DATASET_CLIPS = {
+    "bells_and_drums_01": (311, 2, True), "bells_and_drums_02": (312, 3, False),
+    "bells_and_drums_03": (313, 2, False), "bells_and_drums_04": (314, 3, True),
+    "bells_and_drums_05": (315, 1, False), "bells_and_drums_06": (316, 2, False),
+}
+DATASET_VIDEO_SIZE = 64
+#: node type -> its widget naming a folder of the input directory (rendered when it is an example)
+FOLDER_INPUTS = {"AudioXDataset": "folder"}
 
 
 def _core(sub: str):
@@ -97,14 +112,51 @@ def make_example_media(path: Path) -> Path:
     return path
 
 
+def dataset_scene(seed: int, count: int):
+    import numpy as np
+    world = _core("demo.world")
+    return world.sample_event_scene(np.random.default_rng(seed), seed=seed, count=count,
+                                    n_types=min(count, 2), categories=("bell", "drum"), noise=False)
+
+
+def make_example_dataset(directory: Path, clips: Optional[Sequence[str]] = None, *, sample_rate: Optional[int] = None,
+                         seconds: Optional[float] = None, videos: bool = True) -> Path:
+    """Write the example training folder: ``<clip>.wav`` + ``<clip>.txt`` (its canonical caption)
+    for every clip of :data:`EXAMPLE_DATASET_CLIPS` (or ``clips``), and ``<clip>.mp4`` (the
+    scene's video, no sound) for those marked so.  ``sample_rate`` / ``seconds`` default to the
+    demo world's (16 kHz, 4 s); tests pass smaller ones.  Existing files are kept."""
+    import torch
+    world, media = _core("demo.world"), _core("media")
+    cfg = world.DEFAULT_CONFIG
+    sr = int(sample_rate or cfg.sample_rate)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in clips or list(EXAMPLE_DATASET_CLIPS):
+        seed, count, with_video = EXAMPLE_DATASET_CLIPS[name]
+        spec = dataset_scene(seed, count)
+        dur = float(seconds or spec.duration)
+        wav, txt, mp4 = directory / f"{name}.wav", directory / f"{name}.txt", directory / f"{name}.mp4"
+        if not wav.exists():
+            media.save_wav(wav, torch.from_numpy(world.render_audio(spec, sr, dur, 2, cfg.peak)), sr)
+        if not txt.exists():
+            txt.write_text(_core("demo.captions").caption_canonical(spec) + "\n", encoding="utf-8")
+        if videos and with_video and not mp4.exists():
+            frames = torch.from_numpy(world.render_video(spec, cfg.fps, dur, DATASET_VIDEO_SIZE))
+            media.write_video(frames, cfg.fps, mp4)
+    return directory
+
+
 def make_inputs(directory: Path, names: Optional[Sequence[str]] = None) -> list[Path]:
-    """Write the example media (all, or ``names``) into ``directory`` unless already there."""
+    """Write the example media (all, or ``names``) into ``directory`` unless already there; with
+    no ``names`` also the example training folder :data:`EXAMPLE_DATASET`."""
     out = []
     for name in names or sorted(EXAMPLE_FILES):
         p = Path(directory) / name
         if not p.exists():
             make_example_media(p)
         out.append(p)
+    if not names:
+        out.append(make_example_dataset(Path(directory) / EXAMPLE_DATASET))
     return out
 
 
@@ -146,6 +198,10 @@ def run_workflow_file(workflow: Path, out_dir: Path, *, inputs_dir: Optional[Pat
     inputs_dir.mkdir(parents=True, exist_ok=True)
     env = S.Env(inputs_dir, out_dir, out_dir / "preview", write_files=True)
     prev = S.set_env(env)
+    # nodes that read folders of the input directory (AudioX Dataset) and write training state
+    # into the output directory find them through comfy_compat's fallbacks
+    saved_env = {k: os.environ.get(k) for k in ("AUDIOX_INPUT_DIR", "AUDIOX_OUTPUT_DIR")}
+    os.environ["AUDIOX_INPUT_DIR"], os.environ["AUDIOX_OUTPUT_DIR"] = str(inputs_dir.resolve()), str(out_dir.resolve())
     try:
         for n in wf.get("nodes") or []:
             field_name = S.MEDIA_INPUTS.get(n.get("type"))
@@ -159,6 +215,16 @@ def run_workflow_file(workflow: Path, out_dir: Path, *, inputs_dir: Optional[Pat
                 else:
                     raise G.WorkflowError(f"node {n.get('id')} ({n.get('type')}) reads '{name}', which is not in "
                                           f"{inputs_dir}")
+        for n in wf.get("nodes") or []:
+            field_name = FOLDER_INPUTS.get(n.get("type"))
+            if field_name is None or n.get("mode", 0) in (G.MUTED, G.BYPASSED) or not make_missing_inputs:
+                continue
+            wv = n.get("widgets_values")
+            name = wv.get(field_name) if isinstance(wv, dict) else None
+            if not isinstance(wv, dict) and wv and isinstance(wv[0], str):
+                name = wv[0]  # the folder is the node's first widget
+            if name == EXAMPLE_DATASET and not (inputs_dir / name).exists():
+                make_example_dataset(inputs_dir / name)
         classes = {**S.CORE_NODES, **NODE_CLASS_MAPPINGS}
         defs = G.defs_from_classes(classes)
         problems = G.validate_ui(wf, defs, strict=False)
@@ -177,6 +243,11 @@ def run_workflow_file(workflow: Path, out_dir: Path, *, inputs_dir: Optional[Pat
         return HeadlessRun(workflow, out_dir, api, list(env.written), result.ui, time.time() - t0)
     finally:
         S.set_env(prev)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -39,6 +39,9 @@ EXPECT = {"sample_rate": 8000, "channels": 2}  # the tiny models' output (the de
 EVENTS_CAPTION = "two high bells, then a noise burst"
 MUSIC_CAPTION = "a slow melody on a plucked string in C major"
 IMAGE_CAPTION = "two high rising chirps"
+DATASET_CAPTION = "two mid drum hits, then a mid bell"  # a caption of the example training folder
+DEMO_LORA = "audiox_demo_lora"
+DEMO_STUDENT = "audiox_demo_student"
 TASK_AUDIO = "Generate general audio for the video"
 TASK_MUSIC = "Generate music for the video"
 
@@ -413,6 +416,100 @@ def _official(g):
                         "audiox/AudioX-Turbo/audiox_turbo.ckpt": "tiny_turbo_official_ckpt",
                         "audiox/synchformer_state_dict.pth": "tiny_synchformer_pth",
                         "text_encoders/t5-base": "tiny_t5"}
+
+
+def dataset(g: Graph, model: Node, t5: Node) -> Node:
+    ds = g.add("AudioXDataset", folder="audiox_example_dataset", captions="auto", missing_captions="error",
+               manifest="", videos="use", sync="zeros")
+    g.link(model, "model", ds, "model")
+    g.link(t5, "t5", ds, "t5")
+    g.test["inputs"] = {"audiox_example_dataset": "tiny_example_dataset"}
+    return ds
+
+
+def base_sampler(g: Graph, model: Node, ctx: Node, model_out: Any = "model", seed: int = 42) -> Node:
+    s = g.add("AudioXSampler", seed=seed, steps=50, cfg=6.0, sampler_name="euler")
+    g.link(model, model_out, s, "model")
+    g.link(ctx, "context", s, "context")
+    g.override(s, steps=2)
+    return s
+
+
+def text_fused(g: Graph, model: Node, t5: Node, prompt: str, title: str, model_out: Any = "model") -> Node:
+    """Text Encoder + MAF Fusion for ``model`` (whose model output is ``model_out``)."""
+    t = g.add("AudioXTextEncoder", title=title, prompt=prompt)
+    g.link(model, model_out, t, "model")
+    g.link(t5, "t5", t, "t5")
+    f = g.add("AudioXMAFFusion")
+    g.link(model, model_out, f, "model")
+    g.link(t, "text", f, "text")
+    return f
+
+
+@graph("lora_training", "LoRA training in the graph: AudioX Dataset encodes a folder of clips once (captions from "
+       "sidecar .txt files; the example folder audiox_example_dataset holds bell and drum clips, two with videos) "
+       "and caches the encoder outputs; AudioX Train LoRA fine-tunes a LoRA on the demo base model with its own "
+       "objective and the paper's input masking, shows the loss while it runs (Cancel saves a checkpoint; with "
+       "resume on, queue again to continue) and saves models/loras/audiox_demo_lora.safetensors. The loss curve is "
+       "previewed, and the same prompt and seed are generated with and without the LoRA. The loaded model is not "
+       "changed by training.")
+def _lora_training(g):
+    model, t5 = loaders(g, DEMO_BASE)
+    ds = dataset(g, model, t5)
+    tr = g.add("AudioXTrainLoRA", output_name=DEMO_LORA, steps=500, learning_rate=1e-4, rank=16, alpha=0.0,
+               dropout=0.0, targets="all", include_maf=False, batch_size=2, grad_accum=1, warmup_steps=20,
+               precision="auto", gradient_checkpointing=True, ema=False, mask_video=0.6, mask_text=0.2,
+               mask_audio=0.6, cfg_dropout=0.1, seed=0, resume=True, save_every=100)
+    g.link(model, "model", tr, "model")
+    g.link(ds, "dataset", tr, "dataset")
+    pv = g.add("PreviewImage")
+    g.link(tr, "loss", pv, "images")
+    lora_s = base_sampler(g, tr, text_fused(g, tr, t5, DATASET_CAPTION, "Text (with the LoRA)"))
+    base_s = base_sampler(g, model, text_fused(g, model, t5, DATASET_CAPTION, "Text (base)"))
+    save_audio(g, decode(g, model, lora_s), "lora_training/with_lora")
+    save_audio(g, decode(g, model, base_s), "lora_training/base")
+    g.override(tr, steps=3, save_every=2, warmup_steps=1)
+
+
+@graph("generate_with_lora", "Generate with a LoRA: AudioX LoRA Loader applies models/loras/audiox_demo_lora.safetensors "
+       "(made by the lora_training graph — run that first, or pick your own LoRA) to the demo base model at a "
+       "strength; chain loaders for several LoRAs, turn on merge to bake them into the weights while sampling. A "
+       "LoRA made for another model is refused. Encode the conditions with the LoRA model's output.")
+def _generate_with_lora(g):
+    model, t5 = loaders(g, DEMO_BASE)
+    ll = g.add("AudioXLoRALoader", lora_name=f"{DEMO_LORA}.safetensors", strength=1.0, merge=False,
+               allow_other_weights=False)
+    g.link(model, "model", ll, "model")
+    s = base_sampler(g, ll, text_fused(g, ll, t5, DATASET_CAPTION, "Text (with the LoRA)"))
+    a = decode(g, model, s)
+    save_audio(g, a, "with_lora")
+    spectrogram(g, a, "with_lora")
+    g.test["models"][f"loras/{DEMO_LORA}.safetensors"] = "tiny_turbo_base_lora"
+
+
+@graph("distillation", "AudioX-Turbo distillation in the graph: the demo base model (a rectified-flow teacher) is "
+       "distilled into a 4-step student with the official recipe (DMD loss with the teacher's CFG, a fake critic, "
+       "a diffusion-discriminator GAN); mode lora keeps one frozen teacher with two LoRAs, full trains copies. The "
+       "student is saved to models/audiox/audiox_demo_student.safetensors (load it later with AudioX Model "
+       "Loader) and goes straight to AudioX Turbo Sampler; the teacher renders the same prompt with AudioX "
+       "Sampler for comparison. Cancel saves a checkpoint; with resume on, queue again to continue.")
+def _distillation(g):
+    model, t5 = loaders(g, DEMO_BASE)
+    ds = dataset(g, model, t5)
+    dn = g.add("AudioXDistill", output_name=DEMO_STUDENT, steps=1000, mode="lora", lora_rank=32, learning_rate=1e-4,
+               guidance=6.0, student_steps=4, gan=True, precision="auto", gradient_checkpointing=True, seed=0,
+               resume=True, save_every=250)
+    g.link(model, "model", dn, "model")
+    g.link(ds, "dataset", dn, "dataset")
+    pv = g.add("PreviewImage")
+    g.link(dn, "loss", pv, "images")
+    ts = g.add("AudioXTurboSampler", seed=42, steps=4)
+    g.link(dn, "student", ts, "model")
+    g.link(text_fused(g, dn, t5, DATASET_CAPTION, "Text (student)", model_out="student"), "context", ts, "context")
+    bs = base_sampler(g, model, text_fused(g, model, t5, DATASET_CAPTION, "Text (teacher)"))
+    save_audio(g, decode(g, model, ts), "distillation/student_4_steps")
+    save_audio(g, decode(g, model, bs), "distillation/teacher")
+    g.override(dn, steps=6, save_every=0, lora_rank=4)
 
 
 def build_all() -> dict[str, dict]:

@@ -145,6 +145,17 @@ def model_factory(name: str):
     return deco
 
 
+INPUT_FACTORIES: dict[str, Callable[[Path], None]] = {}
+
+
+def input_factory(name: str):
+    """Register ``fn(path)`` that writes an input file or folder, for ``extra.audiox_test.inputs``."""
+    def deco(fn):
+        INPUT_FACTORIES[name] = fn
+        return fn
+    return deco
+
+
 def load_workflow(path: Path) -> dict:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
@@ -154,6 +165,8 @@ def workflow_test_settings(workflow: Mapping) -> dict:
     """``workflow["extra"]["audiox_test"]``: optional test-only settings of an example graph.
 
     ``models``: ``{"<folder>/<file>": "<factory name>"}`` weights files to create;
+    ``inputs``: ``{"<name in the input directory>": "<input factory name>"}`` files or folders to
+    create (e.g. a training folder for AudioX Dataset);
     ``overrides``: ``{"<node id>": {"<input>": value}}`` applied to the API graph (e.g. fewer steps);
     ``expect``: ``{"sample_rate": int, "channels": int, "min_seconds": float, "max_seconds": float,
     "video_has_audio": bool}`` checked on every captured AUDIO / VIDEO.
@@ -189,6 +202,13 @@ def prepare_environment(env: "comfy_fakes.FakeComfy", workflow: Mapping) -> None
         path = env.input_dir / name
         if not path.exists():
             comfy_fakes.write_test_media(path)
+    for rel, factory in (workflow_test_settings(workflow).get("inputs") or {}).items():
+        if factory not in INPUT_FACTORIES:
+            raise WorkflowError(f"extra.audiox_test.inputs names unknown factory '{factory}' for {rel} "
+                                f"(known: {sorted(INPUT_FACTORIES)})")
+        path = env.input_dir / rel
+        if not path.exists():
+            INPUT_FACTORIES[factory](path)
     for rel, factory in (workflow_test_settings(workflow).get("models") or {}).items():
         if factory not in MODEL_FACTORIES:
             raise WorkflowError(f"extra.audiox_test.models names unknown factory '{factory}' for {rel} "

@@ -110,3 +110,35 @@ def tiny_synchformer_pth(path: Path) -> None:
     sd = {k: v.contiguous() for k, v in m.state_dict().items()}
     sd["synchformer_config"] = asdict(m.cfg)
     torch.save(sd, path)
+
+
+# ------------------------------------------------------------------ training graphs
+headless = H._load_by_path("audiox_headless", "nodes/headless.py")
+#: the first clips of the example training folder (one of them with a video)
+TINY_DATASET_CLIPS = list(headless.EXAMPLE_DATASET_CLIPS)[:3]
+
+
+@H.input_factory("tiny_example_dataset")
+def tiny_example_dataset(path: Path) -> None:
+    """The example training folder (nodes/headless.py) cut down to three 1-second clips at 8 kHz,
+    captions in sidecar .txt files, the first clip with a video."""
+    headless.make_example_dataset(path, TINY_DATASET_CLIPS, sample_rate=8000, seconds=1.0)
+
+
+def tiny_lora_for(variant: str, seed: int, path: Path, *, rank: int = 4, lora_seed: int = 0) -> None:
+    """A LoRA (non-zero update) for the tiny model ``make_tiny_model(variant, seed=seed)``."""
+    from audiox_core.training import create_lora
+    m = tiny.make_tiny_model(variant, seed=seed)
+    lora = create_lora(m, rank=rank, targets="all", seed=lora_seed)
+    g = torch.Generator().manual_seed(lora_seed + 1)
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if name.endswith("lora_B"):
+                p.copy_(0.05 * torch.randn(p.shape, generator=g))
+    lora.save(path, steps=1, notes="tiny test LoRA")
+
+
+@H.model_factory("tiny_turbo_base_lora")
+def tiny_turbo_base_lora(path: Path) -> None:
+    """A LoRA of the tiny Turbo base model (tiny_turbo_base)."""
+    tiny_lora_for("audiox_turbo", 2, path)

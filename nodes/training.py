@@ -1,0 +1,962 @@
+"""Training nodes: dataset, LoRA fine-tuning, LoRA loader, AudioX-Turbo distillation.
+
+* AudioX Dataset — a folder of audio files (captions from sidecar ``.txt`` files, a CSV/JSONL
+  manifest such as the official ``train_manifest``, or the file names; same-stem videos) whose
+  frozen-encoder outputs (VAE latents, T5 tokens, video features) are computed once and cached on
+  disk under keys of (file content, encoder weights, parameters): epochs and later runs read them.
+* AudioX Train LoRA — LoRA fine-tuning with the model's own objective, the paper's input masking
+  and CFG dropout (:class:`audiox_core.training.Trainer`); saves ``models/loras/<name>.safetensors``.
+* AudioX LoRA Loader — applies LoRAs (files of models/loras or one trained in the graph) with a
+  strength, chainable, optionally merged into the weights while the model runs.
+* AudioX Distill — the AudioX-Turbo DMD + GAN recipe (:class:`audiox_core.training.Distiller`);
+  saves a student into ``models/audiox`` that AudioX Turbo Sampler runs.
+
+Shared-model rule.  ComfyUI caches node outputs, so the model object a loader returned is used by
+other nodes before and after a training node runs.  Training never changes what that model
+computes: the LoRA adapters live outside its weights (forward hooks, attached only while training
+and detached in ``finally``); module modes, ``requires_grad`` flags and gradient checkpointing are
+restored; a model with LoRAs applied (:meth:`ModelBundle.with_loras`) attaches them only inside
+the block where a node runs it.  The one in-place change: tensors that a loader created under
+ComfyUI's ``torch.inference_mode`` are swapped for identical normal tensors (autograd cannot save
+inference tensors), which leaves every output bit-identical.
+
+Progress: the bar shows step / total, the node shows a live line with the current loss
+(``PromptServer.send_progress_text``) and, inside ComfyUI, the loss curve as the progress preview;
+the final report (node text, ``report`` output) repeats it.  Cancel saves a checkpoint of the last
+completed step and the LoRA / student of that step, then re-raises ComfyUI's interrupt so the UI
+shows "interrupted"; with ``resume`` on, the next run continues from there.  For a fixed seed the
+results are deterministic (every random draw is seeded per step; the global RNG is restored after).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ..audiox_core import conditions as C
+from ..audiox_core.errors import AudioXError, CheckpointError, Interrupted
+from . import comfy_compat as cc
+from .common import (CATEGORY, DATASET, LORA, MODEL, SYNCHFORMER, T5, DatasetBundle, LoRAValue, ModelBundle,
+                     NodeError, SynchformerBundle, T5Bundle, about_input, expect, node_error, node_function)
+
+log = logging.getLogger(__name__)
+
+cc.register_model_folder("loras", "loras", [".safetensors"])
+
+HIDDEN = {"unique_id": "UNIQUE_ID"}
+TRAIN_CATEGORY = f"{CATEGORY}/training"
+PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
+PRECISION_TOOLTIP = ("Autocast precision of the forward/backward pass (trained weights stay fp32). auto: bf16 on a "
+                     "GPU that supports it (else fp16), fp32 on the CPU.")
+CAPTION_SOURCES = ["auto", "sidecar .txt", "manifest", "file name"]
+MISSING_POLICIES = ["error", "use file name", "empty caption", "skip file"]
+TARGETS = ["all", "attention", "feed-forward"]
+NONE = "none"
+TRAIN_MEMORY = int(1e20)  # as ComfyUI's own trainer: free the GPU of every other model before training
+STATE_DIR = "audiox_training"
+_NAME_RX = re.compile(r"[A-Za-z0-9_.\- ]+(/[A-Za-z0-9_.\- ]+)*")
+
+
+# ============================================================================================
+# helpers
+# ============================================================================================
+def resolve_folder(folder: str) -> Path:
+    """``folder`` as given if absolute, else relative to ComfyUI's input directory."""
+    p = Path(os.path.expanduser(str(folder).strip()))
+    return p if p.is_absolute() else Path(cc.get_input_directory()) / p
+
+
+def output_name(node: str, input_name: str, value: str) -> str:
+    """A safe relative file name (sub-folders allowed, no ``..``), without ``.safetensors``."""
+    name = str(value).strip()
+    if name.lower().endswith(".safetensors"):
+        name = name[: -len(".safetensors")]
+    if not name or not _NAME_RX.fullmatch(name) or any(part.strip() in ("", ".", "..") for part in name.split("/")):
+        raise node_error(node, input_name, f"must be a file name (letters, digits, '_', '-', '.', spaces; "
+                         f"sub-folders with '/'), got {value!r}")
+    return name
+
+
+def model_folder(name: str) -> Path:
+    """Where files of model folder ``name`` are written: its first directory (ComfyUI's default
+    ``models/<name>``), never the pack's own ``models/demo``."""
+    from .loaders import DEMO_DIR
+    for p in cc.get_folder_paths(name):
+        if Path(p).resolve() != DEMO_DIR.resolve():
+            return Path(p)
+    raise NodeError(f"model folder '{name}' has no writable directory")
+
+
+def state_dir(kind: str, name: str) -> Path:
+    """Resumable training state of run ``name``: ``<ComfyUI output>/audiox_training/<kind>/<name>``."""
+    return Path(cc.get_output_directory()) / STATE_DIR / kind / name
+
+
+def cache_dir() -> Path:
+    """The shared encoder-output cache (entries are keyed by content + encoder weights + parameters)."""
+    return Path(cc.get_output_directory()) / STATE_DIR / "cache"
+
+
+def publish(src: Path, dst: Path) -> Path:
+    """Copy ``src`` to ``dst`` atomically (temporary file in the same folder + rename)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+    return dst
+
+
+def clear_checkpoints(folder: Path) -> int:
+    """Delete the ``step_*.safetensors`` checkpoints of a run (``resume`` off: start over)."""
+    n = 0
+    ck = folder / "checkpoints"
+    if ck.is_dir():
+        for p in ck.glob("step_*.safetensors"):
+            p.unlink()
+            n += 1
+    return n
+
+
+def resolve_precision(choice: str, device: torch.device) -> str:
+    if choice != "auto":
+        return choice
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def autograd_ready(*modules: torch.nn.Module) -> int:
+    """Swap inference tensors (made by loaders under ComfyUI's ``torch.inference_mode``) for
+    identical normal tensors, and drop lazily built tables (RoPE) that may be inference tensors,
+    so autograd can save them for backward.  Values are unchanged; shared tensors stay shared.
+    Returns how many tensors were swapped."""
+    from ..audiox_core.models.blocks import TableCache
+    done: dict[int, torch.Tensor] = {}
+    with torch.inference_mode(False), torch.no_grad():
+        for root in modules:
+            if root is None:
+                continue
+            for mod in root.modules():
+                for name, p in list(mod._parameters.items()):
+                    if p is not None and p.is_inference():
+                        if id(p) not in done:
+                            done[id(p)] = torch.nn.Parameter(p.clone(), requires_grad=p.requires_grad)
+                        mod._parameters[name] = done[id(p)]
+                for name, b in list(mod._buffers.items()):
+                    if b is not None and b.is_inference():
+                        if id(b) not in done:
+                            done[id(b)] = b.clone()
+                        mod._buffers[name] = done[id(b)]
+                for v in vars(mod).values():
+                    if isinstance(v, TableCache):
+                        v._d.clear()  # rebuilt lazily (and then as normal tensors)
+    return len(done)
+
+
+@contextlib.contextmanager
+def preserved_state(model):
+    """Restore module modes, ``requires_grad`` flags, gradient checkpointing and the attached
+    T5 / Synchformer of ``model`` when the block ends (the trainers change them)."""
+    modes = [(m, m.training) for m in model.modules()]
+    grads = [(p, p.requires_grad) for p in model.parameters()]
+    gcs = [(m, m.gradient_checkpointing) for m in model.modules()
+           if isinstance(getattr(m, "gradient_checkpointing", None), bool)]
+    ext = (model.__dict__.get("text_encoder"), model.__dict__.get("synchformer"))
+    try:
+        yield
+    finally:
+        for m, t in modes:
+            m.training = t
+        for p, r in grads:
+            p.requires_grad_(r)
+        for m, g in gcs:
+            m.gradient_checkpointing = g
+        model.set_text_encoder(ext[0])
+        model.set_synchformer(ext[1])
+
+
+@contextlib.contextmanager
+def training_context(device: torch.device):
+    """Autograd on (ComfyUI runs nodes under inference mode) and the global RNG restored afterwards
+    (the trainers seed it per step)."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.inference_mode(False), torch.enable_grad(), torch.random.fork_rng(devices=devices):
+        yield
+
+
+def fmt(v: float) -> str:
+    return f"{v:.4g}" if isinstance(v, (int, float)) else str(v)
+
+
+class TrainProgress:
+    """Training callback: the progress bar (step / total), a live text line with the loss on the
+    node, and inside ComfyUI the loss curve as the bar's preview image (at most every
+    ``preview_seconds``).  A ComfyUI interrupt becomes :class:`Interrupted` (with the original as
+    ``__cause__``) so the training loop saves a checkpoint before stopping."""
+
+    def __init__(self, node_id: Optional[str], label: str, history: list, keys=("loss",),
+                 preview_seconds: float = 2.0):
+        self.node_id, self.label, self.history, self.keys = node_id, label, history, tuple(keys)
+        self.preview_seconds = preview_seconds
+        self.bar = None
+        self.t0 = time.perf_counter()
+        self.first_step: Optional[int] = None
+        self.last_text = ""
+        self._last_preview = 0.0
+
+    def text(self, step: int, total: int, info: dict) -> str:
+        parts = [f"{self.label} step {step}/{total}"]
+        for k in self.keys:
+            if isinstance(info.get(k), (int, float)):
+                parts.append(f"{k.replace('_', ' ')} {info[k]:.4g}")
+        recent = [h.get("loss") for h in self.history[-20:] if isinstance(h.get("loss"), (int, float))]
+        if len(recent) > 1:
+            parts.append(f"avg(20) {sum(recent) / len(recent):.4g}")
+        if isinstance(info.get("lr"), float):
+            parts.append(f"lr {info['lr']:.2g}")
+        done = step - (self.first_step or step) + 1
+        el = time.perf_counter() - self.t0
+        if done > 0 and el > 0:
+            per = el / done
+            parts.append(f"{per:.2f} s/step, ~{per * (total - step) / 60:.1f} min left")
+        return " · ".join(parts)
+
+    def preview(self):
+        now = time.perf_counter()
+        if not cc.comfy_available() or now - self._last_preview < self.preview_seconds or len(self.history) < 2:
+            return None
+        self._last_preview = now
+        try:
+            from PIL import Image
+
+            from ..audiox_core.training.plot import loss_curve_png
+            img = Image.open(io.BytesIO(loss_curve_png(self.history, key=self.keys[0], width=512, height=256,
+                                                       title=f"{self.label} {self.keys[0]}")))
+            return ("JPEG", img.convert("RGB"), 512)
+        except Exception as e:  # noqa: BLE001 - a preview must never stop training
+            log.debug("loss preview failed: %s", e)
+            return None
+
+    def __call__(self, step: int, total: int, info: Optional[dict] = None) -> None:
+        info = info or {}
+        if self.first_step is None:
+            self.first_step = step
+        self.last_text = self.text(step, total, info)
+        cc.send_progress_text(self.last_text, self.node_id)
+        if self.bar is None:
+            self.bar = cc.ProgressBar(total, node_id=self.node_id)
+        try:
+            self.bar.update_absolute(step, total, self.preview())
+        except cc.interrupt_exceptions() as e:
+            if isinstance(e, Interrupted):
+                raise
+            raise Interrupted("cancelled") from e
+
+
+def reraise_cancel(e: Interrupted):
+    """Re-raise the exception that ComfyUI raised for Cancel (so it reports "interrupted")."""
+    cause = e.__cause__
+    if cause is not None and isinstance(cause, cc.interrupt_exceptions()) and not isinstance(cause, Interrupted):
+        raise cause
+    raise e
+
+
+def check_dataset(node: str, m: ModelBundle, dataset) -> DatasetBundle:
+    ds = expect(dataset, DatasetBundle, node, "dataset", "an AUDIOX_DATASET from AudioX Dataset")
+    if ds.source != C.model_fingerprint(m.model):
+        raise node_error(node, "dataset", f"was prepared with another model ({ds.variant}): connect the model "
+                         "you train to the 'model' input of AudioX Dataset as well")
+    return ds
+
+
+def check_plain_model(node: str, m: ModelBundle) -> None:
+    if m.loras:
+        raise node_error(node, "model", f"already has {len(m.loras)} LoRA(s) applied (AudioX LoRA Loader); "
+                         "connect the model straight from AudioX Model Loader")
+
+
+def loss_image(history: list, panels: list[tuple[str, str]]) -> torch.Tensor:
+    """The loss curve(s) as a ComfyUI IMAGE; several panels are stacked top to bottom."""
+    from ..audiox_core.training.plot import loss_curve_image
+    imgs = [loss_curve_image(history, key=k, title=t, width=640, height=320) for k, t in panels
+            if any(isinstance(h.get(k), (int, float)) for h in history)] or \
+        [loss_curve_image(history, key=panels[0][0], title=panels[0][1], width=640, height=320)]
+    return torch.cat(imgs, dim=1).to(cc.intermediate_device())
+
+
+def loss_summary(history: list, key: str = "loss") -> str:
+    vals = [h[key] for h in history if isinstance(h.get(key), (int, float))]
+    if not vals:
+        return f"{key}: no steps"
+    tail = vals[-10:]
+    return (f"{key}: first {vals[0]:.4g}, last {vals[-1]:.4g}, mean of the last {len(tail)} "
+            f"{sum(tail) / len(tail):.4g}")
+
+
+def _rel(p: Path) -> str:
+    """A path as the user knows it: relative to ComfyUI's models/output folder when inside one."""
+    for base in (Path(cc.get_output_directory()).parent, Path.cwd()):
+        try:
+            return str(Path(p).resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return str(p)
+
+
+def _file_stamp(p: Path) -> str:
+    try:
+        st = p.stat()
+        return f"{p}:{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        return f"{p}:missing"
+
+
+# ============================================================================================
+class AudioXDataset:
+    DISPLAY_NAME = "AudioX Dataset"
+    DESCRIPTION = ("A folder of audio files for training, with captions from sidecar .txt files, a CSV/JSONL "
+                   "manifest (the official train_manifest format works) or the file names, and optional "
+                   "same-stem videos. The model's frozen encoders (VAE, T5, video) run once per file; their "
+                   "outputs are cached on disk (keyed by file content and encoder weights), so epochs and later "
+                   "runs are cheap.")
+    CATEGORY = TRAIN_CATEGORY
+    RETURN_TYPES = (DATASET, "STRING")
+    RETURN_NAMES = ("dataset", "report")
+    OUTPUT_TOOLTIPS = ("The prepared items, for AudioX Train LoRA / AudioX Distill with the same model.",
+                       "How many items, where the captions came from, what was cached.")
+    FUNCTION = "prepare"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (MODEL, {"tooltip": "The model you will train: its VAE, video and audio conditioners "
+                                             "encode the items (the dataset belongs to this model)."}),
+                "t5": (T5, {"tooltip": "The model's T5 text encoder (AudioX T5 Loader), for the captions."}),
+                "folder": ("STRING", {"default": "audiox_example_dataset",
+                                      "tooltip": "Folder of audio files (.wav .flac .mp3 .ogg ...; sub-folders "
+                                                 "included): a name inside ComfyUI's input folder, or an "
+                                                 "absolute path."}),
+                "captions": (CAPTION_SOURCES, {"default": "auto",
+                                               "tooltip": "Where captions come from. auto: <name>.txt beside the "
+                                                          "file, else its manifest entry, else the file name. The "
+                                                          "other choices use only that source."}),
+                "missing_captions": (MISSING_POLICIES, {"default": "error",
+                                                        "tooltip": "What to do with files the chosen source has "
+                                                                   "no caption for (not used with auto / file "
+                                                                   "name): stop with a list of them, caption them "
+                                                                   "with their file name, train them without text "
+                                                                   "(empty caption), or leave them out."}),
+                "manifest": ("STRING", {"default": "",
+                                        "tooltip": "A CSV or JSONL manifest inside the folder (or an absolute "
+                                                   "path). Empty: metadata.jsonl, metadata.csv or "
+                                                   "train_manifest*.jsonl if the folder has one."}),
+                "videos": (["use", "ignore"], {"default": "use",
+                                               "tooltip": "use: a video with the same name as an audio file "
+                                                          "(.mp4 .mov .mkv .webm .avi) is its video condition. "
+                                                          "ignore: train on audio and text only."}),
+                "sync": (["zeros", "synchformer"], {"default": "zeros",
+                                                    "tooltip": "Sync features of videos for MAF / Turbo models: "
+                                                               "zeros (as the official Turbo training and the demo "
+                                                               "model) or computed with the connected "
+                                                               "Synchformer. Ignored by models without a sync "
+                                                               "branch."}),
+            },
+            "optional": {
+                "synchformer": (SYNCHFORMER, {"tooltip": "Synchformer (AudioX Synchformer Loader), when sync is "
+                                                         "'synchformer'."}),
+            },
+            "hidden": dict(HIDDEN),
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, folder=None, manifest=None):
+        node = cls.DISPLAY_NAME
+        if folder is None:  # linked from another node: checked when the node runs
+            return True
+        manifest = manifest or ""
+        root = resolve_folder(folder)
+        if not str(folder).strip():
+            return f"{node}: input 'folder' is empty: give a folder of audio files"
+        if not root.is_dir():
+            return f"{node}: input 'folder': '{folder}' is not a folder (looked for {root})"
+        from ..audiox_core.training.data import AUDIO_EXTS
+        if not any(p.is_file() and p.suffix.lower() in AUDIO_EXTS for p in root.rglob("*")):
+            return f"{node}: input 'folder': '{folder}' has no audio files ({' '.join(AUDIO_EXTS)})"
+        if str(manifest).strip():
+            mp = Path(str(manifest).strip())
+            mp = mp if mp.is_absolute() else root / mp
+            if not mp.is_file():
+                return f"{node}: input 'manifest': '{manifest}' not found (looked for {mp})"
+        return True
+
+    @classmethod
+    def IS_CHANGED(cls, folder="", manifest="", **_):
+        """Re-run when a file of the folder changes (name, size or time), not only the widgets."""
+        root = resolve_folder(folder)
+        h = hashlib.sha256()
+        if root.is_dir():
+            for p in sorted(root.rglob("*")):
+                if p.is_file():
+                    h.update(_file_stamp(p).encode())
+        h.update(str(manifest).encode())
+        return h.hexdigest()
+
+    @node_function
+    def prepare(self, model, t5, folder="audiox_example_dataset", captions="auto", missing_captions="error",
+                manifest="", videos="use", sync="zeros", synchformer=None, unique_id=None):
+        from ..audiox_core.training.data import CachePlan, prepare_dataset
+        node = self.DISPLAY_NAME
+        m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
+        t5b = expect(t5, T5Bundle, node, "t5", "an AUDIOX_T5 from AudioX T5 Loader")
+        problem = self.VALIDATE_INPUTS(folder=folder, manifest=manifest)
+        if problem is not True:
+            raise NodeError(problem)
+        root = resolve_folder(folder)
+        examples, origins = collect_examples(node, root, captions, missing_captions, manifest, videos == "use")
+        sf = None
+        with_video = sum(1 for ex in examples if ex.video is not None)
+        if with_video and m.model.video_conditioner is None:
+            raise node_error(node, "videos", f"{with_video} file(s) have a video but {m.variant} has no video "
+                             "condition: set 'videos' to 'ignore'")
+        if with_video and m.needs_sync and sync == "synchformer":
+            if synchformer is None:
+                raise node_error(node, "synchformer", f"is not connected: {m.variant} conditions videos on "
+                                 "Synchformer sync features — connect AudioX Synchformer Loader, or set 'sync' to "
+                                 "'zeros'")
+            sf = expect(synchformer, SynchformerBundle, node, "synchformer", "an AUDIOX_SYNCHFORMER")
+        cdir = cache_dir()
+        before = {p.name for p in cdir.glob("*.safetensors")} if cdir.is_dir() else set()
+        cb = cc.make_progress_callback(None, unique_id)
+        t0 = time.perf_counter()
+        sf_ctx = sf.on_device() if sf is not None else contextlib.nullcontext()
+        with m.on_device("conditioner", "vae"), t5b.on_device(), sf_ctx, preserved_state(m.model), \
+                torch.inference_mode(False), torch.no_grad():
+            with about_input(node, "t5"):
+                C.encode_text(m.model, "", encoder=t5b.encoder)  # the T5 belongs to this model (width check)
+            m.model.set_text_encoder(t5b.encoder)
+            if sf is not None:
+                m.model.set_synchformer(sf.module)
+            with about_input(node, "folder"):
+                data = prepare_dataset(examples, m.model, plan=CachePlan(sync=sync), cache_dir=cdir, callback=cb)
+        keys = {k for it in data.items for k in it.keys}
+        reused = sum(1 for k in keys if f"{k}.safetensors" in before)
+        counts = {o: origins.count(o) for o in dict.fromkeys(origins)}
+        lines = [f"{len(data)} items from {root} for {m.name} ({m.variant}); dataset hash {data.dataset_hash}",
+                 "captions: " + ", ".join(f"{n} {o}" for o, n in counts.items())
+                 + (f"; {with_video} with video (sync {sync if m.needs_sync else 'n/a'})" if with_video else ""),
+                 f"encoder cache: {reused} of {len(keys)} entries reused, {len(keys) - reused} computed in "
+                 f"{time.perf_counter() - t0:.1f} s ({_rel(cdir)})"]
+        report = "\n".join(lines)
+        bundle = DatasetBundle(data, C.model_fingerprint(m.model), m.variant, str(root), report)
+        return {"ui": {"text": [report]}, "result": (bundle, report)}
+
+
+def _find_manifest(root: Path, manifest: str) -> Optional[Path]:
+    if str(manifest).strip():
+        mp = Path(str(manifest).strip())
+        return mp if mp.is_absolute() else root / mp
+    for cand in ("metadata.jsonl", "metadata.csv", *sorted(p.name for p in root.glob("train_manifest*.jsonl"))):
+        if (root / cand).is_file():
+            return root / cand
+    return None
+
+
+def _name_caption(stem: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[_\-.]+", " ", stem)).strip()
+
+
+def collect_examples(node: str, root: Path, source: str, missing: str, manifest: str, use_videos: bool):
+    """The :class:`~audiox_core.training.data.Example` list of a folder with captions from ``source``
+    and the ``missing`` policy; returns ``(examples, origins)`` (where each caption came from)."""
+    from ..audiox_core.training.data import FolderDataset, read_manifest
+    if source not in CAPTION_SOURCES:
+        raise node_error(node, "captions", f"must be one of {CAPTION_SOURCES}, got {source!r}")
+    if missing not in MISSING_POLICIES:
+        raise node_error(node, "missing_captions", f"must be one of {MISSING_POLICIES}, got {missing!r}")
+    mpath = _find_manifest(root, manifest)
+    with about_input(node, "manifest" if str(manifest).strip() else "folder"):
+        ds = FolderDataset(root, mpath)
+        listed = {Path(ex.audio).resolve(): ex for ex in read_manifest(mpath)} if mpath is not None else {}
+    if source == "manifest" and mpath is None:
+        raise node_error(node, "captions", f"is 'manifest' but {root} has no metadata.jsonl / metadata.csv / "
+                         "train_manifest*.jsonl: name the manifest in 'manifest' or choose another source")
+    examples, origins, lacking = [], [], []
+    for ex in ds.examples:
+        audio = Path(ex.audio)
+        side = audio.with_suffix(".txt")
+        entry = listed.get(audio.resolve())
+        if source == "auto":
+            origin = "sidecar" if side.is_file() else ("manifest" if entry is not None else "file name")
+        elif source == "file name":
+            ex.caption, origin = _name_caption(audio.stem), "file name"
+        elif source == "sidecar .txt":
+            origin = "sidecar" if side.is_file() else None  # FolderDataset already read the .txt
+        else:
+            origin = "manifest" if entry is not None else None
+            if entry is not None:
+                ex.caption = entry.caption
+        if origin is None:
+            lacking.append(audio.name)
+            if missing == "use file name":
+                ex.caption, origin = _name_caption(audio.stem), "file name"
+            elif missing == "empty caption":
+                ex.caption, origin = "", "no caption"
+            elif missing == "skip file":
+                continue
+        if not use_videos:
+            ex.video = None
+        examples.append(ex)
+        origins.append(origin or "?")
+    if lacking and missing == "error":
+        where = "a sidecar .txt" if source == "sidecar .txt" else f"an entry in {mpath.name}"
+        raise node_error(node, "missing_captions", f"is 'error' and {len(lacking)} of {len(ds.examples)} files have "
+                         f"no caption ({where}): {', '.join(lacking[:5])}{' …' if len(lacking) > 5 else ''} — add "
+                         "them, or choose 'use file name', 'empty caption' or 'skip file'")
+    if not examples:
+        raise node_error(node, "missing_captions", f"skipped every file of {root}: none has a caption from "
+                         f"'{source}'")
+    return examples, origins
+
+
+# ============================================================================================
+class AudioXTrainLoRA:
+    DISPLAY_NAME = "AudioX Train LoRA"
+    DESCRIPTION = ("Fine-tunes a LoRA on a prepared dataset with the model's own objective (v or rectified flow), "
+                   "the paper's input masking and CFG dropout; AdamW with warm-up, gradient accumulation, "
+                   "autocast, gradient checkpointing and optional EMA. Saves models/loras/<output_name>.safetensors "
+                   "(with its base model's fingerprint) and resumable checkpoints; Cancel saves the last completed "
+                   "step. The loaded model is not changed: the output model applies the LoRA on top of it.")
+    CATEGORY = TRAIN_CATEGORY
+    RETURN_TYPES = (MODEL, LORA, "IMAGE", "STRING")
+    RETURN_NAMES = ("model", "lora", "loss", "report")
+    OUTPUT_TOOLTIPS = ("The same model with the trained LoRA applied (for the encoders, fusion and samplers).",
+                       "The trained LoRA, e.g. for AudioX LoRA Loader's 'lora' input (another strength, merged).",
+                       "The loss curve (raw and smoothed).",
+                       "What was trained, the loss, where the files are.")
+    FUNCTION = "train"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (MODEL, {"tooltip": "The model to fine-tune (AudioX Model Loader). It is not changed."}),
+                "dataset": (DATASET, {"tooltip": "Items prepared for this model (AudioX Dataset)."}),
+                "output_name": ("STRING", {"default": "audiox_lora",
+                                           "tooltip": "File name in models/loras (without .safetensors; sub-folders "
+                                                      "with '/'). An existing file of that name is replaced."}),
+                "steps": ("INT", {"default": 1000, "min": 1, "max": 1_000_000, "step": 1,
+                                  "tooltip": "Optimizer steps in total (a resumed run continues up to this)."}),
+                "learning_rate": ("FLOAT", {"default": 1e-4, "min": 1e-7, "max": 1.0, "step": 1e-7,
+                                            "tooltip": "AdamW learning rate (1e-4 is a good start for LoRAs)."}),
+                "rank": ("INT", {"default": 16, "min": 1, "max": 512, "step": 1,
+                                 "tooltip": "LoRA rank r: capacity of each adapter (4–64 is typical)."}),
+                "alpha": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 4096.0, "step": 0.5,
+                                    "tooltip": "LoRA alpha; the update is scaled by alpha / rank. 0 = rank "
+                                               "(scale 1)."}),
+                "dropout": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.9, "step": 0.01,
+                                      "tooltip": "Dropout on the adapters' input during training."}),
+                "targets": (TARGETS, {"default": "all",
+                                      "tooltip": "Which projections get adapters: attention (q/k/v/out), "
+                                                 "feed-forward, or all (+ the MMDiT's modulation)."}),
+                "include_maf": ("BOOLEAN", {"default": False,
+                                            "tooltip": "Also put adapters on the MAF fusion block (MAF models)."}),
+                "batch_size": ("INT", {"default": 1, "min": 1, "max": 64, "step": 1,
+                                       "tooltip": "Items per micro-batch (each a random crop of one window)."}),
+                "grad_accum": ("INT", {"default": 1, "min": 1, "max": 256, "step": 1,
+                                       "tooltip": "Micro-batches per optimizer step (effective batch = batch_size "
+                                                  "× grad_accum)."}),
+                "warmup_steps": ("INT", {"default": 0, "min": 0, "max": 100_000, "step": 1,
+                                         "tooltip": "Linear learning-rate warm-up over this many steps."}),
+                "precision": (PRECISIONS, {"default": "auto", "tooltip": PRECISION_TOOLTIP}),
+                "gradient_checkpointing": ("BOOLEAN", {"default": True,
+                                                       "tooltip": "Recompute activations in the backward pass: "
+                                                                  "much less memory, ~30% slower."}),
+                "ema": ("BOOLEAN", {"default": False,
+                                    "tooltip": "Keep an exponential moving average of the LoRA weights and save "
+                                               "that (smoother results for long runs)."}),
+                "mask_video": ("FLOAT", {"default": 0.6, "min": 0.0, "max": 1.0, "step": 0.05,
+                                         "tooltip": "Probability of hiding an item's video (paper: 0.6)."}),
+                "mask_text": ("FLOAT", {"default": 0.2, "min": 0.0, "max": 1.0, "step": 0.05,
+                                        "tooltip": "Probability of hiding an item's caption (paper: 0.2)."}),
+                "mask_audio": ("FLOAT", {"default": 0.6, "min": 0.0, "max": 1.0, "step": 0.05,
+                                         "tooltip": "Probability of hiding an item's audio prompt (paper: 0.6)."}),
+                "cfg_dropout": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 1.0, "step": 0.01,
+                                          "tooltip": "Probability of training an item unconditionally (all-zero "
+                                                     "context, what CFG's unconditional branch sees; official "
+                                                     "0.1)."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": False,
+                                 "tooltip": "Seed of the adapter init, item order, crops, noise and masking: the same "
+                                            "seed gives the same LoRA."}),
+                "resume": ("BOOLEAN", {"default": True,
+                                       "tooltip": "On: continue from the newest checkpoint of this output_name (after "
+                                                  "Cancel, or to train further by raising steps). Off: start over."}),
+                "save_every": ("INT", {"default": 250, "min": 0, "max": 1_000_000, "step": 1,
+                                       "tooltip": "Write a resumable checkpoint every this many steps (0: only at the "
+                                                  "end and on Cancel)."}),
+            },
+            "hidden": dict(HIDDEN),
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, output_name=None):
+        if output_name is None:  # linked: checked when the node runs
+            return True
+        try:
+            output_name_ok(cls.DISPLAY_NAME, output_name)
+        except NodeError as e:
+            return str(e)
+        return True
+
+    @node_function
+    def train(self, model, dataset, output_name="audiox_lora", steps=1000, learning_rate=1e-4, rank=16, alpha=0.0,
+              dropout=0.0, targets="all", include_maf=False, batch_size=1, grad_accum=1, warmup_steps=0,
+              precision="auto", gradient_checkpointing=True, ema=False, mask_video=0.6, mask_text=0.2,
+              mask_audio=0.6, cfg_dropout=0.1, seed=0, resume=True, save_every=250, unique_id=None):
+        from ..audiox_core.training import Masking, TrainConfig, Trainer, load_lora
+        node = self.DISPLAY_NAME
+        m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
+        check_plain_model(node, m)
+        ds = check_dataset(node, m, dataset)
+        name = output_name_ok(node, output_name)
+        if targets not in TARGETS:
+            raise node_error(node, "targets", f"must be one of {TARGETS}, got {targets!r}")
+        if include_maf and m.model.maf_block is None:
+            raise node_error(node, "include_maf", f"is on but {m.variant} has no MAF block")
+        run_dir = state_dir("lora", name)
+        dst = model_folder("loras") / f"{name}.safetensors"
+        device = cc.get_torch_device()
+        prec = resolve_precision(precision, device)
+        with about_input(node, "mask_video"):
+            masking = Masking(float(mask_video), float(mask_text), float(mask_audio), float(cfg_dropout))
+        cfg = TrainConfig(steps=int(steps), batch_size=int(batch_size), grad_accum=int(grad_accum),
+                          lr=float(learning_rate), warmup_steps=int(warmup_steps), precision=prec,
+                          gradient_checkpointing=bool(gradient_checkpointing), ema=bool(ema), train=("lora",),
+                          lora_rank=int(rank), lora_alpha=float(alpha) if float(alpha) > 0 else None,
+                          lora_dropout=float(dropout), lora_targets=targets, lora_include_maf=bool(include_maf),
+                          masking=masking, seed=int(seed) % (2 ** 62), save_every=int(save_every),
+                          name=Path(name).name)
+        t0 = time.perf_counter()
+        with m.on_device("backbone", "maf", "conditioner", memory_required=TRAIN_MEMORY):
+            autograd_ready(m.model)
+            with preserved_state(m.model), training_context(next(m.model.backbone.parameters()).device):
+                trainer = Trainer(m.model, ds.data, cfg, out_dir=run_dir)
+                try:
+                    start = self._start(node, trainer, run_dir, resume)
+                    progress = TrainProgress(unique_id, "LoRA", trainer.history)
+                    try:
+                        trainer.run(callback=progress)
+                    except Interrupted as e:
+                        self._publish(trainer, run_dir, cfg, dst)
+                        reraise_cancel(e)
+                    self._publish(trainer, run_dir, cfg, dst)
+                finally:
+                    if trainer.lora is not None and trainer.lora.attached:
+                        trainer.lora.detach()
+        seconds = time.perf_counter() - t0
+        with about_input(node, "output_name"):
+            lora = load_lora(dst, m.model, attach=False, device=cc.unet_offload_device())
+        history = list(trainer.history)
+        report = "\n".join([
+            f"LoRA '{name}': rank {lora.rank}, alpha {lora.alpha:g}, targets {targets}"
+            + (" + MAF" if include_maf else "") + f" ({len(lora.paths)} modules, {lora.num_parameters():,} "
+            f"parameters) on {m.name} ({m.variant})",
+            (f"steps {start + 1}–{trainer.step} of {cfg.steps}" if trainer.step > start else
+             f"already trained to step {trainer.step}") + f" on {len(ds.data)} items (batch {cfg.batch_size} × "
+            f"{cfg.grad_accum}), {prec}, lr {cfg.lr:g}, seed {seed}; {seconds:.1f} s"
+            + (f", resumed from step {start}" if start else ""),
+            loss_summary(history),
+            f"saved {_rel(dst)}; resumable state in {_rel(run_dir)}"])
+        value = LoRAValue(lora, str(dst), name, report.split("\n")[0])
+        out_model = m.with_loras(((lora, 1.0),), False, f"{m.name} + {name}")
+        image = loss_image(history, [("loss", f"LoRA '{name}' loss")])
+        return {"ui": {"text": [report]}, "result": (out_model, value, image, report)}
+
+    @staticmethod
+    def _start(node: str, trainer, run_dir: Path, resume: bool) -> int:
+        if not resume:
+            clear_checkpoints(run_dir)
+            return 0
+        try:
+            trainer.resume()
+        except CheckpointError as e:
+            raise node_error(node, "resume", f"the saved state in {run_dir} belongs to another setup ({e}); turn "
+                             "'resume' off to start over, or choose another output_name") from e
+        return trainer.step
+
+    @staticmethod
+    def _publish(trainer, run_dir: Path, cfg, dst: Path) -> None:
+        src = run_dir / f"{cfg.name}.safetensors"
+        if trainer.step > 0 and src.is_file():
+            publish(src, dst)
+
+
+def output_name_ok(node: str, value: str) -> str:
+    return output_name(node, "output_name", value)
+
+
+# ============================================================================================
+class AudioXLoRALoader:
+    DISPLAY_NAME = "AudioX LoRA Loader"
+    DESCRIPTION = ("Applies a LoRA (a file of models/loras, or one trained in the graph) to an AudioX model with a "
+                   "strength. Chain several loaders for several LoRAs. The loaded model itself is not changed: the "
+                   "adapters are attached only while a node runs the output model (merge: baked into the weights "
+                   "for that time and restored exactly). A LoRA made for another model is refused.")
+    CATEGORY = f"{CATEGORY}/loaders"
+    RETURN_TYPES = (MODEL, "STRING")
+    RETURN_NAMES = ("model", "info")
+    OUTPUT_TOOLTIPS = ("The model with the LoRA(s) applied.", "Which LoRAs are applied, at which strengths.")
+    FUNCTION = "apply"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        files = [f for f in cc.get_filename_list("loras") if f.lower().endswith(".safetensors")]
+        return {
+            "required": {
+                "model": (MODEL, {"tooltip": "The AudioX model (AudioX Model Loader or another LoRA loader)."}),
+                "lora_name": (files + [NONE], {"tooltip": "LoRA file in models/loras (AudioX Train LoRA saves "
+                                                          "there). 'none': use the 'lora' input, or pass the model "
+                                                          "through."}),
+                "strength": ("FLOAT", {"default": 1.0, "min": -4.0, "max": 4.0, "step": 0.01,
+                                       "tooltip": "Multiplier of the LoRA's update (0 = the base model exactly, "
+                                                  "1 = as trained)."}),
+                "merge": ("BOOLEAN", {"default": False,
+                                      "tooltip": "Bake all LoRAs of the chain into the weights while the model runs "
+                                                 "(slightly faster sampling; the weights are restored bit-exactly "
+                                                 "afterwards). The last loader of a chain decides."}),
+                "allow_other_weights": ("BOOLEAN", {"default": False,
+                                                    "tooltip": "Apply a LoRA trained on other weights of the same "
+                                                               "architecture (e.g. a LoRA of the Turbo base on the "
+                                                               "Turbo student). Off: refused with an error."}),
+            },
+            "optional": {
+                "lora": (LORA, {"tooltip": "A LoRA from AudioX Train LoRA; used instead of lora_name."}),
+            },
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, lora_name=NONE, **_):
+        """Re-read a LoRA file that was re-trained under the same name."""
+        if lora_name == NONE:
+            return NONE
+        try:
+            return _file_stamp(Path(cc.get_full_path("loras", lora_name)))
+        except AudioXError:
+            return lora_name
+
+    @node_function
+    def apply(self, model, lora_name=NONE, strength=1.0, merge=False, allow_other_weights=False, lora=None):
+        from ..audiox_core.training import load_lora
+        node = self.DISPLAY_NAME
+        m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
+        if lora is not None:
+            value = expect(lora, LoRAValue, node, "lora", "an AUDIOX_LORA from AudioX Train LoRA")
+            obj, label, where = value.lora, value.name, "lora"
+            self._check(node, where, label, obj, m, allow_other_weights)
+        elif lora_name == NONE:
+            info = "no LoRA chosen: the model passes through" + self._stack(m.loras, m.merge_loras)
+            return {"ui": {"text": [info]}, "result": (m, info)}
+        else:
+            where, label = "lora_name", lora_name
+            with about_input(node, "lora_name"):
+                path = Path(cc.get_full_path("loras", lora_name))
+                obj = load_lora(path, None, attach=False, device=cc.unet_offload_device())
+            self._check(node, where, label, obj, m, allow_other_weights)
+        stack = tuple(m.loras) + ((obj, float(strength)),)
+        out = m.with_loras(stack, bool(merge), f"{m.name} + {Path(label).stem}")
+        meta = obj.meta
+        info = (f"{label}: rank {obj.rank}, {len(obj.paths)} modules, trained {meta.get('steps', '?')} steps "
+                f"for {meta.get('variant', '?')}; strength {float(strength):g}" + self._stack(stack, merge))
+        return {"ui": {"text": [info]}, "result": (out, info)}
+
+    @staticmethod
+    def _check(node: str, where: str, label: str, obj, m: ModelBundle, allow_other: bool) -> None:
+        try:
+            obj.check_compatible(m.model, allow_other_base=True)
+        except CheckpointError as e:
+            raise node_error(node, where, f"'{label}' does not belong to this model ({m.name}, {m.variant}): {e}") \
+                from e
+        if not allow_other:
+            try:
+                obj.check_compatible(m.model, allow_other_base=False)
+            except CheckpointError as e:
+                raise node_error(node, where, f"'{label}' was trained on other weights of this architecture "
+                                 f"(base {obj.meta.get('base_fingerprint', '?')}), not on {m.name}; turn on "
+                                 "'allow_other_weights' to apply it anyway") from e
+
+    @staticmethod
+    def _stack(stack, merge: bool) -> str:
+        if not stack:
+            return ""
+        names = [Path(lo.meta.get("file", "") or "in-graph").stem + f" × {s:g}" for lo, s in stack]
+        return f"\napplied: {', '.join(names)}" + ("; merged into the weights while running" if merge else "")
+
+
+# ============================================================================================
+class AudioXDistill:
+    DISPLAY_NAME = "AudioX Distill"
+    DESCRIPTION = ("Distils a rectified-flow teacher (the AudioX-Turbo base model) into a few-step student with the "
+                   "official AudioX-Turbo recipe: DMD loss with the teacher's CFG, a 'fake' critic and a "
+                   "diffusion-discriminator GAN on the teacher's first blocks. Student and fake are LoRAs on the "
+                   "shared teacher (lora, fits a consumer GPU) or full copies (full). Saves "
+                   "models/audiox/<output_name>.safetensors, which AudioX Turbo Sampler runs. The teacher is not "
+                   "changed.")
+    CATEGORY = TRAIN_CATEGORY
+    RETURN_TYPES = (MODEL, "IMAGE", "STRING")
+    RETURN_NAMES = ("student", "loss", "report")
+    OUTPUT_TOOLTIPS = ("The distilled student (role 'student'), for AudioX Turbo Sampler. Encode its conditions "
+                       "with the student itself.",
+                       "Loss curves: the student's DMD loss and the fake critic's flow-matching loss.",
+                       "What was trained, the losses, where the files are.")
+    FUNCTION = "distill"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (MODEL, {"tooltip": "The teacher: a rectified-flow model such as the AudioX-Turbo base "
+                                             "(v-objective AudioX / MAF models cannot be distilled this way). It is "
+                                             "not changed."}),
+                "dataset": (DATASET, {"tooltip": "Items prepared for the teacher (AudioX Dataset)."}),
+                "output_name": ("STRING", {"default": "audiox_turbo_student",
+                                           "tooltip": "File name of the student in models/audiox (without "
+                                                      ".safetensors). An existing file of that name is replaced."}),
+                "steps": ("INT", {"default": 2000, "min": 1, "max": 1_000_000, "step": 1,
+                                  "tooltip": "Updates in total (5 student updates per fake + discriminator update, "
+                                             "as the official)."}),
+                "mode": (["lora", "full"], {"default": "lora",
+                                            "tooltip": "lora: student and fake are LoRAs on the shared, frozen "
+                                                       "teacher (one model in memory). full: trainable copies of the "
+                                                       "backbone and MAF (3× the memory)."}),
+                "lora_rank": ("INT", {"default": 64, "min": 1, "max": 512, "step": 1,
+                                      "tooltip": "Rank of the student / fake LoRAs (mode lora)."}),
+                "learning_rate": ("FLOAT", {"default": 1e-5, "min": 1e-8, "max": 1.0, "step": 1e-8,
+                                            "tooltip": "AdamW learning rate (official 1e-5 with InverseLR; LoRAs "
+                                                       "often like 1e-4)."}),
+                "guidance": ("FLOAT", {"default": 6.0, "min": 1.0, "max": 20.0, "step": 0.1,
+                                       "tooltip": "The teacher's CFG scale inside the DMD loss (official 6)."}),
+                "student_steps": ("INT", {"default": 4, "min": 1, "max": 8, "step": 1,
+                                          "tooltip": "Sampling steps the student is trained for (official 4; use the "
+                                                     "same in AudioX Turbo Sampler)."}),
+                "gan": ("BOOLEAN", {"default": True,
+                                    "tooltip": "Add the diffusion-discriminator GAN loss (official)."}),
+                "precision": (PRECISIONS, {"default": "auto", "tooltip": PRECISION_TOOLTIP}),
+                "gradient_checkpointing": ("BOOLEAN", {"default": True,
+                                                       "tooltip": "Recompute activations in the backward pass (less "
+                                                                  "memory, slower)."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": False,
+                                 "tooltip": "Seed of every random draw: the same seed gives the same student."}),
+                "resume": ("BOOLEAN", {"default": True,
+                                       "tooltip": "On: continue from the newest checkpoint of this output_name. Off: "
+                                                  "start over."}),
+                "save_every": ("INT", {"default": 250, "min": 0, "max": 1_000_000, "step": 1,
+                                       "tooltip": "Write a resumable checkpoint every this many steps (0: only at the "
+                                                  "end and on Cancel)."}),
+            },
+            "hidden": dict(HIDDEN),
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, output_name=None):
+        if output_name is None:  # linked: checked when the node runs
+            return True
+        try:
+            output_name_ok(cls.DISPLAY_NAME, output_name)
+        except NodeError as e:
+            return str(e)
+        return True
+
+    @node_function
+    def distill(self, model, dataset, output_name="audiox_turbo_student", steps=2000, mode="lora", lora_rank=64,
+                learning_rate=1e-5, guidance=6.0, student_steps=4, gan=True, precision="auto",
+                gradient_checkpointing=True, seed=0, resume=True, save_every=250, unique_id=None):
+        from ..audiox_core.checkpoint import load_model
+        from ..audiox_core.training import DistillConfig, Distiller
+        node = self.DISPLAY_NAME
+        m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
+        if m.model.objective != "rectified_flow":
+            raise node_error(node, "model", f"is {m.variant} with the {m.model.objective!r} objective: DMD "
+                             "distillation (the AudioX-Turbo recipe) needs a rectified-flow teacher such as the "
+                             "AudioX-Turbo base model")
+        check_plain_model(node, m)
+        ds = check_dataset(node, m, dataset)
+        name = output_name_ok(node, output_name)
+        if mode not in ("lora", "full"):
+            raise node_error(node, "mode", f"must be 'lora' or 'full', got {mode!r}")
+        notes = []
+        if m.is_turbo_student:
+            notes.append("note: the teacher is itself a distilled student; distilling it again is unusual")
+        run_dir = state_dir("distill", name)
+        dst = model_folder("audiox") / f"{name}.safetensors"
+        prec = resolve_precision(precision, cc.get_torch_device())
+        n = int(student_steps)
+        with about_input(node, "steps"):
+            cfg = DistillConfig(steps=int(steps), lr=float(learning_rate), student_steps=n,
+                                timestep_probs=tuple([1.0 / n] * n), guidance=float(guidance), gan=bool(gan),
+                                parameterization=mode, lora_rank=int(lora_rank), precision=prec,
+                                gradient_checkpointing=bool(gradient_checkpointing), seed=int(seed) % (2 ** 62),
+                                save_every=int(save_every), name=Path(name).name)
+        wdtype = next(m.model.backbone.parameters()).dtype
+        t0 = time.perf_counter()
+        with m.on_device("backbone", "maf", "conditioner", memory_required=TRAIN_MEMORY):
+            autograd_ready(m.model)
+            with preserved_state(m.model), training_context(next(m.model.backbone.parameters()).device):
+                d = Distiller(m.model, ds.data, cfg, out_dir=run_dir)
+                try:
+                    start = AudioXTrainLoRA._start(node, d, run_dir, resume)
+                    progress = TrainProgress(unique_id, "distill", d.history, keys=("loss", "loss_dmd", "loss_fake"))
+                    trained = d.num_trainable()
+                    try:
+                        d.run(callback=progress)
+                    except Interrupted as e:
+                        self._publish(d, run_dir, cfg, dst)
+                        reraise_cancel(e)
+                    self._publish(d, run_dir, cfg, dst)
+                finally:
+                    d.close()
+        seconds = time.perf_counter() - t0
+        with about_input(node, "output_name"):
+            student = load_model(dst, dtype=wdtype, device=cc.unet_offload_device())
+        parts = {"backbone": cc.wrap_model(student.model), "conditioner": cc.wrap_model(student.conditioner),
+                 "vae": cc.wrap_model(student.pretransform)}
+        if student.maf_block is not None:
+            parts["maf"] = cc.wrap_model(student.maf_block)
+        bundle = ModelBundle(student, parts, m.offload_after, name=dst.name)
+        history = list(d.history)
+        report = "\n".join([
+            f"student '{name}' of {m.name} ({m.variant}): {mode} ({trained:,} trained parameters"
+            + (f", LoRA rank {cfg.lora_rank}" if mode == "lora" else "") + f"), {n} student steps, guidance "
+            f"{cfg.guidance:g}, GAN {'on' if cfg.gan else 'off'}",
+            (f"steps {start + 1}–{d.step} of {cfg.steps}" if d.step > start else f"already trained to step {d.step}")
+            + f" on {len(ds.data)} items, {prec}, lr {cfg.lr:g}, seed {seed}; {seconds:.1f} s"
+            + (f", resumed from step {start}" if start else ""),
+            loss_summary(history, "loss_dmd"), loss_summary(history, "loss_fake"),
+            f"saved {_rel(dst)} (role student: run it with AudioX Turbo Sampler, {n} steps); resumable state in "
+            f"{_rel(run_dir)}", *notes])
+        image = loss_image(history, [("loss_dmd", f"'{name}' student DMD loss"),
+                                     ("loss_fake", "fake critic flow-matching loss")])
+        return {"ui": {"text": [report]}, "result": (bundle, image, report)}
+
+    @staticmethod
+    def _publish(d, run_dir: Path, cfg, dst: Path) -> None:
+        src = run_dir / f"{cfg.name}.safetensors"
+        if d.step > 0 and src.is_file():
+            publish(src, dst)
+
+
+NODE_CLASS_MAPPINGS = {
+    "AudioXDataset": AudioXDataset,
+    "AudioXTrainLoRA": AudioXTrainLoRA,
+    "AudioXLoRALoader": AudioXLoRALoader,
+    "AudioXDistill": AudioXDistill,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}
