@@ -476,7 +476,11 @@ def test_headless_example_media(tmp_path):
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     paths = mod.make_inputs(tmp_path)
-    assert sorted(p.name for p in paths) == sorted(mod.EXAMPLE_FILES)
+    assert sorted(p.name for p in paths) == sorted([*mod.EXAMPLE_FILES, mod.EXAMPLE_DATASET])
+    ds = tmp_path / mod.EXAMPLE_DATASET
+    for clip, (_seed, _count, with_video) in mod.EXAMPLE_DATASET_CLIPS.items():
+        assert (ds / f"{clip}.wav").is_file() and (ds / f"{clip}.txt").read_text().strip()
+        assert (ds / f"{clip}.mp4").is_file() == with_video
     from audiox_core import media
     info = media.probe_video(tmp_path / "audiox_example_events.mp4")
     assert info.has_audio and abs(info.duration_s - 4.0) < 0.1 and info.width == 128
