@@ -80,3 +80,79 @@ def test_category_beats_chance(report, config):
     chance = 1.0 / len(CATEGORIES)
     acc = report["results"][config]["rows"]["t2a"]["category"]
     assert acc >= chance + MARGIN, f"{config}: text category accuracy {acc:.1%} < chance {chance:.1%} + {MARGIN:.0%}"
+
+
+# ----------------------------------------------------------------------------------------------
+# The scoring itself (no model needed)
+# ----------------------------------------------------------------------------------------------
+def _items(**kw):
+    from audiox_core.demo import quality as Q
+    base = dict(n_text=0, n_video=0, n_music=0, n_image=0, n_inpaint=0, n_completion=0, seed=77)
+    base.update(kw)
+    return Q.quality_items(**base)
+
+
+def test_event_scores_fail_on_wrong_audio():
+    import numpy as np
+    from audiox_core.demo import quality as Q
+    q = _items(n_text=6, tasks=("t2a",))
+    items = q.items["t2a"]
+    sr = q.world.sample_rate
+    for it in items:
+        r = Q.score(it, it.audio, sr)
+        assert (r["category"], r["count"], r["order"]) == (1.0, 1.0, 1.0)
+        silent = Q.score(it, np.zeros_like(it.audio), sr)
+        assert silent["category"] == 0.0 and silent["count"] == 0.0
+    # another scene's audio: wrong whenever the category sets differ
+    a, b = next((x, y) for x in items for y in items
+                if {e.category for e in x.spec.events} != {e.category for e in y.spec.events})
+    assert Q.score(a, b.audio, sr)["category"] == 0.0
+
+
+def test_v2a_onset_metrics_follow_a_shift():
+    import numpy as np
+    from audiox_core.demo import quality as Q
+    q = _items(n_video=3, tasks=("v2a",))
+    sr = q.world.sample_rate
+    for it in q.items["v2a"]:
+        assert Q.score(it, it.audio, sr)["onset_events"] == 1.0
+        shift = int(0.08 * sr)  # 80 ms late: every onset misses the 50 ms window
+        late = np.concatenate([np.zeros((1, shift), np.float32), it.audio[:, :-shift]], axis=1)
+        r = Q.score(it, late, sr)
+        assert r["onset_events"] == 0.0 and 60 <= r["onset_median_ms"] <= 100
+
+
+def test_inpaint_and_completion_scores():
+    import numpy as np
+    from audiox_core.demo import quality as Q
+    from audiox_core.demo import world as W
+    q = _items(n_inpaint=3, n_completion=3, tasks=("inpaint", "complete_m", "complete_e"))
+    sr = q.world.sample_rate
+    for it in q.items["inpaint"]:
+        keep = ~W.time_mask(it.audio.shape[-1], sr, [W.TimeRange(*it.gap)])
+        r = Q.score(it, it.audio, sr, raw=it.audio, vae_ref=it.audio, keep_mask=keep)
+        assert r["inside_category"] == 1.0 and r["kept_snr_db"] >= 150 and abs(r["latent_kept_db"]) < 1e-6
+        hole = it.audio * keep[None, :]  # the gap left silent
+        assert Q.score(it, hole, sr)["inside_count"] == 0.0
+    for it in q.items["complete_m"] + q.items["complete_e"]:
+        r = Q.score(it, it.audio, sr)
+        names = ("same_tempo", "onset", "in_key") if it.task == "complete_m" else ("after_category", "after_count")
+        assert all(r[n] == 1.0 for n in names), r
+        if it.task == "complete_m":  # the continuation removed: no note after the join
+            cut = it.audio.copy()
+            cut[:, int(it.keep * sr):] = 0
+            assert Q.score(it, cut, sr)["onset"] == 0.0
+
+
+def test_heldout_report_catches_a_training_scene():
+    from audiox_core.demo import quality as Q
+    from audiox_core.demo import world as W
+    from audiox_core.errors import AudioXError
+    q = _items(n_text=4, tasks=("t2a",))
+    rep = Q.heldout_report(q, train_n=200)
+    assert rep["disjoint"] and rep["eval_scenes"] == 4
+    train = W.make_dataset(1, 0, "train", q.world)[0]
+    it = q.items["t2a"][0]
+    q.items["t2a"].append(Q.Item("t2a", 99, train, W.caption_canonical(train), it.audio))
+    with pytest.raises(AudioXError, match="overlap"):
+        Q.heldout_report(q, train_n=200)

@@ -5,7 +5,11 @@ prompt, video and image comes from the world's held-out ``test`` split (:func:`w
 attribute combinations the training split never draws), checked against the training set the
 recipe renders (:func:`heldout_report`).  Each task is first scored on the ground-truth renders of
 the same scenes (the detector validation, target >= 98 %), then on what each sampler
-configuration generates from the scene's conditions.
+configuration generates from the scene's conditions.  What "held out" means: the scene's
+combination (the runs of (count, category, pitch) of an event scene; instrument, tempo, key, mode
+and pattern of a music scene) never occurs in training, so its caption and video never do
+either; the single event types and notes it is made of do (an image shows one type, which the
+training set necessarily contains in other combinations).
 
 Tasks (the conditions a model gets) and metrics (1/0 per clip, averaged, unless a unit says
 otherwise; "detected" = :func:`detectors.analyse_events` / :func:`detectors.analyse_music`):
@@ -488,9 +492,9 @@ def _item_seed(seed: int, task: str, index: int) -> int:
 
 @torch.no_grad()
 def _generate_item(model, item: Item, settings, cache: dict) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """(output audio [1, C, N], decoded latents before pasting or None) for one item."""
+    """(output audio ``[1, C, N]``, sampled latents for inpainting/completion else None) of one item."""
     from .. import conditions as C
-    from ..generate import decode, generate
+    from ..generate import generate
 
     sr = model.config.sample_rate
     t = item.task
@@ -499,8 +503,13 @@ def _generate_item(model, item: Item, settings, cache: dict) -> Tuple[torch.Tens
         frames = torch.from_numpy(item.video)
         vis = (C.VisualInput(frames=frames[None], still=True) if t == "i2a"
                else C.VisualInput(frames=frames, fps=float(model.video_conditioner.fps)))
-        video = C.encode_video(model, vis, sync=False)
-        prompt = item.caption if t == "tv2a" else cache.setdefault(("empty", id(model)), C.encode_text(model, ""))
+        video = C.encode_video(model, vis, sync=False)  # no Synchformer: zero sync, as trained
+        if t == "tv2a":
+            prompt = item.caption
+        else:  # text absent = the empty string, the training convention (not the official task sentence)
+            if ("empty", id(model)) not in cache:
+                cache[("empty", id(model))] = C.encode_text(model, "")
+            prompt = cache[("empty", id(model))]
         return generate(model, prompt=prompt, video=video, settings=settings).audio, None
     if t in ("t2a", "t2m"):
         return generate(model, prompt=item.caption, settings=settings).audio, None
@@ -511,7 +520,7 @@ def _generate_item(model, item: Item, settings, cache: dict) -> Tuple[torch.Tens
         n_keep = int(round(item.keep * sr))
         res = generate(model, prompt=item.caption, init_audio=(gt[..., :n_keep], sr), keep_seconds=item.keep,
                        settings=settings, audio_prompt_mask=False)
-    return res.audio, decode(model, res.latents)
+    return res.audio, res.latents
 
 
 def _keep_mask(model, item: Item, n: int) -> np.ndarray:
@@ -543,6 +552,8 @@ def run_model(model, settings, q: QualityItems, *, name: str = "", echo: Callabl
     "clips": n}``."""
     from dataclasses import replace
 
+    from ..generate import decode
+
     sr = model.config.sample_rate
     rows: Dict[str, Dict[str, float]] = {}
     cache: dict = {}
@@ -554,10 +565,11 @@ def run_model(model, settings, q: QualityItems, *, name: str = "", echo: Callabl
         for it in items:
             s = replace(settings, seed=_item_seed(q.seed, task, it.index))
             t0 = time.perf_counter()
-            audio, raw = _generate_item(model, it, s, cache)
+            audio, lat = _generate_item(model, it, s, cache)
             walls.append(time.perf_counter() - t0)
             kw = {}
-            if raw is not None:
+            if lat is not None:  # outside the timing: the decoded latents before the original is pasted
+                raw = decode(model, lat)
                 n = audio.shape[-1]
                 kw = dict(raw=raw[..., :n], vae_ref=_vae_roundtrip(model, it.audio)[..., :n],
                           keep_mask=_keep_mask(model, it, n))
