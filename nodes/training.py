@@ -38,7 +38,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -320,6 +320,70 @@ def _file_stamp(p: Path) -> str:
         return f"{p}:missing"
 
 
+def output_name_ok(node: str, value: str) -> str:
+    return output_name(node, "output_name", value)
+
+
+class OutputNameCheck:
+    """``VALIDATE_INPUTS`` of the nodes with an ``output_name`` widget (a linked value is checked
+    when the node runs)."""
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, output_name=None):
+        if output_name is None:  # linked: checked when the node runs
+            return True
+        try:
+            output_name_ok(cls.DISPLAY_NAME, output_name)
+        except NodeError as e:
+            return str(e)
+        return True
+
+
+def start_or_resume(node: str, runner, run_dir: Path, resume: bool) -> int:
+    """The step a run starts from: 0 after clearing ``run_dir``'s checkpoints (``resume`` off), else
+    the newest checkpoint's step (one of another setup is refused with a message naming ``resume``)."""
+    if not resume:
+        clear_checkpoints(run_dir)
+        return 0
+    try:
+        runner.resume()
+    except CheckpointError as e:
+        raise node_error(node, "resume", f"the saved state in {run_dir} belongs to another setup ({e}); turn "
+                         "'resume' off to start over, or choose another output_name") from e
+    return runner.step
+
+
+def run_training(node: str, m: ModelBundle, make: Callable[[], object], release: Callable[[object], None], *,
+                 run_dir: Path, resume: bool, src: Path, dst: Path, progress: Callable[[object], TrainProgress]):
+    """Build a Trainer / Distiller with ``make()`` and run it under the shared-model rule (the model on
+    its devices, autograd-ready, its state restored afterwards, the global RNG forked), starting from
+    :func:`start_or_resume`; its result file ``src`` is published to ``dst`` when a step was trained,
+    also on Cancel (whose interrupt is then re-raised); ``release(runner)`` runs in every case.
+    Returns ``(runner, start step, seconds)``."""
+    t0 = time.perf_counter()
+    with m.on_device("backbone", "maf", "conditioner", memory_required=TRAIN_MEMORY):
+        autograd_ready(m.model)
+        with preserved_state(m.model), training_context(next(m.model.backbone.parameters()).device):
+            runner = make()
+            try:
+                start = start_or_resume(node, runner, run_dir, resume)
+                callback = progress(runner)
+                try:
+                    runner.run(callback=callback)
+                except Interrupted as e:
+                    _publish_result(runner, src, dst)
+                    reraise_cancel(e)
+                _publish_result(runner, src, dst)
+            finally:
+                release(runner)
+    return runner, start, time.perf_counter() - t0
+
+
+def _publish_result(runner, src: Path, dst: Path) -> None:
+    if runner.step > 0 and src.is_file():
+        publish(src, dst)
+
+
 # ============================================================================================
 class AudioXDataset:
     DISPLAY_NAME = "AudioX Dataset"
@@ -529,7 +593,7 @@ def collect_examples(node: str, root: Path, source: str, missing: str, manifest:
 
 
 # ============================================================================================
-class AudioXTrainLoRA:
+class AudioXTrainLoRA(OutputNameCheck):
     DISPLAY_NAME = "AudioX Train LoRA"
     DESCRIPTION = ("Fine-tunes a LoRA on a prepared dataset with the model's own objective (v or rectified flow), "
                    "the paper's input masking and CFG dropout; AdamW with warm-up, gradient accumulation, "
@@ -607,16 +671,6 @@ class AudioXTrainLoRA:
             "hidden": dict(HIDDEN),
         }
 
-    @classmethod
-    def VALIDATE_INPUTS(cls, output_name=None):
-        if output_name is None:  # linked: checked when the node runs
-            return True
-        try:
-            output_name_ok(cls.DISPLAY_NAME, output_name)
-        except NodeError as e:
-            return str(e)
-        return True
-
     @node_function
     def train(self, model, dataset, output_name="audiox_lora", steps=1000, learning_rate=1e-4, rank=16, alpha=0.0,
               dropout=0.0, targets="all", include_maf=False, batch_size=1, grad_accum=1, warmup_steps=0,
@@ -645,24 +699,14 @@ class AudioXTrainLoRA:
                           lora_dropout=float(dropout), lora_targets=targets, lora_include_maf=bool(include_maf),
                           masking=masking, seed=int(seed) % (2 ** 62), save_every=int(save_every),
                           name=Path(name).name)
-        t0 = time.perf_counter()
-        with m.on_device("backbone", "maf", "conditioner", memory_required=TRAIN_MEMORY):
-            autograd_ready(m.model)
-            with preserved_state(m.model), training_context(next(m.model.backbone.parameters()).device):
-                trainer = Trainer(m.model, ds.data, cfg, out_dir=run_dir)
-                try:
-                    start = self._start(node, trainer, run_dir, resume)
-                    progress = TrainProgress(unique_id, "LoRA", trainer.history)
-                    try:
-                        trainer.run(callback=progress)
-                    except Interrupted as e:
-                        self._publish(trainer, run_dir, cfg, dst)
-                        reraise_cancel(e)
-                    self._publish(trainer, run_dir, cfg, dst)
-                finally:
-                    if trainer.lora is not None and trainer.lora.attached:
-                        trainer.lora.detach()
-        seconds = time.perf_counter() - t0
+        def release(trainer):
+            if trainer.lora is not None and trainer.lora.attached:
+                trainer.lora.detach()
+
+        trainer, start, seconds = run_training(
+            node, m, lambda: Trainer(m.model, ds.data, cfg, out_dir=run_dir), release, run_dir=run_dir,
+            resume=resume, src=run_dir / f"{cfg.name}.safetensors", dst=dst,
+            progress=lambda t: TrainProgress(unique_id, "LoRA", t.history))
         with about_input(node, "output_name"):
             lora = load_lora(dst, m.model, attach=False, device=cc.unet_offload_device())
         history = list(trainer.history)
@@ -680,28 +724,6 @@ class AudioXTrainLoRA:
         out_model = m.with_loras(((lora, 1.0),), False, f"{m.name} + {name}")
         image = loss_image(history, [("loss", f"LoRA '{name}' loss")])
         return {"ui": {"text": [report]}, "result": (out_model, value, image, report)}
-
-    @staticmethod
-    def _start(node: str, trainer, run_dir: Path, resume: bool) -> int:
-        if not resume:
-            clear_checkpoints(run_dir)
-            return 0
-        try:
-            trainer.resume()
-        except CheckpointError as e:
-            raise node_error(node, "resume", f"the saved state in {run_dir} belongs to another setup ({e}); turn "
-                             "'resume' off to start over, or choose another output_name") from e
-        return trainer.step
-
-    @staticmethod
-    def _publish(trainer, run_dir: Path, cfg, dst: Path) -> None:
-        src = run_dir / f"{cfg.name}.safetensors"
-        if trainer.step > 0 and src.is_file():
-            publish(src, dst)
-
-
-def output_name_ok(node: str, value: str) -> str:
-    return output_name(node, "output_name", value)
 
 
 # ============================================================================================
@@ -802,7 +824,7 @@ class AudioXLoRALoader:
 
 
 # ============================================================================================
-class AudioXDistill:
+class AudioXDistill(OutputNameCheck):
     DISPLAY_NAME = "AudioX Distill"
     DESCRIPTION = ("Distils a rectified-flow teacher (the AudioX-Turbo base model) into a few-step student with the "
                    "official AudioX-Turbo recipe: DMD loss with the teacher's CFG, a 'fake' critic and a "
@@ -865,16 +887,6 @@ class AudioXDistill:
             "hidden": dict(HIDDEN),
         }
 
-    @classmethod
-    def VALIDATE_INPUTS(cls, output_name=None):
-        if output_name is None:  # linked: checked when the node runs
-            return True
-        try:
-            output_name_ok(cls.DISPLAY_NAME, output_name)
-        except NodeError as e:
-            return str(e)
-        return True
-
     @node_function
     def distill(self, model, dataset, output_name="audiox_turbo_student", steps=2000, mode="lora", lora_rank=64,
                 learning_rate=1e-5, guidance=6.0, student_steps=4, gan=True, precision="auto",
@@ -906,24 +918,11 @@ class AudioXDistill:
                                 gradient_checkpointing=bool(gradient_checkpointing), seed=int(seed) % (2 ** 62),
                                 save_every=int(save_every), name=Path(name).name)
         wdtype = next(m.model.backbone.parameters()).dtype
-        t0 = time.perf_counter()
-        with m.on_device("backbone", "maf", "conditioner", memory_required=TRAIN_MEMORY):
-            autograd_ready(m.model)
-            with preserved_state(m.model), training_context(next(m.model.backbone.parameters()).device):
-                d = Distiller(m.model, ds.data, cfg, out_dir=run_dir)
-                try:
-                    start = AudioXTrainLoRA._start(node, d, run_dir, resume)
-                    progress = TrainProgress(unique_id, "distill", d.history, keys=("loss", "loss_dmd", "loss_fake"))
-                    trained = d.num_trainable()
-                    try:
-                        d.run(callback=progress)
-                    except Interrupted as e:
-                        self._publish(d, run_dir, cfg, dst)
-                        reraise_cancel(e)
-                    self._publish(d, run_dir, cfg, dst)
-                finally:
-                    d.close()
-        seconds = time.perf_counter() - t0
+        d, start, seconds = run_training(
+            node, m, lambda: Distiller(m.model, ds.data, cfg, out_dir=run_dir), lambda d: d.close(), run_dir=run_dir,
+            resume=resume, src=run_dir / f"{cfg.name}.safetensors", dst=dst,
+            progress=lambda d: TrainProgress(unique_id, "distill", d.history, keys=("loss", "loss_dmd", "loss_fake")))
+        trained = d.num_trainable()  # a fixed parameter list: the same before and after the run
         with about_input(node, "output_name"):
             student = load_model(dst, dtype=wdtype, device=cc.unet_offload_device())
         parts = {"backbone": cc.wrap_model(student.model), "conditioner": cc.wrap_model(student.conditioner),
@@ -945,12 +944,6 @@ class AudioXDistill:
         image = loss_image(history, [("loss_dmd", f"'{name}' student DMD loss"),
                                      ("loss_fake", "fake critic flow-matching loss")])
         return {"ui": {"text": [report]}, "result": (bundle, image, report)}
-
-    @staticmethod
-    def _publish(d, run_dir: Path, cfg, dst: Path) -> None:
-        src = run_dir / f"{cfg.name}.safetensors"
-        if d.step > 0 and src.is_file():
-            publish(src, dst)
 
 
 NODE_CLASS_MAPPINGS = {
