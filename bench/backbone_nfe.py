@@ -22,43 +22,15 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from _common import peak_rss_gib, wait_idle  # also puts the repo root on sys.path
 
 DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
-
-
-def cpu_idle_fraction(window_s: float = 2.0) -> float:
-    """Machine-wide idle share over ``window_s`` from /proc/stat (Linux); 1.0 where unavailable."""
-    def read():
-        with open("/proc/stat") as f:
-            v = [int(u) for u in f.readline().split()[1:]]
-        return v[3] + v[4], sum(v)
-    try:
-        i0, t0 = read()
-        time.sleep(window_s)
-        i1, t1 = read()
-    except OSError:
-        return 1.0
-    return (i1 - i0) / max(1, t1 - t0)
-
-
-def wait_idle(max_wait_s: float, threshold: float = 0.9) -> bool:
-    """Block until the CPU is ≥ ``threshold`` idle (shared machines), at most ``max_wait_s``."""
-    deadline = time.time() + max_wait_s
-    while time.time() < deadline:
-        if cpu_idle_fraction() >= threshold:
-            return True
-        time.sleep(3)
-    return False
 
 
 def build(kind: str, dtype):
@@ -135,7 +107,7 @@ def run_one(kind: str, dtype_name: str, reps: int, threads: int, wait_idle_s: fl
             if waited:
                 res[f"B{b}_reps_started_idle"] = sum(waited)
             del cache
-    res["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2)
+    res["peak_rss_gib"] = peak_rss_gib()
     return res
 
 

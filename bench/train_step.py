@@ -31,46 +31,13 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
-
-
-def cpu_idle_fraction(window_s: float = 2.0) -> float:
-    def read():
-        with open("/proc/stat") as f:
-            v = [int(u) for u in f.readline().split()[1:]]
-        return v[3] + v[4], sum(v)
-    try:
-        i0, t0 = read()
-        time.sleep(window_s)
-        i1, t1 = read()
-    except OSError:
-        return 1.0
-    return (i1 - i0) / max(1, t1 - t0)
-
-
-def wait_idle(max_wait_s: float, threshold: float = 0.85) -> bool:
-    deadline = time.time() + max_wait_s
-    while time.time() < deadline:
-        if cpu_idle_fraction() >= threshold:
-            return True
-        time.sleep(5)
-    return False
+from _common import load_average, peak_rss_gib, wait_idle  # also puts the repo root on sys.path
 
 
 def build_backbone(dtype, smoke: bool = False):
@@ -207,7 +174,7 @@ def run_one(what: str, weights: str, reps: int, threads: int, rank: int, distill
             raise RuntimeError(f"{what}: non-finite loss")
     res["step_s"] = round(statistics.median(times), 2)
     res["all_s"] = [round(v, 2) for v in times]
-    res["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2)
+    res["peak_rss_gib"] = peak_rss_gib()
     return res
 
 
@@ -232,7 +199,7 @@ def main() -> None:
         return
     rows = []
     for w in a.what:
-        idle = wait_idle(a.wait_idle) if a.wait_idle > 0 else None
+        idle = wait_idle(a.wait_idle, threshold=0.85, poll_s=5) if a.wait_idle > 0 else None
         load = load_average()
         cmd = [sys.executable, __file__, "--one", w, "--weights", a.weights, "--reps", str(a.reps), "--threads",
                str(a.threads), "--rank", str(a.rank), "--distill-rank", str(a.distill_rank), "--k", str(a.k)]
