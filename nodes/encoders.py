@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Optional
 
 import torch
 
@@ -30,8 +31,24 @@ SYNC_TOOLTIP = ("How MAF/Turbo models get their Synchformer sync features. synch
                 "without a sync branch (AudioX) ignore this.")
 
 
-def _model(node: str, model) -> ModelBundle:
-    return expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
+# the model part that is None when a model has no condition of that kind
+_CONDITION_PARTS = {"video": "video_conditioner", "audio": "audio_conditioner"}
+
+
+def _model(node: str, model, condition: Optional[str] = None) -> ModelBundle:
+    """The ``model`` input as a :class:`ModelBundle`; with ``condition`` ("video", "audio") a model
+    without that condition is refused."""
+    m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
+    if condition is not None and getattr(m.model, _CONDITION_PARTS[condition]) is None:
+        raise node_error(node, "model", f"{m.variant} has no {condition} condition")
+    return m
+
+
+class _ConditionEncoder:
+    """What the encoder nodes that output one ``AUDIOX_COND`` have in common."""
+    CATEGORY = f"{CATEGORY}/conditioning"
+    RETURN_TYPES = (COND,)
+    FUNCTION = "encode"
 
 
 def visual_input(node: str, video=None, images=None, fps: float = 0.0, *, still: bool = False) -> C.VisualInput:
@@ -63,15 +80,12 @@ def visual_input(node: str, video=None, images=None, fps: float = 0.0, *, still:
 
 
 # ============================================================================================
-class AudioXTextEncoder:
+class AudioXTextEncoder(_ConditionEncoder):
     DISPLAY_NAME = "AudioX Text Encoder"
     DESCRIPTION = ("Encodes a text prompt with T5 for one AudioX model. An empty prompt gives the official 'no text' "
                    "condition. Use a second one for a negative prompt.")
-    CATEGORY = f"{CATEGORY}/conditioning"
-    RETURN_TYPES = (COND,)
     RETURN_NAMES = ("text",)
     OUTPUT_TOOLTIPS = ("Text condition (T5 tokens), for AudioX MAF Fusion or a sampler's negative input.",)
-    FUNCTION = "encode"
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -96,16 +110,13 @@ class AudioXTextEncoder:
 
 
 # ============================================================================================
-class AudioXVideoEncoder:
+class AudioXVideoEncoder(_ConditionEncoder):
     DISPLAY_NAME = "AudioX Video Encoder"
     DESCRIPTION = ("Encodes the model's window of a video (CLIP frames at the model's fps, plus Synchformer sync "
                    "features for MAF/Turbo models). Takes core VIDEO (Load Video) or IMAGE frames + fps "
                    "(VideoHelperSuite). Frames are picked by timestamp, whatever the source frame rate.")
-    CATEGORY = f"{CATEGORY}/conditioning"
-    RETURN_TYPES = (COND,)
     RETURN_NAMES = ("video",)
     OUTPUT_TOOLTIPS = ("Video condition, for AudioX MAF Fusion.",)
-    FUNCTION = "encode"
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -138,9 +149,7 @@ class AudioXVideoEncoder:
     def encode(self, model, start_seconds=0.0, fps=25.0, sync="synchformer", resize="stretch", video=None,
                images=None, synchformer=None, sync_features=None, unique_id=None):
         node = self.DISPLAY_NAME
-        m = _model(node, model)
-        if m.model.video_conditioner is None:
-            raise node_error(node, "model", f"{m.variant} has no video condition")
+        m = _model(node, model, "video")
         visual = visual_input(node, video, images, fps)
         return (encode_visual(node, m, visual, float(start_seconds), sync, resize, synchformer, sync_features,
                               unique_id),)
@@ -182,15 +191,12 @@ def encode_visual(node: str, m: ModelBundle, visual: C.VisualInput, start: float
 
 
 # ============================================================================================
-class AudioXImageEncoder:
+class AudioXImageEncoder(_ConditionEncoder):
     DISPLAY_NAME = "AudioX Image Encoder"
     DESCRIPTION = ("Image-to-audio: encodes a still image as a video that holds it for the model's whole window "
                    "(the official way AudioX conditions on images).")
-    CATEGORY = f"{CATEGORY}/conditioning"
-    RETURN_TYPES = (COND,)
     RETURN_NAMES = ("video",)
     OUTPUT_TOOLTIPS = ("Video condition of the still image, for AudioX MAF Fusion.",)
-    FUNCTION = "encode"
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -213,9 +219,7 @@ class AudioXImageEncoder:
     @node_function
     def encode(self, model, image, sync="zeros", resize="stretch", synchformer=None, unique_id=None):
         node = self.DISPLAY_NAME
-        m = _model(node, model)
-        if m.model.video_conditioner is None:
-            raise node_error(node, "model", f"{m.variant} has no video condition")
+        m = _model(node, model, "video")
         if torch.is_tensor(image) and image.dim() == 4 and image.shape[0] > 1:
             log.info("%s: using the first of %d images", node, image.shape[0])
         if torch.is_tensor(image) and image.dim() == 3:
@@ -227,16 +231,13 @@ class AudioXImageEncoder:
 
 
 # ============================================================================================
-class AudioXAudioPromptEncoder:
+class AudioXAudioPromptEncoder(_ConditionEncoder):
     DISPLAY_NAME = "AudioX Audio Prompt Encoder"
     DESCRIPTION = ("Encodes audio as the model's audio condition (audio-to-audio, continuation, and the official "
                    "setup for inpainting/completion where the input audio is also the prompt). Any sample rate and "
                    "channel count; it is resampled and cropped or padded to the model's window.")
-    CATEGORY = f"{CATEGORY}/conditioning"
-    RETURN_TYPES = (COND,)
     RETURN_NAMES = ("audio",)
     OUTPUT_TOOLTIPS = ("Audio condition, for AudioX MAF Fusion.",)
-    FUNCTION = "encode"
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -263,9 +264,7 @@ class AudioXAudioPromptEncoder:
     @node_function
     def encode(self, model, audio, masking="off", mask_seed=0, mask=None, unique_id=None):
         node = self.DISPLAY_NAME
-        m = _model(node, model)
-        if m.model.audio_conditioner is None:
-            raise node_error(node, "model", f"{m.variant} has no audio condition")
+        m = _model(node, model, "audio")
         wave, sr = check_audio_input(audio, node, "audio")
         use_mask = None if masking == "official random spans" else False
         if mask is not None:

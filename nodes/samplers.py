@@ -219,17 +219,21 @@ def _report(m: ModelBundle, s, lat, duration, notes, mask: Optional[TimeMask]) -
     return "\n".join([what] + ([mask.describe()] if mask is not None else []) + list(notes))
 
 
-class AudioXSampler:
-    DISPLAY_NAME = "AudioX Sampler"
-    DESCRIPTION = ("The Base sampler: multi-step sampling with classifier-free guidance for AudioX, AudioX-MAF, "
-                   "AudioX-MAF-MMDiT and Turbo base models (v-objective: DPM++ 3M SDE by default, 100 steps, "
-                   "cfg 7 as the official; rectified flow: Euler). Handles inpainting/completion (latent + mask), "
-                   "variations (latent + denoise) and long-form generation (duration > window).")
+class _SamplerNode:
+    """What the Base and the Turbo sampler node have in common: their outputs."""
     CATEGORY = f"{CATEGORY}/sampling"
     RETURN_TYPES = ("LATENT", "STRING")
     RETURN_NAMES = ("latent", "report")
     OUTPUT_TOOLTIPS = ("Audio latents; decode with AudioX VAE Decode.", "What was sampled.")
     FUNCTION = "sample"
+
+
+class AudioXSampler(_SamplerNode):
+    DISPLAY_NAME = "AudioX Sampler"
+    DESCRIPTION = ("The Base sampler: multi-step sampling with classifier-free guidance for AudioX, AudioX-MAF, "
+                   "AudioX-MAF-MMDiT and Turbo base models (v-objective: DPM++ 3M SDE by default, 100 steps, "
+                   "cfg 7 as the official; rectified flow: Euler). Handles inpainting/completion (latent + mask), "
+                   "variations (latent + denoise) and long-form generation (duration > window).")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -266,15 +270,10 @@ class AudioXSampler:
                    denoise=denoise, unique_id=unique_id)
 
 
-class AudioXTurboSampler:
+class AudioXTurboSampler(_SamplerNode):
     DISPLAY_NAME = "AudioX Turbo Sampler"
     DESCRIPTION = ("The AudioX-Turbo sampler: the distilled student in 1–8 steps (4 as trained), no CFG. Handles "
                    "inpainting/completion (latent + mask) and long-form generation (duration > window).")
-    CATEGORY = f"{CATEGORY}/sampling"
-    RETURN_TYPES = ("LATENT", "STRING")
-    RETURN_NAMES = ("latent", "report")
-    OUTPUT_TOOLTIPS = ("Audio latents; decode with AudioX VAE Decode.", "What was sampled.")
-    FUNCTION = "sample"
 
     @classmethod
     def INPUT_TYPES(cls):
