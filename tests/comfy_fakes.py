@@ -38,6 +38,8 @@ _ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load_by_path(name: str, rel: str):
+    """Import a ComfyUI-free module of the pack (``nodes/graph.py``, ``nodes/standins.py``) by
+    path under a private top-level name, so the tests need no pack import (and no stubs) for it."""
     import importlib.util
     if name in sys.modules:
         return sys.modules[name]

@@ -2,26 +2,9 @@
 
 Pieces, usable on their own:
 
-The first four live in ``nodes/graph.py`` (shared with the headless runner) and are re-exported here:
-
-* :class:`NodeDef` — a node's inputs/outputs, from a Python class (``INPUT_TYPES`` ...) or from
-  an ``/object_info`` entry of a live server.
-* :func:`ui_to_api` — the editor's UI-format JSON (``workflows/*.json``) to the API format that
-  ``POST /prompt`` takes, done the way the ComfyUI frontend (1.27) does it: ``widgets_values`` are
-  positional over the node's widget inputs in INPUT_TYPES order; INT (and COMBO) inputs with
-  ``control_after_generate`` (or an INT named ``seed``/``noise_seed``) are followed by a
-  frontend-only control value; ``*_upload`` combos by an upload-button value; links are resolved
-  by id through Reroute nodes and bypassed nodes (mode 4, matched by type like the frontend);
-  PrimitiveNode values are inlined; muted nodes (mode 2) and links from them are dropped;
-  Note/MarkdownNote are ignored.  Dict-style ``widgets_values`` (VideoHelperSuite) are read by
-  name.  Subgraphs are refused (flatten them).
-* :func:`validate_ui` / :func:`validate_api` — static checks: known node types, type-correct
-  links, widget values convertible / within min..max / in the combo list, required inputs present,
-  at least one output node; the same rules as ComfyUI's ``execution.validate_inputs``.
-* :func:`execute` — a minimal in-process executor: runs the API graph in topological order (only
-  nodes that feed an OUTPUT_NODE), with ComfyUI's list-mapping semantics (INPUT_IS_LIST /
-  OUTPUT_IS_LIST), hidden inputs, ``{"ui", "result"}`` returns, under ``torch.inference_mode()``
-  as ComfyUI does.
+* :class:`NodeDef`, :func:`ui_to_api`, :func:`validate_ui` / :func:`validate_api` and
+  :func:`execute` live in ``nodes/graph.py`` (shared with the headless runner; its module
+  docstring describes them) and are re-exported here.
 * :func:`load_pack` — imports the repository as a custom-node package (like ComfyUI does, so the
   pack's relative imports work) while keeping ``<pack>.audiox_core`` identical to the top-level
   ``audiox_core`` the unit tests import.
@@ -44,24 +27,14 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import comfy_fakes  # noqa: E402  (tests/ is on sys.path under pytest)
-
-
-def _load_by_path(name: str, rel: str):
-    """Import a ComfyUI-free module of the pack (``nodes/graph.py``, ``nodes/standins.py``) by
-    path under a private top-level name, so the tests need no pack import (and no stubs) for it."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from comfy_fakes import _load_by_path  # noqa: E402
 
 
 # The converter, validator and executor live in nodes/graph.py (the headless runner uses them too);
@@ -284,6 +257,25 @@ def comfy_env(tmp_path):
         env.pack = load_pack()
         env.classes = all_classes(env.pack)
         yield env
+
+
+def install_models(models_dir: Path, files: Mapping[str, str]) -> None:
+    """Write tiny model files: ``files`` maps a path below ``models_dir`` to a MODEL_FACTORIES name."""
+    for rel, factory in files.items():
+        p = Path(models_dir) / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        MODEL_FACTORIES[factory](p)
+
+
+def call_node(env, node_id: str, unique_id: str = "7", **kwargs):
+    """Run one node of ``env.classes`` like ComfyUI does (inference mode, hidden unique_id);
+    returns the result tuple."""
+    cls = env.classes[node_id]
+    if "unique_id" in (cls.INPUT_TYPES().get("hidden") or {}):
+        kwargs["unique_id"] = unique_id
+    with torch.inference_mode():
+        out = getattr(cls(), cls.FUNCTION)(**kwargs)
+    return out["result"] if isinstance(out, dict) else out
 
 
 def iter_workflow_files(root: Path = ROOT) -> list[Path]:

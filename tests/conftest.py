@@ -57,3 +57,21 @@ def _deterministic_threads():
     import torch
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a whole test module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    tiny tensors, and one thread avoids OpenMP wake-up stalls on a shared 2-core machine."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def param_grads(m, x, t, ctx) -> dict:
+    """Gradients of ``mean(m(x, t, ctx)²)`` by parameter name (parameters that get one)."""
+    m.zero_grad(set_to_none=True)
+    m(x, t, ctx).square().mean().backward()
+    return {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}

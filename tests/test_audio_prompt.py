@@ -21,12 +21,7 @@ from conftest import read_manifest, shape_str
 PREFIX = "conditioner.conditioners.audio_prompt."
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY_VAE = VAEConfig(channels=4, c_mults=(1, 2), strides=(2, 2), encoder_latent_dim=8, latent_dim=4,

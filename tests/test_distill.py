@@ -19,12 +19,7 @@ from audiox_core.training.trainer import TrainConfig, Trainer
 LAT = 16  # latent frames of the toy models
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def toy_examples(n, seed):

@@ -14,16 +14,10 @@ from audiox_core.errors import InputError
 from audiox_core.models.blocks import FourierFeatures, apply_neox_rotary, neox_rotary_table, rotary_inv_freq
 from audiox_core.models.dit import DiT
 
-from conftest import read_manifest, shape_str
+from conftest import param_grads, read_manifest, shape_str
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP wake-up stalls on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_cfg(embed=256, heads=4, cond=128, depth=2, gdim=16) -> BackboneConfig:
@@ -285,20 +279,14 @@ def test_errors(tiny):
         no_g(x, t, ctx, global_cond=torch.randn(2, 16))
 
 
-def _grads(m, x, t, ctx):
-    m.zero_grad(set_to_none=True)
-    m(x, t, ctx).square().mean().backward()
-    return {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
-
-
 def test_backward_and_gradient_checkpointing(tiny):
     x, t, ctx = inputs()
     m = DiT(tiny_cfg())
     m.load_state_dict(tiny.state_dict())
     m.train()
-    g_plain = _grads(m, x, t, ctx)
+    g_plain = param_grads(m, x, t, ctx)
     m.gradient_checkpointing = True
-    g_ckpt = _grads(m, x, t, ctx)
+    g_ckpt = param_grads(m, x, t, ctx)
     assert g_plain.keys() == g_ckpt.keys()
     assert "transformer.layers.0.cross_attn.to_kv.weight" in g_plain and "to_cond_embed.0.weight" in g_plain
     for n in g_plain:

@@ -14,7 +14,7 @@ from audiox_core.errors import InputError
 from audiox_core.models.blocks import ChannelLastConv1d, gptj_rope_table, apply_gptj_rope
 from audiox_core.models.mmdit import MMDiT, conv_mlp_hidden
 
-from conftest import read_manifest, shape_str
+from conftest import param_grads, read_manifest, shape_str
 
 LX = 9  # tiny latent_seq_len: 1 time token + 8 latents
 
@@ -33,13 +33,7 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP wake-up stalls on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -303,20 +297,14 @@ def test_meta_construction_has_no_data():
 # ------------------------------------------------------------------------------------------------
 # Training paths
 # ------------------------------------------------------------------------------------------------
-def _grads(m, x, t, ctx):
-    m.zero_grad(set_to_none=True)
-    m(x, t, ctx).square().mean().backward()
-    return {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
-
-
 def test_backward_and_gradient_checkpointing(tiny):
     x, t, ctx = inputs()
     m = MMDiT(tiny_cfg())
     m.load_state_dict(tiny.state_dict())
     m.train()
-    g_plain = _grads(m, x, t, ctx)
+    g_plain = param_grads(m, x, t, ctx)
     m.gradient_checkpointing = True
-    g_ckpt = _grads(m, x, t, ctx)
+    g_ckpt = param_grads(m, x, t, ctx)
     assert g_plain.keys() == g_ckpt.keys()
     for n in g_plain:
         assert torch.isfinite(g_plain[n]).all()

@@ -20,6 +20,7 @@ import comfy_fakes
 import comfy_harness as H
 import workflow_models  # noqa: F401  (registers the tiny-weight factories)
 from comfy_harness import comfy_env  # noqa: F401  (fixture)
+from comfy_harness import call_node as call
 
 TINY = {"audiox/turbo.safetensors": "tiny_turbo", "audiox/turbo_base.safetensors": "tiny_turbo_base",
         "audiox/maf.safetensors": "tiny_maf", "audiox/v1_named_turbo.safetensors": "tiny_audiox",
@@ -29,22 +30,8 @@ TINY = {"audiox/turbo.safetensors": "tiny_turbo", "audiox/turbo_base.safetensors
 
 @pytest.fixture
 def env(comfy_env):  # noqa: F811
-    for rel, factory in TINY.items():
-        p = comfy_env.models_dir / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        H.MODEL_FACTORIES[factory](p)
+    H.install_models(comfy_env.models_dir, TINY)
     return comfy_env
-
-
-def call(env, node_id: str, unique_id: str = "7", **kwargs):
-    """Run one node like ComfyUI does (inference mode, hidden unique_id); returns the result tuple."""
-    cls = env.classes[node_id]
-    spec = cls.INPUT_TYPES()
-    if "unique_id" in (spec.get("hidden") or {}):
-        kwargs["unique_id"] = unique_id
-    with torch.inference_mode():
-        out = getattr(cls(), cls.FUNCTION)(**kwargs)
-    return out["result"] if isinstance(out, dict) else out
 
 
 def load(env, ckpt: str, **kw):
@@ -494,11 +481,8 @@ def test_headless_cli_runs_an_example_graph(tmp_path):
     import subprocess
     import sys
     models = tmp_path / "models"
-    for rel, factory in {"audiox/audiox_demo_turbo.safetensors": "tiny_turbo",
-                         "text_encoders/demo_t5": "tiny_t5"}.items():
-        p = models / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        H.MODEL_FACTORIES[factory](p)
+    H.install_models(models, {"audiox/audiox_demo_turbo.safetensors": "tiny_turbo",
+                              "text_encoders/demo_t5": "tiny_t5"})
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "nodes.headless", "workflows/text_to_audio.json", "--out", str(out),
                         "--models", str(models), "--set", "6.seed=3"],

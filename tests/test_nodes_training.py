@@ -24,41 +24,24 @@ import comfy_fakes
 import comfy_harness as H
 import workflow_models  # noqa: F401  (registers the tiny-weight factories)
 from comfy_harness import comfy_env  # noqa: F401  (fixture)
+from comfy_harness import call_node as call
 
 TINY = {"audiox/turbo_base.safetensors": "tiny_turbo_base", "audiox/v_model.safetensors": "tiny_audiox",
         "text_encoders/t5": "tiny_t5"}
 FOLDER = "train_clips"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
 def env(comfy_env):  # noqa: F811
-    for rel, factory in TINY.items():
-        p = comfy_env.models_dir / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        H.MODEL_FACTORIES[factory](p)
+    H.install_models(comfy_env.models_dir, TINY)
     H.INPUT_FACTORIES["tiny_example_dataset"](comfy_env.input_dir / FOLDER)
     return comfy_env
 
 
 # ------------------------------------------------------------------ helpers
-def call(env, node_id: str, unique_id: str = "7", **kwargs):
-    """Run one node like ComfyUI does (inference mode, hidden unique_id); returns the result tuple."""
-    cls = env.classes[node_id]
-    if "unique_id" in (cls.INPUT_TYPES().get("hidden") or {}):
-        kwargs["unique_id"] = unique_id
-    with torch.inference_mode():
-        out = getattr(cls(), cls.FUNCTION)(**kwargs)
-    return out["result"] if isinstance(out, dict) else out
-
-
 def node_error(fn, *args, **kwargs) -> str:
     with pytest.raises(H.load_pack(fresh=False).nodes.common.NodeError) as ei:
         fn(*args, **kwargs)

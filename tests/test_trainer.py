@@ -22,12 +22,7 @@ from audiox_core.training.objectives import EMA, LRSchedule, TimeSampler, noised
 from audiox_core.training.plot import loss_curve_image, loss_curve_png
 from audiox_core.training.trainer import TrainConfig, Trainer, evaluate_loss
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

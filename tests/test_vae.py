@@ -23,13 +23,7 @@ from conftest import read_manifest, shape_str
 MANIFESTS = ["audiox", "audiox_maf", "audiox_maf_mmdit", "audiox_turbo"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP wake-up stalls on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_cfg(**kw) -> VAEConfig:
