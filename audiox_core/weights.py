@@ -42,6 +42,22 @@ _ST_DTYPES = {
 _ST_NAMES = {v: k for k, v in _ST_DTYPES.items() if v is not None}
 
 
+def folder_weights(folder: Path, names: Iterable[str]) -> tuple[Optional[Path], Optional[dict]]:
+    """A Hugging Face model folder's weights file (the first of ``names`` present; None if none is)
+    and its parsed ``config.json`` (None when absent).  An unreadable ``config.json`` raises
+    :class:`CheckpointError`."""
+    cfg = None
+    if (folder / "config.json").is_file():
+        try:
+            cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{folder / 'config.json'}: unreadable ({e})") from None
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name, cfg
+    return None, cfg
+
+
 def shape_str(shape) -> str:
     """Manifest spelling of a shape: ``1536x256``; ``scalar`` for a 0-d tensor."""
     return "x".join(str(int(s)) for s in shape) if len(shape) else "scalar"

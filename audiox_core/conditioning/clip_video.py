@@ -47,7 +47,6 @@ Checkpoint compatibility:
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -57,6 +56,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, InputError
+from ..weights import folder_weights
 from .temporal_transformer import TemporalTransformer
 
 log = logging.getLogger(__name__)
@@ -368,19 +368,16 @@ ACCEPTED_CLIP_LAYOUTS = (
 )
 
 
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.bin", "model.pt", "model.pth")
+
+
 def _weight_file(path: Path) -> tuple[Path, Optional[dict]]:
     """Resolve a folder to its weights file (+ parsed config.json)."""
     if not path.is_dir():
         return path, None
-    cfg = None
-    if (path / "config.json").is_file():
-        try:
-            cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{path / 'config.json'}: unreadable ({e})") from None
-    for name in ("model.safetensors", "pytorch_model.bin", "model.bin", "model.pt", "model.pth"):
-        if (path / name).is_file():
-            return path / name, cfg
+    found, cfg = folder_weights(path, _WEIGHT_FILES)
+    if found is not None:
+        return found, cfg
     raise CheckpointError(f"{path}: no weights file found (expected model.safetensors or pytorch_model.bin)")
 
 

@@ -43,7 +43,6 @@ ComfyUI itself (``comfy/text_encoders/t5_tokenizer/``), so no download is ever n
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections import OrderedDict
 from pathlib import Path
@@ -52,6 +51,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from ..errors import CheckpointError, InputError
+from ..weights import folder_weights
 from .tokenizers import MARKER_FILE, ByteTokenizer, SentencePieceTokenizer, is_byte_tokenizer_dir
 
 log = logging.getLogger(__name__)
@@ -152,15 +152,9 @@ def _resolve_weights(path: Path) -> tuple[Path, Optional[dict]]:
         raise CheckpointError(f"{path}: T5 text encoder not found")
     if not path.is_dir():
         return path, None
-    cfg = None
-    if (path / "config.json").is_file():
-        try:
-            cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{path / 'config.json'}: unreadable ({e})") from None
-    for name in WEIGHT_FILES:
-        if (path / name).is_file():
-            return path / name, cfg
+    found, cfg = folder_weights(path, WEIGHT_FILES)
+    if found is not None:
+        return found, cfg
     if any(path.glob("*.index.json")):
         raise CheckpointError(f"{path}: sharded weights are not supported; t5-base ships as one model.safetensors")
     raise CheckpointError(f"{path}: no T5 weights found (expected {' or '.join(WEIGHT_FILES)})")
