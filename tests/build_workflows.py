@@ -305,52 +305,45 @@ def _i2a(g):
     spectrogram(g, a, "i2a")
 
 
-@graph("audio_inpainting", "Audio inpainting: regenerate the seconds given in the Inpaint Mask and keep the rest. "
-       "The audio is encoded by the VAE (its latents are kept outside the mask) and is also the audio prompt with "
-       "the masked part blanked (the official setup); VAE Decode pastes the original back outside the mask.")
-def _inpaint(g):
+def masked_regeneration(g: Graph, audio_file: str, mask_type: str, mask_widgets: dict, prompt: str,
+                        prefix: str) -> Node:
+    """Inpainting / completion: the audio is VAE-encoded for the sampler and, masked, also the audio
+    prompt; VAE Decode pastes the original back outside the mask.  Returns the mask node."""
     model, t5 = loaders(g)
-    la = g.add("LoadAudio", audio="audiox_example_events.wav")
+    la = g.add("LoadAudio", audio=audio_file)
     enc = g.add("AudioXVAEEncode", sample_posterior=True, posterior_seed=0, chunked="auto")
     g.link(model, "vae", enc, "vae")
     g.link(la, 0, enc, "audio")
-    mask = g.add("AudioXInpaintMask", ranges="1.0-2.2", ramp_seconds=0.1)
+    mask = g.add(mask_type, **mask_widgets)
     ap = g.add("AudioXAudioPromptEncoder", masking="off", mask_seed=0)
     g.link(model, "model", ap, "model")
     g.link(la, 0, ap, "audio")
     g.link(mask, "mask", ap, "mask")
-    t = text(g, model, t5, EVENTS_CAPTION)
+    t = text(g, model, t5, prompt)
     ctx = fusion(g, model, t, None, ap)
     s = turbo(g, model, ctx)
     g.link(enc, "latent", s, "latent")
     g.link(mask, "mask", s, "mask")
     a = decode(g, model, s, la)
-    save_audio(g, a, "inpainting")
-    spectrogram(g, a, "inpainting")
+    save_audio(g, a, prefix)
+    spectrogram(g, a, prefix)
+    return mask
+
+
+@graph("audio_inpainting", "Audio inpainting: regenerate the seconds given in the Inpaint Mask and keep the rest. "
+       "The audio is encoded by the VAE (its latents are kept outside the mask) and is also the audio prompt with "
+       "the masked part blanked (the official setup); VAE Decode pastes the original back outside the mask.")
+def _inpaint(g):
+    mask = masked_regeneration(g, "audiox_example_events.wav", "AudioXInpaintMask",
+                               {"ranges": "1.0-2.2", "ramp_seconds": 0.1}, EVENTS_CAPTION, "inpainting")
     g.override(mask, ranges="0.05-0.15")
 
 
 @graph("music_completion", "Music completion: keep the first seconds of a piece and let the model continue it "
        "(the kept part is also the audio prompt, as in the official music tasks).")
 def _complete(g):
-    model, t5 = loaders(g)
-    la = g.add("LoadAudio", audio="audiox_example_music.wav")
-    enc = g.add("AudioXVAEEncode", sample_posterior=True, posterior_seed=0, chunked="auto")
-    g.link(model, "vae", enc, "vae")
-    g.link(la, 0, enc, "audio")
-    mask = g.add("AudioXCompletionMask", keep_seconds=2.0)
-    ap = g.add("AudioXAudioPromptEncoder", masking="off", mask_seed=0)
-    g.link(model, "model", ap, "model")
-    g.link(la, 0, ap, "audio")
-    g.link(mask, "mask", ap, "mask")
-    t = text(g, model, t5, MUSIC_CAPTION)
-    ctx = fusion(g, model, t, None, ap)
-    s = turbo(g, model, ctx)
-    g.link(enc, "latent", s, "latent")
-    g.link(mask, "mask", s, "mask")
-    a = decode(g, model, s, la)
-    save_audio(g, a, "completion")
-    spectrogram(g, a, "completion")
+    mask = masked_regeneration(g, "audiox_example_music.wav", "AudioXCompletionMask", {"keep_seconds": 2.0},
+                               MUSIC_CAPTION, "completion")
     g.override(mask, keep_seconds=0.1)
 
 
