@@ -75,3 +75,27 @@ def param_grads(m, x, t, ctx) -> dict:
     m.zero_grad(set_to_none=True)
     m(x, t, ctx).square().mean().backward()
     return {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+
+
+def checkpointing_grads(fresh, trained, x, t, ctx) -> tuple[dict, dict]:
+    """:func:`param_grads` of ``fresh`` (a new model of ``trained``'s config) holding ``trained``'s
+    weights in train mode, without and with gradient checkpointing."""
+    fresh.load_state_dict(trained.state_dict())
+    fresh.train()
+    plain = param_grads(fresh, x, t, ctx)
+    fresh.gradient_checkpointing = True
+    return plain, param_grads(fresh, x, t, ctx)
+
+
+def half_precision_outputs(trained, make_fresh, dtype, x, t, ctx):
+    """``trained``'s fp32 output, the output of a new model (``make_fresh()``) holding its weights
+    in ``dtype``, and ``trained``'s output under bf16 autocast."""
+    import torch
+    with torch.no_grad():
+        ref = trained(x, t, ctx)
+        m16 = make_fresh().to(dtype)
+        m16.load_state_dict(trained.state_dict())
+        out16 = m16.eval()(x, t, ctx)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            outac = trained(x, t, ctx)
+    return ref, out16, outac

@@ -14,7 +14,7 @@ from audiox_core.errors import InputError
 from audiox_core.models.blocks import FourierFeatures, apply_neox_rotary, neox_rotary_table, rotary_inv_freq
 from audiox_core.models.dit import DiT
 
-from conftest import param_grads, read_manifest, shape_str
+from conftest import checkpointing_grads, half_precision_outputs, read_manifest, shape_str
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -250,14 +250,7 @@ def test_zero_context_rows_skip_is_bit_identical(tiny, dtype):
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_weights_and_autocast_close_to_fp32(tiny, dtype):
-    x, t, ctx = inputs()
-    with torch.no_grad():
-        ref = tiny(x, t, ctx)
-        m16 = DiT(tiny_cfg()).to(dtype)
-        m16.load_state_dict(tiny.state_dict())
-        out16 = m16.eval()(x, t, ctx)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            outac = tiny(x, t, ctx)
+    ref, out16, outac = half_precision_outputs(tiny, lambda: DiT(tiny_cfg()), dtype, *inputs())
     scale = ref.abs().max()
     assert out16.dtype == torch.float32
     assert (out16 - ref).abs().max() < 0.05 * scale
@@ -281,12 +274,7 @@ def test_errors(tiny):
 
 def test_backward_and_gradient_checkpointing(tiny):
     x, t, ctx = inputs()
-    m = DiT(tiny_cfg())
-    m.load_state_dict(tiny.state_dict())
-    m.train()
-    g_plain = param_grads(m, x, t, ctx)
-    m.gradient_checkpointing = True
-    g_ckpt = param_grads(m, x, t, ctx)
+    g_plain, g_ckpt = checkpointing_grads(DiT(tiny_cfg()), tiny, x, t, ctx)
     assert g_plain.keys() == g_ckpt.keys()
     assert "transformer.layers.0.cross_attn.to_kv.weight" in g_plain and "to_cond_embed.0.weight" in g_plain
     for n in g_plain:

@@ -14,7 +14,7 @@ from audiox_core.errors import InputError
 from audiox_core.models.blocks import ChannelLastConv1d, gptj_rope_table, apply_gptj_rope
 from audiox_core.models.mmdit import MMDiT, conv_mlp_hidden
 
-from conftest import param_grads, read_manifest, shape_str
+from conftest import checkpointing_grads, half_precision_outputs, read_manifest, shape_str
 
 LX = 9  # tiny latent_seq_len: 1 time token + 8 latents
 
@@ -262,14 +262,7 @@ def test_prepare_cache_equals_plain_path(tiny):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_weights_and_autocast_close_to_fp32(tiny, dtype):
-    x, t, ctx = inputs()
-    with torch.no_grad():
-        ref = tiny(x, t, ctx)
-        m16 = MMDiT(tiny_cfg()).to(dtype)
-        m16.load_state_dict(tiny.state_dict())
-        out16 = m16.eval()(x, t, ctx)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            outac = tiny(x, t, ctx)
+    ref, out16, outac = half_precision_outputs(tiny, lambda: MMDiT(tiny_cfg()), dtype, *inputs())
     assert out16.dtype == torch.float32 and outac.dtype == torch.float32
     scale = ref.abs().max()
     assert (out16 - ref).abs().max() < 0.05 * scale
@@ -299,12 +292,7 @@ def test_meta_construction_has_no_data():
 # ------------------------------------------------------------------------------------------------
 def test_backward_and_gradient_checkpointing(tiny):
     x, t, ctx = inputs()
-    m = MMDiT(tiny_cfg())
-    m.load_state_dict(tiny.state_dict())
-    m.train()
-    g_plain = param_grads(m, x, t, ctx)
-    m.gradient_checkpointing = True
-    g_ckpt = param_grads(m, x, t, ctx)
+    g_plain, g_ckpt = checkpointing_grads(MMDiT(tiny_cfg()), tiny, x, t, ctx)
     assert g_plain.keys() == g_ckpt.keys()
     for n in g_plain:
         assert torch.isfinite(g_plain[n]).all()
