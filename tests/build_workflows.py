@@ -420,6 +420,16 @@ def dataset(g: Graph, model: Node, t5: Node) -> Node:
     return ds
 
 
+def training(g: Graph, type_: str, model: Node, ds: Node, **widgets) -> Node:
+    """A training node on ``model`` and the dataset ``ds``, its loss curve shown by a Preview Image."""
+    n = g.add(type_, **widgets)
+    g.link(model, "model", n, "model")
+    g.link(ds, "dataset", n, "dataset")
+    pv = g.add("PreviewImage")
+    g.link(n, "loss", pv, "images")
+    return n
+
+
 def base_sampler(g: Graph, model: Node, ctx: Node, model_out: Any = "model", seed: int = 42) -> Node:
     s = g.add("AudioXSampler", seed=seed, steps=50, cfg=6.0, sampler_name="euler")
     g.link(model, model_out, s, "model")
@@ -449,14 +459,10 @@ def text_fused(g: Graph, model: Node, t5: Node, prompt: str, title: str, model_o
 def _lora_training(g):
     model, t5 = loaders(g, DEMO_BASE)
     ds = dataset(g, model, t5)
-    tr = g.add("AudioXTrainLoRA", output_name=DEMO_LORA, steps=500, learning_rate=1e-4, rank=16, alpha=0.0,
-               dropout=0.0, targets="all", include_maf=False, batch_size=2, grad_accum=1, warmup_steps=20,
-               precision="auto", gradient_checkpointing=True, ema=False, mask_video=0.6, mask_text=0.2,
-               mask_audio=0.6, cfg_dropout=0.1, seed=0, resume=True, save_every=100)
-    g.link(model, "model", tr, "model")
-    g.link(ds, "dataset", tr, "dataset")
-    pv = g.add("PreviewImage")
-    g.link(tr, "loss", pv, "images")
+    tr = training(g, "AudioXTrainLoRA", model, ds, output_name=DEMO_LORA, steps=500, learning_rate=1e-4, rank=16,
+                  alpha=0.0, dropout=0.0, targets="all", include_maf=False, batch_size=2, grad_accum=1,
+                  warmup_steps=20, precision="auto", gradient_checkpointing=True, ema=False, mask_video=0.6,
+                  mask_text=0.2, mask_audio=0.6, cfg_dropout=0.1, seed=0, resume=True, save_every=100)
     lora_s = base_sampler(g, tr, text_fused(g, tr, t5, DATASET_CAPTION, "Text (with the LoRA)"))
     base_s = base_sampler(g, model, text_fused(g, model, t5, DATASET_CAPTION, "Text (base)"))
     save_audio(g, decode(g, model, lora_s), "lora_training/with_lora")
@@ -489,13 +495,9 @@ def _generate_with_lora(g):
 def _distillation(g):
     model, t5 = loaders(g, DEMO_BASE)
     ds = dataset(g, model, t5)
-    dn = g.add("AudioXDistill", output_name=DEMO_STUDENT, steps=1000, mode="lora", lora_rank=32, learning_rate=1e-4,
-               guidance=6.0, student_steps=4, gan=True, precision="auto", gradient_checkpointing=True, seed=0,
-               resume=True, save_every=250)
-    g.link(model, "model", dn, "model")
-    g.link(ds, "dataset", dn, "dataset")
-    pv = g.add("PreviewImage")
-    g.link(dn, "loss", pv, "images")
+    dn = training(g, "AudioXDistill", model, ds, output_name=DEMO_STUDENT, steps=1000, mode="lora", lora_rank=32,
+                  learning_rate=1e-4, guidance=6.0, student_steps=4, gan=True, precision="auto",
+                  gradient_checkpointing=True, seed=0, resume=True, save_every=250)
     ts = g.add("AudioXTurboSampler", seed=42, steps=4)
     g.link(dn, "student", ts, "model")
     g.link(text_fused(g, dn, t5, DATASET_CAPTION, "Text (student)", model_out="student"), "context", ts, "context")
