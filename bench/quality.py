@@ -13,7 +13,9 @@
    recipe renders.
 2. Scores the ground-truth renders of those scenes with the same detectors (the detector
    validation, target >= 98 % on every starred metric; below it the run stops unless ``--force``).
-3. Generates every clip with Base at 50 steps with CFG, Base at 4 steps and Turbo at 4 steps, and
+3. Scores the same ground truth passed through the model's VAE (posterior mean, decoded): the
+   ceiling any generation can reach through that decoder ("GT via VAE" column).
+4. Generates every clip with Base at 50 steps with CFG, Base at 4 steps and Turbo at 4 steps, and
    scores them; prints a markdown table (``*`` = metric gated by the validation) with seconds per
    clip, and the issue's targets.  ``--json`` writes everything; ``--check`` exits 1 when a target
    is missed.  Metric definitions: ``audiox_core/demo/quality.py``.

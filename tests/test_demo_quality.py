@@ -123,7 +123,6 @@ def test_v2a_onset_metrics_follow_a_shift():
 
 
 def test_inpaint_and_completion_scores():
-    import numpy as np
     from audiox_core.demo import quality as Q
     from audiox_core.demo import world as W
     q = _items(n_inpaint=3, n_completion=3, tasks=("inpaint", "complete_m", "complete_e"))

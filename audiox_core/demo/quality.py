@@ -62,6 +62,9 @@ otherwise; "detected" = :func:`detectors.analyse_events` / :func:`detectors.anal
     categories / number; the caption says which events follow), ``seam_score``,
     ``latent_kept_db``.
 
+Besides the ground truth (the detector validation), :func:`vae_rows` scores the ground truth
+passed through the model's VAE: the ceiling any generation decoded by that VAE can reach.
+
 ``wall_s``: seconds per clip of :func:`audiox_core.generate.generate` (conditions, sampling,
 decoding; not the detectors), per task and overall.
 
@@ -79,7 +82,7 @@ import math
 import time
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
