@@ -273,6 +273,36 @@ def test_distill_cancel_and_resume(teacher_and_data, tmp_path):
         assert torch.allclose(p, q, atol=1e-6), n
 
 
+def test_resume_refuses_a_checkpoint_of_another_teacher(teacher_and_data, tmp_path):
+    """A distillation checkpoint belongs to its teacher: after the teacher changed (e.g. the base
+    model was trained further) resuming must fail loudly instead of continuing a stale student."""
+    import copy
+    from audiox_core.errors import CheckpointError
+    teacher, data = teacher_and_data
+    cfg = DistillConfig(steps=2, batch_size=2, lr=1e-4, lora_rank=2, gan_blocks=2, precision="fp32", save_every=0,
+                        seed=1)
+    d = Distiller(teacher, data, cfg, out_dir=tmp_path)
+    try:
+        d.run()
+    finally:
+        d.close()
+    same = Distiller(teacher, data, cfg, out_dir=tmp_path)
+    try:
+        assert same.resume() and same.step == 2
+    finally:
+        same.close()
+    other = copy.deepcopy(teacher)
+    with torch.no_grad():
+        for p in other.backbone.parameters():
+            p.add_(0.01)
+    d2 = Distiller(other, data, cfg, out_dir=tmp_path)
+    try:
+        with pytest.raises(CheckpointError, match="another teacher"):
+            d2.resume()
+    finally:
+        d2.close()
+
+
 def test_cli_distill(tmp_path, teacher_and_data, capsys):
     from audiox_core.checkpoint import load_model, save_model
     from audiox_core.media import save_wav

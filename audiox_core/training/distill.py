@@ -595,3 +595,11 @@ class Distiller(TrainingLoop):
         if info.get("variant") != self.teacher.config.variant:
             raise CheckpointError(f"{path}: made for {info.get('variant')}, the teacher is "
                                   f"{self.teacher.config.variant}")
+        saved = info.get("teacher_fingerprint")
+        if saved is not None:
+            from .lora import base_fingerprint
+            now = base_fingerprint(self.teacher)["id"]
+            if saved != now:
+                raise CheckpointError(f"{path}: made while distilling another teacher (weights fingerprint {saved}, "
+                                      f"this teacher {now}); its student and critic do not belong to this teacher — "
+                                      "remove that checkpoint folder or write to another output")
