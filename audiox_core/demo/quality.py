@@ -552,7 +552,7 @@ def run_model(model, settings, q: QualityItems, *, name: str = "", echo: Callabl
     """Generate every item with ``model`` / ``settings`` (per-item seeds from ``q.seed``) and score it.
 
     Returns ``{"rows": {task: {metric: value, "n", "wall_s"}}, "wall_s": seconds per clip overall,
-    "clips": n}``."""
+    "clips": n, "audio_stats": {task: [{"finite", "seconds", "rms"} per clip]}}``."""
     from dataclasses import replace
 
     from ..generate import decode
@@ -561,15 +561,20 @@ def run_model(model, settings, q: QualityItems, *, name: str = "", echo: Callabl
     rows: Dict[str, Dict[str, float]] = {}
     cache: dict = {}
     total_wall, total_n = 0.0, 0
+    stats: Dict[str, list] = {}
     for task, items in q.items.items():
         if not items:
             continue
         per, walls = [], []
+        stats[task] = []
         for it in items:
             s = replace(settings, seed=_item_seed(q.seed, task, it.index))
             t0 = time.perf_counter()
             audio, lat = _generate_item(model, it, s, cache)
             walls.append(time.perf_counter() - t0)
+            a = torch.as_tensor(audio).float()
+            stats[task].append({"finite": bool(torch.isfinite(a).all()), "seconds": a.shape[-1] / sr,
+                                "rms": float(a.pow(2).mean().sqrt())})
             kw = {}
             if lat is not None:  # outside the timing: the decoded latents before the original is pasted
                 raw = decode(model, lat)
@@ -581,7 +586,7 @@ def run_model(model, settings, q: QualityItems, *, name: str = "", echo: Callabl
         total_wall += float(np.sum(walls))
         total_n += len(items)
         echo(f"[{name}] {task}: {len(items)} clips, {np.mean(walls):.2f} s/clip")
-    return {"rows": rows, "wall_s": total_wall / max(1, total_n), "clips": total_n}
+    return {"rows": rows, "wall_s": total_wall / max(1, total_n), "clips": total_n, "audio_stats": stats}
 
 
 def run_quality(models: Dict[str, Any], q: QualityItems, *, configs: Sequence[str] = tuple(CONFIGS),
