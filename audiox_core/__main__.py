@@ -43,6 +43,9 @@ def _add_generate(sub):
     i.add_argument("--image", help="still image (image-to-audio)")
     i.add_argument("--music", action="store_true", help="use the music task sentence when no prompt is given")
     i.add_argument("--start", type=float, default=0.0, help="video start, seconds")
+    i.add_argument("--sync-zeros", action="store_true",
+                   help="MAF/Turbo models: zero sync features instead of running the Synchformer "
+                        "(as the official gradio app; the demo model is trained that way)")
     i.add_argument("--audio-prompt", help="audio conditioning file")
     i.add_argument("--no-prompt-mask", action="store_true", help="disable the official random prompt masking")
     i.add_argument("--init-audio", help="audio to inpaint / complete / vary")
@@ -92,7 +95,8 @@ def _cmd_generate(a) -> int:
     res = generate(model, prompt=a.prompt, negative_prompt=a.negative, video=a.video, image=a.image, start=a.start,
                    audio_prompt=a.audio_prompt, audio_prompt_mask=False if a.no_prompt_mask else None,
                    init_audio=a.init_audio, strength=a.strength, inpaint=a.inpaint, keep_seconds=a.keep,
-                   music=a.music, duration=a.duration, settings=settings, batch=a.batch, callback=progress)
+                   music=a.music, duration=a.duration, settings=settings, batch=a.batch,
+                   sync_features=not a.sync_zeros, callback=progress)
     for line in res.report:
         print(f"  {line}", file=sys.stderr)
     outs = []

@@ -225,7 +225,9 @@ def encode_video(model, visual: Optional[Union[VisualInput, torch.Tensor]] = Non
                 synchformer = model.synchformer
             if synchformer is None:
                 raise InputError(f"{model.config.variant} conditions on Synchformer sync features: load "
-                                 "synchformer_state_dict.pth (Synchformer loader) and connect it")
+                                 "synchformer_state_dict.pth (Synchformer loader / --synchformer) and connect it, "
+                                 "or deliberately feed zero sync features (sync zeros / --sync-zeros, as the "
+                                 "official gradio app)")
             sync, rep = encode_sync(synchformer, visual, start=start, duration=vc.duration,
                                     tokens=vc.sync_tokens, resize_mode=sync_resize_mode, callback=callback)
             reports.append(f"sync: {rep}")

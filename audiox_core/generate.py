@@ -342,7 +342,7 @@ def generate(model, *, prompt: Union[str, Sequence[str]] = "", negative_prompt: 
              keep_seconds: Optional[float] = None, music: bool = False,
              duration: Optional[float] = None, settings: Optional[SamplerSettings] = None, batch: int = 1,
              modality_scale: Optional[Sequence[float]] = None, window_overlap: float = 0.25,
-             callback=None) -> Result:
+             sync_features: bool = True, callback=None) -> Result:
     """Generate audio for any AudioX task.  Returns audio at the model's rate.
 
     ``prompt``/``negative_prompt`` may be strings or pre-encoded text :class:`~.conditions.Condition`;
@@ -355,7 +355,9 @@ def generate(model, *, prompt: Union[str, Sequence[str]] = "", negative_prompt: 
     ``keep_seconds`` → music/audio completion (continue the given clip); ``init_audio`` +
     ``strength < 1`` → variation; ``duration`` longer than the model window → long-form.
     ``audio_prompt``: the audio conditioner's input (defaults to ``init_audio`` for inpainting and
-    completion, as the official trained those tasks).
+    completion, as the official trained those tasks).  ``sync_features=False``: feed zero
+    Synchformer features to a sync-conditioned (MAF / Turbo) model instead of computing them with
+    the attached Synchformer (what the official gradio app and the demo model's training do).
     """
     settings = settings or SamplerSettings.for_model(model)
     if batch < 1 or batch > 64:
@@ -391,11 +393,13 @@ def generate(model, *, prompt: Union[str, Sequence[str]] = "", negative_prompt: 
         return _generate_long(model, prompt=prompt, negative_prompt=negative_prompt, visual=visual, start=start,
                               init=init, keep_seconds=keep_seconds, duration=duration, settings=settings,
                               batch=batch, modality_scale=modality_scale, overlap=window_overlap,
-                              audio_prompt=audio_prompt, audio_prompt_mask=audio_prompt_mask, stages=stages)
+                              audio_prompt=audio_prompt, audio_prompt_mask=audio_prompt_mask, stages=stages,
+                            sync_features=sync_features)
     return _generate_window(model, prompt=prompt, negative_prompt=negative_prompt, visual=visual, start=start,
                             init=init, strength=strength, inpaint=inpaint, keep_seconds=keep_seconds,
                             duration=duration, settings=settings, batch=batch, modality_scale=modality_scale,
-                            audio_prompt=audio_prompt, audio_prompt_mask=audio_prompt_mask, stages=stages)
+                            audio_prompt=audio_prompt, audio_prompt_mask=audio_prompt_mask, stages=stages,
+                            sync_features=sync_features)
 
 
 def _window_latents(model, duration: float) -> int:
@@ -407,7 +411,8 @@ def _window_latents(model, duration: float) -> int:
 
 def _generate_window(model, *, prompt, negative_prompt, visual, start, init, strength, inpaint, keep_seconds,
                      duration, settings, batch, modality_scale, audio_prompt, audio_prompt_mask, stages,
-                     prev_latents: Optional[torch.Tensor] = None, prev_keep_frames: int = 0) -> Result:
+                     sync_features: bool = True, prev_latents: Optional[torch.Tensor] = None,
+                     prev_keep_frames: int = 0) -> Result:
     cfg = model.config
     ratio = cfg.vae.downsampling_ratio
     L = _window_latents(model, duration)
@@ -424,7 +429,8 @@ def _generate_window(model, *, prompt, negative_prompt, visual, start, init, str
     if isinstance(visual, C.Condition):
         conds.video = visual
     elif visual is not None:
-        conds.video = C.encode_video(model, visual, start=start, batch=batch, callback=enc_cb)
+        conds.video = C.encode_video(model, visual, start=start, batch=batch, callback=enc_cb,
+                                     sync=None if sync_features else False)
         report.append(conds.video.report)
     # audio prompt: explicit, else the init audio for inpainting / completion (official training)
     ap = _audio_input(audio_prompt)
@@ -492,7 +498,8 @@ def _generate_window(model, *, prompt, negative_prompt, visual, start, init, str
 
 
 def _generate_long(model, *, prompt, negative_prompt, visual, start, init, keep_seconds, duration, settings,
-                   batch, modality_scale, overlap, audio_prompt, audio_prompt_mask, stages) -> Result:
+                   batch, modality_scale, overlap, audio_prompt, audio_prompt_mask, stages,
+                   sync_features: bool = True) -> Result:
     """Overlapping windows, each conditioned on the previous one's audio (the official music
     continuation setup: audio prompt = the previous window) with its overlap latents kept, then
     joined with an equal-power crossfade over the overlap."""
@@ -522,7 +529,7 @@ def _generate_long(model, *, prompt, negative_prompt, visual, start, init, keep_
                                    start=win_start, init=init, strength=1.0, inpaint=None,
                                    keep_seconds=keep_seconds, duration=window_s, settings=s, batch=batch,
                                    modality_scale=modality_scale, audio_prompt=audio_prompt,
-                                   audio_prompt_mask=audio_prompt_mask, stages=sub)
+                                   audio_prompt_mask=audio_prompt_mask, stages=sub, sync_features=sync_features)
         else:
             # the previous window as audio prompt, clamped to [-1, 1] like any audio file input
             ap = ((prev_audio.clamp(-1, 1), cfg.sample_rate) if cfg.conditioner("audio_prompt") is not None
@@ -531,7 +538,7 @@ def _generate_long(model, *, prompt, negative_prompt, visual, start, init, keep_
                                    start=win_start, init=None, strength=1.0, inpaint=None, keep_seconds=None,
                                    duration=window_s, settings=s, batch=batch, modality_scale=modality_scale,
                                    audio_prompt=ap, audio_prompt_mask=False, stages=sub,
-                                   prev_latents=prev_lat, prev_keep_frames=ov)
+                                   sync_features=sync_features, prev_latents=prev_lat, prev_keep_frames=ov)
         a = res.audio
         if a.shape[-1] < L * ratio:
             a = torch.nn.functional.pad(a, (0, L * ratio - a.shape[-1]))

@@ -224,6 +224,28 @@ def test_video_image_and_task_sentence(models, variant):
     assert torch.allclose(still.tokens, same.tokens)
 
 
+def test_sync_features_off_feeds_zeros_and_missing_synchformer_is_named(models):
+    """sync_features=False: a MAF model runs without a Synchformer, on zero sync features (the
+    official gradio convention); with it on and no Synchformer the error names both ways out."""
+    m = models["audiox_maf"]
+    frames = torch.rand(30, 24, 40, 3)
+    s = _settings(m, steps=2, seed=3)
+    sf = m.synchformer
+    try:
+        m.set_synchformer(None)
+        with pytest.raises(InputError, match="--sync-zeros"):
+            G.generate(m, video=frames, video_fps=12, settings=s)
+        r = G.generate(m, video=frames, video_fps=12, settings=s, sync_features=False)
+        assert any("sync: zeros" in x for x in r.report)
+    finally:
+        m.set_synchformer(sf)
+    zeros = C.encode_video(m, C.VisualInput(frames=frames, fps=12), batch=1, sync=False)
+    real = C.encode_video(m, C.VisualInput(frames=frames, fps=12), batch=1)
+    assert not torch.allclose(zeros.tokens, real.tokens)  # the Synchformer path really differs
+    r2 = G.generate(m, video=frames, video_fps=12, settings=s, sync_features=False)
+    assert torch.equal(r.audio, r2.audio)  # zeros do not depend on whether a Synchformer is attached
+
+
 def test_absent_modalities_follow_official_conventions(models):
     m = models["audiox"]  # v1 audio conditioner has a learned empty feature
     conds = C.complete(m, C.Conditions(), batch=2)
