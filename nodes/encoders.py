@@ -185,8 +185,13 @@ def encode_visual(node: str, m: ModelBundle, visual: C.VisualInput, start: float
     with m.on_device("conditioner"):
         ctx = sf_bundle.on_device() if sf_bundle is not None else contextlib.nullcontext()
         with ctx, about_input(node, "video"):
-            return C.encode_video(m.model, visual, start=start, sync=sync_arg, synchformer=sf_module,
+            cond = C.encode_video(m.model, visual, start=start, sync=sync_arg, synchformer=sf_module,
                                   resize_mode=resize, callback=cb)
+    # what a sampler needs to encode the later windows of a long-form generation itself
+    if sync_arg is None or sync_arg is False:
+        cond.extra["long_form"] = {"visual": visual, "start": float(start), "resize": resize,
+                                   "sync_zeros": sync_arg is False, "synchformer": sf_bundle}
+    return cond
 
 
 

@@ -6,13 +6,15 @@ Both turn a fused context into audio latents (core ``LATENT`` ``{"samples": [B, 
 * keeping parts of given latents (``latent`` + ``mask``: inpainting or completion),
 * starting from given latents (Base only: ``latent`` + ``denoise`` < 1, a variation), or
 * generating longer than the model's window (``duration`` > window: overlapping windows, each
-  conditioned on the previous one; text conditions only).
+  conditioned on the previous one; text, and video re-encoded window by window).
 
 The LATENT carries an extra ``"audiox"`` entry (sample rate, seconds, keep-mask) that AudioX VAE
 Decode uses to trim to the requested duration and to paste the original audio back outside the
 regenerated ranges.  Progress and Cancel work through ComfyUI's progress bar.
 """
 from __future__ import annotations
+
+import contextlib
 
 import logging
 import math
@@ -49,7 +51,7 @@ def _tail_required() -> dict:
                                "tooltip": "Seconds of audio. 0 = the model's window (10 s for the released models, "
                                           "4 s for the demo), or the input latent's length. Longer than the window "
                                           "= long-form: overlapping windows, each continuing the previous one "
-                                          "(text conditions only)."}),
+                                          "(text, and video: each window encodes its own part of the video)."}),
     }
 
 
@@ -196,17 +198,38 @@ def _long_form(node, m: ModelBundle, ctx: Context, settings, batch, duration, ne
     if z is not None:
         raise node_error(node, "latent", "long-form generation (duration longer than the window) starts from "
                          "scratch; disconnect the latent or set duration to the window")
-    for name in ("video", "audio"):
-        c = ctx.conds.get(name)
-        if c is not None and any(c.present):
-            raise node_error(node, "context", f"has a {name} condition, but long-form generation (duration "
-                             f"{duration:g} s > window {m.window_seconds:.2f} s) re-encodes each window and "
-                             "takes text only; use duration 0 for one window")
+    a = ctx.conds.get("audio")
+    if a is not None and any(a.present):
+        raise node_error(node, "context", f"has an audio condition, but long-form generation (duration {duration:g} s "
+                         f"> window {m.window_seconds:.2f} s) conditions each window on the previous one's audio; "
+                         "use duration 0 for one window, or leave the audio prompt out")
+    video_kw, sf = {}, None
+    v = ctx.conds.get("video")
+    if v is not None and any(v.present):  # each window gets its own part of the video
+        src = v.extra.get("long_form")
+        if src is None:
+            raise node_error(node, "context", f"has a video condition made from precomputed sync features, which "
+                             f"cover one {m.window_seconds:.2f} s window; for long-form generation connect the "
+                             "video and the Synchformer (or sync 'zeros') to AudioX Video Encoder instead")
+        if src["resize"] != "stretch":
+            raise node_error(node, "context", f"long-form video-to-audio encodes each window with resize "
+                             f"'stretch' (the official); the video condition used '{src['resize']}'")
+        video_kw = dict(video=src["visual"], start=src["start"], sync_features=not src["sync_zeros"])
+        sf = src["synchformer"]
     if negative is not None:
         expect(negative, C.Condition, node, "negative", "an AUDIOX_COND from AudioX Text Encoder")
-    with m.on_device("backbone", "maf", "conditioner", "vae"), about_input(node, "duration"):
-        res = G.generate(m.model, prompt=ctx.conds.text, negative_prompt=negative, duration=duration,
-                         settings=settings, batch=batch, modality_scale=ctx.modality_scale, callback=cb)
+    sf_ctx = sf.on_device() if sf is not None else contextlib.nullcontext()
+    previous_sf = m.model.synchformer
+    with m.on_device("backbone", "maf", "conditioner", "vae"), sf_ctx, about_input(node, "duration"):
+        try:
+            if sf is not None:
+                m.model.set_synchformer(sf.module)
+            res = G.generate(m.model, prompt=ctx.conds.text, negative_prompt=negative, duration=duration,
+                             settings=settings, batch=batch, modality_scale=ctx.modality_scale, callback=cb,
+                             **video_kw)
+        finally:
+            if sf is not None:
+                m.model.set_synchformer(previous_sf)
     lat = res.latents
     meta = {"sample_rate": int(res.sample_rate), "seconds": duration, "keep": None, "mode": settings.mode}
     report = _report(m, settings, lat, duration, notes + res.report[:1], None)

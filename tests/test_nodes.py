@@ -365,7 +365,7 @@ def test_inpainting_keeps_the_audio_outside_the_range_exactly(env):
     assert msg.startswith("AudioX VAE Decode: input 'original_audio'")
 
 
-def test_long_form_rejects_video_and_joins_windows(env):
+def test_long_form_joins_windows_with_text_and_video(env):
     model, vae, _ = load(env, "turbo.safetensors")
     _, ctx, _ = text_ctx(env, model)
     out, report = call(env, "AudioXTurboSampler", model=model, context=ctx, seed=1, steps=1, batch_size=1,
@@ -373,14 +373,33 @@ def test_long_form_rejects_video_and_joins_windows(env):
     assert "long-form" in report and out["samples"].shape[-1] == math.ceil(0.6 * 8000 / 64)
     (audio,) = call(env, "AudioXVAEDecode", vae=vae, samples=out, normalize=True, chunked="auto")
     assert audio["waveform"].shape[-1] == round(0.6 * 8000)
-    (vcond,) = call(env, "AudioXVideoEncoder", model=model, images=comfy_fakes.gradient_frames(10), fps=25.0,
-                    sync="zeros")
+    # long-form video-to-audio: every window encodes its own part of the video (as audiox_core.generate)
+    frames = comfy_fakes.gradient_frames(20)
+    (vcond,) = call(env, "AudioXVideoEncoder", model=model, images=frames, fps=25.0, sync="zeros")
     enc = t5(env)
     (tc,) = call(env, "AudioXTextEncoder", model=model, t5=enc, prompt="x")
     vctx, _ = call(env, "AudioXMAFFusion", model=model, text=tc, video=vcond)
+    vout, vreport = call(env, "AudioXTurboSampler", model=model, context=vctx, seed=1, steps=1, batch_size=1,
+                         duration=0.6)
+    assert "long-form" in vreport and vout["samples"].shape[-1] == out["samples"].shape[-1]
+    from audiox_core import conditions as C
+    from audiox_core import generate as G
+    direct = G.generate(model.model, prompt=tc, video=C.VisualInput(frames=frames, fps=25.0), duration=0.6,
+                        settings=G.SamplerSettings.for_model(model.model, "turbo", steps=1, seed=1),
+                        sync_features=False)
+    assert torch.equal(vout["samples"], direct.latents)
+    assert not torch.equal(vout["samples"], out["samples"])  # the video changes the result
+    # refused: precomputed sync features (one window), another resize mode, an audio prompt
+    (vcrop,) = call(env, "AudioXVideoEncoder", model=model, images=frames, fps=25.0, sync="zeros",
+                    resize="center_crop")
+    cctx, _ = call(env, "AudioXMAFFusion", model=model, text=tc, video=vcrop)
+    msg = errors(call, env, "AudioXTurboSampler", model=model, context=cctx, seed=1, steps=1, batch_size=1,
+                 duration=0.6)
+    assert msg.startswith("AudioX Turbo Sampler: input 'context'") and "stretch" in msg
+    vcond.extra.pop("long_form")
     msg = errors(call, env, "AudioXTurboSampler", model=model, context=vctx, seed=1, steps=1, batch_size=1,
                  duration=0.6)
-    assert msg.startswith("AudioX Turbo Sampler: input 'context'") and "video" in msg
+    assert msg.startswith("AudioX Turbo Sampler: input 'context'") and "precomputed sync" in msg
 
 
 # ------------------------------------------------------------------ VAE and outputs
