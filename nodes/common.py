@@ -251,8 +251,15 @@ def _with_loras(bundle: "ModelBundle", device_ctx):
             model.__dict__.pop(_APPLIED, None)
 
 
+class _OneHandle:
+    """``on_device()`` for a bundle of one network registered with ComfyUI (``handle``)."""
+
+    def on_device(self):
+        return cc.models_on_device(self.handle, offload_after=self.offload_after)
+
+
 @dataclass(repr=False)
-class VAEBundle:
+class VAEBundle(_OneHandle):
     """An Oobleck VAE plus the sample rate it works at (a VAE file does not store it)."""
 
     pretransform: Any
@@ -266,30 +273,21 @@ class VAEBundle:
         from ..audiox_core.generate import VAEOnly
         return VAEOnly(self.pretransform, self.sample_rate)
 
-    def on_device(self):
-        return cc.models_on_device(self.handle, offload_after=self.offload_after)
-
 
 @dataclass(repr=False)
-class T5Bundle:
+class T5Bundle(_OneHandle):
     encoder: Any  # audiox_core.conditioning.t5.T5TextEncoder
     handle: Any
     offload_after: Optional[bool] = None
     name: str = ""
 
-    def on_device(self):
-        return cc.models_on_device(self.handle, offload_after=self.offload_after)
-
 
 @dataclass(repr=False)
-class SynchformerBundle:
+class SynchformerBundle(_OneHandle):
     module: Any  # audiox_core.conditioning.synchformer.Synchformer
     handle: Any
     offload_after: Optional[bool] = None
     name: str = ""
-
-    def on_device(self):
-        return cc.models_on_device(self.handle, offload_after=self.offload_after)
 
 
 @dataclass

@@ -400,12 +400,7 @@ def score(item: Item, audio, sr: int, *, raw=None, vae_ref=None, keep_mask: Opti
                "seam_score": seam, "seam_orig": orig_seam, "seam_ok": float(seam <= max(1.0, orig_seam)),
                "click_ratio": max(r["seam"]["click_ratio"], default=0.0),
                "inside_onset": float(r["inside"]["onset_ok"])}
-        if keep.any():
-            out["kept_snr_db"] = _snr_db(y[keep], gt[keep])
-        lk = _latent_kept_db(None if raw is None else _mono(raw), None if vae_ref is None else _mono(vae_ref), gt, keep)
-        if lk is not None:
-            out["latent_kept_db"] = lk
-        return out
+        return _with_kept_scores(out, y, gt, keep, raw, vae_ref)
     if task in ("complete_m", "complete_e"):
         j = float(item.keep)
         if task == "complete_m":
@@ -413,13 +408,19 @@ def score(item: Item, audio, sr: int, *, raw=None, vae_ref=None, keep_mask: Opti
         else:
             out = _event_completion_scores(audio, sr, spec, j, world)
         out["seam_score"] = D.seam_quality(audio, sr, [j])["seam_score"]
-        if keep.any():
-            out["kept_snr_db"] = _snr_db(y[keep], gt[keep])
-        lk = _latent_kept_db(None if raw is None else _mono(raw), None if vae_ref is None else _mono(vae_ref), gt, keep)
-        if lk is not None:
-            out["latent_kept_db"] = lk
-        return out
+        return _with_kept_scores(out, y, gt, keep, raw, vae_ref)
     raise InputError(f"unknown task {task!r}")
+
+
+def _with_kept_scores(out: Dict[str, float], y, gt, keep, raw, vae_ref) -> Dict[str, float]:
+    """Add the kept-region metrics (inpainting / completion): ``kept_snr_db`` of the output against
+    the original, and ``latent_kept_db`` when the decoded latents and a VAE round trip are given."""
+    if keep.any():
+        out["kept_snr_db"] = _snr_db(y[keep], gt[keep])
+    lk = _latent_kept_db(None if raw is None else _mono(raw), None if vae_ref is None else _mono(vae_ref), gt, keep)
+    if lk is not None:
+        out["latent_kept_db"] = lk
+    return out
 
 
 def _aggregate(rows: List[Dict[str, float]]) -> Dict[str, float]:
