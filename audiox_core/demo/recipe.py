@@ -7,6 +7,8 @@ Stages, in order (each one skippable with ``--skip``, resumable, timed; ``--only
     data     build the initial demo model (trained VAE in both copies, everything else freshly
              initialised) and its byte-level T5; render + encode the training set once
              (demo.dataset.prepare_world_data)                  → DIR/data/{init.safetensors, t5/}, DIR/cache/
+    text     pre-train the byte-level T5 on world captions (demo.text_pretrain; the stand-in for a
+             pretrained language model — frozen afterwards, as the official t5-base) → DIR/text/t5/
     base     train the rectified-flow base model (teacher)      → DIR/base/model.safetensors
     distill  DMD-distil the 4-step Turbo student                → DIR/distill/model.safetensors
     export   the shipped layout (SHIPPED_LAYOUT)                → DIR/export/models/demo/...
@@ -26,13 +28,15 @@ Budget (2-core CPU, 90 minutes for the whole recipe; measured numbers, see the d
 
 =========  ==============================================================================
 vae        ≤ 15 min: 2000 steps of 8 × 1 s crops (~0.4 s per step uncontended)
-data       ~5 min: 2000 clips rendered (~30 ms each) and VAE-encoded (target + audio prompt),
+data       ~4 min: 4000 clips rendered (~30 ms each) and VAE-encoded (target + audio prompt),
            CLIP tower hidden states cached (frozen tower)
+text       ~5 min: 1200 steps of 64 captions (~0.27 s per step)
 base       ~35 min: ~0.35 s per step at batch 16 uncontended (whole model, bf16 autocast, cached
-           CLIP features, T5 trained) → 6000 steps ≈ 96 k samples ≈ 48 epochs of 2000 clips.
-           (After 2400 steps the velocity changed only 7–18 % between two captions and
-           generations hardly followed the prompt: conditioning is learnt late.)
-distill    ~25 min
+           CLIP features, T5 frozen) → 6000 steps ≈ 96 k samples ≈ 24 epochs of 4000 clips.
+           (First shipped model: 2000 clips, T5 trained from scratch inside this stage; 9000
+           steps over-fitted them, and text was barely followed — hence the text stage and the
+           larger set.)
+distill    ~5 min: 300 DMD + GAN steps
 export     < 1 min
 =========  ==============================================================================
 """
@@ -42,6 +46,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -56,7 +61,7 @@ from .model_config import DEMO_SIZES, SHIPPED_LAYOUT, DemoSizes, demo_config
 
 log = logging.getLogger(__name__)
 
-STAGES = ("vae", "data", "base", "distill", "export")
+STAGES = ("vae", "data", "text", "base", "distill", "export")
 
 
 @dataclass
@@ -74,16 +79,22 @@ class RecipeConfig:
     vae_eval_music: int = 40
     vae_scale_clips: int = 64
     # data
-    n_clips: int = 2000
+    n_clips: int = 4000
     caption_variants: int = 4
     prompt_fraction: float = 0.5
     image_fraction: float = 0.1
+    # text (T5 pre-training on captions)
+    text_steps: int = 1200
+    text_batch: int = 64
+    text_lr: float = 1e-3
+    text_scenes: int = 20000
+    text_eval: int = 400
     # base (rectified-flow teacher): a starting point, tuned in part 2
     base_steps: int = 6000
     base_batch: int = 16
     base_lr: float = 5e-4
     base_warmup: int = 100
-    base_parts: tuple = ("backbone", "maf", "projections", "t5")
+    base_parts: tuple = ("backbone", "maf", "projections")  # T5 frozen after the text stage
     base_t_sampler: str = "logit_normal"
     # distill (DMD + GAN, full copies: the model is small)
     distill_steps: int = 300
@@ -96,7 +107,8 @@ class RecipeConfig:
     @classmethod
     def quick(cls) -> "RecipeConfig":
         return cls(vae_steps=6, vae_batch=2, vae_segment=3200, vae_eval_event=2, vae_eval_music=2, vae_scale_clips=4, n_clips=6,
-                   caption_variants=2, base_steps=3, base_batch=2, base_warmup=1, distill_steps=2,
+                   caption_variants=2, text_steps=3, text_batch=4, text_scenes=50, text_eval=10,
+                   base_steps=3, base_batch=2, base_warmup=1, distill_steps=2,
                    distill_batch=2)
 
 
@@ -254,10 +266,12 @@ class Recipe:
     def prepared(self, model):
         """The prepared dataset of the data stage (re-opened from the cache: no encoder runs)."""
         from ..training.data import CachePlan
-        from .dataset import prepare_world_data
+        from .dataset import DataSpec, prepare_world_data
         if not self.done("data"):
             raise InputError("the data stage has not run yet")
-        return prepare_world_data(model, self.data_spec(), self.out / "cache",
+        rep = _load_json(self.stage_dir("data") / "report.json") or {}
+        spec = DataSpec(**rep["spec"]) if "spec" in rep else self.data_spec()  # what the stage rendered
+        return prepare_world_data(model, spec, self.out / "cache",
                                   plan=CachePlan(text="ids", video="hidden", sync="zeros"), world=self.world)
 
     def _progress(self, stage: str, every: int):
@@ -266,6 +280,31 @@ class Recipe:
                 self.echo(f"[{stage}] {step}/{total} " + " ".join(
                     f"{k} {v:.4g}" for k, v in info.items() if isinstance(v, (int, float))))
         return cb
+
+    def t5_dir(self) -> Path:
+        """The newest T5 folder: ``base/t5`` (when the base stage trained it), ``text/t5``, else
+        the initial ``data/t5``."""
+        for p in (self.stage_dir("base") / "t5", self.stage_dir("text") / "t5", self.stage_dir("data") / "t5"):
+            if (p / "model.safetensors").is_file():
+                return p
+        raise InputError("no T5 folder yet (run the data stage)")
+
+    def stage_text(self) -> dict:
+        """Pre-train the byte-level T5 on world captions (:mod:`.text_pretrain`); its heads'
+        accuracy on held-out (test-split) captions goes in the report."""
+        from .build import load_demo_t5, save_t5_folder
+        from .text_pretrain import TextPretrainConfig, pretrain_t5
+
+        c = self.cfg
+        d = self.stage_dir("text")
+        enc = load_demo_t5(self.stage_dir("data") / "t5", self.demo_config())
+        tc = TextPretrainConfig(steps=c.text_steps, batch=c.text_batch, lr=c.text_lr, n_scenes=c.text_scenes,
+                                eval_scenes=c.text_eval, seed=c.seed)
+        result = pretrain_t5(enc.model, enc.tokenizer, tc, world=self.world,
+                             callback=self._progress("text", max(1, c.text_steps // 20)))
+        result["t5"] = str(save_t5_folder(enc.model, d / "t5", dtype=None))
+        _write_json(d / "report.json", result)
+        return result
 
     def stage_base(self) -> dict:
         """Train the rectified-flow base model (the Turbo teacher) with
@@ -279,12 +318,17 @@ class Recipe:
         d = self.stage_dir("base")
         cfg = self.demo_config()
         model = load_model(self.stage_dir("data") / "init.safetensors", dtype=torch.float32)
-        model.set_text_encoder(load_demo_t5(self.stage_dir("data") / "t5", cfg))
+        t5 = self.stage_dir("text") / "t5"  # the pre-trained T5 (the initial one when the text stage was skipped)
+        if not (t5 / "model.safetensors").is_file():
+            t5 = self.stage_dir("data") / "t5"
+        model.set_text_encoder(load_demo_t5(t5, cfg))
         data = self.prepared(model)
         tc = TrainConfig(steps=c.base_steps, batch_size=c.base_batch, lr=c.base_lr, warmup_steps=c.base_warmup,
                          precision="bf16", gradient_checkpointing=False, train=tuple(c.base_parts),
                          masking=Masking(), t_sampler=c.base_t_sampler, seed=c.seed, save_every=200,
                          name="audiox_demo_base")
+        if "t5" not in tc.train and (d / "t5").is_dir():  # a T5 trained by an earlier base run is stale now
+            shutil.rmtree(d / "t5")
         tr = Trainer(model, data, tc, out_dir=d)
         if tr.resume():
             self.echo(f"[base] resuming at step {tr.step}")
@@ -292,7 +336,7 @@ class Recipe:
         files = tr.export(d)
         loss = evaluate_loss(model, data, batch_size=8, precision="bf16")
         hist = tr.history
-        return {"steps": tr.step, "files": {k: str(v) for k, v in files.items()}, "eval_loss": loss,
+        return {"steps": tr.step, "files": {k: str(v) for k, v in files.items()}, "eval_loss": loss, "t5": str(t5),
                 "final_loss_mean_last_50": sum(h["loss"] for h in hist[-50:]) / max(1, len(hist[-50:]))}
 
     def stage_distill(self) -> dict:
@@ -307,7 +351,7 @@ class Recipe:
         cfg = self.demo_config()
         base = self.stage_dir("base")
         teacher = load_model(base / "model.safetensors", dtype=torch.float32)
-        t5 = base / "t5" if (base / "t5" / "model.safetensors").is_file() else self.stage_dir("data") / "t5"
+        t5 = self.t5_dir()
         teacher.set_text_encoder(load_demo_t5(t5, cfg))
         data = self.prepared(teacher)
         dc = DistillConfig(steps=c.distill_steps, batch_size=c.distill_batch, lr=c.distill_lr,
@@ -333,8 +377,8 @@ class Recipe:
         """Write the shipped layout under ``DIR/export/`` from what the earlier stages produced.
 
         Model files are stored in fp16 with the config and Turbo role in their metadata; the T5
-        comes from the latest stage that trained one (``distill/t5``, ``base/t5``), else the
-        initial one (``data/t5``).  Missing models are listed in the result, not invented."""
+        comes from the latest stage that trained one (``distill/t5``, ``base/t5``, ``text/t5``),
+        else the initial one (``data/t5``).  Missing models are listed in the result, not invented."""
         from ..checkpoint import load_model, save_model
         from ..weights import WeightSource
         from .build import load_demo_t5, save_t5_folder
@@ -343,10 +387,9 @@ class Recipe:
         root = self.stage_dir("export")
         cfg = self.demo_config()
         out: Dict[str, Any] = {"files": {}, "missing": []}
-        t5_src = next((p for p in (self.stage_dir("distill") / "t5", self.stage_dir("base") / "t5",
-                                   self.stage_dir("data") / "t5") if (p / "model.safetensors").is_file()), None)
-        if t5_src is None:
-            raise InputError("export: no T5 folder yet (run the data stage)")
+        t5_src = self.stage_dir("distill") / "t5"
+        if not (t5_src / "model.safetensors").is_file():
+            t5_src = self.t5_dir()
         enc = load_demo_t5(t5_src, cfg)
         t5_dst = save_t5_folder(enc.model, root / SHIPPED_LAYOUT["t5"], dtype=torch.float16)
         out["files"]["t5"] = {"from": str(t5_src), "to": str(t5_dst),
