@@ -281,10 +281,11 @@ class Recipe:
                     f"{k} {v:.4g}" for k, v in info.items() if isinstance(v, (int, float))))
         return cb
 
-    def t5_dir(self) -> Path:
-        """The newest T5 folder: ``base/t5`` (when the base stage trained it), ``text/t5``, else
-        the initial ``data/t5``."""
-        for p in (self.stage_dir("base") / "t5", self.stage_dir("text") / "t5", self.stage_dir("data") / "t5"):
+    def t5_dir(self, stages=("base", "text", "data")) -> Path:
+        """The T5 folder of the first of ``stages`` that wrote one (default: the newest —
+        ``base/t5`` when the base stage trained it, ``text/t5``, else the initial ``data/t5``)."""
+        for name in stages:
+            p = self.stage_dir(name) / "t5"
             if (p / "model.safetensors").is_file():
                 return p
         raise InputError("no T5 folder yet (run the data stage)")
@@ -308,8 +309,9 @@ class Recipe:
 
     def stage_base(self) -> dict:
         """Train the rectified-flow base model (the Turbo teacher) with
-        :class:`audiox_core.training.Trainer`: backbone, MAF, conditioner projections and T5 from
-        scratch on the prepared world data (CLIP tower and VAE frozen), bf16 autocast."""
+        :class:`audiox_core.training.Trainer` on the prepared world data, bf16 autocast: ``base_parts``
+        (backbone, MAF, conditioner projections) from scratch; the text stage's T5, the CLIP tower
+        and the VAE frozen."""
         from ..checkpoint import load_model
         from ..training import Masking, TrainConfig, Trainer, evaluate_loss
         from .build import load_demo_t5
@@ -318,9 +320,7 @@ class Recipe:
         d = self.stage_dir("base")
         cfg = self.demo_config()
         model = load_model(self.stage_dir("data") / "init.safetensors", dtype=torch.float32)
-        t5 = self.stage_dir("text") / "t5"  # the pre-trained T5 (the initial one when the text stage was skipped)
-        if not (t5 / "model.safetensors").is_file():
-            t5 = self.stage_dir("data") / "t5"
+        t5 = self.t5_dir(("text", "data"))  # the pre-trained T5 (the initial one when the text stage was skipped)
         model.set_text_encoder(load_demo_t5(t5, cfg))
         data = self.prepared(model)
         tc = TrainConfig(steps=c.base_steps, batch_size=c.base_batch, lr=c.base_lr, warmup_steps=c.base_warmup,

@@ -114,8 +114,8 @@ def _encode(t5_model, tokenizer, captions: Sequence[str], max_length: int = 128)
     return h, mask.bool()
 
 
-def _batch_labels(specs, heads) -> Dict[str, torch.Tensor]:
-    labs = [caption_labels(s) for s in specs]
+def _batch_labels(specs, heads, world: W.WorldConfig) -> Dict[str, torch.Tensor]:
+    labs = [caption_labels(s, world) for s in specs]
     return {k: torch.tensor([l[k] for l in labs], dtype=torch.long) for k in heads}
 
 
@@ -158,7 +158,7 @@ def pretrain_t5(t5_model, tokenizer, cfg: Optional[TextPretrainConfig] = None, *
             specs = [scenes[int(i)] for i in rng.integers(len(scenes), size=cfg.batch)]
             caps = [_random_caption(s, rng) for s in specs]
             h, mask = _encode(t5_model, tokenizer, caps)
-            loss = _token_loss(head(h), _batch_labels(specs, heads), mask)
+            loss = _token_loss(head(h), _batch_labels(specs, heads, world), mask)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -196,7 +196,7 @@ def evaluate(t5_model, tokenizer, head: "_Heads", *, n: int = 400, seed: int = 0
         h, mask = _encode(t5_model, tokenizer, [_random_caption(sp, rng) for sp in specs])
         logits = head(h)
         m = mask[..., None].float()
-        labels = _batch_labels(specs, heads)
+        labels = _batch_labels(specs, heads, world)
         ok_all = torch.ones(len(specs), dtype=torch.bool)
         for k in heads:
             pred = ((logits[k] * m).sum(1) / m.sum(1)).argmax(-1)
