@@ -102,6 +102,26 @@ def classify_keys(keys) -> FileKind:
     return FileKind("unknown", "an unrecognised weights file (first keys: " + ", ".join(keys[:4]) + ")")
 
 
+_KIND_CACHE: dict = {}
+
+
+def classify_file(path) -> FileKind:
+    """What a weights file is (:func:`classify_keys` on its keys), cached per file version.
+
+    The cache key is the resolved path with its size and modification time, so a replaced file is
+    classified again.  Reading keys is cheap for safetensors (the header) and costs one
+    memory-mapped ``torch.load`` for pickles.  Unreadable files raise :class:`CheckpointError`
+    (not cached, so a fixed file is seen at once)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    kind = _KIND_CACHE.get(key)
+    if kind is None:
+        kind = classify_keys(WeightSource(p).keys())
+        _KIND_CACHE[key] = kind
+    return kind
+
+
 # ----------------------------------------------------------------------------------------------
 # Infer an official-schema config from keys and shapes
 # ----------------------------------------------------------------------------------------------

@@ -55,15 +55,41 @@ def _in_demo_dir(p: Path) -> bool:
         return False
 
 
-def list_audiox_files() -> list[str]:
-    """Weights files of ``models/audiox`` (+ demo), without the insides of T5 folders."""
+def _weights_files(folder: str) -> list[tuple[str, Path]]:
+    """Weights files of a model folder (+ demo), without the insides of Hugging Face text folders."""
     out = []
-    for name in cc.get_filename_list("audiox"):
-        p = _full("audiox", name)
-        if p is not None and "/" in name and _is_hf_text_folder(p.parent):
+    for name in cc.get_filename_list(folder):
+        p = _full(folder, name)
+        if p is None or ("/" in name and _is_hf_text_folder(p.parent)):
             continue
-        out.append(name)
+        out.append((name, p))
     return out
+
+
+def list_files_of_kind(folder: str, kinds: tuple[str, ...]) -> list[str]:
+    """The files of ``folder`` whose weights make them one of ``kinds`` (detected from the keys,
+    :func:`audiox_core.checkpoint.classify_file`, cached per file version).  A file that cannot be
+    read is listed too, so that choosing it shows its error instead of the file vanishing."""
+    from ..audiox_core.checkpoint import classify_file
+    out = []
+    for name, path in _weights_files(folder):
+        try:
+            kind = classify_file(path).kind
+        except (AudioXError, OSError) as e:
+            log.warning("AudioX: %s could not be classified (%s); listed so that its error can be seen", path, e)
+            out.append(name)
+            continue
+        if kind in kinds:
+            out.append(name)
+    return out
+
+
+MODEL_KINDS = ("audiox", "audiox_training")
+
+
+def list_audiox_files() -> list[str]:
+    """AudioX model checkpoints of ``models/audiox`` (+ demo): not VAE, Synchformer or other files."""
+    return list_files_of_kind("audiox", MODEL_KINDS)
 
 
 def list_text_encoders() -> list[str]:
@@ -196,7 +222,7 @@ class AudioXVAELoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "vae_name": (list_audiox_files(), {"tooltip": "VAE file in models/audiox (VAE.ckpt, vae.ckpt or a "
+            "vae_name": (list_files_of_kind("audiox", ("vae",)), {"tooltip": "VAE file in models/audiox (VAE.ckpt, vae.ckpt or a "
                                                           ".safetensors conversion)."}),
             "sample_rate": ("INT", {"default": 44100, "min": 8000, "max": 192000, "step": 1,
                                     "tooltip": "The rate the VAE was trained at (44100 for every released AudioX "
@@ -277,7 +303,7 @@ class AudioXCLIPVisionLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"clip_name": (cc.get_filename_list("clip_vision"), {
+        return {"required": {"clip_name": (list_files_of_kind("clip_vision", ("clip_vision",)), {
             "tooltip": "openai/clip-vit-base-patch32 vision weights (e.g. clip_vision_b32.safetensors or the "
                        "full CLIP model file)."})}}
 
@@ -310,7 +336,7 @@ class AudioXSynchformerLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "synchformer_name": (list_audiox_files(), {"tooltip": "synchformer_state_dict.pth in models/audiox."}),
+            "synchformer_name": (list_files_of_kind("audiox", ("synchformer",)), {"tooltip": "synchformer_state_dict.pth in models/audiox."}),
             "dtype": (DTYPE_OPTIONS, {"default": "auto", "tooltip": DTYPE_TOOLTIP}),
             "keep_on_gpu": ("BOOLEAN", {"default": True, "label_on": "keep on GPU", "label_off": "offload after use",
                                         "tooltip": KEEP_TOOLTIP}),

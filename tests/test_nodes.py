@@ -68,6 +68,38 @@ def test_every_node_and_input_has_a_tooltip(env):
 
 
 # ------------------------------------------------------------------ loaders
+def test_loaders_list_only_files_of_their_kind(env):
+    (env.models_dir / "audiox" / "broken.safetensors").write_bytes(b"\x10\x00not a header")
+    lists = {node: env.classes[node].INPUT_TYPES()["required"][inp][0] for node, inp in [
+        ("AudioXModelLoader", "ckpt_name"), ("AudioXVAELoader", "vae_name"),
+        ("AudioXSynchformerLoader", "synchformer_name")]}
+    models = set(lists["AudioXModelLoader"])
+    assert {"turbo.safetensors", "maf.safetensors", "Turbo/official.ckpt"} <= models
+    assert not models & {"vae.safetensors", "sf.pth"}
+    assert "vae.safetensors" in lists["AudioXVAELoader"] and "sf.pth" not in lists["AudioXVAELoader"]
+    assert not set(lists["AudioXVAELoader"]) & {"turbo.safetensors", "maf.safetensors"}
+    assert "sf.pth" in lists["AudioXSynchformerLoader"]
+    assert not set(lists["AudioXSynchformerLoader"]) & {"turbo.safetensors", "vae.safetensors"}
+    # a file that cannot be read stays visible everywhere, so choosing it shows its error
+    assert all("broken.safetensors" in v for v in lists.values())
+    assert "broken.safetensors" in errors(call, env, "AudioXVAELoader", vae_name="broken.safetensors",
+                                          sample_rate=8000, keep_on_gpu=True)
+
+
+def test_file_kind_is_cached_per_file_version(tmp_path, monkeypatch):
+    from audiox_core import checkpoint
+    H.install_models(tmp_path, {"vae.safetensors": "tiny_vae"})
+    calls = []
+    real = checkpoint.classify_keys
+    monkeypatch.setattr(checkpoint, "classify_keys", lambda keys: calls.append(1) or real(keys))
+    path = tmp_path / "vae.safetensors"
+    assert checkpoint.classify_file(path).kind == "vae"
+    assert checkpoint.classify_file(path).kind == "vae" and len(calls) == 1
+    H.install_models(tmp_path, {"other.safetensors": "tiny_turbo"})
+    (tmp_path / "other.safetensors").replace(path)  # replaced: another size and mtime
+    assert checkpoint.classify_file(path).kind == "audiox" and len(calls) == 2
+
+
 def test_model_loader_detects_the_variant_from_the_weights_not_the_name(env):
     model, vae, info = load(env, "v1_named_turbo.safetensors")  # an AudioX (DiT) file named like Turbo
     assert model.variant == "audiox" and "AudioX (DiT)" in info and "Turbo" not in info.split("\n")[0]
