@@ -30,8 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 def _cfg():
     from audiox_core.config import AudioXConfig
-    shared = os.environ.get("AUDIOX_SHARED", str(ROOT.parent / "shared"))
-    return AudioXConfig.from_json(Path(shared) / "reference" / "configs" / "audiox_turbo_infer_4step.json")
+    return AudioXConfig.from_json(ROOT / "tests" / "data" / "reference" / "configs" / "audiox_turbo_infer_4step.json")
 
 
 def _timeit(fn, reps=3, warmup=1):

@@ -24,8 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 def _turbo_config():
     from audiox_core.config import AudioXConfig
-    shared = os.environ.get("AUDIOX_SHARED", str(ROOT.parent / "shared"))
-    p = Path(shared) / "reference" / "configs" / "audiox_turbo_infer_4step.json"
+    p = ROOT / "tests" / "data" / "reference" / "configs" / "audiox_turbo_infer_4step.json"
     if not p.is_file():
         sys.exit(f"need {p} (the official Turbo config) to build the full-size model")
     return AudioXConfig.from_json(p)

@@ -1,7 +1,8 @@
 """Shared pytest fixtures.
 
-``shared_dir`` points at ``../shared`` beside the checkout (or ``$AUDIOX_SHARED``); tests that
-need it skip cleanly when it is absent, as it is in a user's clone.
+``reference_dir`` is ``tests/data/reference``: the official models' key/shape manifests and
+configs (facts about the released checkpoints, committed so that the tests stand alone in a plain
+clone).  ``$AUDIOX_REFERENCE`` points the tests at another copy of the same layout.
 """
 from __future__ import annotations
 
@@ -15,26 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-
-def _shared() -> Path | None:
-    env = os.environ.get("AUDIOX_SHARED")
-    p = Path(env) if env else ROOT.parent / "shared"
-    return p if (p / "reference").is_dir() else None
-
-
-SHARED = _shared()
+REFERENCE = Path(os.environ.get("AUDIOX_REFERENCE", ROOT / "tests" / "data" / "reference"))
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if SHARED is None:
-        pytest.skip("../shared/reference is not present (set AUDIOX_SHARED to point at it)")
-    return SHARED
-
-
-@pytest.fixture(scope="session")
-def reference_dir(shared_dir) -> Path:
-    return shared_dir / "reference"
+def reference_dir() -> Path:
+    assert (REFERENCE / "configs").is_dir() and (REFERENCE / "manifests").is_dir(), REFERENCE
+    return REFERENCE
 
 
 def read_manifest(path: Path) -> list[tuple[str, str]]:

@@ -29,7 +29,7 @@ def _shape(s: str) -> tuple:
 
 
 # ----------------------------------------------------------------------------------------------
-# full-size manifests (../shared)
+# full-size manifests (tests/data/reference, copied from the official key lists)
 # ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cfg_name,manifest,cls", CONFIGS)
 def test_meta_model_matches_manifest_exactly(reference_dir, cfg_name, manifest, cls):
