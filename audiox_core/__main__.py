@@ -56,7 +56,10 @@ def _add_generate(sub):
     s = g.add_argument_group("sampler")
     s.add_argument("--mode", choices=["base", "turbo"], help="default: turbo for Turbo students")
     s.add_argument("--steps", type=int)
-    s.add_argument("--sampler", default="auto")
+    s.add_argument("--sampler", default="auto",
+                   help="auto (the model's official default), v-objective: dpmpp-3m-sde, dpmpp-2m-sde, k-heun, "
+                        "k-lms, k-dpmpp-2s-ancestral, k-dpm-2, k-dpm-fast, k-dpm-adaptive (official names), "
+                        "dpmpp-2m, euler; rectified flow: euler, heun")
     s.add_argument("--cfg", type=float)
     s.add_argument("--rescale", type=float, default=0.0)
     s.add_argument("--sigma-min", type=float, default=0.3)

@@ -30,7 +30,9 @@ from .progress import Stages
 
 log = logging.getLogger(__name__)
 
-BASE_SAMPLERS_V = ("dpmpp-3m-sde", "dpmpp-2m-sde", "dpmpp-2m", "euler")
+#: v-objective samplers: the official ``sample_k`` names first (same defaults), then our extras.
+BASE_SAMPLERS_V = ("dpmpp-3m-sde", "dpmpp-2m-sde", "k-heun", "k-lms", "k-dpmpp-2s-ancestral", "k-dpm-2",
+                   "k-dpm-fast", "k-dpm-adaptive", "dpmpp-2m", "euler")
 BASE_SAMPLERS_RF = ("euler", "heun")
 MAX_SECONDS = 300.0
 
@@ -41,7 +43,7 @@ class SamplerSettings:
 
     mode: str = "base"
     steps: int = 100
-    sampler: str = "auto"  # v: dpmpp-3m-sde…; rf: euler/heun; "auto" = the model's official default
+    sampler: str = "auto"  # v: BASE_SAMPLERS_V; rf: euler/heun; "auto" = the model's official default
     cfg_scale: float = 7.0
     cfg_rescale: float = 0.0
     sigma_min: float = 0.3

@@ -269,8 +269,10 @@ class AudioXSampler(_SamplerNode):
                                          "Turbo base model; 1 = no guidance)."}),
             "sampler_name": (SAMPLERS, {"default": "auto",
                                         "tooltip": "auto = the model's official sampler (DPM++ 3M SDE for "
-                                                   "v-objective models, Euler for rectified flow). dpmpp-*/euler "
-                                                   "apply to v models; euler/heun to rectified flow."}),
+                                                   "v-objective models, Euler for rectified flow). dpmpp-*, k-* "
+                                                   "(the official names and defaults) and euler apply to v "
+                                                   "models; euler/heun to rectified flow. k-dpm-fast and "
+                                                   "k-dpm-adaptive stop at sigma_min, as the official."}),
         })
         req.update(_tail_required())
         opt = {"negative": (COND, {"tooltip": "Negative prompt (AudioX Text Encoder): the CFG 'unconditional' "
