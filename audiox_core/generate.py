@@ -178,7 +178,9 @@ def official_conditioner_draws(model, batch: int, generator: torch.Generator) ->
         C.encode_audio_prompt(model, None, batch=batch, generator=generator)
 
 
-def _check_official(settings: SamplerSettings, **refused) -> None:
+def check_official(settings: SamplerSettings, **refused) -> None:
+    """Raise :class:`InputError` naming the first ``refused`` task that is given (truthy) when
+    ``settings`` ask for official noise: the official app only generates from noise."""
     if settings.noise != "official":
         return
     for what, given in refused.items():
@@ -208,7 +210,7 @@ def sample(model, context: torch.Tensor, settings: SamplerSettings, *, batch: Op
                            sample_turbo, sample_v_objective)
 
     name = _validate(model, settings)
-    _check_official(settings, variation_start=init is not None and strength < 1,
+    check_official(settings, variation_start=init is not None and strength < 1,
                     inpainting_or_completion=known is not None, negative_prompt=negative is not None)
     bb = model.backbone
     p = next(bb.parameters())
@@ -458,7 +460,7 @@ def generate(model, *, prompt: Union[str, Sequence[str]] = "", negative_prompt: 
     cfg = model.config
     ratio = cfg.vae.downsampling_ratio
     window_s = cfg.latent_length * ratio / cfg.sample_rate
-    _check_official(settings, inpainting=inpaint is not None, completion=keep_seconds is not None,
+    check_official(settings, inpainting=inpaint is not None, completion=keep_seconds is not None,
                     negative_prompt=negative_prompt is not None,
                     audio_longer_than_the_window=duration is not None and float(duration) > window_s + 1e-6,
                     init_audio_variation=init_audio is not None)

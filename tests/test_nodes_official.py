@@ -1,0 +1,76 @@
+"""Sampler nodes: the official sampler names, sigma range and official noise mode (stubbed ComfyUI,
+tiny weights).  The reference replays the official RNG sequence on the global torch generator."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import workflow_models  # noqa: F401  (registers the tiny-weight factories)
+import comfy_harness as H
+from comfy_harness import comfy_env  # noqa: F401  (fixture)
+from comfy_harness import call_node as call
+
+from audiox_core import conditions as C
+from audiox_core.errors import AudioXError
+from audiox_core.sampling import ClassifierFreeGuidance, VDenoiser, polyexponential_sigmas, sample_dpmpp_2s_ancestral
+
+TINY = {"audiox/v1.safetensors": "tiny_audiox", "audiox/turbo.safetensors": "tiny_turbo",
+        "text_encoders/t5": "tiny_t5"}
+
+
+@pytest.fixture
+def env(comfy_env):  # noqa: F811
+    H.install_models(comfy_env.models_dir, TINY)
+    return comfy_env
+
+
+def _model_ctx(env, ckpt):
+    model, _, _ = call(env, "AudioXModelLoader", ckpt_name=ckpt, dtype="fp32", keep_on_gpu=True)
+    t5 = call(env, "AudioXT5Loader", t5_name="t5", dtype="fp32", keep_on_gpu=True)[0]
+    (cond,) = call(env, "AudioXTextEncoder", model=model, t5=t5, prompt="two beeps")
+    ctx, _ = call(env, "AudioXMAFFusion", model=model, text=cond, cond_seed=123)
+    return model, ctx
+
+
+def test_base_sampler_offers_the_official_samplers(env):
+    names = env.pack.NODE_CLASS_MAPPINGS["AudioXSampler"].INPUT_TYPES()["required"]["sampler_name"][0]
+    for n in ("dpmpp-3m-sde", "dpmpp-2m-sde", "k-heun", "k-lms", "k-dpmpp-2s-ancestral", "k-dpm-2", "k-dpm-fast",
+              "k-dpm-adaptive"):
+        assert n in names
+
+
+def test_base_sampler_node_official_noise_equals_the_official_sequence(env):
+    model, ctx = _model_ctx(env, "v1.safetensors")  # AudioX v1: an absent prompt is its learned feature
+    kw = dict(model=model, context=ctx, seed=9, steps=3, cfg=3.0, sampler_name="k-dpmpp-2s-ancestral",
+              batch_size=1, duration=0.0, sigma_min=0.3, sigma_max=80.0)
+    lat, report = call(env, "AudioXSampler", noise="official", **kw)
+    assert "official noise" in report
+    m = model.model
+    bb = m.backbone
+    torch.manual_seed(9)
+    noise = torch.randn([1, m.config.io_channels, m.latent_length])   # before the conditioners
+    C.encode_audio_prompt(m, None, batch=1, generator=None)          # the official conditioner's draws
+    vel = ClassifierFreeGuidance(lambda x, t, c: bb(x, t, cond_cache=c), ctx.tokens,
+                                 torch.zeros_like(ctx.tokens), scale=3.0, prepare=bb.prepare)
+    sig = polyexponential_sigmas(3, 0.3, 80.0)
+    x = noise * sig[0]
+    want = sample_dpmpp_2s_ancestral(VDenoiser(vel), x, sig, noise_sampler=lambda a, b: torch.randn_like(x))
+    assert torch.equal(lat["samples"], want)
+    default, _ = call(env, "AudioXSampler", noise="cpu", **kw)
+    assert not torch.equal(default["samples"], lat["samples"])
+    # sigma_max reaches the schedule
+    other, _ = call(env, "AudioXSampler", noise="official", **{**kw, "sigma_max": 40.0})
+    assert not torch.equal(other["samples"], lat["samples"])
+
+
+def test_turbo_node_official_noise_and_refusals(env):
+    model, ctx = _model_ctx(env, "turbo.safetensors")
+    lat, _ = call(env, "AudioXTurboSampler", model=model, context=ctx, seed=4, steps=4, batch_size=1, duration=0.0,
+                  noise="official")
+    again, _ = call(env, "AudioXTurboSampler", model=model, context=ctx, seed=4, steps=4, batch_size=1,
+                    duration=0.0, noise="official")
+    assert torch.equal(lat["samples"], again["samples"])
+    with pytest.raises(AudioXError) as ei:
+        call(env, "AudioXTurboSampler", model=model, context=ctx, seed=4, steps=4, batch_size=1, duration=30.0,
+             noise="official")
+    assert str(ei.value).startswith("AudioX Turbo Sampler: input 'noise'") and "longer than the window" in str(ei.value)
