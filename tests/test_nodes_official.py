@@ -74,3 +74,50 @@ def test_turbo_node_official_noise_and_refusals(env):
         call(env, "AudioXTurboSampler", model=model, context=ctx, seed=4, steps=4, batch_size=1, duration=30.0,
              noise="official")
     assert str(ei.value).startswith("AudioX Turbo Sampler: input 'noise'") and "longer than the window" in str(ei.value)
+
+
+# ------------------------------------------------------------------ released files: graphs and missing-file errors
+@pytest.mark.parametrize("node,arg,name,where", [
+    ("AudioXModelLoader", "ckpt_name", "AudioX/model.ckpt", "ComfyUI/models/audiox/AudioX/model.ckpt"),
+    ("AudioXModelLoader", "ckpt_name", "AudioX-MAF/model.ckpt", "ComfyUI/models/audiox/AudioX-MAF/model.ckpt"),
+    ("AudioXModelLoader", "ckpt_name", "AudioX-MAF-MMDiT/model.ckpt",
+     "ComfyUI/models/audiox/AudioX-MAF-MMDiT/model.ckpt"),
+    ("AudioXModelLoader", "ckpt_name", "AudioX-Turbo/audiox_turbo.ckpt",
+     "ComfyUI/models/audiox/AudioX-Turbo/audiox_turbo.ckpt"),
+    ("AudioXVAELoader", "vae_name", "vae.ckpt", "ComfyUI/models/audiox/vae.ckpt"),
+    ("AudioXSynchformerLoader", "synchformer_name", "synchformer_state_dict.pth",
+     "ComfyUI/models/audiox/synchformer_state_dict.pth"),
+    ("AudioXT5Loader", "t5_name", "t5-base", "ComfyUI/models/text_encoders/t5-base/"),
+])
+def test_absent_released_file_says_what_it_is_and_where_it_goes(env, node, arg, name, where):
+    cls = env.pack.NODE_CLASS_MAPPINGS[node]
+    msg = cls.VALIDATE_INPUTS(**{arg: name})  # ComfyUI shows this before anything runs
+    assert isinstance(msg, str) and f"'{name}' was not found" in msg and where in msg
+    if name.endswith("model.ckpt"):
+        assert "with its config.json beside it" in msg
+    with pytest.raises(AudioXError) as ei:  # and the node itself, should it run anyway
+        call(env, node, **{arg: name})
+    assert str(ei.value).startswith(f"{cls.DISPLAY_NAME}: input '{arg}'") and where in str(ei.value)
+
+
+def test_present_and_unknown_files(env):
+    cls = env.pack.NODE_CLASS_MAPPINGS["AudioXModelLoader"]
+    assert cls.VALIDATE_INPUTS(ckpt_name="v1.safetensors") is True
+    msg = cls.VALIDATE_INPUTS(ckpt_name="mine.safetensors")
+    assert "'mine.safetensors' was not found in models/audiox" in msg and "put it at" not in msg
+
+
+def test_official_graphs_name_the_released_files():
+    import json
+    from audiox_core.official_files import OFFICIAL_FILES
+    names = {(f.folder, f.name) for f in OFFICIAL_FILES}
+    loaders = {"AudioXModelLoader": "audiox", "AudioXVAELoader": "audiox", "AudioXSynchformerLoader": "audiox",
+               "AudioXT5Loader": "text_encoders"}
+    for graph, ckpt in (("text_to_audio_official_audiox", "AudioX/model.ckpt"),
+                        ("video_to_audio_official_maf", "AudioX-MAF/model.ckpt"),
+                        ("video_to_music_official_maf_mmdit", "AudioX-MAF-MMDiT/model.ckpt"),
+                        ("video_to_audio_official_turbo", "AudioX-Turbo/audiox_turbo.ckpt")):
+        wf = json.loads((H.ROOT / "workflows" / f"{graph}.json").read_text())
+        files = [(loaders[n["type"]], n["widgets_values"][0]) for n in wf["nodes"] if n["type"] in loaders]
+        assert ("audiox", ckpt) in files
+        assert all(f in names for f in files), files
