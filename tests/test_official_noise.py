@@ -171,3 +171,26 @@ def test_device_generator_equals_the_global_cuda_stream():
     assert torch.equal(b, torch.randn(3, 5, device="cuda"))
     # the Brownian-tree seed comes from the (untouched) CPU generator
     assert rng.tree_seed() == torch.randint(0, 2**63 - 1, []).item()
+
+
+def test_cli_sampler_and_official_noise(tmp_path):
+    from audiox_core import media
+    from audiox_core.__main__ import main
+    from audiox_core.api import load
+    from audiox_core.checkpoint import save_model
+    m = make_tiny_model("audiox", seed=4)
+    save_model(m, tmp_path / "tiny.safetensors")
+    t5 = save_tiny_t5(tmp_path / "t5")
+    args = ["generate", "--model", str(tmp_path / "tiny.safetensors"), "--t5", str(t5), "--prompt", PROMPT,
+            "--steps", "3", "--sampler", "k-dpmpp-2s-ancestral", "--seed", "7", "--no-normalize"]
+    assert main(args + ["--noise", "official", "--out", str(tmp_path / "o.wav")]) == 0
+    assert main(args + ["--out", str(tmp_path / "c.wav")]) == 0
+    official, _ = media.load_audio(tmp_path / "o.wav")
+    default, _ = media.load_audio(tmp_path / "c.wav")
+    model = load(tmp_path / "tiny.safetensors", t5=t5)
+    s = G.SamplerSettings.for_model(model, steps=3, sampler="k-dpmpp-2s-ancestral", seed=7, noise="official",
+                                    sigma_min=0.3, sigma_max=500.0)
+    want = G.generate(model, prompt=PROMPT, settings=s).audio[0]
+    assert (official - want.clamp(-1, 1)).abs().max().item() < 2 / 32768  # 16-bit WAV
+    assert (default - official).abs().max().item() > 1e-3
+    assert main(args + ["--sampler", "nope", "--out", str(tmp_path / "x.wav")]) == 2
