@@ -240,7 +240,8 @@ def ancestral_step(sigma_from, sigma_to, eta: float = 1.0):
     """
     if not eta:
         return sigma_to, 0.0
-    sigma_up = torch.minimum(torch.as_tensor(sigma_to),
+    sigma_from, sigma_to = torch.as_tensor(sigma_from), torch.as_tensor(sigma_to)
+    sigma_up = torch.minimum(sigma_to,
                              eta * (sigma_to ** 2 * (sigma_from ** 2 - sigma_to ** 2) / sigma_from ** 2) ** 0.5)
     sigma_down = (sigma_to ** 2 - sigma_up ** 2) ** 0.5
     return sigma_down, sigma_up
