@@ -434,9 +434,9 @@ def official_base(g: Graph, ckpt: str, prompt: str, seed: int, video_file: Optio
     g.link(model, "model", s, "model")
     g.link(ctx, "context", s, "context")
     g.override(s, steps=2)
-    g.test["models"] = {f"audiox/{ckpt}": {"AudioX": "tiny_audiox_official_ckpt", "AudioX-MAF": "tiny_maf_official_ckpt",
-                                           "AudioX-MAF-MMDiT": "tiny_maf_mmdit_official_ckpt"}[ckpt.split("/")[0]],
-                        "text_encoders/t5-base": "tiny_t5"}
+    tiny = {"AudioX": "tiny_audiox_official_ckpt", "AudioX-MAF": "tiny_maf_official_ckpt",
+            "AudioX-MAF-MMDiT": "tiny_maf_mmdit_official_ckpt"}[ckpt.split("/")[0]]
+    g.test["models"] = {f"audiox/{ckpt}": tiny, "text_encoders/t5-base": "tiny_t5"}
     if video_file is not None:
         g.test["models"]["audiox/synchformer_state_dict.pth"] = "tiny_synchformer_pth"
     return model, decode(g, model, s), lv
