@@ -178,6 +178,31 @@ def official_conditioner_draws(model, batch: int, generator: torch.Generator) ->
         C.encode_audio_prompt(model, None, batch=batch, generator=generator)
 
 
+def official_start(model, settings: SamplerSettings, shape, conds: Optional["C.Conditions"] = None, *,
+                   modality_scale=None, device=None):
+    """Official noise for sampling from conditions encoded earlier (the node graph):
+    ``(rng, initial noise, context or None)``.
+
+    The official app draws the initial noise first and then runs every conditioner.  Text and
+    video draw nothing; the audio prompt draws, also when absent (the app encodes silence).  So
+    when ``conds`` (the fused context's conditions) has no audio prompt -- none, or only silence --
+    the context is fused again here, after the noise, with the absent prompt drawn from the
+    official stream: exactly the app's context and draws.  With an audio prompt (encoded elsewhere
+    with its own seed) its draws are replayed (:func:`official_conditioner_draws`) so the sampler's
+    own draws stay in step, and None is returned: keep the given context."""
+    if device is None:
+        device = next(model.backbone.parameters()).device
+    rng = OfficialRNG(settings.seed, device)
+    noise = rng.initial_noise(shape)
+    audio = conds.get("audio") if conds is not None else None
+    if conds is not None and (audio is None or not any(audio.present)):
+        absent_audio = C.Conditions(text=conds.get("text"), video=conds.get("video"))
+        ctx = C.fuse(model, absent_audio, batch=shape[0], modality_scale=modality_scale, generator=rng.on_device)
+        return rng, noise, ctx
+    official_conditioner_draws(model, shape[0], rng.on_device)
+    return rng, noise, None
+
+
 def check_official(settings: SamplerSettings, **refused) -> None:
     """Raise :class:`InputError` naming the first ``refused`` task that is given (truthy) when
     ``settings`` ask for official noise: the official app only generates from noise."""

@@ -56,9 +56,10 @@ def _tail_required() -> dict:
 
 
 NOISE_TOOLTIP = ("cpu: the same seed gives the same audio on any device. official: the official app's random "
-                 "streams (initial noise first on the model's device, Brownian-tree seed from the CPU generator, "
-                 "per-step noise on the device), so seed and sampler give the official output for the same "
-                 "conditions. Generation from noise only (no mask, variation, negative or long-form).")
+                 "streams (initial noise first on the model's device, then the conditioners' draws — an absent "
+                 "audio prompt is re-drawn from that stream —, Brownian-tree seed from the CPU generator, per-step "
+                 "noise on the device), so seed, inputs and sampler give the official app's output. Generation "
+                 "from noise only (no mask, variation, negative or long-form).")
 
 
 def _optional_inputs(with_variation: bool) -> dict:
@@ -195,10 +196,16 @@ def run(node: str, mode: str, model, context, seed: int, steps: int, batch: int,
             init = zz
         else:
             notes.append("latent ignored: without a mask, a latent is only used for variations (denoise < 1)")
-    official = settings.noise == "official"  # + the conditioners' draws, which ran in other nodes
-    with m.on_device(*(("backbone", "conditioner") if official else ("backbone",))), about_input(node, "context"):
-        lat = G.sample(mdl, ctx.tokens, settings, batch=batch, length=L, negative=neg_ctx, init=init,
-                       strength=float(denoise), known=known, callback=cb, replay_conditioner_draws=official)
+    official = settings.noise == "official"
+    with m.on_device(*(("backbone", "conditioner", "maf") if official else ("backbone",))), \
+            about_input(node, "context"):
+        tokens, rng, noise0 = ctx.tokens, None, None
+        if official:  # noise first, then the conditioners' draws (the core decides how)
+            rng, noise0, refused = G.official_start(mdl, settings, (batch, cfgm.io_channels, L), ctx.conds,
+                                                    modality_scale=ctx.modality_scale)
+            tokens = refused if refused is not None else tokens
+        lat = G.sample(mdl, tokens, settings, batch=batch, length=L, negative=neg_ctx, init=init,
+                       strength=float(denoise), known=known, callback=cb, noise=noise0, rng=rng)
     meta = {"sample_rate": int(cfgm.sample_rate), "seconds": min(duration, L / fps),
             "keep": keep.clone() if keep is not None else None, "mode": mode}
     report = _report(m, settings, lat, duration, notes, mask)

@@ -15,7 +15,7 @@ from audiox_core.errors import AudioXError
 from audiox_core.sampling import ClassifierFreeGuidance, VDenoiser, polyexponential_sigmas, sample_dpmpp_2s_ancestral
 
 TINY = {"audiox/v1.safetensors": "tiny_audiox", "audiox/turbo.safetensors": "tiny_turbo",
-        "text_encoders/t5": "tiny_t5"}
+        "audiox/maf.safetensors": "tiny_maf", "audiox/mmdit.safetensors": "tiny_maf_mmdit", "text_encoders/t5": "tiny_t5"}
 
 
 @pytest.fixture
@@ -39,19 +39,26 @@ def test_base_sampler_offers_the_official_samplers(env):
         assert n in names
 
 
-def test_base_sampler_node_official_noise_equals_the_official_sequence(env):
-    model, ctx = _model_ctx(env, "v1.safetensors")  # AudioX v1: an absent prompt is its learned feature
+def _official_start(m, ctx, seed, batch, scale):
+    """The official order on the global RNG: noise, then the conditioner (absent audio prompt)."""
+    torch.manual_seed(seed)
+    noise = torch.randn([batch, m.config.io_channels, m.latent_length])
+    tokens = C.fuse(m, C.Conditions(text=ctx.conds.text), batch=batch, modality_scale=scale, generator=None)
+    return noise, tokens
+
+
+@pytest.mark.parametrize("ckpt", ["v1.safetensors", "maf.safetensors", "mmdit.safetensors"])
+def test_base_sampler_node_official_noise_equals_the_official_sequence(env, ckpt):
+    model, ctx = _model_ctx(env, ckpt)
     kw = dict(model=model, context=ctx, seed=9, steps=3, cfg=3.0, sampler_name="k-dpmpp-2s-ancestral",
-              batch_size=1, duration=0.0, sigma_min=0.3, sigma_max=80.0)
+              batch_size=2, duration=0.0, sigma_min=0.3, sigma_max=80.0)
     lat, report = call(env, "AudioXSampler", noise="official", **kw)
     assert "official noise" in report
     m = model.model
     bb = m.backbone
-    torch.manual_seed(9)
-    noise = torch.randn([1, m.config.io_channels, m.latent_length])   # before the conditioners
-    C.encode_audio_prompt(m, None, batch=1, generator=None)          # the official conditioner's draws
-    vel = ClassifierFreeGuidance(lambda x, t, c: bb(x, t, cond_cache=c), ctx.tokens,
-                                 torch.zeros_like(ctx.tokens), scale=3.0, prepare=bb.prepare)
+    noise, tokens = _official_start(m, ctx, 9, 2, ctx.modality_scale)
+    vel = ClassifierFreeGuidance(lambda x, t, c: bb(x, t, cond_cache=c), tokens, torch.zeros_like(tokens),
+                                 scale=3.0, prepare=bb.prepare)
     sig = polyexponential_sigmas(3, 0.3, 80.0)
     x = noise * sig[0]
     want = sample_dpmpp_2s_ancestral(VDenoiser(vel), x, sig, noise_sampler=lambda a, b: torch.randn_like(x))
@@ -63,13 +70,23 @@ def test_base_sampler_node_official_noise_equals_the_official_sequence(env):
     assert not torch.equal(other["samples"], lat["samples"])
 
 
-def test_turbo_node_official_noise_and_refusals(env):
+def test_turbo_node_official_noise_equals_the_official_sequence(env):
     model, ctx = _model_ctx(env, "turbo.safetensors")
     lat, _ = call(env, "AudioXTurboSampler", model=model, context=ctx, seed=4, steps=4, batch_size=1, duration=0.0,
                   noise="official")
-    again, _ = call(env, "AudioXTurboSampler", model=model, context=ctx, seed=4, steps=4, batch_size=1,
-                    duration=0.0, noise="official")
-    assert torch.equal(lat["samples"], again["samples"])
+    m = model.model
+    bb = m.backbone
+    x, tokens = _official_start(m, ctx, 4, 1, ctx.modality_scale)
+    vel = ClassifierFreeGuidance(lambda x, t, c: bb(x, t, cond_cache=c), tokens, None, scale=1.0, prepare=bb.prepare)
+    ts = torch.linspace(1.0, 0.0, 5)
+    for i in range(4):  # sample_dmd: x0 = z - t v, then re-noise with randn_like
+        x0 = x - ts[i] * vel(x, ts[i] * torch.ones(1))
+        x = x0 if i == 3 else ts[i + 1] * torch.randn_like(x0) + (1 - ts[i + 1]) * x0
+    assert torch.equal(lat["samples"], x)
+
+
+def test_official_noise_refusals_name_the_noise_input(env):
+    model, ctx = _model_ctx(env, "turbo.safetensors")
     with pytest.raises(AudioXError) as ei:
         call(env, "AudioXTurboSampler", model=model, context=ctx, seed=4, steps=4, batch_size=1, duration=30.0,
              noise="official")
