@@ -56,12 +56,18 @@ def _add_generate(sub):
     s = g.add_argument_group("sampler")
     s.add_argument("--mode", choices=["base", "turbo"], help="default: turbo for Turbo students")
     s.add_argument("--steps", type=int)
-    s.add_argument("--sampler", default="auto")
+    s.add_argument("--sampler", default="auto",
+                   help="auto (the model's official default), v-objective: dpmpp-3m-sde, dpmpp-2m-sde, k-heun, "
+                        "k-lms, k-dpmpp-2s-ancestral, k-dpm-2, k-dpm-fast, k-dpm-adaptive (official names), "
+                        "dpmpp-2m, euler; rectified flow: euler, heun")
     s.add_argument("--cfg", type=float)
     s.add_argument("--rescale", type=float, default=0.0)
     s.add_argument("--sigma-min", type=float, default=0.3)
     s.add_argument("--sigma-max", type=float, default=500.0)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--noise", choices=["cpu", "official"], default="cpu",
+                   help="cpu: the same seed gives the same audio on any device (default); official: the official "
+                        "app's generators and draw order, so seed, inputs and sampler reproduce its output")
     s.add_argument("--batch", type=int, default=1)
     o = g.add_argument_group("output")
     o.add_argument("--out", required=True, help="WAV path (batch > 1 adds _0, _1 …)")
@@ -80,7 +86,7 @@ def _cmd_generate(a) -> int:
                  clip_vision=a.clip_vision, dtype=a.dtype, device=a.device, part=a.part)
     kw = {k: v for k, v in dict(steps=a.steps, cfg_scale=a.cfg).items() if v is not None}
     settings = SamplerSettings.for_model(model, a.mode, seed=a.seed, sampler=a.sampler, cfg_rescale=a.rescale,
-                                         sigma_min=a.sigma_min, sigma_max=a.sigma_max, **kw)
+                                         sigma_min=a.sigma_min, sigma_max=a.sigma_max, noise=a.noise, **kw)
     print(f"loaded {model.info.get('variant')} ({model.info.get('role') or 'base'}) in {time.time() - t0:.1f} s; "
           f"{settings.mode} sampler, {settings.steps} steps", file=sys.stderr)
     last = [0]

@@ -11,8 +11,12 @@ Layers (each usable on its own, the ComfyUI nodes call them one by one):
   audio inpainting, music completion, audio-to-audio variation, and audio longer than the model
   window (overlapping windows conditioned on the previous audio, crossfaded).
 
-Reproducibility: all randomness comes from one ``torch.Generator`` on the CPU seeded with
-``seed`` (noise is drawn on the CPU then moved), so a seed gives the same result on any device.
+Reproducibility: by default (``SamplerSettings.noise = "cpu"``) all randomness comes from
+``torch.Generator``s on the CPU seeded with ``seed`` (sampling) and ``seed + 1`` (conditioners);
+noise is drawn on the CPU then moved, so a seed gives the same result on any device.
+``noise = "official"`` instead follows the official app's random streams (see :class:`OfficialRNG`),
+so the same seed, inputs and sampler give the official ``generate_diffusion_cond`` /
+``generate_diffusion_cond_dmd`` output on the same device.
 """
 from __future__ import annotations
 
@@ -30,9 +34,51 @@ from .progress import Stages
 
 log = logging.getLogger(__name__)
 
-BASE_SAMPLERS_V = ("dpmpp-3m-sde", "dpmpp-2m-sde", "dpmpp-2m", "euler")
+#: v-objective samplers: the official ``sample_k`` names first (same defaults), then our extras.
+BASE_SAMPLERS_V = ("dpmpp-3m-sde", "dpmpp-2m-sde", "k-heun", "k-lms", "k-dpmpp-2s-ancestral", "k-dpm-2",
+                   "k-dpm-fast", "k-dpm-adaptive", "dpmpp-2m", "euler")
 BASE_SAMPLERS_RF = ("euler", "heun")
+#: ``SamplerSettings.noise``: "cpu" = device-independent CPU generators (default); "official" = the
+#: official app's generators and draw order (device-dependent, like the official).
+NOISE_MODES = ("cpu", "official")
 MAX_SECONDS = 300.0
+
+
+class OfficialRNG:
+    """The random streams of the official app for one seed, as explicit generators.
+
+    The official ``generate_diffusion_cond`` (and Turbo's ``generate_diffusion_cond_dmd``) calls
+    ``torch.manual_seed(seed)`` -- which seeds the CPU generator and every accelerator's -- and then
+    draws, in this order:
+
+    1. the initial noise ``torch.randn([B, 64, L], device=device)`` (float32, the device's generator),
+    2. the conditioners' draws (audio prompt: span-mask ``rand``/``randint``, VAE posterior ``randn``;
+       also for an absent prompt, which the app encodes as silence) on the device's generator,
+    3. the sampler's draws: the DPM++ SDE samplers' Brownian tree takes its entropy from
+       ``torch.randint(0, 2**63 - 1, [])`` on the **CPU** generator (k-diffusion's
+       ``BatchedBrownianTree(seed=None)``), the ancestral sampler draws ``randn_like(x)`` per step and
+       the Turbo sampler one ``randn_like`` per re-noise, both on the device's generator.
+
+    On a CPU device the two are the same generator (one stream, as the official).  ``torch.
+    Generator(device).manual_seed(seed)`` produces the same numbers as the global generator after
+    ``torch.manual_seed(seed)``, without touching global state.
+    """
+
+    def __init__(self, seed: int, device):
+        seed = int(seed) & 0xFFFF_FFFF_FFFF_FFFF
+        device = torch.device(device)
+        self.seed, self.device = seed, device
+        self.cpu = torch.Generator(device="cpu").manual_seed(seed)
+        self.on_device = self.cpu if device.type == "cpu" else torch.Generator(device=device).manual_seed(seed)
+
+    def initial_noise(self, shape) -> torch.Tensor:
+        """Step 1: ``randn(shape)`` in float32 on the device."""
+        return torch.randn(tuple(shape), generator=self.on_device, device=self.device, dtype=torch.float32)
+
+    def tree_seed(self) -> int:
+        """Step 3 of the DPM++ SDE samplers: the Brownian tree's entropy from the CPU generator."""
+        from .sampling import draw_tree_seed
+        return draw_tree_seed(self.cpu)
 
 
 @dataclass
@@ -41,7 +87,7 @@ class SamplerSettings:
 
     mode: str = "base"
     steps: int = 100
-    sampler: str = "auto"  # v: dpmpp-3m-sde…; rf: euler/heun; "auto" = the model's official default
+    sampler: str = "auto"  # v: BASE_SAMPLERS_V; rf: euler/heun; "auto" = the model's official default
     cfg_scale: float = 7.0
     cfg_rescale: float = 0.0
     sigma_min: float = 0.3
@@ -49,6 +95,7 @@ class SamplerSettings:
     seed: int = 0
     sde_noise: str = "brownian"
     batched_cfg: bool = True
+    noise: str = "cpu"  # "cpu" (device-independent) or "official" (the official app's streams)
 
     @classmethod
     def for_model(cls, model, mode: Optional[str] = None, **kw) -> "SamplerSettings":
@@ -74,6 +121,11 @@ def _generator(seed: int) -> torch.Generator:
 def _validate(model, s: SamplerSettings) -> str:
     if s.mode not in ("base", "turbo"):
         raise InputError(f"sampler mode must be 'base' or 'turbo', got {s.mode!r}")
+    if s.noise not in NOISE_MODES:
+        raise InputError(f"noise must be one of {NOISE_MODES}, got {s.noise!r}")
+    if s.noise == "official" and s.sde_noise != "brownian":
+        raise InputError("official noise uses the official Brownian-tree noise of the SDE samplers; "
+                         f"sde_noise must be 'brownian', got {s.sde_noise!r}")
     if s.mode == "turbo":
         if model.objective != "rectified_flow":
             raise InputError(f"the Turbo sampler needs a rectified-flow (AudioX-Turbo) model; this is "
@@ -114,20 +166,77 @@ class Known:
     keep: torch.Tensor
 
 
+def official_conditioner_draws(model, batch: int, generator: torch.Generator) -> None:
+    """Make the random draws the official conditioner makes for ``batch`` items (audio-prompt span
+    masking and VAE posterior sampling; text and video draw nothing), discarding the result.
+
+    The sampler node uses this in official noise mode: there the conditions were encoded earlier,
+    in their own nodes, so the device stream is advanced here to where the official sampler finds
+    it.  The number of draws does not depend on the prompt audio (it is fitted to the
+    conditioner's window), so an absent prompt stands in for any."""
+    if model.config.conditioner("audio_prompt") is not None:
+        C.encode_audio_prompt(model, None, batch=batch, generator=generator)
+
+
+def official_start(model, settings: SamplerSettings, shape, conds: Optional["C.Conditions"] = None, *,
+                   modality_scale=None, device=None):
+    """Official noise for sampling from conditions encoded earlier (the node graph):
+    ``(rng, initial noise, context or None)``.
+
+    The official app draws the initial noise first and then runs every conditioner.  Text and
+    video draw nothing; the audio prompt draws, also when absent (the app encodes silence).  So
+    when ``conds`` (the fused context's conditions) has no audio prompt -- none, or only silence --
+    the context is fused again here, after the noise, with the absent prompt drawn from the
+    official stream: exactly the app's context and draws.  With an audio prompt (encoded elsewhere
+    with its own seed) its draws are replayed (:func:`official_conditioner_draws`) so the sampler's
+    own draws stay in step, and None is returned: keep the given context."""
+    if device is None:
+        device = next(model.backbone.parameters()).device
+    rng = OfficialRNG(settings.seed, device)
+    noise = rng.initial_noise(shape)
+    audio = conds.get("audio") if conds is not None else None
+    if conds is not None and (audio is None or not any(audio.present)):
+        absent_audio = C.Conditions(text=conds.get("text"), video=conds.get("video"))
+        ctx = C.fuse(model, absent_audio, batch=shape[0], modality_scale=modality_scale, generator=rng.on_device)
+        return rng, noise, ctx
+    official_conditioner_draws(model, shape[0], rng.on_device)
+    return rng, noise, None
+
+
+def check_official(settings: SamplerSettings, **refused) -> None:
+    """Raise :class:`InputError` naming the first ``refused`` task that is given (truthy) when
+    ``settings`` ask for official noise: the official app only generates from noise."""
+    if settings.noise != "official":
+        return
+    for what, given in refused.items():
+        if given:
+            raise InputError(f"official noise reproduces the official app's generation from noise, which has no "
+                             f"{what.replace('_', ' ')}; use noise 'cpu' for it")
+
+
 def sample(model, context: torch.Tensor, settings: SamplerSettings, *, batch: Optional[int] = None,
            length: Optional[int] = None, negative: Optional[torch.Tensor] = None,
            init: Optional[torch.Tensor] = None, strength: float = 1.0, known: Optional[Known] = None,
-           callback=None, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+           callback=None, noise: Optional[torch.Tensor] = None, rng: Optional[OfficialRNG] = None,
+           replay_conditioner_draws: bool = False) -> torch.Tensor:
     """Latents ``[B, C, L]`` (float32, CPU) from a fused ``context`` ``[B, N, D]``.
 
     ``negative``: the unconditional context for CFG (default: zeros, the official); ``init`` +
     ``strength``: variation; ``known``: keep latents (inpainting/completion); ``noise``: inject the
     initial noise (else drawn from ``settings.seed``).
+
+    Official noise (``settings.noise == "official"``): ``rng`` carries the streams when the caller
+    already drew the initial noise and ran the conditioners from them (:func:`generate` does);
+    without it they start here from ``settings.seed``: the initial noise is drawn first, then, with
+    ``replay_conditioner_draws``, the conditioners' draws are replayed
+    (:func:`official_conditioner_draws`), then the sampler draws.
     """
-    from .sampling import (ClassifierFreeGuidance, LatentInpainter, sample_rectified_flow, sample_turbo,
-                           sample_v_objective)
+    from .sampling import (STOCHASTIC_K_SAMPLERS, ClassifierFreeGuidance, LatentInpainter, sample_rectified_flow,
+                           sample_turbo, sample_v_objective)
 
     name = _validate(model, settings)
+    check_official(settings, variation_start=init is not None and strength < 1,
+                    inpainting_or_completion=known is not None, negative_prompt=negative is not None)
     bb = model.backbone
     p = next(bb.parameters())
     dev = p.device
@@ -141,12 +250,22 @@ def sample(model, context: torch.Tensor, settings: SamplerSettings, *, batch: Op
         raise InputError(f"{model.config.variant} generates exactly {model.latent_length} latent frames "
                          f"({model.latent_length * model.config.vae.downsampling_ratio / model.config.sample_rate:.2f} s); "
                          f"got a request for {L}")
-    gen = _generator(settings.seed)
     shape = (b, model.config.io_channels, L)
-    if noise is None:
-        noise = torch.randn(shape, generator=gen, dtype=torch.float32)
-    elif tuple(noise.shape) != shape:
+    if noise is not None and tuple(noise.shape) != shape:
         raise InputError(f"noise must be {shape}, got {tuple(noise.shape)}")
+    if settings.noise == "official":
+        if rng is None:
+            rng = OfficialRNG(settings.seed, dev)
+            noise = rng.initial_noise(shape) if noise is None else noise
+            if replay_conditioner_draws:
+                official_conditioner_draws(model, b, rng.on_device)
+        elif noise is None:
+            raise InputError("official noise with a given rng needs the initial noise drawn from it first")
+        gen = rng.on_device
+    else:
+        gen = _generator(settings.seed)
+        if noise is None:
+            noise = torch.randn(shape, generator=gen, dtype=torch.float32)
     noise = noise.to(dev)
     context = context.to(dev)
 
@@ -184,10 +303,11 @@ def sample(model, context: torch.Tensor, settings: SamplerSettings, *, batch: Op
         out = sample_rectified_flow(vel, noise, steps=int(settings.steps), sampler=name, init=init,
                                     strength=strength, inpainter=inpainter, callback=callback)
     else:
+        tree_seed = rng.tree_seed() if rng is not None and name in STOCHASTIC_K_SAMPLERS else None
         out = sample_v_objective(vel, noise, steps=int(settings.steps), sampler=name,
                                  sigma_min=settings.sigma_min, sigma_max=settings.sigma_max,
-                                 sde_noise=settings.sde_noise, generator=gen, init=init, strength=strength,
-                                 inpainter=inpainter, callback=callback)
+                                 sde_noise=settings.sde_noise, generator=gen, brownian_seed=tree_seed, init=init,
+                                 strength=strength, inpainter=inpainter, callback=callback)
     return out.float().cpu()
 
 
@@ -365,8 +485,14 @@ def generate(model, *, prompt: Union[str, Sequence[str]] = "", negative_prompt: 
     cfg = model.config
     ratio = cfg.vae.downsampling_ratio
     window_s = cfg.latent_length * ratio / cfg.sample_rate
+    check_official(settings, inpainting=inpaint is not None, completion=keep_seconds is not None,
+                    negative_prompt=negative_prompt is not None,
+                    audio_longer_than_the_window=duration is not None and float(duration) > window_s + 1e-6,
+                    init_audio_variation=init_audio is not None)
     visual = video if isinstance(video, C.Condition) else _visual_input(video, image, video_fps)
-    if isinstance(prompt, str) and not prompt.strip() and visual is not None:
+    # the official app encodes an empty prompt as given; we otherwise use the task sentence
+    if (isinstance(prompt, str) and not prompt.strip() and visual is not None
+            and settings.noise != "official"):
         prompt = C.DEFAULT_PROMPTS["music" if music else "audio"]
     init = _audio_input(init_audio)
     if duration is None:
@@ -418,7 +544,13 @@ def _generate_window(model, *, prompt, negative_prompt, visual, start, init, str
     L = _window_latents(model, duration)
     n_out = min(int(round(duration * cfg.sample_rate)), L * ratio)
     report = []
-    gen = _generator(settings.seed + 1)  # conditioner randomness, separate from the sampling noise
+    rng = noise = None
+    if settings.noise == "official":  # the official order: initial noise, then the conditioners' draws
+        rng = OfficialRNG(settings.seed, next(model.backbone.parameters()).device)
+        noise = rng.initial_noise((batch, cfg.io_channels, L))
+        gen = rng.on_device
+    else:
+        gen = _generator(settings.seed + 1)  # conditioner randomness, separate from the sampling noise
     enc_cb = stages.sub("encode")
 
     conds = C.Conditions()
@@ -487,7 +619,7 @@ def _generate_window(model, *, prompt, negative_prompt, visual, start, init, str
     report.append(conds.summary())
     lat = sample(model, context, settings, batch=batch, length=L, negative=negative,
                  init=init_lat if (init is not None and inpaint is None and keep_seconds is None and strength < 1)
-                 else None, strength=strength, known=known, callback=stages.sub("sample"))
+                 else None, strength=strength, known=known, callback=stages.sub("sample"), noise=noise, rng=rng)
     audio = decode(model, lat, callback=stages.sub("decode"))
     if orig is not None and known is not None and (inpaint is not None or keep_seconds is not None):
         # keep the given audio exactly outside the regenerated parts, blending across the seams

@@ -108,12 +108,28 @@ def list_text_encoders() -> list[str]:
     return out
 
 
+def _missing(folder: str, name: str) -> str:
+    """'not found' with, for a released file, what it is and where it goes."""
+    from ..audiox_core.official_files import missing_file_hint
+    searched = ", ".join(cc.get_folder_paths(folder))
+    hint = missing_file_hint(folder, str(name or ""))
+    return f"'{name}' was not found in models/{folder} (searched: {searched})" + (f" — {hint}" if hint else "")
+
+
 def _pick(node: str, input_name: str, folder: str, name: str) -> Path:
     p = _full(folder, name) if name else None
     if p is None:
-        searched = ", ".join(cc.get_folder_paths(folder))
-        raise node_error(node, input_name, f"'{name}' was not found in models/{folder} (searched: {searched})")
+        raise node_error(node, input_name, _missing(folder, name))
     return p
+
+
+def _file_present(folder: str, name) -> bool | str:
+    """``VALIDATE_INPUTS`` of a file widget: True, or the not-found message (so a graph naming an
+    absent released file says which file it expects and where to put it, instead of ComfyUI's
+    "value not in list")."""
+    if isinstance(name, str) and name and _full(folder, name) is not None:
+        return True
+    return _missing(folder, name)
 
 
 def _offload(keep_on_gpu: bool):
@@ -159,6 +175,10 @@ class AudioXModelLoader:
                                                          "Loader), for checkpoints saved without the CLIP tower."}),
             },
         }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, ckpt_name):
+        return _file_present("audiox", ckpt_name)
 
     @node_function
     def load(self, ckpt_name, dtype="auto", keep_on_gpu=True, vae=None, clip_vision=None):
@@ -231,6 +251,10 @@ class AudioXVAELoader:
                                         "tooltip": KEEP_TOOLTIP}),
         }}
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, vae_name):
+        return _file_present("audiox", vae_name)
+
     @node_function
     def load(self, vae_name, sample_rate=44100, keep_on_gpu=True):
         from ..audiox_core.checkpoint import classify_keys, load_vae
@@ -270,6 +294,10 @@ class AudioXT5Loader:
             "keep_on_gpu": ("BOOLEAN", {"default": True, "label_on": "keep on GPU", "label_off": "offload after use",
                                         "tooltip": KEEP_TOOLTIP}),
         }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, t5_name):
+        return _file_present("text_encoders", t5_name)
 
     @node_function
     def load(self, t5_name, dtype="auto", keep_on_gpu=True):
@@ -341,6 +369,10 @@ class AudioXSynchformerLoader:
             "keep_on_gpu": ("BOOLEAN", {"default": True, "label_on": "keep on GPU", "label_off": "offload after use",
                                         "tooltip": KEEP_TOOLTIP}),
         }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, synchformer_name):
+        return _file_present("audiox", synchformer_name)
 
     @node_function
     def load(self, synchformer_name, dtype="auto", keep_on_gpu=True):

@@ -55,6 +55,13 @@ def _tail_required() -> dict:
     }
 
 
+NOISE_TOOLTIP = ("cpu: the same seed gives the same audio on any device. official: the official app's random "
+                 "streams (initial noise first on the model's device, then the conditioners' draws — an absent "
+                 "audio prompt is re-drawn from that stream —, Brownian-tree seed from the CPU generator, per-step "
+                 "noise on the device), so seed, inputs and sampler give the official app's output. Generation "
+                 "from noise only (no mask, variation, negative or long-form).")
+
+
 def _optional_inputs(with_variation: bool) -> dict:
     d = {
         "latent": ("LATENT", {"tooltip": "Latents of existing audio (AudioX VAE Encode): kept where the mask says "
@@ -76,7 +83,8 @@ def _latent_info(latent, node: str) -> tuple[torch.Tensor, dict]:
 
 def run(node: str, mode: str, model, context, seed: int, steps: int, batch: int, duration: float, *,
         cfg: float = 1.0, sampler: str = "auto", cfg_rescale: float = 0.0, negative=None, latent=None,
-        mask=None, denoise: float = 1.0, unique_id=None) -> dict:
+        mask=None, denoise: float = 1.0, sigma_min: float = 0.3, sigma_max: float = 500.0, noise: str = "cpu",
+        unique_id=None) -> dict:
     m: ModelBundle = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
     ctx: Context = expect(context, Context, node, "context", "an AUDIOX_CONTEXT from AudioX MAF Fusion")
     mdl = m.model
@@ -122,16 +130,22 @@ def run(node: str, mode: str, model, context, seed: int, steps: int, batch: int,
     if duration > MAX_SECONDS:
         raise node_error(node, "duration", f"must be at most {MAX_SECONDS:g} s, got {duration:g}")
     try:
-        settings = G.SamplerSettings.for_model(mdl, mode, seed=int(seed), steps=int(steps),
+        settings = G.SamplerSettings.for_model(mdl, mode, seed=int(seed), steps=int(steps), noise=noise,
                                                **({} if mode == "turbo" else dict(
                                                    cfg_scale=float(cfg), sampler=sampler,
-                                                   cfg_rescale=float(cfg_rescale))))
+                                                   cfg_rescale=float(cfg_rescale), sigma_min=float(sigma_min),
+                                                   sigma_max=float(sigma_max))))
         resolved = G.check_settings(mdl, settings)
         if mode != "turbo":
             settings.sampler = resolved
+        G.check_official(settings, inpainting_or_completion=mask is not None,
+                         variation_start=z is not None and mask is None and float(denoise) < 1.0,
+                         negative_prompt=negative is not None, audio_longer_than_the_window=duration > window + 1e-6)
     except Exception as e:  # noqa: BLE001 - InputError from core; name the input
-        name = "sampler_name" if "sampler" in str(e) else ("steps" if "steps" in str(e) else "cfg")
-        raise node_error(node, name, str(e)) from e
+        msg = str(e)
+        name = next((n for key, n in (("official noise", "noise"), ("noise", "noise"), ("sigma", "sigma_min"),
+                                      ("sampler", "sampler_name"), ("steps", "steps")) if key in msg), "cfg")
+        raise node_error(node, name, msg) from e
     cb = cc.make_progress_callback(None, unique_id)
 
     if duration > window + 1e-6:
@@ -182,9 +196,16 @@ def run(node: str, mode: str, model, context, seed: int, steps: int, batch: int,
             init = zz
         else:
             notes.append("latent ignored: without a mask, a latent is only used for variations (denoise < 1)")
-    with m.on_device("backbone"), about_input(node, "context"):
-        lat = G.sample(mdl, ctx.tokens, settings, batch=batch, length=L, negative=neg_ctx, init=init,
-                       strength=float(denoise), known=known, callback=cb)
+    official = settings.noise == "official"
+    with m.on_device(*(("backbone", "conditioner", "maf") if official else ("backbone",))), \
+            about_input(node, "context"):
+        tokens, rng, noise0 = ctx.tokens, None, None
+        if official:  # noise first, then the conditioners' draws (the core decides how)
+            rng, noise0, refused = G.official_start(mdl, settings, (batch, cfgm.io_channels, L), ctx.conds,
+                                                    modality_scale=ctx.modality_scale)
+            tokens = refused if refused is not None else tokens
+        lat = G.sample(mdl, tokens, settings, batch=batch, length=L, negative=neg_ctx, init=init,
+                       strength=float(denoise), known=known, callback=cb, noise=noise0, rng=rng)
     meta = {"sample_rate": int(cfgm.sample_rate), "seconds": min(duration, L / fps),
             "keep": keep.clone() if keep is not None else None, "mode": mode}
     report = _report(m, settings, lat, duration, notes, mask)
@@ -238,7 +259,8 @@ def _long_form(node, m: ModelBundle, ctx: Context, settings, batch, duration, ne
 
 def _report(m: ModelBundle, s, lat, duration, notes, mask: Optional[TimeMask]) -> str:
     what = (f"{s.mode} sampler: {s.steps} steps" + ("" if s.mode == "turbo" else f", {s.sampler}, cfg {s.cfg_scale:g}")
-            + f", seed {s.seed}; {lat.shape[0]} × {duration:.2f} s ({lat.shape[-1]} latents) on {m.name}")
+            + f", seed {s.seed}" + (" (official noise)" if s.noise == "official" else "")
+            + f"; {lat.shape[0]} × {duration:.2f} s ({lat.shape[-1]} latents) on {m.name}")
     return "\n".join([what] + ([mask.describe()] if mask is not None else []) + list(notes))
 
 
@@ -269,8 +291,10 @@ class AudioXSampler(_SamplerNode):
                                          "Turbo base model; 1 = no guidance)."}),
             "sampler_name": (SAMPLERS, {"default": "auto",
                                         "tooltip": "auto = the model's official sampler (DPM++ 3M SDE for "
-                                                   "v-objective models, Euler for rectified flow). dpmpp-*/euler "
-                                                   "apply to v models; euler/heun to rectified flow."}),
+                                                   "v-objective models, Euler for rectified flow). dpmpp-*, k-* "
+                                                   "(the official names and defaults) and euler apply to v "
+                                                   "models; euler/heun to rectified flow. k-dpm-fast and "
+                                                   "k-dpm-adaptive stop at sigma_min, as the official."}),
         })
         req.update(_tail_required())
         opt = {"negative": (COND, {"tooltip": "Negative prompt (AudioX Text Encoder): the CFG 'unconditional' "
@@ -283,14 +307,23 @@ class AudioXSampler(_SamplerNode):
         opt["cfg_rescale"] = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05,
                                         "tooltip": "CFG rescale φ (official option, 0 = off): pulls the guided "
                                                    "output's spread back towards the conditional one."})
+        opt["sigma_min"] = ("FLOAT", {"default": 0.3, "min": 0.001, "max": 10.0, "step": 0.01, "round": 0.0001,
+                                      "tooltip": "Lowest noise level of the v-objective schedule (official: 0.3 in "
+                                                 "the README script, 0.03 in the gradio app). k-dpm-fast/adaptive "
+                                                 "stop here. Rectified flow and Turbo ignore it."})
+        opt["sigma_max"] = ("FLOAT", {"default": 500.0, "min": 0.01, "max": 1000.0, "step": 0.1,
+                                      "tooltip": "Highest noise level of the v-objective schedule (official: 500). "
+                                                 "Rectified flow and Turbo ignore it."})
+        opt["noise"] = (list(G.NOISE_MODES), {"default": "cpu", "tooltip": NOISE_TOOLTIP})
         return {"required": req, "optional": opt, "hidden": dict(HIDDEN)}
 
     @node_function
     def sample(self, model, context, seed=0, steps=100, cfg=7.0, sampler_name="auto", batch_size=1, duration=0.0,
-               negative=None, latent=None, mask=None, denoise=1.0, cfg_rescale=0.0, unique_id=None):
+               negative=None, latent=None, mask=None, denoise=1.0, cfg_rescale=0.0, sigma_min=0.3, sigma_max=500.0,
+               noise="cpu", unique_id=None):
         return run(self.DISPLAY_NAME, "base", model, context, seed, steps, batch_size, duration, cfg=cfg,
                    sampler=sampler_name, cfg_rescale=cfg_rescale, negative=negative, latent=latent, mask=mask,
-                   denoise=denoise, unique_id=unique_id)
+                   denoise=denoise, sigma_min=sigma_min, sigma_max=sigma_max, noise=noise, unique_id=unique_id)
 
 
 class AudioXTurboSampler(_SamplerNode):
@@ -304,13 +337,15 @@ class AudioXTurboSampler(_SamplerNode):
         req["steps"] = ("INT", {"default": 4, "min": 1, "max": 8, "step": 1,
                                 "tooltip": "Student steps (the official Turbo uses 4)."})
         req.update(_tail_required())
-        return {"required": req, "optional": _optional_inputs(False), "hidden": dict(HIDDEN)}
+        opt = _optional_inputs(False)
+        opt["noise"] = (list(G.NOISE_MODES), {"default": "cpu", "tooltip": NOISE_TOOLTIP})
+        return {"required": req, "optional": opt, "hidden": dict(HIDDEN)}
 
     @node_function
     def sample(self, model, context, seed=0, steps=4, batch_size=1, duration=0.0, latent=None, mask=None,
-               unique_id=None):
+               noise="cpu", unique_id=None):
         return run(self.DISPLAY_NAME, "turbo", model, context, seed, steps, batch_size, duration, latent=latent,
-                   mask=mask, unique_id=unique_id)
+                   mask=mask, noise=noise, unique_id=unique_id)
 
 
 NODE_CLASS_MAPPINGS = {"AudioXSampler": AudioXSampler, "AudioXTurboSampler": AudioXTurboSampler}

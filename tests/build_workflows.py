@@ -411,6 +411,67 @@ def _official(g):
                         "text_encoders/t5-base": "tiny_t5"}
 
 
+# the official gradio app's example settings (steps 100, cfg 7, dpmpp-3m-sde, sigma 0.03-500, the example's
+# seed) with official noise, so the same seed gives the app's output
+GRADIO = dict(steps=100, cfg=7.0, sampler_name="dpmpp-3m-sde", sigma_min=0.03, sigma_max=500.0, noise="official")
+
+
+def official_base(g: Graph, ckpt: str, prompt: str, seed: int, video_file: Optional[str] = None):
+    """A released v-objective model (checkpoint ``ckpt`` in models/audiox with its config.json) with
+    t5-base, optionally a video through the Synchformer, the Base sampler at the gradio settings."""
+    model, t5 = loaders(g, ckpt, "t5-base")
+    venc = lv = None
+    if video_file is not None:
+        sf = g.add("AudioXSynchformerLoader", synchformer_name="synchformer_state_dict.pth", dtype="auto",
+                   keep_on_gpu=True)
+        lv = g.add("LoadVideo", file=video_file)
+        venc = g.add("AudioXVideoEncoder", start_seconds=0.0, fps=25.0, sync="synchformer", resize="stretch")
+        g.link(model, "model", venc, "model")
+        g.link(lv, 0, venc, "video")
+        g.link(sf, "synchformer", venc, "synchformer")
+    ctx = fusion(g, model, text(g, model, t5, prompt), venc)
+    s = g.add("AudioXSampler", seed=seed, **GRADIO)
+    g.link(model, "model", s, "model")
+    g.link(ctx, "context", s, "context")
+    g.override(s, steps=2)
+    tiny = {"AudioX": "tiny_audiox_official_ckpt", "AudioX-MAF": "tiny_maf_official_ckpt",
+            "AudioX-MAF-MMDiT": "tiny_maf_mmdit_official_ckpt"}[ckpt.split("/")[0]]
+    g.test["models"] = {f"audiox/{ckpt}": tiny, "text_encoders/t5-base": "tiny_t5"}
+    if video_file is not None:
+        g.test["models"]["audiox/synchformer_state_dict.pth"] = "tiny_synchformer_pth"
+    return model, decode(g, model, s), lv
+
+
+@graph("text_to_audio_official_audiox", "Official AudioX (DiT) on text-to-audio: put model.ckpt and its config.json "
+       "(Hugging Face HKUSTAudio/AudioX) in models/audiox/AudioX/ and t5-base (config.json, model.safetensors, "
+       "tokenizer.json) in models/text_encoders/. The sampler uses the official gradio example (\"Typing on a "
+       "keyboard\", seed 1225575558, 100 steps, cfg 7, DPM++ 3M SDE, sigma 0.03-500) with official noise.")
+def _official_audiox(g):
+    _, a, _ = official_base(g, "AudioX/model.ckpt", "Typing on a keyboard", 1225575558)
+    save_audio(g, a, "official_audiox")
+    spectrogram(g, a, "official_audiox")
+
+
+@graph("video_to_audio_official_maf", "Official AudioX-MAF on video-to-audio: put model.ckpt and its config.json "
+       "(Hugging Face HKUSTAudio/AudioX-MAF) in models/audiox/AudioX-MAF/, synchformer_state_dict.pth in "
+       "models/audiox/ and t5-base in models/text_encoders/. The official V2A task sentence and gradio settings "
+       "(100 steps, cfg 7, DPM++ 3M SDE, sigma 0.03-500, official noise); the sound is put onto the video.")
+def _official_maf(g):
+    _, a, lv = official_base(g, "AudioX-MAF/model.ckpt", TASK_AUDIO, 3737819478, "audiox_example_events.mp4")
+    save_audio(g, a, "official_maf")
+    video_out(g, a, lv, "official_maf")
+
+
+@graph("video_to_music_official_maf_mmdit", "Official AudioX-MAF-MMDiT on video-to-music: put model.ckpt and its "
+       "config.json (Hugging Face HKUSTAudio/AudioX-MAF-MMDiT) in models/audiox/AudioX-MAF-MMDiT/ (its VAE.ckpt is "
+       "not needed: model.ckpt holds the VAE), synchformer_state_dict.pth in models/audiox/ and t5-base in "
+       "models/text_encoders/. The official V2M task sentence and gradio settings with official noise.")
+def _official_mmdit(g):
+    _, a, lv = official_base(g, "AudioX-MAF-MMDiT/model.ckpt", TASK_MUSIC, 3498087420, "audiox_example_music.mp4")
+    save_audio(g, a, "official_maf_mmdit")
+    video_out(g, a, lv, "official_maf_mmdit")
+
+
 def dataset(g: Graph, model: Node, t5: Node) -> Node:
     ds = g.add("AudioXDataset", folder="audiox_example_dataset", captions="auto", missing_captions="error",
                manifest="", videos="use", sync="zeros")

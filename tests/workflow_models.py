@@ -61,6 +61,24 @@ def tiny_maf_official_ckpt(path: Path) -> None:
     (Path(path).parent / "config.json").write_text(json.dumps(m.config.to_dict()))
 
 
+def _official_ckpt(variant: str, path: Path, seed: int) -> None:
+    m = tiny.make_tiny_model(variant, seed=seed)
+    torch.save({"state_dict": {k: v.contiguous() for k, v in m.state_dict().items()}}, path)
+    (Path(path).parent / "config.json").write_text(json.dumps(m.config.to_dict()))
+
+
+@H.model_factory("tiny_audiox_official_ckpt")
+def tiny_audiox_official_ckpt(path: Path) -> None:
+    """Tiny AudioX (DiT) in the official layout (``model.ckpt`` with ``state_dict``, config.json beside)."""
+    _official_ckpt("audiox", path, 9)
+
+
+@H.model_factory("tiny_maf_mmdit_official_ckpt")
+def tiny_maf_mmdit_official_ckpt(path: Path) -> None:
+    """Tiny AudioX-MAF-MMDiT in the official layout (``model.ckpt`` with ``state_dict``, config.json beside)."""
+    _official_ckpt("audiox_maf_mmdit", path, 10)
+
+
 @H.model_factory("tiny_t5")
 def tiny_t5(path: Path) -> None:
     """A tiny T5 as a Hugging Face folder (config.json, model.safetensors, byte tokenizer)."""

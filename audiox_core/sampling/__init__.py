@@ -4,8 +4,10 @@ Nothing here knows the networks.  The pieces:
 
 * ``objectives``  -- v-objective (``VDenoiser``: velocity -> denoiser) and rectified-flow helpers.
 * ``schedules``   -- official polyexponential (rho = 1) sigmas, Karras, rectified-flow t grids.
-* ``kdiffusion``  -- Euler, DPM++ 2M, DPM++ 2M SDE, DPM++ 3M SDE (official default) over
-  ``denoiser(x, sigma)``.
+* ``kdiffusion``  -- every sampler of the official ``sample_k`` (DPM++ 3M SDE = official default,
+  DPM++ 2M SDE, k-heun, k-lms, k-dpmpp-2s-ancestral, k-dpm-2) plus Euler and DPM++ 2M, over
+  ``denoiser(x, sigma)``; ``K_SAMPLERS`` maps the official names to them.
+* ``dpm_solver``  -- k-dpm-fast and k-dpm-adaptive (DPM-Solver, fixed / adaptive step size).
 * ``noise``       -- noise samplers for the SDE samplers (Brownian tree = official; Gaussian).
 * ``rf``          -- rectified-flow Euler (official) and Heun over ``velocity(x, t)``.
 * ``turbo``       -- AudioX-Turbo's 4-step DMD sampler.
@@ -37,13 +39,23 @@ from .inpaint import (
     seconds_to_latent_frames,
     variation_start,
 )
+from .dpm_solver import (ADAPTIVE_OFFICIAL, DPM_SOLVER_K_SAMPLERS, PIDStepSizeController, dpm_fast_orders,
+                         sample_dpm_adaptive, sample_dpm_fast)
 from .kdiffusion import (
+    ANCESTRAL_K_SAMPLERS,
     K_SAMPLERS,
+    OFFICIAL_K_SAMPLERS,
     STOCHASTIC_K_SAMPLERS,
+    ancestral_step,
+    lms_coefficients,
+    sample_dpm_2,
     sample_dpmpp_2m,
     sample_dpmpp_2m_sde,
+    sample_dpmpp_2s_ancestral,
     sample_dpmpp_3m_sde,
     sample_euler,
+    sample_heun,
+    sample_lms,
 )
 from .noise import BrownianTreeNoiseSampler, GaussianNoiseSampler, NoiseSampler, draw_tree_seed, randn_from
 from .objectives import (
@@ -78,8 +90,11 @@ __all__ = [
     "ClassifierFreeGuidance", "ConditionedModelFn", "batch_concat", "cfg_combine",
     "LatentInpainter", "noised_known", "noised_start", "regenerate_mask", "regenerate_mask_seconds",
     "seconds_to_latent_frames", "variation_start",
-    "K_SAMPLERS", "STOCHASTIC_K_SAMPLERS", "sample_dpmpp_2m", "sample_dpmpp_2m_sde",
-    "sample_dpmpp_3m_sde", "sample_euler",
+    "ADAPTIVE_OFFICIAL", "DPM_SOLVER_K_SAMPLERS", "PIDStepSizeController", "dpm_fast_orders",
+    "sample_dpm_adaptive", "sample_dpm_fast",
+    "ANCESTRAL_K_SAMPLERS", "K_SAMPLERS", "OFFICIAL_K_SAMPLERS", "STOCHASTIC_K_SAMPLERS", "ancestral_step",
+    "lms_coefficients", "sample_dpm_2", "sample_dpmpp_2m", "sample_dpmpp_2m_sde", "sample_dpmpp_2s_ancestral",
+    "sample_dpmpp_3m_sde", "sample_euler", "sample_heun", "sample_lms",
     "BrownianTreeNoiseSampler", "GaussianNoiseSampler", "NoiseSampler", "draw_tree_seed", "randn_from",
     "VDenoiser", "rf_noised", "rf_target", "rf_x0", "sigma_to_t", "t_to_sigma", "v_alpha_sigma",
     "v_noised", "v_scalings", "v_target",

@@ -20,7 +20,8 @@ from ..errors import InputError
 from ..progress import ProgressCallback
 from ._common import check_state
 from .inpaint import LatentInpainter, variation_start
-from .kdiffusion import K_SAMPLERS, STOCHASTIC_K_SAMPLERS
+from .dpm_solver import DPM_SOLVER_K_SAMPLERS
+from .kdiffusion import ANCESTRAL_K_SAMPLERS, K_SAMPLERS, STOCHASTIC_K_SAMPLERS
 from .noise import BrownianTreeNoiseSampler, GaussianNoiseSampler, NoiseSampler
 from .objectives import VDenoiser
 from .rf import RF_SAMPLERS
@@ -70,9 +71,15 @@ def sample_v_objective(
     Args:
         noise: unit Gaussian noise [B, C, L] in the model dtype (drawn by the caller; the
             official code draws it right after ``torch.manual_seed(seed)``).
-        sampler: "dpmpp-3m-sde" (official default), "dpmpp-2m-sde", "dpmpp-2m" or "euler".
-        sde_noise: "brownian" (official; torchsde), "gaussian" (per-step randn from
-            ``generator``) or a ``noise_sampler(sigma, sigma_next)``.
+        sampler: a name of ``K_SAMPLERS``: "dpmpp-3m-sde" (official default), "dpmpp-2m-sde",
+            "k-heun", "k-lms", "k-dpmpp-2s-ancestral", "k-dpm-2", "k-dpm-fast", "k-dpm-adaptive"
+            (the official names and defaults) or the extras "dpmpp-2m" and "euler".  k-dpm-fast
+            and k-dpm-adaptive run from ``sigma_max`` to ``sigma_min`` and stop there (official).
+        eta, s_noise: of the DPM++ SDE samplers and k-dpmpp-2s-ancestral (official: 1, 1).
+        sde_noise: noise of the DPM++ SDE samplers: "brownian" (official; torchsde), "gaussian"
+            (per-step randn from ``generator``) or a ``noise_sampler(sigma, sigma_next)`` (a callable
+            is also used by k-dpmpp-2s-ancestral, whose default is per-step randn from ``generator``,
+            the official ``randn_like``).
         generator: seeds the Brownian tree (one ``randint`` draw) or the Gaussian noise; None uses
             the global CPU RNG exactly like the official code.
         brownian_seed: fix the tree entropy outright (an int or one int per batch item).
@@ -103,8 +110,21 @@ def sample_v_objective(
         else:
             raise InputError(f"sde_noise must be 'brownian', 'gaussian' or a callable, got {sde_noise!r}")
         kwargs = dict(eta=eta, s_noise=s_noise, noise_sampler=noise_sampler, generator=generator)
-    out = K_SAMPLERS[sampler](VDenoiser(velocity_fn), x, sigmas, callback=callback,
-                              after_step=inpainter, **kwargs)
+    elif sampler in ANCESTRAL_K_SAMPLERS:
+        # fresh Gaussian noise per step, as the official default_noise_sampler (randn_like)
+        kwargs = dict(eta=eta, s_noise=s_noise, noise_sampler=sde_noise if callable(sde_noise) else None,
+                      generator=generator)
+    if sampler in DPM_SOLVER_K_SAMPLERS:
+        # official: sample_dpm_fast(denoiser, x, sigma_min, sigma_max, steps) / sample_dpm_adaptive(
+        # denoiser, x, sigma_min, sigma_max, rtol=0.01, atol=0.01); a variation starts lower
+        start = float(sigma_max) if init is None else float(sigmas[0])
+        if start <= sigma_min:
+            raise InputError(f"{sampler} needs a start level above sigma_min {sigma_min}; got {start}")
+        args = (sigma_min, start) + ((len(sigmas) - 1,) if sampler == "k-dpm-fast" else ())
+        out = K_SAMPLERS[sampler](VDenoiser(velocity_fn), x, *args, callback=callback, after_step=inpainter)
+    else:
+        out = K_SAMPLERS[sampler](VDenoiser(velocity_fn), x, sigmas, callback=callback,
+                                  after_step=inpainter, **kwargs)
     return inpainter.paste(out) if inpainter is not None else out
 
 
