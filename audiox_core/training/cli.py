@@ -141,7 +141,7 @@ def _cmd_lora(a) -> int:
     from .data import plan_for
     from .parallel import setup_parallel
     from .trainer import TrainConfig, Trainer
-    par = setup_parallel(a.parallel)
+    par = setup_parallel(a.parallel, a.device)
     if par.device is not None:
         a.device = str(par.device)
     model, _ = _load(a)
@@ -169,7 +169,7 @@ def _cmd_distill(a) -> int:
     from .data import CachePlan
     from .distill import DistillConfig, Distiller
     from .parallel import setup_parallel
-    par = setup_parallel(a.parallel)
+    par = setup_parallel(a.parallel, a.device)
     if par.device is not None:
         a.device = str(par.device)
     model, _ = _load(a)
