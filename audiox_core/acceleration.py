@@ -24,7 +24,8 @@ from .errors import InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["compile_backbone", "backbone_compiled", "store_weights_fp8", "backbone_weights_fp8", "FP8Linear", "fp8_available", "on_device"]
+__all__ = ["compile_backbone", "backbone_compiled", "store_weights_fp8", "backbone_weights_fp8", "FP8Linear",
+           "has_fp8_weights", "refuse_fp8", "fp8_available", "on_device"]
 
 _CACHE_ATTR = "_audiox_compiled_forwards"
 
@@ -65,6 +66,18 @@ def compile_backbone(model, enabled: bool = True, *, backend: Union[str, object]
 # ----------------------------------------------------------------------------------------------
 def fp8_available() -> bool:
     return hasattr(torch, "float8_e4m3fn")
+
+
+def has_fp8_weights(module: nn.Module) -> bool:
+    """Whether ``module`` (e.g. a whole model) holds fp8-stored layers (:func:`store_weights_fp8`)."""
+    return any(isinstance(m, FP8Linear) for m in module.modules())
+
+
+def refuse_fp8(module: nn.Module, what: str) -> None:
+    """Raise a clear error when ``what`` (training, a LoRA, ...) is asked of an fp8-stored model."""
+    if has_fp8_weights(module):
+        raise InputError(f"{what} needs the model's weights in fp32, fp16 or bf16; this model stores its "
+                         "transformer weights in fp8 (e4m3) — load it with another dtype")
 
 
 class FP8Linear(nn.Module):
@@ -118,7 +131,7 @@ def store_weights_fp8(module: nn.Module, compute_dtype: torch.dtype = torch.bflo
     return len(targets)
 
 
-def backbone_weights_fp8(model, compute_dtype: Optional[torch.dtype] = None, *, min_features: int = 256) -> int:
+def backbone_weights_fp8(model, compute_dtype: Optional[torch.dtype] = None, *, min_features: int = 1) -> int:
     """:func:`store_weights_fp8` on the transformer blocks of ``model.backbone`` (≈ 99 % of its
     weights; the input / output projections, whose dtype sets the backbone's working dtype, stay).
     ``compute_dtype`` defaults to the backbone's current weight dtype.  Returns the layer count."""

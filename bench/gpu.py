@@ -78,7 +78,7 @@ def _build(tiny: bool, config, row: str, device, compile_backend: str = "inducto
     model.info["role"] = "student"
     if row == "bf16+fp8":
         from audiox_core.acceleration import backbone_weights_fp8
-        backbone_weights_fp8(model, dt, min_features=1 if tiny else 256)
+        backbone_weights_fp8(model, dt)
     if row != "lowvram":  # lowvram: everything stays on the CPU until it runs
         model.to(device)
         t5.model.to(device)

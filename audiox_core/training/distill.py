@@ -383,6 +383,8 @@ class Distiller(TrainingLoop):
         if teacher.objective != "rectified_flow":
             raise ConfigError(f"DMD distillation needs a rectified-flow teacher (AudioX-Turbo's teacher); "
                               f"{teacher.config.variant} uses the {teacher.objective!r} objective")
+        from ..acceleration import refuse_fp8
+        refuse_fp8(teacher, "distillation")
         from .lora import attached_loras
         if attached_loras(teacher):
             raise InputError("detach the LoRAs from the teacher before distilling (merge them into a copy if "

@@ -276,6 +276,8 @@ class Trainer(TrainingLoop):
         self.device = torch.device(device) if device is not None else next(model.backbone.parameters()).device
         if getattr(model, "objective", None) not in ("v", "rectified_flow"):
             raise InputError("Trainer: the model has no known diffusion objective")
+        from ..acceleration import refuse_fp8
+        refuse_fp8(model, "training")
         if "t5" in cfg.train and data.plan.text != "ids":
             raise InputError("training T5 needs data prepared with token ids: "
                              "prepare_dataset(..., plan=plan_for(train))")
