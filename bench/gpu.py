@@ -172,13 +172,15 @@ def table(results) -> str:
     for r in results:
         t, b = r["turbo"], r["base"]
         lines.append(f"| {r['row']} | {t['mean']:.4f} ± {t['std']:.4f} | {t['rtf']:.4f} "
-                     f"| {b['mean']:.4f} ± {b['std']:.4f} | {b['rtf']:.4f} | {t['peak_gib']:.2f} | {b['peak_gib']:.2f} "
+                     f"| {b['mean']:.4f} ± {b['std']:.4f} | {b['rtf']:.4f} "
+                     f"| {t['peak_gib']:.2f} | {b['peak_gib']:.2f} "
                      f"| {t['encoders']:.4f} / {t['backbone']:.4f} / {t['vae']:.4f} "
                      f"| {b['encoders']:.4f} / {b['backbone']:.4f} / {b['vae']:.4f} |")
     comp = [r for r in results if r["row"] == "bf16+compile"]
     for r in comp:
         lines.append("")
-        lines.append(f"bf16+compile ({r['compile_backend']}): warm-up incl. compilation {r['turbo_warmup_s']:.1f} s (Turbo), "
+        lines.append(f"bf16+compile ({r['compile_backend']}): warm-up incl. compilation "
+                     f"{r['turbo_warmup_s']:.1f} s (Turbo), "
                      f"{r['base_warmup_s']:.1f} s (Base)")
     return "\n".join(lines)
 
@@ -208,8 +210,8 @@ def main(argv=None) -> int:
     results = []
     for row in a.rows:
         cmd = [sys.executable, __file__, "--child", row, "--device", a.device, "--warmup", str(a.warmup),
-               "--runs", str(a.runs), "--threads", str(a.threads), "--compile-backend", a.compile_backend] + (["--tiny"] if a.tiny else []) + \
-              (["--config", a.config] if a.config else [])
+               "--runs", str(a.runs), "--threads", str(a.threads), "--compile-backend", a.compile_backend]
+        cmd += (["--tiny"] if a.tiny else []) + (["--config", a.config] if a.config else [])
         p = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
         line = next((x for x in p.stdout.splitlines() if x.startswith("RESULT ")), None)
         if p.returncode or line is None:
