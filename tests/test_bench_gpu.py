@@ -37,8 +37,9 @@ def test_bench_gpu_tiny_table(tmp_path):
         t_split, b_split = v[8:11], v[11:14]
         r = results[name]
         assert t_mean > 0 and b_mean > 0 and t_std >= 0 and b_std >= 0
-        assert t_rtf == pytest.approx(t_mean / r["seconds"], rel=1e-3, abs=1e-4)
-        assert b_rtf == pytest.approx(b_mean / r["seconds"], rel=1e-3, abs=1e-4)
+        for mode, mean, rtf in (("turbo", t_mean, t_rtf), ("base", b_mean, b_rtf)):
+            assert mean == pytest.approx(r[mode]["mean"], abs=6e-5) and rtf == pytest.approx(r[mode]["rtf"], abs=6e-5)
+            assert r[mode]["rtf"] == pytest.approx(r[mode]["mean"] / r["seconds"], rel=1e-9)  # RTF = latency / clip
         assert t_mean == pytest.approx(sum(t_split), rel=1e-2, abs=1e-3)  # the split adds up to the latency
         assert b_mean == pytest.approx(sum(b_split), rel=1e-2, abs=1e-3)
         assert b_split[1] > t_split[1]          # 50 CFG steps cost more backbone time than 4 steps
