@@ -147,6 +147,7 @@ class ModelBundle:
     name: str = ""
     loras: tuple = ()           # ((audiox_core.training.LoRA, strength), ...) applied while running
     merge_loras: bool = False   # bake them into the weights while running (restored bit-exactly after)
+    compile_mode: Optional[str] = None  # torch.compile the backbone while this bundle samples (None: eager)
 
     @property
     def config(self):
@@ -177,7 +178,14 @@ class ModelBundle:
         """Load ``parts`` for the block; with LoRAs, also attach (and optionally merge) them for it."""
         handles = [self.parts[p] for p in parts if self.parts.get(p) is not None]
         ctx = cc.models_on_device(*handles, memory_required=memory_required, offload_after=self.offload_after)
+        if self.compile_mode is not None and "backbone" in parts:
+            ctx = _compiled_backbone(self, ctx)
         return _with_loras(self, ctx) if self.loras else ctx
+
+    def with_compile(self, mode: Optional[str], name: str) -> "ModelBundle":
+        """A bundle of the same model whose backbone runs ``torch.compile``d (``mode``; None: eager)."""
+        from dataclasses import replace
+        return replace(self, compile_mode=mode, name=name)
 
     def with_loras(self, loras: tuple, merge: bool, name: str) -> "ModelBundle":
         """A bundle of the same model (same weights, same device handles) with ``loras`` applied."""
@@ -203,6 +211,20 @@ class ModelBundle:
     def needs_sync(self) -> bool:
         vc = self.model.video_conditioner
         return bool(vc is not None and getattr(vc, "with_sync", False))
+
+
+@contextlib.contextmanager
+def _compiled_backbone(bundle: "ModelBundle", device_ctx):
+    """The shared model's backbone runs compiled for the block (graphs cached per shape on the
+    backbone, so the next run reuses them) and eager again afterwards (other bundles of the same
+    model are not affected)."""
+    from ..audiox_core.acceleration import compile_backbone
+    with device_ctx:
+        compile_backbone(bundle.model, mode=None if bundle.compile_mode == "default" else bundle.compile_mode)
+        try:
+            yield
+        finally:
+            compile_backbone(bundle.model, False)
 
 
 _APPLIED = "_audiox_applied_loras"  # model.__dict__ entry while a bundle's LoRAs are attached: [bundle, depth]

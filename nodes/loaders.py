@@ -31,6 +31,12 @@ cc.register_model_folder("clip_vision", "clip_vision", [".safetensors", ".bin", 
 cc.add_model_path("audiox", DEMO_DIR)
 cc.add_model_path("text_encoders", DEMO_DIR)
 
+FP8 = "fp8_e4m3fn"
+MODEL_DTYPE_OPTIONS = DTYPE_OPTIONS + [FP8]
+MODEL_DTYPE_TOOLTIP = (DTYPE_TOOLTIP + " fp8_e4m3fn: the transformer blocks' weights are stored in 8 bits (half of "
+                       "bf16, for 8 GB cards) and cast per layer to the compute dtype (bf16 on a GPU that supports "
+                       "it, else fp16; fp32 on the CPU); slightly less exact; no LoRAs or training on such a model.")
+
 _TOKENIZER_FILES = ("byte_tokenizer.json", "tokenizer.json", "spiece.model", "tokenizer_config.json")
 
 
@@ -163,7 +169,7 @@ class AudioXModelLoader:
                 "ckpt_name": (files, {"tooltip": "Checkpoint in models/audiox (.safetensors, or .ckpt/.pth loaded "
                                                  "safely with weights_only). The official model.ckpt / "
                                                  "audiox_turbo.ckpt load unchanged."}),
-                "dtype": (DTYPE_OPTIONS, {"default": "auto", "tooltip": DTYPE_TOOLTIP}),
+                "dtype": (MODEL_DTYPE_OPTIONS, {"default": "auto", "tooltip": MODEL_DTYPE_TOOLTIP}),
                 "keep_on_gpu": ("BOOLEAN", {"default": True, "label_on": "keep on GPU",
                                             "label_off": "offload after use", "tooltip": KEEP_TOOLTIP}),
             },
@@ -200,7 +206,11 @@ class AudioXModelLoader:
                     }.get(kind.kind, "")
             raise node_error(node, "ckpt_name", f"'{ckpt_name}' is {kind.description}, not an AudioX model{hint}")
         device = cc.unet_offload_device()
-        wdtype = resolve_dtype(dtype)
+        wdtype = resolve_dtype("auto" if dtype == FP8 else dtype)
+        if dtype == FP8:
+            from ..audiox_core.acceleration import fp8_available
+            if not fp8_available():
+                raise node_error(node, "dtype", "fp8_e4m3fn needs a PyTorch with float8 types (≥ 2.1)")
         try:
             model = load_model(path, dtype=wdtype, device=device, vae=vae.path if vae is not None else None,
                                clip_vision=clip_vision.path if clip_vision is not None else None)
@@ -215,6 +225,10 @@ class AudioXModelLoader:
             raise node_error(node, "ckpt_name", msg) from e
         except AudioXError as e:
             raise node_error(node, "ckpt_name", str(e)) from e
+        if dtype == FP8:
+            from ..audiox_core.acceleration import backbone_weights_fp8
+            n = backbone_weights_fp8(model, wdtype)
+            model.info["dtype"] = f"fp8_e4m3fn storage ({n} layers), {str(wdtype).replace('torch.', '')} compute"
         parts = {"backbone": cc.wrap_model(model.model), "conditioner": cc.wrap_model(model.conditioner),
                  "vae": cc.wrap_model(model.pretransform)}
         if model.maf_block is not None:

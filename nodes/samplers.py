@@ -348,5 +348,38 @@ class AudioXTurboSampler(_SamplerNode):
                    mask=mask, noise=noise, unique_id=unique_id)
 
 
-NODE_CLASS_MAPPINGS = {"AudioXSampler": AudioXSampler, "AudioXTurboSampler": AudioXTurboSampler}
+class AudioXCompileBackbone:
+    DISPLAY_NAME = "AudioX Compile Backbone"
+    DESCRIPTION = ("torch.compile for the diffusion backbone of the model that passes through: the samplers run "
+                   "the compiled backbone (faster steps on a GPU). The first run at a new batch size / length "
+                   "compiles (can take a minute); later runs reuse the compiled graphs. The loaded model itself "
+                   "stays uncompiled for other branches.")
+    CATEGORY = f"{CATEGORY}/sampling"
+    RETURN_TYPES = (MODEL,)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The same model; samplers fed from here run its backbone compiled.",)
+    FUNCTION = "apply"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": (MODEL, {"tooltip": "The AudioX model (AudioX Model Loader or AudioX LoRA Loader)."}),
+            "compile": ("BOOLEAN", {"default": True, "tooltip": "Off: pass the model through uncompiled."}),
+            "mode": (["default", "reduce-overhead", "max-autotune"],
+                     {"default": "default", "tooltip": "torch.compile mode: reduce-overhead adds CUDA graphs, "
+                                                       "max-autotune searches faster kernels (long first run)."}),
+        }}
+
+    @node_function
+    def apply(self, model, compile=True, mode="default"):
+        m: ModelBundle = expect(model, ModelBundle, self.DISPLAY_NAME, "model", "an AUDIOX_MODEL")
+        if not compile:
+            return (m.with_compile(None, m.name),)
+        if not hasattr(torch, "compile"):
+            raise node_error(self.DISPLAY_NAME, "compile", "this PyTorch has no torch.compile (needs ≥ 2.0)")
+        return (m.with_compile(str(mode), f"{m.name} (compiled)"),)
+
+
+NODE_CLASS_MAPPINGS = {"AudioXSampler": AudioXSampler, "AudioXTurboSampler": AudioXTurboSampler,
+                       "AudioXCompileBackbone": AudioXCompileBackbone}
 NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

@@ -780,6 +780,10 @@ class AudioXLoRALoader:
         from ..audiox_core.training import load_lora
         node = self.DISPLAY_NAME
         m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
+        from ..audiox_core.acceleration import has_fp8_weights
+        if has_fp8_weights(m.model):
+            raise node_error(node, "model", "is loaded with fp8_e4m3fn weights; LoRAs need the model in fp32, fp16 "
+                             "or bf16 (AudioX Model Loader dtype)")
         if lora is not None:
             value = expect(lora, LoRAValue, node, "lora", "an AUDIOX_LORA from AudioX Train LoRA")
             obj, label, where = value.lora, value.name, "lora"

@@ -40,6 +40,17 @@ def shape_str(shape) -> str:
     return "x".join(str(int(s)) for s in shape) if len(shape) else "scalar"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` skip on machines without a CUDA GPU."""
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is false)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
     import torch

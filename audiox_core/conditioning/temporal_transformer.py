@@ -13,14 +13,16 @@ Official source: ``SA_Transformer`` in ``audiox/models/temptransformer.py`` (Aud
     norm.{weight,bias}                       final LayerNorm
 
 Per layer ``x = x + Attn(LN x); x = x + FF(LN x)``; finally ``LN x``.  Attention: q, k, v =
-chunks of ``to_qkv(x)``, ``softmax((q·kᵀ)·d^-1/2)·v`` per head (the product is formed first,
-then scaled — the official op order).  FF: Linear → exact GELU → Linear.  LayerNorm eps 1e-5.
+chunks of ``to_qkv(x)``, ``softmax((q·kᵀ)·d^-1/2)·v`` per head (the official forms the product
+first, then scales; here one fused ``scaled_dot_product_attention`` — the same math, rounding
+differs at float precision).  FF: Linear → exact GELU → Linear.  LayerNorm eps 1e-5.
 Dropout is 0 in the released models (the official Dropout modules are kept as index
 placeholders so the key numbers ``net.0`` / ``net.3`` / ``to_out.0`` stay the same).
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -50,8 +52,8 @@ class TemporalAttention(nn.Module):
         b, n, _ = x.shape
         q, k, v = (t.reshape(b, n, self.heads, self.dim_head).transpose(1, 2)
                    for t in self.to_qkv(x).chunk(3, dim=-1))
-        attn = (torch.matmul(q, k.transpose(-1, -2)) * self.scale).softmax(dim=-1)
-        out = torch.matmul(attn, v).transpose(1, 2).reshape(b, n, self.heads * self.dim_head)
+        out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)  # fused: scores never materialised
+        out = out.transpose(1, 2).reshape(b, n, self.heads * self.dim_head)
         return self.to_out(out)
 
 

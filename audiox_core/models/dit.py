@@ -116,24 +116,27 @@ class CrossAttention(nn.Module):
         self.to_out = nn.Linear(dim, dim, bias=False)
 
     def project_context(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``to_kv(C')`` → ``(k, v)`` each ``[B, H, N, d]``: KV head ``j`` serves query heads
-        ``j·g … j·g+g−1`` (``g = H / H_kv``, ``repeat_interleave``)."""
+        """``to_kv(C')`` → ``(k, v)`` each ``[B, H_kv, N, d]`` (not repeated per query head)."""
         b, n, _ = c.shape
         k, v = self.to_kv(c).chunk(2, dim=-1)
-        g = self.num_heads // self.kv_heads
 
         def heads(t):
-            t = t.reshape(b, n, self.kv_heads, self.dim_heads).transpose(1, 2)
-            return t.repeat_interleave(g, dim=1) if g > 1 else t.contiguous()
+            return t.reshape(b, n, self.kv_heads, self.dim_heads).transpose(1, 2).contiguous()
         return heads(k), heads(v)
 
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """KV head ``j`` serves query heads ``j·g … j·g+g−1`` (``g = H / H_kv``, the official
+        ``repeat_interleave``).  Instead of repeating k and v g times, the g query heads of a KV
+        head are stacked along the sequence axis — ``[B, H_kv, g·n, d]`` — which is the same
+        attention (softmax rows are independent) with k/v read once."""
         b, n, _ = x.shape
-        q = self.to_q(x).view(b, n, self.num_heads, self.dim_heads).transpose(1, 2)
+        g = self.num_heads // self.kv_heads
+        q = self.to_q(x).view(b, n, self.kv_heads, g, self.dim_heads).permute(0, 2, 3, 1, 4)
+        q = q.reshape(b, self.kv_heads, g * n, self.dim_heads)  # [B, H_kv, (g, n), d]
         if k.dtype != q.dtype:  # autocast: cached k/v may come from another precision
             k, v = k.to(q.dtype), v.to(q.dtype)
-        out = attention(q, k, v)
-        return self.to_out(out.transpose(1, 2).reshape(b, n, self.dim))
+        out = attention(q, k, v).view(b, self.kv_heads, g, n, self.dim_heads)
+        return self.to_out(out.permute(0, 3, 1, 2, 4).reshape(b, n, self.dim))
 
 
 class GLU(nn.Module):

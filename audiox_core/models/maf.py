@@ -261,7 +261,7 @@ class MAF(nn.Module):
         context = torch.cat(parts, dim=1)
 
         experts = self.unified_experts.unsqueeze(0).expand(bsz, -1, -1)
-        info = self.cross_attn(experts, context, need_weights=True)
+        info = self.cross_attn(experts, context)  # fused SDPA (the official materialises the weights)
         fused = self.fusion_transformer(self.norm1(experts + info))
 
         r_v, r_t, r_a = (g.mean(dim=1) for g in fused.chunk(3, dim=1))

@@ -10,8 +10,9 @@ Examples::
     python -m audiox_core.training distill --teacher pretrained_ckpt.ckpt --vae vae.ckpt --t5 t5-base/ \\
         --data data/ --out runs/turbo --steps 20000
 
-    # several GPUs (needs the optional 'accelerate' package)
-    accelerate launch -m audiox_core.training lora --model M --data D --out O --device cuda
+    # several GPUs / machines (needs the optional 'accelerate' package; docs/TRAINING.md)
+    accelerate launch --multi_gpu --num_processes 8 -m audiox_core.training lora --model M --data D --out O \\
+        --device cuda
 
 Re-running the same command continues from the newest checkpoint in ``--out`` (``--no-resume``
 starts over).  Ctrl-C saves a checkpoint of the last completed step.  Preprocessed encoder
@@ -128,12 +129,13 @@ def _progress(prefix: str):
     return cb
 
 
-def _data(a, model, plan):
+def _data(a, model, plan, par):
     from .data import FolderDataset, prepare_dataset
     ds = FolderDataset(a.data, a.manifest, default_type=a.type)
     cache = a.cache or str(Path(a.out) / "cache")
     print(f"preparing {len(ds)} items (cache: {cache}) ...", flush=True)
-    return prepare_dataset(ds, model, plan=plan, cache_dir=cache, callback=None)
+    with par.main_process_first():  # the main process fills the cache, the others then read it
+        return prepare_dataset(ds, model, plan=plan, cache_dir=cache, callback=None)
 
 
 def _cmd_lora(a) -> int:
@@ -141,7 +143,7 @@ def _cmd_lora(a) -> int:
     from .data import plan_for
     from .parallel import setup_parallel
     from .trainer import TrainConfig, Trainer
-    par = setup_parallel(a.parallel)
+    par = setup_parallel(a.parallel, a.device)
     if par.device is not None:
         a.device = str(par.device)
     model, _ = _load(a)
@@ -153,7 +155,7 @@ def _cmd_lora(a) -> int:
                       lora_targets=a.targets, lora_include_maf=a.include_maf, t_sampler=a.t_sampler,
                       masking=Masking(a.mask_video, a.mask_text, a.mask_audio, a.cfg_dropout), seed=a.seed,
                       save_every=a.save_every, keep_checkpoints=a.keep, name=a.name or "audiox_lora")
-    data = _data(a, model, plan_for(train, sync=a.sync))
+    data = _data(a, model, plan_for(train, sync=a.sync), par)
     tr = Trainer(model, data, cfg, out_dir=a.out, parallel=par)
     if not a.no_resume and tr.resume():
         print(f"resumed at step {tr.step}", flush=True)
@@ -169,7 +171,7 @@ def _cmd_distill(a) -> int:
     from .data import CachePlan
     from .distill import DistillConfig, Distiller
     from .parallel import setup_parallel
-    par = setup_parallel(a.parallel)
+    par = setup_parallel(a.parallel, a.device)
     if par.device is not None:
         a.device = str(par.device)
     model, _ = _load(a)
@@ -180,7 +182,7 @@ def _cmd_distill(a) -> int:
                         parameterization=a.mode, lora_rank=a.rank, lora_alpha=a.alpha, precision=a.precision,
                         gradient_checkpointing=not a.no_gc, t_sampler=a.t_sampler, seed=a.seed,
                         save_every=a.save_every, keep_checkpoints=a.keep, name=a.name or "audiox_turbo_student")
-    data = _data(a, model, CachePlan(sync=a.sync))
+    data = _data(a, model, CachePlan(sync=a.sync), par)
     d = Distiller(model, data, cfg, out_dir=a.out, parallel=par)
     if not a.no_resume and d.resume():
         print(f"resumed at step {d.step}", flush=True)

@@ -237,8 +237,10 @@ def block_outputs(backbone: nn.Module, x: torch.Tensor, t: torch.Tensor, context
 
 
 def rollout(velocity, noise: torch.Tensor, k: int, ts: torch.Tensor, g: torch.Generator, *,
-            grad: bool = True) -> torch.Tensor:
-    """Student backward simulation to grid index ``k`` (module docstring); only step k keeps its graph."""
+            grad: bool = True, randn=None) -> torch.Tensor:
+    """Student backward simulation to grid index ``k`` (module docstring); only step k keeps its graph.
+    ``randn(shape, generator=g)`` draws the fresh noise (default ``torch.randn``)."""
+    randn = randn or torch.randn
     z = noise
     b = noise.shape[0]
     x0 = None
@@ -251,7 +253,7 @@ def rollout(velocity, noise: torch.Tensor, k: int, ts: torch.Tensor, g: torch.Ge
         if not last:
             x0 = x0.detach()
             tn = ts[i + 1].to(noise.device)
-            eps = torch.randn(noise.shape, generator=g).to(noise.device)
+            eps = randn(noise.shape, generator=g).to(noise.device)
             z = tn * eps + (1 - tn) * x0
     return x0
 
@@ -381,6 +383,8 @@ class Distiller(TrainingLoop):
         if teacher.objective != "rectified_flow":
             raise ConfigError(f"DMD distillation needs a rectified-flow teacher (AudioX-Turbo's teacher); "
                               f"{teacher.config.variant} uses the {teacher.objective!r} objective")
+        from ..acceleration import refuse_fp8
+        refuse_fp8(teacher, "distillation")
         from .lora import attached_loras
         if attached_loras(teacher):
             raise InputError("detach the LoRAs from the teacher before distilling (merge them into a copy if "
@@ -409,10 +413,11 @@ class Distiller(TrainingLoop):
             named.append((f"disc.{n}", p))
         self.named_params = named
         self.params = [p for _, p in named]
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
-                                           eps=cfg.eps)
+        self.optimizer = self.parallel.prepare(self.params, torch.optim.AdamW(
+            self.params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, eps=cfg.eps))
         self.schedule = LRSchedule(cfg.schedule, cfg.warmup_steps, cfg.inv_gamma, cfg.inv_power, cfg.exp_warmup)
-        self.sampler = TimeSampler(cfg.t_sampler, cfg.seed + 7919 * self.parallel.rank)
+        # The same sampler on every process: it draws the global batch's times (parallel.py).
+        self.sampler = TimeSampler(cfg.t_sampler, cfg.seed)
         self.samplers = {"t": self.sampler}
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
         self.cond = ConditionEncoder(teacher, data)
@@ -439,8 +444,8 @@ class Distiller(TrainingLoop):
         """Patch logits of the diffusion discriminator for clean latents ``x`` (module docstring)."""
         cfg = self.config
         b = x.shape[0]
-        t_d = (torch.rand(b, generator=g) * cfg.gan_t_max).to(x.device)
-        eps = torch.randn(x.shape, generator=g).to(x.device)
+        t_d = (self.parallel.draw(torch.rand, (b,), g) * cfg.gan_t_max).to(x.device)
+        eps = self.parallel.draw(torch.randn, x.shape, g).to(x.device)
         xin = x if grad_input else x.detach()
         z = t_d.view(-1, 1, 1) * eps + (1 - t_d.view(-1, 1, 1)) * xin
         every = cfg.gan_mode == "all_blocks"
@@ -451,35 +456,62 @@ class Distiller(TrainingLoop):
         return self.heads[0](feats[-1])
 
     def _batch(self, s: int, g: torch.Generator):
+        """The global batch of step ``s`` (``batch_size`` per process, all processes together)."""
         cfg = self.config
-        slot = (s - 1) * self.parallel.world + self.parallel.rank
-        return self.data.batch(sample_indices(self.data, self._perms, cfg.seed, cfg.batch_size, slot), g, self.device)
+        idx = sample_indices(self.data, self._perms, cfg.seed, cfg.batch_size * self.parallel.world, s - 1)
+        return self.data.batch(idx, g, self.device)
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict:
-        cfg, dev, roles = self.config, self.device, self.roles
+        cfg, dev, par = self.config, self.device, self.parallel
         s = self.step + 1
         t0 = time.perf_counter()
-        torch.manual_seed(step_seed(cfg.seed, s, 97, self.parallel.rank))
-        g = torch.Generator().manual_seed(step_seed(cfg.seed, s, 0, self.parallel.rank))
+        torch.manual_seed(step_seed(cfg.seed, s, 97, par.rank))  # dropout masks (per process)
+        # Everything else is drawn for the global batch (same seed on every process), each process
+        # keeps its slice: N processes × batch b = one process × batch N·b (parallel.py).
+        g = torch.Generator().manual_seed(step_seed(cfg.seed, s, 0))
         batch = self._batch(s, g)
-        x_real = batch.x0
-        b = batch.size
         student_step = cfg.is_student_step(s)
         with torch.no_grad(), autocast_for(dev, cfg.precision):
-            tok_s = self.cond.tokens(batch, cfg.masking, g)
-            tok_t = self.cond.tokens(batch, cfg.masking, g)
+            tok_s = tuple(par.shard(x) for x in self.cond.tokens(batch, cfg.masking, g))
+            tok_t = tuple(par.shard(x) for x in self.cond.tokens(batch, cfg.masking, g))
+        x_real = par.shard(batch.x0)
         k = int(torch.multinomial(self.probs, 1, generator=g))
-        noise = torch.randn(x_real.shape, generator=g).to(dev)
-        tau = self.sampler.draw(b, g).to(dev)
-        eps = torch.randn(x_real.shape, generator=g).to(dev)
+        noise = par.draw(torch.randn, x_real.shape, g).to(dev)
+        tau = par.shard(self.sampler.draw(batch.size, g)).to(dev)
+        eps = par.draw(torch.randn, x_real.shape, g).to(dev)
         entry = {"step": s, "mode": "student" if student_step else "fake", "k": k}
         self.optimizer.zero_grad(set_to_none=True)
         who = "student" if student_step else "fake"
+        # The forward pass runs inside the DDP wrapper (several processes) so that DDP sees which
+        # side's parameters this step uses; its backward all-reduces exactly those gradients.
+        total, losses = par.forward(self._losses, student_step, g, tok_s, tok_t, x_real, k, noise, tau, eps)
+        if not torch.isfinite(total):
+            raise InputError(f"distillation diverged at step {s} (loss {float(total)}); lower the learning rate")
+        with self.roles.as_(who):  # recomputed (checkpointed) blocks must see the same adapters in backward
+            par.backward(self.scaler.scale(total) if self.scaler is not None else total)
+        losses["loss"] = float(total.detach())
+        entry.update(par.mean(losses))
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        entry["grad_norm"] = grad_norm(self.params)
+        if cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+        lr = cfg.lr * self.schedule(s - 1)
+        entry.update(lr=lr, seconds=time.perf_counter() - t0)
+        return self._optimizer_update(s, lr, entry)
+
+    def _losses(self, student_step: bool, g: torch.Generator, tok_s: tuple, tok_t: tuple, x_real: torch.Tensor,
+                k: int, noise: torch.Tensor, tau: torch.Tensor, eps: torch.Tensor) -> Tuple[torch.Tensor, dict]:
+        """The forward pass of one update: ``(total loss, {name: value})`` (module docstring)."""
+        cfg, dev, roles = self.config, self.device, self.roles
+        randn = lambda shape, generator: self.parallel.draw(torch.randn, shape, generator)  # noqa: E731
+        entry: dict = {}
         with autocast_for(dev, cfg.precision):
             if student_step:
                 ctx_s = roles.fuse("student", tok_s)
-                x0_s = rollout(lambda z, t: roles.velocity("student", z, t, ctx_s), noise, k, self.ts, g)
+                x0_s = rollout(lambda z, t: roles.velocity("student", z, t, ctx_s), noise, k, self.ts, g,
+                               randn=randn)
                 z = tau.view(-1, 1, 1) * eps + (1 - tau.view(-1, 1, 1)) * x0_s
                 with torch.no_grad():
                     ctx_t = roles.fuse("teacher", tok_t)
@@ -503,7 +535,8 @@ class Distiller(TrainingLoop):
             else:
                 with torch.no_grad():
                     ctx_s = roles.fuse("student", tok_s)
-                    x0 = rollout(lambda z, t: roles.velocity("student", z, t, ctx_s), noise, k, self.ts, g, grad=False)
+                    x0 = rollout(lambda z, t: roles.velocity("student", z, t, ctx_s), noise, k, self.ts, g, grad=False,
+                             randn=randn)
                 tt = tau.view(-1, 1, 1)
                 z = tt * eps + (1 - tt) * x0
                 target = eps - x0
@@ -521,19 +554,7 @@ class Distiller(TrainingLoop):
                     total = total + loss_d
                     entry.update(loss_d=float(loss_d.detach()), score_real=float(lr_.detach().mean()),
                                  score_fake=float(lf_.detach().mean()))
-        if not torch.isfinite(total):
-            raise InputError(f"distillation diverged at step {s} (loss {float(total)}); lower the learning rate")
-        with roles.as_(who):  # recomputed (checkpointed) blocks must see the same adapters in backward
-            (self.scaler.scale(total) if self.scaler is not None else total).backward()
-        self.parallel.average_gradients(self.params)
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
-        entry["grad_norm"] = grad_norm(self.params)
-        if cfg.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
-        lr = cfg.lr * self.schedule(s - 1)
-        entry.update(loss=float(total.detach()), lr=lr, seconds=time.perf_counter() - t0)
-        return self._optimizer_update(s, lr, entry)
+        return total, entry
 
     def close(self) -> None:
         """Detach the student / fake LoRAs from the shared base (LoRA mode); the Distiller is

@@ -464,6 +464,8 @@ class LoRA(nn.Module):
     def attach(self, root: nn.Module, strength: Optional[float] = None, *, allow_other_base: bool = False,
                check: bool = True) -> "LoRA":
         """Hook the adapters into ``root`` (an AudioX model or its bare backbone).  Returns self."""
+        from ..acceleration import refuse_fp8
+        refuse_fp8(root, "a LoRA")
         if self.attached:
             if self._root() is root:
                 if strength is not None:

@@ -276,6 +276,8 @@ class Trainer(TrainingLoop):
         self.device = torch.device(device) if device is not None else next(model.backbone.parameters()).device
         if getattr(model, "objective", None) not in ("v", "rectified_flow"):
             raise InputError("Trainer: the model has no known diffusion objective")
+        from ..acceleration import refuse_fp8
+        refuse_fp8(model, "training")
         if "t5" in cfg.train and data.plan.text != "ids":
             raise InputError("training T5 needs data prepared with token ids: "
                              "prepare_dataset(..., plan=plan_for(train))")
@@ -306,11 +308,12 @@ class Trainer(TrainingLoop):
         if "t5" in cfg.train:
             model.text_encoder.clear_cache()
         self.params = [p for _, p in self.named_params]
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
-                                           eps=cfg.eps)
+        self.optimizer = self.parallel.prepare(self.params, torch.optim.AdamW(
+            self.params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, eps=cfg.eps))
         self.schedule = LRSchedule(cfg.schedule, cfg.warmup_steps, cfg.inv_gamma, cfg.inv_power, cfg.exp_warmup)
         self.ema = EMA(self.params, cfg.ema_beta, cfg.ema_power) if cfg.ema else None
-        self.sampler = TimeSampler(cfg.t_sampler, cfg.seed + 7919 * self.parallel.rank)
+        # The same sampler on every process: it draws the global batch's times (parallel.py).
+        self.sampler = TimeSampler(cfg.t_sampler, cfg.seed)
         self.samplers = {"t": self.sampler}
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
         self.cond = ConditionEncoder(model, data)
@@ -320,9 +323,10 @@ class Trainer(TrainingLoop):
 
     # ------------------------------------------------------------------ bookkeeping
     def _indices(self, step: int, micro: int) -> List[int]:
+        """Items of the global micro-batch (``batch_size`` per process, all processes together)."""
         cfg = self.config
-        return sample_indices(self.data, self._perms, cfg.seed, cfg.batch_size,
-                              ((step - 1) * cfg.grad_accum + micro) * self.parallel.world + self.parallel.rank)
+        return sample_indices(self.data, self._perms, cfg.seed, cfg.batch_size * self.parallel.world,
+                              (step - 1) * cfg.grad_accum + micro)
 
     def _set_modes(self, training: bool) -> None:
         m, cfg = self.model, self.config
@@ -344,17 +348,20 @@ class Trainer(TrainingLoop):
 
     # ------------------------------------------------------------------ one step
     def micro_loss(self, step: int, micro: int) -> torch.Tensor:
-        """Loss of micro-batch ``micro`` of step ``step`` (a function of those numbers and the seed)."""
-        cfg, dev = self.config, self.device
-        g = torch.Generator().manual_seed(step_seed(cfg.seed, step, micro, self.parallel.rank))
+        """Loss of micro-batch ``micro`` of step ``step`` (a function of those numbers and the seed).
+
+        Several processes: batch, times, noise and context are drawn for the global micro-batch
+        (same seed everywhere) and this process runs the backbone on its slice (parallel.py)."""
+        cfg, dev, sh = self.config, self.device, self.parallel.shard
+        g = torch.Generator().manual_seed(step_seed(cfg.seed, step, micro))
         batch = self.data.batch(self._indices(step, micro), g, dev)
         t = self.sampler.draw(batch.size, g).to(dev)
         noise = torch.randn(batch.x0.shape, generator=g).to(dev)
         with autocast_for(dev, cfg.precision):
             ctx = self.cond.context(batch, cfg.masking, g)
             x_in, target = noised_and_target(self.model.objective, batch.x0, noise, t)
-            out = self.model.velocity(x_in, t, ctx)
-        return F.mse_loss(out.float(), target.float())
+            out = self.model.velocity(sh(x_in), sh(t), sh(ctx))
+        return F.mse_loss(out.float(), sh(target).float())
 
     def train_step(self) -> dict:
         """Run optimizer step ``self.step + 1``; returns its history entry."""
@@ -364,21 +371,22 @@ class Trainer(TrainingLoop):
         torch.manual_seed(step_seed(cfg.seed, s, 97, self.parallel.rank))  # dropout masks
         self.optimizer.zero_grad(set_to_none=True)
         losses = []
+        par = self.parallel
         for j in range(cfg.grad_accum):
-            loss = self.micro_loss(s, j)
-            if not torch.isfinite(loss):
-                raise InputError(f"training diverged: loss is {float(loss)} at step {s} (lower the learning rate)")
-            scaled = loss / cfg.grad_accum
-            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            with par.sync(j == cfg.grad_accum - 1):  # DDP all-reduces the gradients in the last backward
+                loss = par.forward(self.micro_loss, s, j)
+                if not torch.isfinite(loss):
+                    raise InputError(f"training diverged: loss is {float(loss)} at step {s} (lower the learning rate)")
+                scaled = loss / cfg.grad_accum
+                par.backward(self.scaler.scale(scaled) if self.scaler is not None else scaled)
             losses.append(float(loss.detach()))
-        self.parallel.average_gradients(self.params)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         gn = grad_norm(self.params)
         if cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
         lr = cfg.lr * self.schedule(s - 1)
-        entry = {"step": s, "loss": sum(losses) / len(losses), "lr": lr, "grad_norm": gn,
+        entry = {"step": s, "loss": par.mean({"loss": sum(losses) / len(losses)})["loss"], "lr": lr, "grad_norm": gn,
                  "seconds": time.perf_counter() - t0}
         return self._optimizer_update(s, lr, entry)
 
