@@ -62,6 +62,7 @@ import copy
 import dataclasses
 import json
 import logging
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -149,6 +150,10 @@ class DistillConfig:
             raise InputError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if not 0 < self.gan_t_max <= 1:
             raise InputError(f"gan_t_max must be in (0, 1], got {self.gan_t_max}")
+        for k in ("lr", "guidance"):
+            v = float(getattr(self, k))
+            if not (math.isfinite(v) and v > 0):
+                raise InputError(f"{'learning rate' if k == 'lr' else k} must be a finite number > 0, got {v}")
         self.betas = tuple(self.betas)
 
     def to_dict(self) -> dict:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -117,8 +118,8 @@ class TrainConfig:
         for k in ("steps", "batch_size", "grad_accum"):
             if int(getattr(self, k)) < 1:
                 raise InputError(f"TrainConfig.{k} must be ≥ 1, got {getattr(self, k)}")
-        if not self.lr > 0:
-            raise InputError(f"learning rate must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise InputError(f"learning rate must be a finite number > 0, got {self.lr}")
         self.betas = tuple(self.betas)
         if isinstance(self.lora_targets, list):
             self.lora_targets = tuple(self.lora_targets)
