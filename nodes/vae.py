@@ -14,8 +14,7 @@ from ..audiox_core import generate as G
 from ..audiox_core import media
 from . import comfy_compat as cc
 from .common import (CATEGORY, MAX_SECONDS, VAE, VAEBundle, about_input, audio_output, check_audio_input, expect,
-                     node_error,
-                     node_function)
+                     node_error, node_function)
 
 HIDDEN = {"unique_id": "UNIQUE_ID"}
 CHUNK = ["auto", "on", "off"]

@@ -358,3 +358,127 @@ def test_clip_of_another_width_blames_clip_vision(env):
     msg = node_error(call, env, "AudioXModelLoader", ckpt_name="noclip.safetensors", dtype="fp32", keep_on_gpu=True,
                      clip_vision=clip)
     assert msg.startswith("AudioX Model Loader: input 'clip_vision'") and "wide.safetensors" in msg, msg
+
+
+# ================================================================== 3. validate before working
+DEMO = ROOT / "models" / "demo" / "audiox_demo_turbo.safetensors"
+
+
+def _wav(path: Path, seconds: float, sr: int = 8000) -> Path:
+    from audiox_core.media import save_wav
+    g = torch.Generator().manual_seed(0)
+    save_wav(path, 0.1 * torch.randn(1, int(seconds * sr), generator=g), sr)
+    return path
+
+
+@pytest.fixture
+def no_model_work(monkeypatch):
+    """Any model loading or sampling fails the test: the CLI must refuse before it."""
+    import audiox_core.api
+    import audiox_core.generate as G
+
+    def boom(*a, **k):
+        raise AssertionError("model work started before the arguments were checked")
+    monkeypatch.setattr(audiox_core.api, "load", boom)
+    monkeypatch.setattr(G, "sample", boom)
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--out", "{tmp}/missing/o.wav"], "does not exist"),
+    (["--out", "{tmp}/o.wav", "--mp4", "{tmp}/o.mp4"], "--mp4 needs --video"),
+    (["--out", "{tmp}/o.wav", "--init-audio", "{tmp}/clip.wav", "--inpaint", "3.5-4"], "starts after the end"),
+    (["--out", "{tmp}/o.wav", "--init-audio", "{tmp}/clip.wav", "--inpaint", "2-3.5"], "goes past the end"),
+    (["--out", "{tmp}/o.wav", "--inpaint", "1-2"], "needs --init-audio"),
+    (["--out", "{tmp}/o.wav", "--strength", "nan"], "--strength"),
+    (["--out", "{tmp}/o.wav", "--duration", "inf"], "--duration"),
+    (["--out", "{tmp}/o.wav", "--video", "{tmp}/nope.mp4"], "not found"),
+    (["--out", "{tmp}/o.txt"], "must end in .wav"),
+])
+def test_cli_refuses_bad_arguments_before_loading_the_model(tmp_path, capsys, no_model_work, extra, expect):
+    from audiox_core.__main__ import main
+    _wav(tmp_path / "clip.wav", 3.0)
+    args = ["generate", "--model", str(DEMO), "--prompt", "beeps"] + [e.format(tmp=tmp_path) for e in extra]
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc == 2 and expect in err, err
+    assert not list(tmp_path.glob("o.*"))
+
+
+def test_generate_refuses_tiny_inputs_and_ranges_outside_the_clip(monkeypatch):
+    import audiox_core.generate as G
+    m = tiny.make_tiny_model("audiox_turbo", seed=0)
+    sr = m.config.sample_rate
+
+    def boom(*a, **k):
+        raise AssertionError("sampling started")
+    monkeypatch.setattr(G, "sample", boom)
+    monkeypatch.setattr(G.C, "encode_text", boom)
+    with pytest.raises(InputError, match=r"1 sample\(s\).*latent frame"):
+        G.generate(m, prompt="x", init_audio=(torch.zeros(1, 1), sr), inpaint=[(0.0, 0.01)])
+    clip = torch.zeros(1, sr)  # 1 s, shorter than the tiny window
+    for rng, msg in (([(1.5, 1.8)], "starts after the end of the 1.00 s clip"), ([(0.5, 1.5)], "goes past the end"),
+                     ([(0.5, float("nan"))], "finite"), ([(0.6, 0.2)], "empty")):
+        with pytest.raises(InputError, match=msg):
+            G.generate(m, prompt="x", init_audio=(clip, sr), inpaint=rng)
+    with pytest.raises(InputError, match="strength"):
+        G.generate(m, prompt="x", init_audio=(clip, sr), strength=float("nan"))
+
+
+def test_training_nodes_refuse_a_nan_learning_rate_at_validation(env):
+    for node_id in ("AudioXTrainLoRA", "AudioXDistill"):
+        cls = env.classes[node_id]
+        for bad in (float("nan"), float("inf"), -1.0):
+            msg = cls.VALIDATE_INPUTS(output_name="x", learning_rate=bad)
+            assert isinstance(msg, str) and "learning_rate" in msg, msg
+        assert cls.VALIDATE_INPUTS(output_name="x", learning_rate=1e-4) is True
+        assert isinstance(cls.VALIDATE_INPUTS(output_name="../x", learning_rate=1e-4), str)
+    # and any node refuses a NaN number when called directly (API / other packs skip validation)
+    msg = node_error(call, env, "AudioXInpaintMask", ranges="1-2", ramp_seconds=float("nan"))
+    assert msg.startswith("AudioX Inpaint Mask: input 'ramp_seconds'") and "finite" in msg
+
+
+# ================================================================== 2. memory follows the work
+def test_only_the_needed_span_of_a_long_file_is_decoded(tmp_path, monkeypatch):
+    import audiox_core.generate as G
+    import audiox_core.media.audio as A
+    from audiox_core.conditioning.t5 import T5TextEncoder
+    long = _wav(tmp_path / "long.wav", 120.0, sr=8000)
+    m = tiny.make_tiny_model("audiox_turbo", seed=0)
+    m.set_text_encoder(T5TextEncoder.from_local(tiny.save_tiny_t5(tmp_path / "t5"), expected_dim=32))
+    window = m.config.latent_length * m.config.vae.downsampling_ratio / m.config.sample_rate
+    decoded = []
+    real = A._decode_audio
+
+    def spy(container, stream, name, start, duration):
+        w, sr = real(container, stream, name, start, duration)
+        decoded.append(w.shape[-1] / sr)
+        return w, sr
+    monkeypatch.setattr(A, "_decode_audio", spy)
+    res = G.generate(m, prompt="x", init_audio=str(long), inpaint=[(0.05, 0.15)], duration=window,
+                     settings=G.SamplerSettings.for_model(m, steps=1))
+    assert decoded and max(decoded) <= window + 0.6, decoded
+    assert abs(res.audio.shape[-1] / res.sample_rate - window) < 0.01
+    # without a duration the file's header says it is too long for inpainting: nothing is decoded
+    decoded.clear()
+    with pytest.raises(InputError, match="within one"):
+        G.generate(m, prompt="x", init_audio=str(long), inpaint=[(0.05, 0.15)])
+    assert decoded == []
+
+
+def test_prepare_audio_cut_before_resampling_matches_the_whole(monkeypatch):
+    from audiox_core.conditions import prepare_audio
+    m = tiny.make_tiny_model("audiox_turbo", seed=0)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 48000 * 3, generator=g)
+    whole, _ = prepare_audio(m, x, 48000)
+    cut, _ = prepare_audio(m, x, 48000, max_seconds=0.5)
+    n = int(0.5 * m.config.sample_rate)
+    assert cut.shape[-1] <= whole.shape[-1] and torch.equal(cut[..., :n], whole[..., :n])
+
+
+def test_vae_encode_node_states_its_limit_before_resampling(env):
+    (_, vae, _) = call(env, "AudioXModelLoader", ckpt_name="turbo.safetensors", dtype="fp32", keep_on_gpu=True)
+    long = {"waveform": torch.zeros(1, 1, 100 * 301), "sample_rate": 100}
+    msg = node_error(call, env, "AudioXVAEEncode", vae=vae, audio=long, sample_posterior=False, posterior_seed=0,
+                     chunked="auto")
+    assert msg.startswith("AudioX VAE Encode: input 'audio'") and "at most 300" in msg
