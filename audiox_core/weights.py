@@ -298,6 +298,11 @@ def load_pickle(path: str | os.PathLike, *, mmap: bool = True) -> object:
         raise CheckpointError(f"{path}: cannot read checkpoint: {s.splitlines()[0][:300]}") from None
     except (ValueError, struct.error, OSError) as e:
         raise CheckpointError(f"{path}: cannot read checkpoint: {str(e)[:300]}") from None
+    except (IndexError, KeyError, TypeError, AttributeError, AssertionError, MemoryError, OverflowError,
+            RecursionError, NotImplementedError) as e:
+        # torch's weights-only unpickler fails with these on damaged archives and junk pickles
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(e).__name__}: {str(e)[:200]})") \
+            from None
 
 
 def _check_file(path: Path) -> int:
