@@ -170,6 +170,33 @@ def atomic_write(path: PathLike, *, what: str = "file", make_dirs: bool = True) 
                 os.unlink(tmp)
 
 
+@contextlib.contextmanager
+def atomic_path(path: PathLike, *, what: str = "file") -> Iterator[Path]:
+    """Like :func:`atomic_write` for writers that need a file name (PyAV): yields a temporary path
+    beside ``path`` with the same extension; renamed over ``path`` when the block succeeds, removed
+    when it fails."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise save_error(path, e, what) from None
+    done = False
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+        done = True
+    except OSError as e:
+        if isinstance(e, SaveError):
+            raise
+        raise save_error(path, e, what) from None
+    finally:
+        if not done:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
 def atomic_copy(src: PathLike, dst: PathLike, *, what: str = "file") -> Path:
     """Copy ``src`` to ``dst`` with :func:`atomic_write` (a reader never sees half a file)."""
     dst = Path(dst)

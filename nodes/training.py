@@ -436,8 +436,9 @@ def _publish_partial(runner, src: Path, dst: Path) -> None:
     """After Cancel: the result of the last completed step is published beside ``dst`` as
     ``<name>.partial.safetensors`` marked "partial, step k of n" (``dst`` itself, e.g. a finished
     result of an earlier run, is left alone)."""
-    if runner.step > 0 and src.is_file():
-        publish(src, partial_file(dst), partial=f"step {runner.step} of {runner.config.steps}")
+    psrc = partial_file(src)  # the runner exported its unfinished result there (TrainingLoop.run)
+    if runner.step > 0 and psrc.is_file():
+        publish(psrc, partial_file(dst), partial=f"step {runner.step} of {runner.config.steps}")
 
 
 # ============================================================================================
