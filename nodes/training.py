@@ -747,6 +747,7 @@ class AudioXTrainLoRA(OutputNameCheck):
               mask_audio=0.6, cfg_dropout=0.1, seed=0, resume=True, save_every=250, unique_id=None):
         from ..audiox_core.training import Masking, TrainConfig, Trainer, load_lora
         node = self.DISPLAY_NAME
+        self._check_inputs(output_name=output_name, learning_rate=learning_rate)
         m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
         check_plain_model(node, m)
         ds = check_dataset(node, m, dataset)
@@ -755,8 +756,9 @@ class AudioXTrainLoRA(OutputNameCheck):
             raise node_error(node, "targets", f"must be one of {TARGETS}, got {targets!r}")
         if include_maf and m.model.maf_block is None:
             raise node_error(node, "include_maf", f"is on but {m.variant} has no MAF block")
-        run_dir = state_dir("lora", name)
-        dst = model_folder("loras") / f"{name}.safetensors"
+        with about_input(node, "output_name"):
+            run_dir = state_dir("lora", name)
+        dst = output_file(node, "loras", name)
         device = cc.get_torch_device()
         prec = resolve_precision(precision, device)
         with about_input(node, "mask_video"):
@@ -958,6 +960,10 @@ class AudioXDistill(OutputNameCheck):
             "hidden": dict(HIDDEN),
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, output_name=None, learning_rate=None, guidance=None):
+        return cls._validate(output_name=output_name, learning_rate=learning_rate, guidance=guidance)
+
     @node_function
     def distill(self, model, dataset, output_name="audiox_turbo_student", steps=2000, mode="lora", lora_rank=64,
                 learning_rate=1e-5, guidance=6.0, student_steps=4, gan=True, precision="auto",
@@ -965,6 +971,7 @@ class AudioXDistill(OutputNameCheck):
         from ..audiox_core.checkpoint import load_model
         from ..audiox_core.training import DistillConfig, Distiller
         node = self.DISPLAY_NAME
+        self._check_inputs(output_name=output_name, learning_rate=learning_rate, guidance=guidance)
         m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
         if m.model.objective != "rectified_flow":
             raise node_error(node, "model", f"is {m.variant} with the {m.model.objective!r} objective: DMD "
@@ -978,8 +985,9 @@ class AudioXDistill(OutputNameCheck):
         notes = []
         if m.is_turbo_student:
             notes.append("note: the teacher is itself a distilled student; distilling it again is unusual")
-        run_dir = state_dir("distill", name)
-        dst = model_folder("audiox") / f"{name}.safetensors"
+        with about_input(node, "output_name"):
+            run_dir = state_dir("distill", name)
+        dst = output_file(node, "audiox", name)
         prec = resolve_precision(precision, cc.get_torch_device())
         n = int(student_steps)
         with about_input(node, "steps"):

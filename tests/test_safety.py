@@ -432,6 +432,8 @@ def test_training_nodes_refuse_a_nan_learning_rate_at_validation(env):
             assert isinstance(msg, str) and "learning_rate" in msg, msg
         assert cls.VALIDATE_INPUTS(output_name="x", learning_rate=1e-4) is True
         assert isinstance(cls.VALIDATE_INPUTS(output_name="../x", learning_rate=1e-4), str)
+    msg = env.classes["AudioXDistill"].VALIDATE_INPUTS(output_name="x", learning_rate=1e-4, guidance=float("nan"))
+    assert isinstance(msg, str) and "guidance" in msg
     # and any node refuses a NaN number when called directly (API / other packs skip validation)
     msg = node_error(call, env, "AudioXInpaintMask", ranges="1-2", ramp_seconds=float("nan"))
     assert msg.startswith("AudioX Inpaint Mask: input 'ramp_seconds'") and "finite" in msg
@@ -482,3 +484,20 @@ def test_vae_encode_node_states_its_limit_before_resampling(env):
     msg = node_error(call, env, "AudioXVAEEncode", vae=vae, audio=long, sample_posterior=False, posterior_seed=0,
                      chunked="auto")
     assert msg.startswith("AudioX VAE Encode: input 'audio'") and "at most 300" in msg
+
+
+def test_audio_prompt_resamples_only_the_window_it_uses(monkeypatch):
+    from audiox_core import conditions as C
+    from audiox_core import media
+    m = tiny.make_tiny_model("audiox_turbo", seed=0)
+    window = C.audio_prompt_seconds(m)
+    assert window is not None
+    seen = []
+    real = media.resample
+
+    def spy(x, a, b, **k):
+        seen.append(x.shape[-1])
+        return real(x, a, b, **k)
+    monkeypatch.setattr(media, "resample", spy)
+    C.encode_audio_prompt(m, torch.randn(1, 2, 48000 * 60), sample_rate=48000, mask=False)
+    assert seen and max(seen) <= (window + 0.1) * 48000, (seen, window)
