@@ -72,12 +72,24 @@ def _ckpt_bytes() -> bytes:
     return buf.getvalue()
 
 
+def _factory_bytes(factory: str, suffix: str):
+    def make() -> bytes:
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d) / f"f{suffix}"
+            H.MODEL_FACTORIES[factory](p)
+            return p.read_bytes()
+    return make
+
+
 SEEDS = {}
+MAKERS = {"lora": _lora_bytes, "model": _model_bytes, "ckpt": _ckpt_bytes,
+          "vae": _factory_bytes("tiny_vae", ".safetensors"), "synchformer": _factory_bytes("tiny_synchformer",
+                                                                                          ".safetensors")}
 
 
 def seed(name: str) -> bytes:
     if name not in SEEDS:
-        SEEDS[name] = {"lora": _lora_bytes, "model": _model_bytes, "ckpt": _ckpt_bytes}[name]()
+        SEEDS[name] = MAKERS[name]()
     return SEEDS[name]
 
 
@@ -159,7 +171,7 @@ def broken_ckpt(draw) -> bytes:
             if name.endswith("data.pkl") and kind == "evil_pickle":
                 data = b"cos\nsystem\n(S'echo fuzz'\ntR."
             if name.endswith("data.pkl") and kind == "junk_pickle":
-                data = pickle.dumps(draw(st.sampled_from([None, 3, "x", [1, 2], {"a": 1}])))
+                data = pickle.dumps(draw(st.sampled_from([None, 3, "x", [1, 2], {"a": 1}])), protocol=2)
             zout.writestr(name, data)
         if kind == "extra_member":
             zout.writestr(names[0].split("/")[0] + "/data/999", b"\x00" * draw(st.integers(0, 64)))
@@ -215,6 +227,20 @@ def test_model_loader_survives_malformed_checkpoints(data):
         p.write_bytes(blob)
         before = _files(Path(d))
         _expect_clean(lambda: load_model(p), Path(d), before)
+
+
+@settings(max_examples=20, **BUDGET)
+@given(data=st.data(), which=st.sampled_from(["vae", "synchformer"]))
+def test_vae_and_synchformer_loaders_survive_malformed_files(data, which):
+    from audiox_core.checkpoint import load_vae
+    from audiox_core.conditioning.synchformer import Synchformer
+    blob = data.draw(broken_safetensors(seed(which)))
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "f.safetensors"
+        p.write_bytes(blob)
+        before = _files(Path(d))
+        _expect_clean((lambda: load_vae(p)) if which == "vae" else (lambda: Synchformer.from_file(p)), Path(d),
+                      before)
 
 
 @settings(max_examples=40, **BUDGET)
