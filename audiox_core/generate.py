@@ -537,7 +537,8 @@ def _generate_window(model, *, prompt, negative_prompt, visual, start, init, str
                                      sync=None if sync_features else False)
         report.append(conds.video.report)
     # audio prompt: explicit, else the init audio for inpainting / completion (official training)
-    ap = _audio_input(audio_prompt)
+    used = C.audio_prompt_seconds(model)  # a file is decoded only as far as the conditioner looks
+    ap = _audio_input(audio_prompt, max_seconds=used + 0.5 if used else None, what="audio prompt")
     known = None
     init_lat = None
     orig = None

@@ -501,3 +501,36 @@ def test_audio_prompt_resamples_only_the_window_it_uses(monkeypatch):
     monkeypatch.setattr(media, "resample", spy)
     C.encode_audio_prompt(m, torch.randn(1, 2, 48000 * 60), sample_rate=48000, mask=False)
     assert seen and max(seen) <= (window + 0.1) * 48000, (seen, window)
+
+
+def test_an_audio_prompt_file_is_decoded_only_as_far_as_it_is_used(tmp_path, monkeypatch):
+    import audiox_core.generate as G
+    import audiox_core.media.audio as A
+    from audiox_core.conditioning.t5 import T5TextEncoder
+    long = _wav(tmp_path / "long.wav", 60.0, sr=8000)
+    m = tiny.make_tiny_model("audiox_turbo", seed=0)
+    m.set_text_encoder(T5TextEncoder.from_local(tiny.save_tiny_t5(tmp_path / "t5"), expected_dim=32))
+    decoded = []
+    real = A._decode_audio
+
+    def spy(container, stream, name, start, duration):
+        w, sr = real(container, stream, name, start, duration)
+        decoded.append(w.shape[-1] / sr)
+        return w, sr
+    monkeypatch.setattr(A, "_decode_audio", spy)
+    G.generate(m, prompt="x", audio_prompt=str(long), settings=G.SamplerSettings.for_model(m, steps=1))
+    assert decoded and max(decoded) <= G.C.audio_prompt_seconds(m) + 0.6, decoded
+
+
+def test_a_training_file_over_the_limit_is_refused_before_decoding(tmp_path, monkeypatch):
+    import audiox_core.media.audio as A
+    from audiox_core.training import data as D
+    monkeypatch.setattr(D, "MAX_FILE_SECONDS", 5.0)
+    _wav(tmp_path / "long.wav", 8.0, sr=8000)
+    m = tiny.make_tiny_model("audiox_turbo", seed=0)
+
+    def boom(*a, **k):
+        raise AssertionError("decoded")
+    monkeypatch.setattr(A, "_decode_audio", boom)
+    with pytest.raises(InputError, match=r"long\.wav.*8 s long.*at most 5 s"):
+        D._model_audio(m, D.Example(audio=tmp_path / "long.wav", caption=""))

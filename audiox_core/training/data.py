@@ -554,13 +554,26 @@ class _Store:
                          self.dir / f"{key}.safetensors", {"info": json.dumps(info or {})})
 
 
+#: Longest training file encoded whole (its latents are cached, crops are drawn from them); longer
+#: files are refused before decoding — split them into clips.
+MAX_FILE_SECONDS = 900.0
+
+
 def _model_audio(model, ex: Example) -> torch.Tensor:
     from ..conditions import prepare_audio
     from .. import media
     if torch.is_tensor(ex.audio):
         wav, sr = ex.audio.float(), int(ex.sample_rate)
     else:
-        wav, sr = media.load_audio(ex.audio)
+        def too_long(seconds: float) -> InputError:
+            return InputError(f"{ex.audio}: this training file is {seconds:.0f} s long; files of at most "
+                              f"{MAX_FILE_SECONDS:.0f} s are encoded whole — split it into shorter clips")
+        length = media.audio_duration(ex.audio)  # from the header: nothing decoded yet
+        if length is not None and length > MAX_FILE_SECONDS:
+            raise too_long(length)
+        wav, sr = media.load_audio(ex.audio, duration=MAX_FILE_SECONDS + 1.0)
+        if wav.shape[-1] / sr > MAX_FILE_SECONDS:
+            raise too_long(wav.shape[-1] / sr)
     x, _ = prepare_audio(model, wav, sr)
     return x[0]  # [C, N]
 
