@@ -465,8 +465,8 @@ class AudioXDataset:
                 "t5": (T5, {"tooltip": "The model's T5 text encoder (AudioX T5 Loader), for the captions."}),
                 "folder": ("STRING", {"default": "audiox_example_dataset",
                                       "tooltip": "Folder of audio files (.wav .flac .mp3 .ogg ...; sub-folders "
-                                                 "included): a name inside ComfyUI's input folder, or an "
-                                                 "absolute path."}),
+                                                 "included) inside ComfyUI's input folder: its name there (or "
+                                                 "an absolute path inside it). Paths elsewhere are refused."}),
                 "captions": (CAPTION_SOURCES, {"default": "auto",
                                                "tooltip": "Where captions come from. auto: <name>.txt beside the "
                                                           "file, else its manifest entry, else the file name. The "
@@ -478,8 +478,9 @@ class AudioXDataset:
                                                                    "with their file name, train them without text "
                                                                    "(empty caption), or leave them out."}),
                 "manifest": ("STRING", {"default": "",
-                                        "tooltip": "A CSV or JSONL manifest inside the folder (or an absolute "
-                                                   "path). Empty: metadata.jsonl, metadata.csv or "
+                                        "tooltip": "A CSV or JSONL manifest inside the folder (or another "
+                                                   "path inside ComfyUI's input folder; the files it lists must "
+                                                   "be there too). Empty: metadata.jsonl, metadata.csv or "
                                                    "train_manifest*.jsonl if the folder has one."}),
                 "videos": (["use", "ignore"], {"default": "use",
                                                "tooltip": "use: a video with the same name as an audio file "
