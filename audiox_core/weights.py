@@ -479,8 +479,9 @@ def expected_tensors(module: torch.nn.Module) -> "OrderedDict[str, tuple]":
 
 def check_finite(t: torch.Tensor, path, key: str) -> None:
     """:class:`CheckpointError` naming ``path`` and ``key`` if ``t`` holds NaN or infinite values."""
-    if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
-        bad = int((~torch.isfinite(t)).sum())
+    from .finite import all_finite, count_nonfinite
+    if t.is_floating_point() and t.numel() and not all_finite(t):
+        bad = count_nonfinite(t)
         raise CheckpointError(f"{path}: tensor {key!r} holds {bad} NaN/infinite value(s) (of {t.numel()}) — the "
                               "file is damaged, or training diverged before it was saved (or its values overflow "
                               "the chosen dtype); use another file")

@@ -9,7 +9,8 @@ the copies a whole-file decode and resample make).
     python bench/long_input_memory.py [--minutes 20] [--rate 16000] [--code-root DIR]
 
 ``--code-root``: run the CLI of another checkout of this repository (e.g. an export of an older
-commit) to compare; the model and inputs stay the same.
+commit) to compare; the model and inputs stay the same.  ``--audio-prompt``: the node path instead
+(an in-memory AUDIO given to the audio-prompt encoder), only its window resampled vs the whole.
 """
 from __future__ import annotations
 
@@ -65,12 +66,51 @@ def run(code_root: Path, wav: Path, out: Path) -> dict:
     return {"peak_rss_mib": round(int(parts[1]) / 1024, 1), "exit": parts[3], "wrote": out.is_file()}
 
 
+TENSOR_RUNNER = """
+import resource, sys
+sys.path.insert(0, sys.argv[1])
+import torch
+from audiox_core import conditions as C
+from audiox_core.api import load
+torch.set_num_threads(1)
+minutes, rate, whole = float(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "whole"
+model = load(sys.argv[5])
+if whole:  # what the code did before: the whole input resampled
+    C.audio_prompt_seconds = lambda m: None
+g = torch.Generator().manual_seed(0)
+wave = torch.empty(1, 2, int(minutes * 60 * rate)).normal_(0, 0.1, generator=g)  # an AUDIO as Load Audio gives
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+C.encode_audio_prompt(model, wave, sample_rate=rate, mask=False)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print("EXTRA_KIB", peak - base, file=sys.stderr)
+"""
+
+
+def audio_prompt_tensor(minutes: float, rate: int, whole: bool) -> float:
+    """Extra peak RSS (MiB) of encoding an in-memory AUDIO (stereo) as the audio prompt (node path)."""
+    p = subprocess.run([sys.executable, "-c", TENSOR_RUNNER, str(ROOT), str(minutes), str(rate),
+                        "whole" if whole else "span", str(MODEL)], capture_output=True, text=True, timeout=900)
+    line = [s for s in p.stderr.splitlines() if s.startswith("EXTRA_KIB")]
+    if not line:
+        raise SystemExit(f"the audio-prompt run did not finish:\n{p.stderr[-2000:]}")
+    return round(int(line[-1].split()[1]) / 1024, 1)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--rate", type=int, default=16000)
     ap.add_argument("--code-root", type=Path, default=ROOT)
+    ap.add_argument("--audio-prompt", action="store_true",
+                    help="instead: the node path, an in-memory stereo AUDIO of --minutes given to the audio-prompt "
+                         "encoder; extra peak RSS now vs with the whole input resampled (the code before)")
     a = ap.parse_args(argv)
+    if a.audio_prompt:
+        out = {"audio_prompt_input": f"{a.minutes:g} min, {a.rate} Hz stereo tensor",
+               "extra_peak_rss_mib_span": audio_prompt_tensor(a.minutes, a.rate, whole=False),
+               "extra_peak_rss_mib_whole": audio_prompt_tensor(a.minutes, a.rate, whole=True)}
+        print(json.dumps(out, indent=1))
+        return 0
     with tempfile.TemporaryDirectory(prefix="audiox_longmem_") as d:
         d = Path(d)
         write_wav(d / "long.wav", a.minutes * 60, a.rate)

@@ -435,7 +435,8 @@ def check_audio_input(audio: Any, node: str, input_name: str) -> tuple[torch.Ten
         w = w.unsqueeze(0)
     if w.shape[-1] == 0:
         raise node_error(node, input_name, "is empty (0 samples)")
-    if not torch.isfinite(w).all():
+    from ..audiox_core.finite import all_finite
+    if not all_finite(w):  # slice-wise: a long AUDIO is not copied several times over
         raise node_error(node, input_name, "contains NaN or infinite samples")
     try:
         sr = int(sr)

@@ -534,3 +534,14 @@ def test_a_training_file_over_the_limit_is_refused_before_decoding(tmp_path, mon
     monkeypatch.setattr(A, "_decode_audio", boom)
     with pytest.raises(InputError, match=r"long\.wav.*8 s long.*at most 5 s"):
         D._model_audio(m, D.Example(audio=tmp_path / "long.wav", caption=""))
+
+
+def test_finite_checks_are_slice_wise_and_exact():
+    from audiox_core.finite import all_finite, count_nonfinite
+    x = torch.zeros(3, 1000)
+    assert all_finite(x, chunk=64) and count_nonfinite(x, chunk=64) == 0
+    x[2, 999] = float("nan")
+    x[0, 5] = float("-inf")
+    assert not all_finite(x, chunk=64) and count_nonfinite(x, chunk=64) == 2
+    assert not all_finite(x.t(), chunk=64) and count_nonfinite(x.t(), chunk=7) == 2  # non-contiguous
+    assert all_finite(torch.arange(10))

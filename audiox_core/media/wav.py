@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..finite import all_finite
 from ..fileio import atomic_write
 from .audio import _as_rate
 
@@ -48,7 +49,7 @@ def save_wav(
     name = os.fspath(path)
     x = _as_cn(waveform, name).detach().to("cpu", torch.float64)
     sr = _as_rate(sample_rate, "sample_rate")
-    if not torch.isfinite(x).all():
+    if not all_finite(x):
         raise InputError(f"{name}: waveform contains NaN or Inf samples; refusing to write it")
     c, n = x.shape
     inter = x.T.contiguous().numpy()  # [N, C] interleaved

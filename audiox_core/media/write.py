@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, MediaError
+from ..finite import all_finite
 from ..fileio import atomic_path
 from ._io import TIME_EPS, MediaSource, as_fraction, fmt_s, open_media, source_name
 from .audio import resample, to_channels
@@ -108,7 +109,7 @@ def _prepare_audio(audio, sr, what: str) -> Tuple[np.ndarray, int]:
         new = 48000 if sr > 44100 else 44100
         log.info("%s: AAC cannot store %d Hz; resampled to %d Hz", what, sr, new)
         x, sr = resample(x, sr, new), new
-    if not torch.isfinite(x).all():
+    if not all_finite(x):
         raise InputError(f"{what}: audio contains NaN or Inf")
     return np.ascontiguousarray(x.clamp(-1, 1).numpy()), sr
 
