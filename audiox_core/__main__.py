@@ -100,6 +100,12 @@ def _check_args(a) -> None:
         length = media.audio_duration(a.init_audio)  # the header only: also refuses unreadable files now
         if length is not None and a.inpaint:
             check_ranges(a.inpaint, min(length, a.duration) if a.duration else length)
+        if length is not None:
+            from .checkpoint import detect  # the checkpoint's header / index only, no weights
+            cfg = detect(a.model, config=a.config, part=a.part).config
+            if cfg is not None and length * cfg.sample_rate < cfg.vae.downsampling_ratio:
+                raise InputError(f"--init-audio {a.init_audio}: is {length:.4f} s long; it needs at least one "
+                                 f"latent frame ({cfg.vae.downsampling_ratio / cfg.sample_rate:.4f} s)")
 
 
 def _add_generate(sub):

@@ -393,10 +393,12 @@ def no_model_work(monkeypatch):
     (["--out", "{tmp}/o.wav", "--duration", "inf"], "--duration"),
     (["--out", "{tmp}/o.wav", "--video", "{tmp}/nope.mp4"], "not found"),
     (["--out", "{tmp}/o.txt"], "must end in .wav"),
+    (["--out", "{tmp}/o.wav", "--init-audio", "{tmp}/one.wav", "--inpaint", "0-0.0001"], "latent frame"),
 ])
 def test_cli_refuses_bad_arguments_before_loading_the_model(tmp_path, capsys, no_model_work, extra, expect):
     from audiox_core.__main__ import main
     _wav(tmp_path / "clip.wav", 3.0)
+    _wav(tmp_path / "one.wav", 1 / 8000)
     args = ["generate", "--model", str(DEMO), "--prompt", "beeps"] + [e.format(tmp=tmp_path) for e in extra]
     rc = main(args)
     err = capsys.readouterr().err
