@@ -25,6 +25,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
+
+# hypothesis keeps caches in ./.hypothesis by default: keep the repository clean
+set_hypothesis_home_dir(str(Path(tempfile.gettempdir()) / "audiox_hypothesis"))
 
 import comfy_harness as H
 import workflow_models  # noqa: F401  (registers the tiny-weight factories)
