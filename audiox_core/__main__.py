@@ -12,16 +12,100 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
 
 def _ranges(s: str):
+    """``"2-3.5,6-7"`` → ``[(2.0, 3.5), (6.0, 7.0)]`` (argparse shows the message of a bad one)."""
     out = []
     for part in s.split(","):
-        a, _, b = part.strip().partition("-")
-        out.append((float(a), float(b)))
+        a, sep, b = part.strip().partition("-")
+        try:
+            if not sep:
+                raise ValueError
+            lo, hi = float(a), float(b)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{part.strip()}' is not a range in seconds like 2.0-3.5") from None
+        if not (math.isfinite(lo) and math.isfinite(hi)) or not 0 <= lo < hi:
+            raise argparse.ArgumentTypeError(f"'{part.strip()}': need 0 <= start < end (seconds)")
+        out.append((lo, hi))
     return out
+
+
+def _check_args(a) -> None:
+    """Every argument, path and range of ``generate``, checked before the model is loaded."""
+    import os
+    from pathlib import Path
+
+    from . import media
+    from .errors import InputError
+    from .generate import MAX_SECONDS, check_ranges
+    from .media.write import _CONTAINERS as VIDEO_CONTAINERS
+    if a.mp4 and not a.video:
+        raise InputError("--mp4 needs --video: it writes that video with the new audio")
+    for flag, value, kind in (("--model", a.model, "file"), ("--config", a.config, "file"), ("--vae", a.vae, "file"),
+                              ("--t5", a.t5, "any"), ("--synchformer", a.synchformer, "file"),
+                              ("--clip-vision", a.clip_vision, "any"), ("--video", a.video, "file"),
+                              ("--image", a.image, "file"), ("--audio-prompt", a.audio_prompt, "file"),
+                              ("--init-audio", a.init_audio, "file")):
+        if value is None:
+            continue
+        p = Path(value)
+        if not p.exists():
+            raise InputError(f"{flag} {value}: not found")
+        if kind == "file" and not p.is_file():
+            raise InputError(f"{flag} {value}: is a folder, expected a file")
+    if a.video and a.image:
+        raise InputError("give --video or --image, not both")
+    for flag, value in (("--out", a.out), ("--mp4", a.mp4)):
+        if value is None:
+            continue
+        p = Path(value)
+        want = (".wav",) if flag == "--out" else tuple(sorted(VIDEO_CONTAINERS))
+        if p.suffix.lower() not in want:
+            raise InputError(f"{flag} {value}: must end in {' / '.join(want)}")
+        folder = p.parent if str(p.parent) else Path(".")
+        if not folder.is_dir():
+            raise InputError(f"{flag} {value}: the folder {folder} does not exist — create it first")
+        if not os.access(folder, os.W_OK):
+            raise InputError(f"{flag} {value}: the folder {folder} is not writable")
+        if p.is_dir():
+            raise InputError(f"{flag} {value}: is a folder, expected a file name")
+    numbers = (("--start", a.start, 0.0, None), ("--strength", a.strength, 0.0, 1.0),
+               ("--duration", a.duration, 0.0, MAX_SECONDS), ("--keep", a.keep, 0.0, None),
+               ("--cfg", a.cfg, 0.0, 50.0), ("--rescale", a.rescale, 0.0, 1.0),
+               ("--sigma-min", a.sigma_min, 0.0, None), ("--sigma-max", a.sigma_max, 0.0, None))
+    for flag, v, lo, hi in numbers:
+        if v is None:
+            continue
+        if not math.isfinite(v) or v < lo or (hi is not None and v > hi) or \
+                (flag in ("--strength", "--duration", "--keep", "--sigma-min", "--sigma-max") and v <= lo):
+            raise InputError(f"{flag} {v}: must be a finite number in {'(' if flag != '--start' else '['}{lo:g}, "
+                             f"{hi if hi is not None else 'inf'}{']' if hi is not None else ')'}")
+    if not a.sigma_min < a.sigma_max:
+        raise InputError(f"--sigma-min {a.sigma_min} must be below --sigma-max {a.sigma_max}")
+    if a.steps is not None and not 1 <= a.steps <= 1000:
+        raise InputError(f"--steps {a.steps}: must be 1..1000")
+    if not 1 <= a.batch <= 64:
+        raise InputError(f"--batch {a.batch}: must be 1..64")
+    if a.inpaint and a.keep is not None:
+        raise InputError("give --inpaint or --keep, not both")
+    needs_init = [f for f, on in (("--inpaint", a.inpaint), ("--keep", a.keep is not None),
+                                  ("--strength < 1", a.strength < 1)) if on]
+    if needs_init and not a.init_audio:
+        raise InputError(f"{needs_init[0]} needs --init-audio (the audio to work on)")
+    if a.init_audio:
+        length = media.audio_duration(a.init_audio)  # the header only: also refuses unreadable files now
+        if length is not None and a.inpaint:
+            check_ranges(a.inpaint, min(length, a.duration) if a.duration else length)
+        if length is not None:
+            from .checkpoint import detect  # the checkpoint's header / index only, no weights
+            cfg = detect(a.model, config=a.config, part=a.part).config
+            if cfg is not None and length * cfg.sample_rate < cfg.vae.downsampling_ratio:
+                raise InputError(f"--init-audio {a.init_audio}: is {length:.4f} s long; it needs at least one "
+                                 f"latent frame ({cfg.vae.downsampling_ratio / cfg.sample_rate:.4f} s)")
 
 
 def _add_generate(sub):
@@ -81,6 +165,7 @@ def _cmd_generate(a) -> int:
     from .api import load
     from .generate import SamplerSettings, generate
 
+    _check_args(a)
     t0 = time.time()
     model = load(a.model, config=a.config, vae=a.vae, t5=a.t5, synchformer=a.synchformer,
                  clip_vision=a.clip_vision, dtype=a.dtype, device=a.device, part=a.part)
@@ -114,9 +199,6 @@ def _cmd_generate(a) -> int:
         outs.append(path)
     print(f"wrote {', '.join(outs)} ({res.audio.shape[-1] / res.sample_rate:.2f} s) in {time.time() - t1:.1f} s")
     if a.mp4:
-        if not a.video:
-            print("error: --mp4 needs --video", file=sys.stderr)
-            return 2
         x = media.peak_normalize(res.audio[0])
         rep = media.mux_audio_into_video(a.video, x, res.sample_rate, a.mp4, start=a.start,
                                          duration=res.audio.shape[-1] / res.sample_rate)

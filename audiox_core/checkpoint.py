@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import contextlib
 import json
 import logging
 import os
@@ -34,8 +35,8 @@ from typing import Mapping, Optional
 import torch
 
 from .config import VARIANT_LABELS, AudioXConfig, VAEConfig
-from .errors import CheckpointError, ConfigError
-from .weights import (KeyReport, WeightSource, compare_keys, expected_tensors, load_into,
+from .errors import AudioXError, CheckpointError, ConfigError, ConfigMismatchError
+from .weights import (PARTIAL_KEY, KeyReport, WeightSource, compare_keys, expected_tensors, load_into,
                       save_safetensors, shape_str)
 
 log = logging.getLogger(__name__)
@@ -329,19 +330,25 @@ def detect(path, *, config=None, part: Optional[str] = None) -> Detected:
         cfg = config if isinstance(config, AudioXConfig) else AudioXConfig.from_json(config)
         cfg_from = "argument" if isinstance(config, AudioXConfig) else str(config)
     elif CONFIG_METADATA_KEY in src.metadata:
-        cfg = AudioXConfig.from_dict(json.loads(src.metadata[CONFIG_METADATA_KEY]))
+        try:
+            cfg = AudioXConfig.from_dict(json.loads(src.metadata[CONFIG_METADATA_KEY]))
+        except (json.JSONDecodeError, ConfigError, TypeError, ValueError, AttributeError) as e:
+            raise CheckpointError(f"{path}: the config stored in the file's metadata is damaged ({e}); pass a "
+                                  "config.json for it") from None
         cfg_from = "file metadata"
     else:
         sib = _sibling_config(path)
         if sib is not None:
             try:
-                cand = AudioXConfig.from_json(sib)
-                cfg, cfg_from = cand, str(sib)
+                cfg, cfg_from = AudioXConfig.from_json(sib), str(sib)
             except ConfigError as e:
-                notes.append(f"ignored {sib.name}: {e}")
+                raise ConfigError(f"{sib}: this config file beside {path.name} cannot be used ({e}); fix it, or "
+                                  f"move it away so the config is inferred from the weights") from None
     if cfg is None:
         cfg = infer_config(src.shapes(), notes=notes)
         cfg_from = "inferred from keys and shapes"
+    if src.metadata.get(PARTIAL_KEY):
+        notes.insert(0, f"PARTIAL result: training was stopped at {src.metadata[PARTIAL_KEY]} — not a finished model")
     if not role and cfg.variant == "audiox_turbo":
         role = src.metadata.get(ROLE_METADATA_KEY, "")
         if not role:
@@ -388,7 +395,8 @@ def load_model(path, *, config=None, dtype=torch.float32, device="cpu", vae=None
 
     expected = expected_tensors(model)
     found = src.shapes()
-    vae_src = _vae_source(vae) if vae is not None else None
+    with _blame("vae"):
+        vae_src = _vae_source(vae) if vae is not None else None
 
     def is_vae_key(k):
         return k.startswith("pretransform.model.") or ".pretransform.model." in k
@@ -401,18 +409,36 @@ def load_model(path, *, config=None, dtype=torch.float32, device="cpu", vae=None
     missing_vae = [k for k in report.missing if is_vae_key(k)]
     missing_clip = [k for k in report.missing if is_clip_key(k)]
     others = [k for k in report.missing if not is_vae_key(k) and not is_clip_key(k)]
-    problems = KeyReport(others, report.unexpected, report.mismatched)
+    problems = KeyReport(list(others), report.unexpected, report.mismatched)
     if missing_vae and vae_src is None:
         problems.missing += missing_vae
     if missing_clip and clip_vision is None:
         problems.missing += missing_clip
     if not problems.ok:
+        # Name the real culprit: the file lacks a whole VAE / CLIP tower only when nothing else is
+        # wrong and it has no key of that part at all; otherwise the config does not fit the weights.
+        only_parts = not (others or report.unexpected or report.mismatched)
+        # a part is "absent" when the file has no key at all under the prefix of its missing keys
+        vae_prefixes = {k[: k.index("pretransform.model.") + len("pretransform.model.")] for k in missing_vae}
+        clip_prefixes = {k[: k.index(".visual_encoder_model.") + len(".visual_encoder_model.")] for k in missing_clip}
+        has_vae = any(k.startswith(tuple(vae_prefixes)) for k in found) if vae_prefixes else False
+        has_clip = any(k.startswith(tuple(clip_prefixes)) for k in found) if clip_prefixes else False
         hint = ""
-        if missing_vae and vae_src is None:
+        if only_parts and missing_vae and vae_src is None and not has_vae:
             hint += "\n  This checkpoint has no VAE weights: pass the VAE file (VAE.ckpt / vae.ckpt)."
-        if missing_clip and clip_vision is None:
+        if only_parts and missing_clip and clip_vision is None and not has_clip:
             hint += "\n  This checkpoint has no CLIP vision tower: pass a CLIP ViT-B/32 vision file."
-        raise CheckpointError(
+        if not hint:
+            culprit = ("the config " + det.config_from if det.config_from not in ("", "inferred from keys and shapes")
+                       else "the architecture inferred from its keys")
+            hint = (f"\n  The weights do not fit {culprit}"
+                    + (": use the config.json that came with this checkpoint, or remove the config so it is "
+                       "inferred from the weights." if culprit.startswith("the config") else
+                       ": the file is damaged or not an AudioX checkpoint this version supports."))
+            err = ConfigMismatchError if culprit.startswith("the config") else CheckpointError
+        else:
+            err = CheckpointError
+        raise err(
             f"{det.path}: does not match the {VARIANT_LABELS[cfg.variant]} model built from the config "
             f"({det.config_from}):\n  {problems.summary()}{hint}")
 
@@ -421,10 +447,12 @@ def load_model(path, *, config=None, dtype=torch.float32, device="cpu", vae=None
     if vae_src is not None:
         for prefix, mod in _vae_modules(model):
             if mod is model.pretransform.model or any(k.startswith(prefix) for k in missing_vae):
-                load_into(mod, vae_src, device=device, what="VAE")
+                with _blame("vae"):
+                    load_into(mod, vae_src, device=device, what="VAE")
     if clip_vision is not None and missing_clip:
         from .conditioning.clip_video import load_clip_vision_into
-        load_clip_vision_into(model.video_conditioner, clip_vision, device=device)
+        with _blame("clip_vision"):
+            load_clip_vision_into(model.video_conditioner, clip_vision, device=device)
     _check_materialised(model, det.path)
     model.eval().requires_grad_(False)
     model.info = dict(file=str(det.path), variant=cfg.variant, role=det.role, config_from=det.config_from,
@@ -432,6 +460,17 @@ def load_model(path, *, config=None, dtype=torch.float32, device="cpu", vae=None
     for n in det.notes:
         log.info("%s: %s", det.path.name, n)
     return model
+
+
+@contextlib.contextmanager
+def _blame(culprit: str):
+    """Errors raised in the block are about the separate ``culprit`` file (``vae`` / ``clip_vision``),
+    not the checkpoint: they carry ``culprit`` so callers (the loader node) name the right input."""
+    try:
+        yield
+    except AudioXError as e:
+        e.culprit = culprit
+        raise
 
 
 def _vae_modules(model):

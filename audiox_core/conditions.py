@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence, Union
 
@@ -271,26 +272,54 @@ def encode_sync(synchformer, visual: VisualInput, *, start: float, duration: flo
 # ----------------------------------------------------------------------------------------------
 # audio prompt
 # ----------------------------------------------------------------------------------------------
-def prepare_audio(model, waveform: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, str]:
-    """Any-rate, any-channel audio ``[C, N]`` or ``[B, C, N]`` → the model's rate and channels."""
+def prepare_audio(model, waveform: torch.Tensor, sample_rate: int, *,
+                  max_seconds: Optional[float] = None) -> tuple[torch.Tensor, str]:
+    """Any-rate, any-channel audio ``[C, N]`` or ``[B, C, N]`` → the model's rate and channels.
+
+    ``max_seconds``: only the first seconds are needed — the input is cut (with a margin for the
+    resampling filter, so the kept samples are exactly what resampling the whole input gives) before
+    it is resampled, so the work and memory follow the span used, not the length of the input."""
     from . import media
     if not torch.is_tensor(waveform) or waveform.dim() not in (2, 3):
         raise InputError(f"audio must be a [C, N] or [B, C, N] tensor, got "
                          f"{tuple(waveform.shape) if torch.is_tensor(waveform) else type(waveform).__name__}")
     if waveform.shape[-1] == 0:
         raise InputError("the audio input is empty (0 samples)")
-    if not torch.isfinite(waveform).all():
-        raise InputError("the audio input contains NaN or infinite values")
     x = waveform if waveform.dim() == 3 else waveform.unsqueeze(0)
     cfg = model.config
     notes = []
+    keep_out = None
+    if max_seconds is not None:
+        sr_in = int(sample_rate)
+        keep_out = int(math.ceil(max_seconds * cfg.sample_rate))
+        margin = 16 * int(math.ceil(max(1.0, sr_in / cfg.sample_rate))) + 256  # > the sinc filter's reach
+        need_in = int(math.ceil(max_seconds * sr_in)) + margin
+        if x.shape[-1] > need_in:
+            x = x[..., :need_in]
+    from .finite import all_finite
+    if not all_finite(x):  # only the part that is used (a slice-wise check: bounded memory)
+        raise InputError("the audio input contains NaN or infinite values")
     if int(sample_rate) != cfg.sample_rate:
         x = media.resample(x.float(), int(sample_rate), cfg.sample_rate)
         notes.append(f"resampled {sample_rate} → {cfg.sample_rate} Hz")
+    if keep_out is not None and x.shape[-1] > keep_out:
+        x = x[..., :keep_out]
     if x.shape[1] != cfg.audio_channels:
         notes.append(f"{x.shape[1]} → {cfg.audio_channels} channels")
         x = media.to_channels(x.float(), cfg.audio_channels)
     return x.float(), ", ".join(notes)
+
+
+def audio_prompt_seconds(model) -> Optional[float]:
+    """How many seconds of an audio prompt the model's audio conditioner uses (the first ones; the
+    rest is cropped), or None for a model without one."""
+    ac = model.audio_conditioner
+    if ac is None:
+        return None
+    window = max(int(getattr(ac, "prompt_samples", 0) or 0),
+                 int(getattr(ac, "num_latents", 0) or getattr(ac, "latent_seq_len", 0) or 0)
+                 * int(model.config.vae.downsampling_ratio))
+    return window / model.config.sample_rate if window else None
 
 
 def encode_audio_prompt(model, audio: Optional[torch.Tensor] = None, *, sample_rate: Optional[int] = None,
@@ -305,7 +334,9 @@ def encode_audio_prompt(model, audio: Optional[torch.Tensor] = None, *, sample_r
     fp = model_fingerprint(model)
     report = ""
     if audio is not None:
-        audio, report = prepare_audio(model, audio, sample_rate or model.config.sample_rate)
+        # the conditioner keeps at most its prompt window (the first samples): resample only that
+        audio, report = prepare_audio(model, audio, sample_rate or model.config.sample_rate,
+                                      max_seconds=audio_prompt_seconds(model))
         if audio.shape[0] == 1 and batch > 1:
             audio = audio.expand(batch, -1, -1)
         batch = audio.shape[0]

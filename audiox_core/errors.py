@@ -28,3 +28,22 @@ class MediaError(InputError):
 
 class Interrupted(AudioXError):
     """Raised from a progress callback to stop long work (sampling, training, VAE ...)."""
+
+
+class PathError(InputError):
+    """A file or folder name resolves (after following symlinks) outside the folder(s) it must stay
+    in, or is not a usable name at all.  The message names the input and the allowed folders."""
+
+
+class SaveError(AudioXError, OSError):
+    """A result could not be written (disk full, no permission, read-only folder ...).  The message
+    names the file; no partial file is left behind."""
+
+
+class OutputBusyError(InputError):
+    """Another run is writing the same output file right now (one writer per output name)."""
+
+
+class ConfigMismatchError(CheckpointError):
+    """The config (given, beside the checkpoint or in its metadata) does not fit the checkpoint's
+    weights; the message names the config."""

@@ -427,16 +427,79 @@ class Result:
     report: list = field(default_factory=list)
 
 
-def _audio_input(audio) -> tuple[torch.Tensor, int]:
-    """``(waveform, sr)`` from a path, a ComfyUI AUDIO dict or a ``(tensor, sr)`` pair."""
+def _is_file(audio) -> bool:
+    return not isinstance(audio, (dict, tuple, list)) and audio is not None and not torch.is_tensor(audio)
+
+
+def _audio_input(audio, *, max_seconds: Optional[float] = None, what: str = "audio") -> tuple[torch.Tensor, int]:
+    """``(waveform, sr)`` from a path, a ComfyUI AUDIO dict or a ``(tensor, sr)`` pair.  A file is
+    decoded only up to ``max_seconds`` (streaming: the decoder stops there)."""
     if audio is None:
         return None
     if isinstance(audio, dict):
-        return audio["waveform"], int(audio["sample_rate"])
-    if isinstance(audio, (tuple, list)) and len(audio) == 2:
-        return audio[0], int(audio[1])
-    from . import media
-    return media.load_audio(audio)
+        if "waveform" not in audio or "sample_rate" not in audio:
+            raise InputError(f"{what}: expected an AUDIO dict with 'waveform' and 'sample_rate'")
+        w, sr = audio["waveform"], audio["sample_rate"]
+    elif isinstance(audio, (tuple, list)) and len(audio) == 2:
+        w, sr = audio
+    elif torch.is_tensor(audio):
+        raise InputError(f"{what}: a tensor needs its sample rate — pass (waveform, sample_rate)")
+    else:
+        from . import media
+        return media.load_audio(audio, duration=max_seconds)
+    if not torch.is_tensor(w) or w.dim() not in (2, 3) or w.shape[-1] == 0:
+        raise InputError(f"{what}: expected a non-empty waveform [C, N] or [B, C, N], got "
+                         f"{tuple(w.shape) if torch.is_tensor(w) else type(w).__name__}")
+    try:
+        sr = int(sr)
+    except (TypeError, ValueError):
+        raise InputError(f"{what}: bad sample rate {sr!r}") from None
+    if sr <= 0:
+        raise InputError(f"{what}: bad sample rate {sr}")
+    return w, sr
+
+
+def _finite(name: str, v, *, low: Optional[float] = None, high: Optional[float] = None, low_open: bool = False):
+    if v is None:
+        return None
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, got {v!r}") from None
+    if not math.isfinite(x) or (low is not None and (x <= low if low_open else x < low)) or \
+            (high is not None and x > high):
+        rng = (f"{'(' if low_open else '['}{low:g}, " if low is not None else "(-inf, ") + \
+              (f"{high:g}]" if high is not None else "inf)")
+        raise InputError(f"{name} must be a finite number in {rng}, got {v}")
+    return x
+
+
+def check_ranges(ranges, clip_seconds: float) -> list[tuple[float, float]]:
+    """Inpainting ranges as ``[(start, end), …]`` seconds, each inside the clip (``0 <= start < end
+    <= clip_seconds``); anything else raises :class:`InputError` saying which range and why."""
+    out = []
+    if ranges is None:
+        return out
+    if isinstance(ranges, (str, bytes)) or not hasattr(ranges, "__iter__"):
+        raise InputError(f"inpaint ranges must be a list of (start, end) seconds, got {ranges!r}")
+    ranges = list(ranges)
+    if not ranges:
+        raise InputError("inpaint needs at least one (start, end) range")
+    tol = 1e-3
+    for r in ranges:
+        if not hasattr(r, "__len__") or len(r) != 2:
+            raise InputError(f"a time range needs (start, end) seconds, got {r!r}")
+        a = _finite("range start", r[0], low=0.0)
+        b = _finite("range end", r[1], low=0.0)
+        if not a < b:
+            raise InputError(f"range {a:g}–{b:g} s is empty: the end must come after the start")
+        if a >= clip_seconds:
+            raise InputError(f"range {a:g}–{b:g} s starts after the end of the {clip_seconds:.2f} s clip")
+        if b > clip_seconds + tol:
+            raise InputError(f"range {a:g}–{b:g} s goes past the end of the {clip_seconds:.2f} s clip; end it at "
+                             f"{clip_seconds:.2f} s or earlier")
+        out.append((a, min(b, clip_seconds)))
+    return out
 
 
 def _visual_input(video, image, video_fps) -> Optional[C.VisualInput]:
@@ -480,11 +543,27 @@ def generate(model, *, prompt: Union[str, Sequence[str]] = "", negative_prompt: 
     the attached Synchformer (what the official gradio app and the demo model's training do).
     """
     settings = settings or SamplerSettings.for_model(model)
-    if batch < 1 or batch > 64:
+    if isinstance(batch, bool) or not isinstance(batch, int) and not (isinstance(batch, float) and batch.is_integer()) \
+            or not 1 <= batch <= 64:
         raise InputError(f"batch must be 1..64, got {batch}")
+    batch = int(batch)
     cfg = model.config
     ratio = cfg.vae.downsampling_ratio
     window_s = cfg.latent_length * ratio / cfg.sample_rate
+    frame_s = ratio / cfg.sample_rate
+    # every number is checked before any file is decoded or any network runs
+    duration = _finite("duration", duration, low=0.0, high=MAX_SECONDS, low_open=True)
+    keep_seconds = _finite("keep_seconds", keep_seconds, low=0.0, low_open=True)
+    strength = _finite("strength", strength, low=0.0, high=1.0, low_open=True)
+    start = _finite("start", start, low=0.0)
+    if inpaint is not None and init_audio is None:
+        raise InputError("inpainting needs the audio to inpaint (init_audio)")
+    if keep_seconds is not None and init_audio is None:
+        raise InputError("completion needs the clip to continue (init_audio)")
+    if inpaint is not None and keep_seconds is not None:
+        raise InputError("give either inpaint ranges or keep_seconds (completion), not both")
+    if duration is not None and duration < frame_s:
+        raise InputError(f"duration {duration:g} s is shorter than one latent frame ({frame_s:.4f} s)")
     check_official(settings, inpainting=inpaint is not None, completion=keep_seconds is not None,
                     negative_prompt=negative_prompt is not None,
                     audio_longer_than_the_window=duration is not None and float(duration) > window_s + 1e-6,
@@ -494,20 +573,45 @@ def generate(model, *, prompt: Union[str, Sequence[str]] = "", negative_prompt: 
     if (isinstance(prompt, str) and not prompt.strip() and visual is not None
             and settings.noise != "official"):
         prompt = C.DEFAULT_PROMPTS["music" if music else "audio"]
-    init = _audio_input(init_audio)
+    # init audio: a file is decoded only as far as a window needs (every task uses at most the
+    # first window of it); when its own length sets the duration, the header gives that length
+    if _is_file(init_audio):
+        from . import media
+        file_s = media.audio_duration(init_audio) if duration is None and keep_seconds is None else None
+        if file_s is not None and inpaint is not None and file_s > window_s + 1e-6:
+            raise InputError(f"inpainting works within one {window_s:.2f} s window; the audio is {file_s:.2f} s — "
+                             f"give a duration of at most {window_s:.2f} s to inpaint its beginning, or trim it")
+        if file_s is not None and file_s > MAX_SECONDS + 1e-6:
+            raise InputError(f"the init audio is {file_s:.1f} s long; at most {MAX_SECONDS:.0f} s can be generated "
+                             "— give a duration (only that much of the file is read) or trim the file")
+        need = window_s + 0.5 if (duration is not None or keep_seconds is not None or file_s is not None) \
+            else MAX_SECONDS + 1.0
+        init = _audio_input(init_audio, max_seconds=need, what="init audio")
+        if file_s is None and duration is None and keep_seconds is None and need > MAX_SECONDS:
+            got = init[0].shape[-1] / init[1]
+            if got > MAX_SECONDS + 1e-6:
+                raise InputError(f"the init audio is longer than {MAX_SECONDS:.0f} s — give a duration or trim it")
+        else:
+            got = file_s
+    else:
+        init = _audio_input(init_audio, what="init audio")
+        got = None
+    if init is not None:
+        init_s = init[0].shape[-1] / init[1] if got is None else got
+        if init[0].shape[-1] * cfg.sample_rate / init[1] < ratio:
+            raise InputError(f"the init audio is {init[0].shape[-1]} sample(s) ({init_s:.4f} s) long; it needs at "
+                             f"least one latent frame ({frame_s:.4f} s)")
     if duration is None:
-        duration = window_s if init is None or keep_seconds is not None else init[0].shape[-1] / init[1]
+        duration = window_s if init is None or keep_seconds is not None else init_s
         if keep_seconds is not None:
             duration = max(window_s, keep_seconds)
     duration = float(duration)
     if not 0 < duration <= MAX_SECONDS:
         raise InputError(f"duration must be in (0, {MAX_SECONDS:.0f}] seconds, got {duration}")
-    if inpaint is not None and init is None:
-        raise InputError("inpainting needs the audio to inpaint (init_audio)")
-    if keep_seconds is not None and init is None:
-        raise InputError("completion needs the clip to continue (init_audio)")
-    if keep_seconds is not None and keep_seconds <= 0:
-        raise InputError(f"keep_seconds must be > 0, got {keep_seconds}")
+    if inpaint is not None:
+        # ranges are checked against the audio that exists (the clip, cut to the output), not the window
+        inpaint = check_ranges(inpaint, min(init_s, duration, window_s) if duration <= window_s + 1e-6
+                               else min(init_s, duration))
     stages = Stages(callback, encode=1, sample=8, decode=2)
     long_form = duration > window_s + 1e-6
     if long_form:
@@ -565,13 +669,14 @@ def _generate_window(model, *, prompt, negative_prompt, visual, start, init, str
                                      sync=None if sync_features else False)
         report.append(conds.video.report)
     # audio prompt: explicit, else the init audio for inpainting / completion (official training)
-    ap = _audio_input(audio_prompt)
+    used = C.audio_prompt_seconds(model)  # a file is decoded only as far as the conditioner looks
+    ap = _audio_input(audio_prompt, max_seconds=used + 0.5 if used else None, what="audio prompt")
     known = None
     init_lat = None
     orig = None
     if init is not None:
         wav, sr = init
-        x, rep = C.prepare_audio(model, wav, sr)
+        x, rep = C.prepare_audio(model, wav, sr, max_seconds=L * ratio / cfg.sample_rate)
         if rep:
             report.append(f"init audio: {rep}")
         orig = x[..., : L * ratio]

@@ -17,7 +17,6 @@ import logging
 import os
 import pickle
 import struct
-import tempfile
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -40,6 +39,9 @@ _ST_DTYPES = {
     "F8_E5M2": getattr(torch, "float8_e5m2", None),
 }
 _ST_NAMES = {v: k for k, v in _ST_DTYPES.items() if v is not None}
+
+#: Metadata entry of an unfinished result (training stopped early): "step k of n".
+PARTIAL_KEY = "audiox_partial"
 
 
 def folder_weights(folder: Path, names: Iterable[str]) -> tuple[Optional[Path], Optional[dict]]:
@@ -98,26 +100,45 @@ class SafetensorsFile:
             raw = fh.read(n)
         try:
             header = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise CheckpointError(f"{self.path}: corrupt safetensors header") from None
-        self.metadata: dict = header.pop("__metadata__", None) or {}
+        if not isinstance(header, dict):
+            raise CheckpointError(f"{self.path}: corrupt safetensors header (not a JSON object)")
+        meta = header.pop("__metadata__", None) or {}
+        if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+            raise CheckpointError(f"{self.path}: corrupt safetensors header (__metadata__ must map text to text)")
+        self.metadata: dict = meta
         base = 8 + n
+        self.data_start = base
         self.tensors: "OrderedDict[str, TensorInfo]" = OrderedDict()
         for k, v in header.items():
-            dt = _ST_DTYPES.get(v.get("dtype"))
-            if dt is None:
-                raise CheckpointError(f"{self.path}: tensor {k!r} has unsupported dtype {v.get('dtype')!r}")
-            a, b = v["data_offsets"]
-            info = TensorInfo(dt, tuple(v["shape"]), base + a, base + b)
-            numel = 1
-            for s in info.shape:
-                numel *= s
-            if info.nbytes != numel * torch.empty((), dtype=dt).element_size():
-                raise CheckpointError(f"{self.path}: tensor {k!r} byte range does not match its shape")
-            if info.end > size:
-                raise CheckpointError(f"{self.path}: file is truncated (tensor {k!r} ends at byte {info.end}, "
-                                      f"file has {size} bytes)")
+            info = self._entry(k, v, base, size)
             self.tensors[k] = info
+
+    def _entry(self, k: str, v, base: int, size: int) -> "TensorInfo":
+        """One header entry checked: dtype, shape, byte range inside the file and matching the shape."""
+        if not isinstance(v, dict):
+            raise CheckpointError(f"{self.path}: corrupt safetensors header (entry {k!r} is not an object)")
+        dt = _ST_DTYPES.get(v.get("dtype")) if isinstance(v.get("dtype"), str) else None
+        if dt is None:
+            raise CheckpointError(f"{self.path}: tensor {k!r} has unsupported dtype {v.get('dtype')!r}")
+        shape, offs = v.get("shape"), v.get("data_offsets")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                  for d in shape):
+            raise CheckpointError(f"{self.path}: tensor {k!r} has an invalid shape {shape!r}")
+        if (not isinstance(offs, list) or len(offs) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) for o in offs) or not 0 <= offs[0] <= offs[1]):
+            raise CheckpointError(f"{self.path}: tensor {k!r} has invalid data_offsets {offs!r}")
+        info = TensorInfo(dt, tuple(shape), base + offs[0], base + offs[1])
+        numel = 1
+        for d in info.shape:
+            numel *= d
+        if info.nbytes != numel * torch.empty((), dtype=dt).element_size():
+            raise CheckpointError(f"{self.path}: tensor {k!r} byte range does not match its shape")
+        if info.end > size:
+            raise CheckpointError(f"{self.path}: file is truncated (tensor {k!r} ends at byte {info.end}, "
+                                  f"file has {size} bytes)")
+        return info
 
     def keys(self) -> list[str]:
         return list(self.tensors)
@@ -179,23 +200,40 @@ def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLik
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
     hb += b" " * ((8 - len(hb) % 8) % 8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(struct.pack("<Q", len(hb)))
-            fh.write(hb)
-            for t, n in items:
-                if n:
-                    c = t.detach().to("cpu").contiguous()
-                    fh.write(memoryview(c.reshape(-1).view(torch.uint8).numpy()))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .fileio import atomic_write
+    with atomic_write(path, what="weights file") as fh:
+        fh.write(struct.pack("<Q", len(hb)))
+        fh.write(hb)
+        for t, n in items:
+            if n:
+                c = t.detach().to("cpu").contiguous()
+                fh.write(memoryview(c.reshape(-1).view(torch.uint8).numpy()))
+
+
+def copy_safetensors(src: str | os.PathLike, dst: str | os.PathLike, metadata: Optional[Mapping[str, str]] = None,
+                     *, drop: Iterable[str] = ()) -> None:
+    """Copy a ``.safetensors`` file atomically, adding ``metadata`` entries and removing ``drop`` ones.
+
+    The tensor bytes are streamed unchanged; only the header is rewritten."""
+    f = SafetensorsFile(src)
+    md = {k: v for k, v in f.metadata.items() if k not in set(drop)}
+    md.update({str(k): str(v) for k, v in (metadata or {}).items()})
+    header = {k: {"dtype": _ST_NAMES[i.dtype], "shape": list(i.shape),
+                  "data_offsets": [i.start - f.data_start, i.end - f.data_start]} for k, i in f.tensors.items()}
+    if md:
+        header["__metadata__"] = md
+    hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    hb += b" " * ((8 - len(hb) % 8) % 8)
+    from .fileio import atomic_write
+    with open(f.path, "rb") as fin, atomic_write(dst, what="weights file") as fout:
+        fout.write(struct.pack("<Q", len(hb)))
+        fout.write(hb)
+        fin.seek(f.data_start)
+        while True:
+            chunk = fin.read(1 << 20)
+            if not chunk:
+                break
+            fout.write(chunk)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -260,6 +298,11 @@ def load_pickle(path: str | os.PathLike, *, mmap: bool = True) -> object:
         raise CheckpointError(f"{path}: cannot read checkpoint: {s.splitlines()[0][:300]}") from None
     except (ValueError, struct.error, OSError) as e:
         raise CheckpointError(f"{path}: cannot read checkpoint: {str(e)[:300]}") from None
+    except (IndexError, KeyError, TypeError, AttributeError, AssertionError, MemoryError, OverflowError,
+            RecursionError, NotImplementedError) as e:
+        # torch's weights-only unpickler fails with these on damaged archives and junk pickles
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(e).__name__}: {str(e)[:200]})") \
+            from None
 
 
 def _check_file(path: Path) -> int:
@@ -267,7 +310,12 @@ def _check_file(path: Path) -> int:
         raise CheckpointError(f"{path}: file not found")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, expected a weights file")
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror or e})") from None
     if size == 0:
         raise CheckpointError(f"{path}: file is empty (0 bytes) — an interrupted download?")
     return size
@@ -429,6 +477,16 @@ def expected_tensors(module: torch.nn.Module) -> "OrderedDict[str, tuple]":
     return OrderedDict((k, tuple(v.shape)) for k, v in module.state_dict(keep_vars=True).items())
 
 
+def check_finite(t: torch.Tensor, path, key: str) -> None:
+    """:class:`CheckpointError` naming ``path`` and ``key`` if ``t`` holds NaN or infinite values."""
+    from .finite import all_finite, count_nonfinite
+    if t.is_floating_point() and t.numel() and not all_finite(t):
+        bad = count_nonfinite(t)
+        raise CheckpointError(f"{path}: tensor {key!r} holds {bad} NaN/infinite value(s) (of {t.numel()}) — the "
+                              "file is damaged, or training diverged before it was saved (or its values overflow "
+                              "the chosen dtype); use another file")
+
+
 def load_into(module: torch.nn.Module, source: WeightSource, *, device="cpu",
               ignore_unexpected: Callable[[str], bool] = lambda k: False,
               allow_missing: Callable[[str], bool] = lambda k: False, what: str = "model") -> KeyReport:
@@ -451,8 +509,15 @@ def load_into(module: torch.nn.Module, source: WeightSource, *, device="cpu",
         mod_name, _, attr = key.rpartition(".")
         owner = module.get_submodule(mod_name) if mod_name else module
         cur = getattr(owner, attr)
-        dt = cur.dtype if (cur.is_floating_point() and source.dtype(key).is_floating_point) else source.dtype(key)
+        file_dt = source.dtype(key)
+        if cur.is_floating_point() and not file_dt.is_floating_point:
+            raise CheckpointError(f"{source.path}: tensor {source.prefix + key!r} is stored as {file_dt} but the "
+                                  f"{what} needs floating-point weights there — the file is damaged or was written "
+                                  "by a tool that quantised it; use the original file")
+        dt = cur.dtype if cur.is_floating_point() else file_dt
         t = source.read(key, dtype=dt, device=device)
+        if isinstance(cur, torch.nn.Parameter):
+            check_finite(t, source.path, source.prefix + key)
         if isinstance(cur, torch.nn.Parameter):
             setattr(owner, attr, torch.nn.Parameter(t, requires_grad=cur.requires_grad))
         else:

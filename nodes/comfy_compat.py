@@ -371,25 +371,25 @@ def get_filename_list(name: str) -> list[str]:
     return sorted(found)
 
 
+def find_model_file(name: str, filename, *, what: str = "", kind: str = "any") -> Optional[Path]:
+    """The file (or folder) ``filename`` of model folder ``name``, symlinks resolved, or None.
+
+    Every file name a node takes goes through :func:`audiox_core.fileio.resolve_inside`: a name
+    that leads outside the folder's directories (``..``, an absolute path elsewhere, a symlink
+    pointing elsewhere) raises :class:`PathError` naming ``what`` and the directories."""
+    from ..audiox_core.fileio import resolve_inside
+    return resolve_inside(filename, get_folder_paths(name), what=what or f"model folder '{name}'", kind=kind)
+
+
 def get_full_path(name: str, filename: str) -> str:
     """Absolute path of ``filename`` (as listed by :func:`get_filename_list`) in folder ``name``.
 
-    Raises :class:`InputError` naming the folder and the searched directories when absent.
+    Raises :class:`InputError` naming the folder and the searched directories when absent, and
+    :class:`PathError` when the name leads outside them (:func:`find_model_file`).
     """
-    fp = _folder_paths()
-    if fp is not None:
-        searched = get_folder_paths(name)
-        full = fp.get_full_path(name, filename)
-    else:
-        full = None
-        searched = get_folder_paths(name)
-        rel = os.path.relpath(os.path.join(os.sep, filename), os.sep)
-        for root in searched:
-            cand = os.path.join(root, rel)
-            if os.path.isfile(cand):
-                full = cand
-                break
+    full = find_model_file(name, filename, kind="file")
     if full is None:
+        searched = get_folder_paths(name)
         raise InputError(
             f"model file '{filename}' was not found in model folder '{name}' "
             f"(searched: {', '.join(searched) or 'no directories'})"

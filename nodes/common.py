@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -84,9 +85,14 @@ def about_input(node: str, input_name: str):
 
 
 def node_function(fn):
-    """Decorator for a node's FUNCTION: core errors get the node's display name in front."""
+    """Decorator for a node's FUNCTION: core errors get the node's display name in front, and a
+    NaN / infinite number in any input is refused before the node does anything (ComfyUI's min/max
+    checks let NaN through, and nodes are also called from the API and from other packs)."""
     @functools.wraps(fn)
     def run(self, *args, **kwargs):
+        for k, v in kwargs.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                raise node_error(type(self).DISPLAY_NAME, k, f"must be a finite number, got {v}")
         try:
             return fn(self, *args, **kwargs)
         except (NodeError, Interrupted):
@@ -94,6 +100,36 @@ def node_function(fn):
         except AudioXError as e:
             raise NodeError(f"{type(self).DISPLAY_NAME}: {e}") from e
     return run
+
+
+def check_widgets(cls, values: dict) -> "str | bool":
+    """``True``, or a message naming the first widget value of ``values`` that breaks its own
+    INPUT_TYPES declaration: NaN / infinite numbers, numbers outside min..max, a choice not in
+    the list.  For ``VALIDATE_INPUTS``: ComfyUI skips its own min/max checks for every input a
+    node's ``VALIDATE_INPUTS`` takes, so this redoes them (and adds the finite check they lack).
+    ``None`` values (linked inputs, checked when the node runs) are skipped."""
+    spec = cls.INPUT_TYPES()
+    decl = {**spec.get("required", {}), **spec.get("optional", {})}
+    node = cls.DISPLAY_NAME
+    for name, v in values.items():
+        if v is None or name not in decl:
+            continue
+        typ = decl[name][0]
+        opts = decl[name][1] if len(decl[name]) > 1 else {}
+        if typ in ("FLOAT", "INT"):
+            try:
+                x = float(v)
+            except (TypeError, ValueError):
+                return f"{node}: input '{name}' must be a number, got {v!r}"
+            if not math.isfinite(x):
+                return f"{node}: input '{name}' must be a finite number, got {v}"
+            if "min" in opts and x < opts["min"]:
+                return f"{node}: input '{name}' is {v}, below its minimum {opts['min']}"
+            if "max" in opts and x > opts["max"]:
+                return f"{node}: input '{name}' is {v}, above its maximum {opts['max']}"
+        elif isinstance(typ, (list, tuple)) and v not in typ:
+            return f"{node}: input '{name}' is {v!r}, not one of {list(typ)[:20]}"
+    return True
 
 
 def expect(value: Any, cls: type, node: str, input_name: str, what: str) -> Any:
@@ -421,7 +457,8 @@ def check_audio_input(audio: Any, node: str, input_name: str) -> tuple[torch.Ten
         w = w.unsqueeze(0)
     if w.shape[-1] == 0:
         raise node_error(node, input_name, "is empty (0 samples)")
-    if not torch.isfinite(w).all():
+    from ..audiox_core.finite import all_finite
+    if not all_finite(w):  # slice-wise: a long AUDIO is not copied several times over
         raise node_error(node, input_name, "contains NaN or infinite samples")
     try:
         sr = int(sr)

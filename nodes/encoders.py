@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from typing import Optional
 
 import torch
@@ -271,6 +272,10 @@ class AudioXAudioPromptEncoder(_ConditionEncoder):
         node = self.DISPLAY_NAME
         m = _model(node, model, "audio")
         wave, sr = check_audio_input(audio, node, "audio")
+        # only the conditioner's prompt window (the first seconds) is used: drop the rest before any copy
+        used = C.audio_prompt_seconds(m.model)
+        if used is not None:
+            wave = wave[..., : int(math.ceil((used + 0.5) * sr))]
         use_mask = None if masking == "official random spans" else False
         if mask is not None:
             expect(mask, TimeMask, node, "mask", "an AUDIOX_MASK from AudioX Inpaint Mask / Completion Mask")

@@ -46,11 +46,11 @@ def _is_hf_text_folder(folder: Path) -> bool:
 
 
 def _full(folder: str, name: str) -> Path | None:
-    for root in cc.get_folder_paths(folder):
-        p = Path(root) / name
-        if p.exists():
-            return p
-    return None
+    """A listed name's path (None if absent or if it leads outside the folder, e.g. a symlink)."""
+    try:
+        return cc.find_model_file(folder, name)
+    except AudioXError:
+        return None
 
 
 def _in_demo_dir(p: Path) -> bool:
@@ -123,7 +123,9 @@ def _missing(folder: str, name: str) -> str:
 
 
 def _pick(node: str, input_name: str, folder: str, name: str) -> Path:
-    p = _full(folder, name) if name else None
+    """The file of input ``input_name``: inside models/<folder> (symlinks resolved) or refused."""
+    with about_input(node, input_name):
+        p = cc.find_model_file(folder, name, what=f"a name in models/{folder}")
     if p is None:
         raise node_error(node, input_name, _missing(folder, name))
     return p
@@ -216,6 +218,11 @@ class AudioXModelLoader:
                                clip_vision=clip_vision.path if clip_vision is not None else None)
         except CheckpointError as e:
             msg = str(e)
+            culprit = getattr(e, "culprit", None)
+            if culprit == "vae":
+                raise node_error(node, "vae", f"'{vae.name}' does not fit '{ckpt_name}': {msg}") from e
+            if culprit == "clip_vision":
+                raise node_error(node, "clip_vision", f"does not fit '{ckpt_name}': {msg}") from e
             if "no VAE weights" in msg:
                 raise node_error(node, "vae", f"is not connected, but '{ckpt_name}' has no VAE weights: load "
                                  "vae.ckpt / VAE.ckpt with AudioX VAE Loader and connect it") from e
@@ -224,7 +231,8 @@ class AudioXModelLoader:
                                  "tower: load CLIP ViT-B/32 with AudioX CLIP Vision Loader and connect it") from e
             raise node_error(node, "ckpt_name", msg) from e
         except AudioXError as e:
-            raise node_error(node, "ckpt_name", str(e)) from e
+            culprit = getattr(e, "culprit", None)
+            raise node_error(node, culprit if culprit in ("vae", "clip_vision") else "ckpt_name", str(e)) from e
         if dtype == FP8:
             from ..audiox_core.acceleration import backbone_weights_fp8
             n = backbone_weights_fp8(model, wdtype)

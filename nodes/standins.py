@@ -62,16 +62,21 @@ class Env:
         return sorted(f for f in os.listdir(d) if media_kind(f) in kinds)
 
     def input_path(self, name: str) -> Path:
+        """The input file ``name`` (``… [output]`` / ``[temp]`` pick those folders, as ComfyUI does),
+        refused when it leads outside its folder (symlinks resolved)."""
+        inside = _core("fileio").resolve_inside
         for suffix, d in ((" [output]", self.output_dir), (" [input]", self.input_dir),
                           (" [temp]", self.temp_dir or self.output_dir)):
             if name.endswith(suffix):
-                return Path(d) / name[: -len(suffix)]
-        return Path(self.input_dir) / name
+                return inside(name[: -len(suffix)], [d], what=f"input file {name!r}", must_exist=False)
+        return inside(name, [self.input_dir], what=f"input file {name!r}", must_exist=False)
 
     def out_path(self, prefix: str, unique_id, ext: str, temp: bool = False) -> Path:
+        """Where a sink writes: inside the output (or temp) folder, or refused."""
         base = Path(self.temp_dir or self.output_dir) if temp else Path(self.output_dir)
         stem = f"{prefix}_{unique_id}" if unique_id is not None else prefix
-        p = base / f"{stem}{ext}"
+        p = _core("fileio").resolve_inside(f"{stem}{ext}", [base], what=f"filename_prefix {prefix!r}",
+                                           must_exist=False)
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 

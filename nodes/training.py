@@ -23,7 +23,10 @@ inference tensors), which leaves every output bit-identical.
 Progress: the bar shows step / total, the node shows a live line with the current loss
 (``PromptServer.send_progress_text``) and, inside ComfyUI, the loss curve as the progress preview;
 the final report (node text, ``report`` output) repeats it.  Cancel saves a checkpoint of the last
-completed step and the LoRA / student of that step, then re-raises ComfyUI's interrupt so the UI
+completed step and publishes the LoRA / student of that step only as ``<name>.partial.safetensors``,
+marked "partial, step k of n" in its metadata (the loaders show it), never under the final name;
+the run that finishes replaces it with ``<name>.safetensors``.  One run at a time may write an
+output name (a second is refused).  Then Cancel re-raises ComfyUI's interrupt so the UI
 shows "interrupted"; with ``resume`` on, the next run continues from there.  For a fixed seed the
 results are deterministic (every random draw is seeded per step; the global RNG is restored after).
 """
@@ -33,9 +36,7 @@ import contextlib
 import hashlib
 import io
 import logging
-import os
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -44,9 +45,12 @@ import torch
 
 from ..audiox_core import conditions as C
 from ..audiox_core.errors import AudioXError, CheckpointError, Interrupted
+from ..audiox_core.fileio import WriterLock, resolve_inside
+from ..audiox_core.weights import PARTIAL_KEY
 from . import comfy_compat as cc
 from .common import (CATEGORY, DATASET, LORA, MODEL, SYNCHFORMER, T5, DatasetBundle, LoRAValue, ModelBundle,
-                     NodeError, SynchformerBundle, T5Bundle, about_input, expect, node_error, node_function)
+                     NodeError, SynchformerBundle, T5Bundle, about_input, check_widgets, expect, node_error,
+                     node_function)
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +67,37 @@ TARGETS = ["all", "attention", "feed-forward"]
 NONE = "none"
 TRAIN_MEMORY = int(1e20)  # as ComfyUI's own trainer: free the GPU of every other model before training
 STATE_DIR = "audiox_training"
+PARTIAL_SUFFIX = ".partial.safetensors"
 _NAME_RX = re.compile(r"[A-Za-z0-9_.\- ]+(/[A-Za-z0-9_.\- ]+)*")
 
 
 # ============================================================================================
 # helpers
 # ============================================================================================
-def resolve_folder(folder: str) -> Path:
-    """``folder`` as given if absolute, else relative to ComfyUI's input directory."""
-    p = Path(os.path.expanduser(str(folder).strip()))
-    return p if p.is_absolute() else Path(cc.get_input_directory()) / p
+def input_roots() -> list[str]:
+    """Where training data may come from: ComfyUI's input directory."""
+    return [cc.get_input_directory()]
+
+
+def resolve_folder(folder: str, *, input_name: str = "folder") -> Path:
+    """``folder`` inside ComfyUI's input directory (a name relative to it, or an absolute path that
+    lies inside it; symlinks resolved).  Anything else raises :class:`PathError`."""
+    p = resolve_inside(folder, input_roots(), what=f"'{folder}' (a folder in ComfyUI's input directory)",
+                       must_exist=False)
+    return p
+
+
+def output_file(node: str, folder_name: str, name: str) -> Path:
+    """``<models/folder_name>/<name>.safetensors`` for writing, refused if it (or a symlink on the
+    way) leads outside that folder."""
+    with about_input(node, "output_name"):
+        return resolve_inside(f"{name}.safetensors", [model_folder(folder_name)],
+                              what=f"output file in models/{folder_name}", must_exist=False)
+
+
+def partial_file(dst: Path) -> Path:
+    """Where an unfinished result (Cancel) of ``dst`` is published: ``<name>.partial.safetensors``."""
+    return dst.with_name(dst.name[: -len(".safetensors")] + PARTIAL_SUFFIX)
 
 
 def output_name(node: str, input_name: str, value: str) -> str:
@@ -97,8 +122,10 @@ def model_folder(name: str) -> Path:
 
 
 def state_dir(kind: str, name: str) -> Path:
-    """Resumable training state of run ``name``: ``<ComfyUI output>/audiox_training/<kind>/<name>``."""
-    return Path(cc.get_output_directory()) / STATE_DIR / kind / name
+    """Resumable training state of run ``name``: ``<ComfyUI output>/audiox_training/<kind>/<name>``
+    (refused if a symlink on the way leads outside the output directory)."""
+    return resolve_inside(f"{STATE_DIR}/{kind}/{name}", [cc.get_output_directory()],
+                          what="training state folder in ComfyUI's output directory", must_exist=False)
 
 
 def cache_dir() -> Path:
@@ -106,12 +133,12 @@ def cache_dir() -> Path:
     return Path(cc.get_output_directory()) / STATE_DIR / "cache"
 
 
-def publish(src: Path, dst: Path) -> Path:
-    """Copy ``src`` to ``dst`` atomically (temporary file in the same folder + rename)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+def publish(src: Path, dst: Path, *, partial: Optional[str] = None) -> Path:
+    """Copy ``src`` to ``dst`` atomically (temporary file in the same folder + rename; removed on any
+    failure, which raises :class:`SaveError` naming ``dst``).  ``partial`` ("step k of n"): the copy
+    is marked unfinished in its metadata (the loaders show it)."""
+    from ..audiox_core.weights import copy_safetensors
+    copy_safetensors(src, dst, {PARTIAL_KEY: partial} if partial else None, drop=() if partial else (PARTIAL_KEY,))
     return dst
 
 
@@ -325,11 +352,19 @@ def output_name_ok(node: str, value: str) -> str:
 
 
 class OutputNameCheck:
-    """``VALIDATE_INPUTS`` of the nodes with an ``output_name`` widget (a linked value is checked
-    when the node runs)."""
+    """``VALIDATE_INPUTS`` of the training nodes: the ``output_name`` and the numbers ComfyUI's own
+    checks let through (a NaN learning rate passes its min/max test).  Linked values (None here) are
+    checked when the node runs, which calls this again with the actual values."""
 
     @classmethod
-    def VALIDATE_INPUTS(cls, output_name=None):
+    def VALIDATE_INPUTS(cls, output_name=None, learning_rate=None):
+        return cls._validate(output_name=output_name, learning_rate=learning_rate)
+
+    @classmethod
+    def _validate(cls, output_name=None, **numbers):
+        problem = check_widgets(cls, numbers)
+        if problem is not True:
+            return problem
         if output_name is None:  # linked: checked when the node runs
             return True
         try:
@@ -337,6 +372,11 @@ class OutputNameCheck:
         except NodeError as e:
             return str(e)
         return True
+
+    def _check_inputs(self, **values) -> None:
+        problem = self._validate(**values)
+        if problem is not True:
+            raise NodeError(problem)
 
 
 def start_or_resume(node: str, runner, run_dir: Path, resume: bool) -> int:
@@ -361,27 +401,44 @@ def run_training(node: str, m: ModelBundle, make: Callable[[], object], release:
     also on Cancel (whose interrupt is then re-raised); ``release(runner)`` runs in every case.
     Returns ``(runner, start step, seconds)``."""
     t0 = time.perf_counter()
-    with m.on_device("backbone", "maf", "conditioner", memory_required=TRAIN_MEMORY):
-        autograd_ready(m.model)
-        with preserved_state(m.model), training_context(next(m.model.backbone.parameters()).device):
-            runner = make()
-            try:
-                start = start_or_resume(node, runner, run_dir, resume)
-                callback = progress(runner)
+    with about_input(node, "output_name"):
+        lock = WriterLock(dst, run_dir / ".writer.lock", what="output").acquire()
+    try:
+        with m.on_device("backbone", "maf", "conditioner", memory_required=TRAIN_MEMORY):
+            autograd_ready(m.model)
+            with preserved_state(m.model), training_context(next(m.model.backbone.parameters()).device):
+                runner = make()
                 try:
-                    runner.run(callback=callback)
-                except Interrupted as e:
+                    start = start_or_resume(node, runner, run_dir, resume)
+                    callback = progress(runner)
+                    try:
+                        runner.run(callback=callback)
+                    except Interrupted as e:
+                        _publish_partial(runner, src, dst)
+                        reraise_cancel(e)
                     _publish_result(runner, src, dst)
-                    reraise_cancel(e)
-                _publish_result(runner, src, dst)
-            finally:
-                release(runner)
+                finally:
+                    release(runner)
+    finally:
+        lock.release()
     return runner, start, time.perf_counter() - t0
 
 
 def _publish_result(runner, src: Path, dst: Path) -> None:
+    """The finished result goes to ``dst``; a partial file of an earlier Cancel is removed."""
     if runner.step > 0 and src.is_file():
         publish(src, dst)
+        with contextlib.suppress(FileNotFoundError):
+            partial_file(dst).unlink()
+
+
+def _publish_partial(runner, src: Path, dst: Path) -> None:
+    """After Cancel: the result of the last completed step is published beside ``dst`` as
+    ``<name>.partial.safetensors`` marked "partial, step k of n" (``dst`` itself, e.g. a finished
+    result of an earlier run, is left alone)."""
+    psrc = partial_file(src)  # the runner exported its unfinished result there (TrainingLoop.run)
+    if runner.step > 0 and psrc.is_file():
+        publish(psrc, partial_file(dst), partial=f"step {runner.step} of {runner.config.steps}")
 
 
 # ============================================================================================
@@ -408,8 +465,8 @@ class AudioXDataset:
                 "t5": (T5, {"tooltip": "The model's T5 text encoder (AudioX T5 Loader), for the captions."}),
                 "folder": ("STRING", {"default": "audiox_example_dataset",
                                       "tooltip": "Folder of audio files (.wav .flac .mp3 .ogg ...; sub-folders "
-                                                 "included): a name inside ComfyUI's input folder, or an "
-                                                 "absolute path."}),
+                                                 "included) inside ComfyUI's input folder: its name there (or "
+                                                 "an absolute path inside it). Paths elsewhere are refused."}),
                 "captions": (CAPTION_SOURCES, {"default": "auto",
                                                "tooltip": "Where captions come from. auto: <name>.txt beside the "
                                                           "file, else its manifest entry, else the file name. The "
@@ -421,8 +478,9 @@ class AudioXDataset:
                                                                    "with their file name, train them without text "
                                                                    "(empty caption), or leave them out."}),
                 "manifest": ("STRING", {"default": "",
-                                        "tooltip": "A CSV or JSONL manifest inside the folder (or an absolute "
-                                                   "path). Empty: metadata.jsonl, metadata.csv or "
+                                        "tooltip": "A CSV or JSONL manifest inside the folder (or another "
+                                                   "path inside ComfyUI's input folder; the files it lists must "
+                                                   "be there too). Empty: metadata.jsonl, metadata.csv or "
                                                    "train_manifest*.jsonl if the folder has one."}),
                 "videos": (["use", "ignore"], {"default": "use",
                                                "tooltip": "use: a video with the same name as an audio file "
@@ -448,17 +506,22 @@ class AudioXDataset:
         if folder is None:  # linked from another node: checked when the node runs
             return True
         manifest = manifest or ""
-        root = resolve_folder(folder)
         if not str(folder).strip():
             return f"{node}: input 'folder' is empty: give a folder of audio files"
+        try:
+            root = resolve_folder(folder)
+        except AudioXError as e:
+            return f"{node}: input 'folder': {e}"
         if not root.is_dir():
             return f"{node}: input 'folder': '{folder}' is not a folder (looked for {root})"
         from ..audiox_core.training.data import AUDIO_EXTS
         if not any(p.is_file() and p.suffix.lower() in AUDIO_EXTS for p in root.rglob("*")):
             return f"{node}: input 'folder': '{folder}' has no audio files ({' '.join(AUDIO_EXTS)})"
         if str(manifest).strip():
-            mp = Path(str(manifest).strip())
-            mp = mp if mp.is_absolute() else root / mp
+            try:
+                mp = _find_manifest(root, manifest)
+            except AudioXError as e:
+                return f"{node}: input 'manifest': {e}"
             if not mp.is_file():
                 return f"{node}: input 'manifest': '{manifest}' not found (looked for {mp})"
         return True
@@ -466,7 +529,10 @@ class AudioXDataset:
     @classmethod
     def IS_CHANGED(cls, folder="", manifest="", **_):
         """Re-run when a file of the folder changes (name, size or time), not only the widgets."""
-        root = resolve_folder(folder)
+        try:
+            root = resolve_folder(folder)
+        except AudioXError:
+            return f"refused:{folder}"
         h = hashlib.sha256()
         if root.is_dir():
             for p in sorted(root.rglob("*")):
@@ -526,9 +592,12 @@ class AudioXDataset:
 
 
 def _find_manifest(root: Path, manifest: str) -> Optional[Path]:
+    """The manifest file: a name relative to the dataset folder (or an absolute path), which must lie
+    inside ComfyUI's input directory; else the folder's default manifest, if any."""
     if str(manifest).strip():
         mp = Path(str(manifest).strip())
-        return mp if mp.is_absolute() else root / mp
+        return resolve_inside(mp if mp.is_absolute() else root / mp, input_roots(),
+                              what=f"manifest '{manifest}' (a file in ComfyUI's input directory)", must_exist=False)
     for cand in ("metadata.jsonl", "metadata.csv", *sorted(p.name for p in root.glob("train_manifest*.jsonl"))):
         if (root / cand).is_file():
             return root / cand
@@ -547,10 +616,11 @@ def collect_examples(node: str, root: Path, source: str, missing: str, manifest:
         raise node_error(node, "captions", f"must be one of {CAPTION_SOURCES}, got {source!r}")
     if missing not in MISSING_POLICIES:
         raise node_error(node, "missing_captions", f"must be one of {MISSING_POLICIES}, got {missing!r}")
-    mpath = _find_manifest(root, manifest)
     with about_input(node, "manifest" if str(manifest).strip() else "folder"):
-        ds = FolderDataset(root, mpath)
-        listed = {Path(ex.audio).resolve(): ex for ex in read_manifest(mpath)} if mpath is not None else {}
+        mpath = _find_manifest(root, manifest)
+        ds = FolderDataset(root, mpath, allowed_roots=input_roots())
+        listed = ({Path(ex.audio).resolve(): ex for ex in read_manifest(mpath, allowed_roots=input_roots())}
+                  if mpath is not None else {})
     if source == "manifest" and mpath is None:
         raise node_error(node, "captions", f"is 'manifest' but {root} has no metadata.jsonl / metadata.csv / "
                          "train_manifest*.jsonl: name the manifest in 'manifest' or choose another source")
@@ -678,6 +748,7 @@ class AudioXTrainLoRA(OutputNameCheck):
               mask_audio=0.6, cfg_dropout=0.1, seed=0, resume=True, save_every=250, unique_id=None):
         from ..audiox_core.training import Masking, TrainConfig, Trainer, load_lora
         node = self.DISPLAY_NAME
+        self._check_inputs(output_name=output_name, learning_rate=learning_rate)
         m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
         check_plain_model(node, m)
         ds = check_dataset(node, m, dataset)
@@ -686,8 +757,9 @@ class AudioXTrainLoRA(OutputNameCheck):
             raise node_error(node, "targets", f"must be one of {TARGETS}, got {targets!r}")
         if include_maf and m.model.maf_block is None:
             raise node_error(node, "include_maf", f"is on but {m.variant} has no MAF block")
-        run_dir = state_dir("lora", name)
-        dst = model_folder("loras") / f"{name}.safetensors"
+        with about_input(node, "output_name"):
+            run_dir = state_dir("lora", name)
+        dst = output_file(node, "loras", name)
         device = cc.get_torch_device()
         prec = resolve_precision(precision, device)
         with about_input(node, "mask_video"):
@@ -801,7 +873,9 @@ class AudioXLoRALoader:
         out = m.with_loras(stack, bool(merge), f"{m.name} + {Path(label).stem}")
         meta = obj.meta
         info = (f"{label}: rank {obj.rank}, {len(obj.paths)} modules, trained {meta.get('steps', '?')} steps "
-                f"for {meta.get('variant', '?')}; strength {float(strength):g}" + self._stack(stack, merge))
+                f"for {meta.get('variant', '?')}; strength {float(strength):g}"
+                + (f"\nPARTIAL: its training was stopped at {meta['partial']} (not finished)"
+                   if meta.get("partial") else "") + self._stack(stack, merge))
         return {"ui": {"text": [info]}, "result": (out, info)}
 
     @staticmethod
@@ -891,6 +965,10 @@ class AudioXDistill(OutputNameCheck):
             "hidden": dict(HIDDEN),
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, output_name=None, learning_rate=None, guidance=None):
+        return cls._validate(output_name=output_name, learning_rate=learning_rate, guidance=guidance)
+
     @node_function
     def distill(self, model, dataset, output_name="audiox_turbo_student", steps=2000, mode="lora", lora_rank=64,
                 learning_rate=1e-5, guidance=6.0, student_steps=4, gan=True, precision="auto",
@@ -898,6 +976,7 @@ class AudioXDistill(OutputNameCheck):
         from ..audiox_core.checkpoint import load_model
         from ..audiox_core.training import DistillConfig, Distiller
         node = self.DISPLAY_NAME
+        self._check_inputs(output_name=output_name, learning_rate=learning_rate, guidance=guidance)
         m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
         if m.model.objective != "rectified_flow":
             raise node_error(node, "model", f"is {m.variant} with the {m.model.objective!r} objective: DMD "
@@ -911,8 +990,9 @@ class AudioXDistill(OutputNameCheck):
         notes = []
         if m.is_turbo_student:
             notes.append("note: the teacher is itself a distilled student; distilling it again is unusual")
-        run_dir = state_dir("distill", name)
-        dst = model_folder("audiox") / f"{name}.safetensors"
+        with about_input(node, "output_name"):
+            run_dir = state_dir("distill", name)
+        dst = output_file(node, "audiox", name)
         prec = resolve_precision(precision, cc.get_torch_device())
         n = int(student_steps)
         with about_input(node, "steps"):

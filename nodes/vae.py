@@ -13,8 +13,8 @@ import torch
 from ..audiox_core import generate as G
 from ..audiox_core import media
 from . import comfy_compat as cc
-from .common import (CATEGORY, VAE, VAEBundle, about_input, audio_output, check_audio_input, expect, node_error,
-                     node_function)
+from .common import (CATEGORY, MAX_SECONDS, VAE, VAEBundle, about_input, audio_output, check_audio_input, expect,
+                     node_error, node_function)
 
 HIDDEN = {"unique_id": "UNIQUE_ID"}
 CHUNK = ["auto", "on", "off"]
@@ -57,6 +57,9 @@ class AudioXVAEEncode:
         node = self.DISPLAY_NAME
         v = expect(vae, VAEBundle, node, "vae", "an AUDIOX_VAE")
         wave, sr = check_audio_input(audio, node, "audio")
+        if wave.shape[-1] / sr > MAX_SECONDS:
+            raise node_error(node, "audio", f"is {wave.shape[-1] / sr:.1f} s long; AudioX VAE Encode takes at most "
+                             f"{MAX_SECONDS:g} s (the longest clip AudioX generates) — trim it first")
         if wave.shape[-1] * v.sample_rate / sr < v.pretransform.downsampling_ratio:
             raise node_error(node, "audio", f"is shorter than one latent frame ({v.pretransform.downsampling_ratio} "
                              f"samples at {v.sample_rate} Hz)")

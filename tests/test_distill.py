@@ -257,14 +257,18 @@ def test_distill_cancel_and_resume(teacher_and_data, tmp_path):
             raise Interrupted("cancel")
     with pytest.raises(Interrupted):
         run(tmp_path / "b", callback=stop)
-    assert (tmp_path / "b" / "audiox_turbo_student.safetensors").is_file()
-    assert (tmp_path / "b" / "audiox_turbo_student_lora.safetensors").is_file()
+    # Cancel exports the unfinished student only under partial names (never the finished name)
+    assert not (tmp_path / "b" / "audiox_turbo_student.safetensors").exists()
+    assert (tmp_path / "b" / "audiox_turbo_student.partial.safetensors").is_file()
+    assert (tmp_path / "b" / "audiox_turbo_student_lora.partial.safetensors").is_file()
     d2 = Distiller(teacher, data, cfg, out_dir=tmp_path / "b")
     try:
         assert d2.resume() and d2.step == 5
         d2.run()
     finally:
         d2.close()
+    assert (tmp_path / "b" / "audiox_turbo_student.safetensors").is_file()
+    assert not (tmp_path / "b" / "audiox_turbo_student.partial.safetensors").exists()
     got = [h["loss"] for h in d2.history]
     want = [h["loss"] for h in ref.history]
     assert got[:5] == want[:5] and np.allclose(got[5:], want[5:], rtol=1e-5, atol=1e-7)

@@ -5,7 +5,7 @@ missing sidecar captions), the caption policies (skip / file name) and the encod
 reused by a second prepare; AudioX Train LoRA leaves the loaded model bit-identical while its
 output model computes something else, AudioX LoRA Loader at strength 0 gives exactly the base
 output and merged equals applied; Cancel mid-training propagates ComfyUI's interrupt, leaves a
-loadable LoRA of the last completed step, and ``resume`` continues from there to the same LoRA an
+loadable LoRA of the last completed step marked partial (``<name>.partial.safetensors``), and ``resume`` continues from there to the same LoRA an
 uninterrupted run gives; LoRAs of other weights / another architecture are refused; AudioX Distill
 refuses a v-objective teacher and turns the tiny Turbo base into a student the Turbo sampler runs,
 without changing the teacher.
@@ -258,9 +258,12 @@ def test_cancel_saves_the_last_step_and_resume_finishes(env, monkeypatch):
     assert steps_seen == [1, 2] and all(nid == "7" and "loss" in t for nid, t in server.texts)
     assert same(snapshot(model.model), before) and attached_loras(model.model) == []
 
+    # Cancel publishes the last completed step only as a marked partial file, never under the final name
     path = env.models_dir / "loras" / "cancel_me.safetensors"
-    lora = load_lora(path, model.model, attach=False)
-    assert lora.meta["steps"] == 2 and lora.num_parameters() > 0
+    partial = env.models_dir / "loras" / "cancel_me.partial.safetensors"
+    assert not path.exists()
+    lora = load_lora(partial, model.model, attach=False)
+    assert lora.meta["steps"] == 2 and lora.num_parameters() > 0 and lora.meta["partial"] == "step 2 of 4"
     ck = env.output_dir / "audiox_training" / "lora" / "cancel_me" / "checkpoints"
     assert [p.name for p in ck.glob("step_*.safetensors")] == ["step_00000002.safetensors"]
 
@@ -270,6 +273,7 @@ def test_cancel_saves_the_last_step_and_resume_finishes(env, monkeypatch):
     assert "resumed from step 2" in report and "steps 3–4 of 4" in report, report
     assert [int(re.search(r"step (\d+)/4", t).group(1)) for _, t in server.texts] == [3, 4]
     assert lora_file_meta(path)["steps"] == 4 and value.lora.meta["steps"] == 4
+    assert not partial.exists() and "partial" not in value.lora.meta  # finished: the partial file is gone
     assert same(snapshot(model.model), before)
 
     # cancel + resume gives the LoRA of an uninterrupted run with the same seed

@@ -263,7 +263,11 @@ def test_cancel_crash_and_resume(tmp_path, t5_dir, monkeypatch):
         tb.run(callback=cancel)
     ck = st.latest_checkpoint(tmp_path / "b" / "checkpoints")
     assert ck is not None and ck.name == "step_00000004.safetensors"
-    assert (tmp_path / "b" / "audiox_lora.safetensors").is_file()
+    # the unfinished LoRA is exported only under a partial name, stamped with its step
+    from audiox_core.weights import PARTIAL_KEY, SafetensorsFile
+    assert not (tmp_path / "b" / "audiox_lora.safetensors").exists()
+    part = tmp_path / "b" / "audiox_lora.partial.safetensors"
+    assert SafetensorsFile(part).metadata[PARTIAL_KEY] == "step 4 of 6"
 
     # a crash while writing the next checkpoint leaves the previous one intact
     real_replace = os.replace
@@ -289,6 +293,7 @@ def test_cancel_crash_and_resume(tmp_path, t5_dir, monkeypatch):
             assert torch.equal(s[k].cpu(), snap[i][k]), (i, k)
     tc.run()
     assert tc.step == 6
+    assert (tmp_path / "b" / "audiox_lora.safetensors").is_file() and not part.exists()
     got = [h["loss"] for h in tc.history]
     assert got[:4] == ref_losses[:4]
     assert np.allclose(got[4:], ref_losses[4:], rtol=1e-5, atol=1e-7), (got, ref_losses)

@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from ..config import VAEConfig
 from ..errors import ConfigError, InputError
+from ..finite import all_finite
 from ..models.vae import Pretransform
 from ..progress import ProgressCallback
 
@@ -103,7 +104,7 @@ def _validate(audio: Tensor, who: str) -> Tensor:
         raise InputError(f"{who}: audio has an empty axis, shape {tuple(audio.shape)}")
     if not audio.is_floating_point():
         raise InputError(f"{who}: audio must be floating point (-1..1), got {audio.dtype}")
-    if not bool(torch.isfinite(audio).all()):
+    if not all_finite(audio):
         raise InputError(f"{who}: audio contains NaN or infinite samples")
     return audio
 

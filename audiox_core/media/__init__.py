@@ -23,7 +23,7 @@ the file named in the message.
 """
 from ._io import MediaSource, as_fraction
 from .audio import (
-    FIT_MODES, conform_audio, fit_length, load_audio, load_video_audio, peak_normalize, resample,
+    FIT_MODES, audio_duration, conform_audio, fit_length, load_audio, load_video_audio, peak_normalize, resample,
     resampled_length, stereo_downmix_matrix, to_channels,
 )
 from .wav import save_wav
@@ -36,7 +36,7 @@ from .write import VIDEO_ENCODER_PREFERENCE, mux_audio_into_video, pick_video_en
 
 __all__ = [
     "MediaSource", "as_fraction",
-    "load_audio", "load_video_audio", "resample", "resampled_length", "to_channels", "stereo_downmix_matrix",
+    "load_audio", "audio_duration", "load_video_audio", "resample", "resampled_length", "to_channels", "stereo_downmix_matrix",
     "fit_length", "FIT_MODES", "peak_normalize", "conform_audio", "save_wav",
     "VideoInfo", "FrameSample", "probe_video", "sample_frames", "sample_frames_detailed", "frames_from_images",
     "frames_from_images_detailed", "resize_frame", "RESIZE_MODES", "official_frame_indices",

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "load_audio",
+    "audio_duration",
     "load_video_audio",
     "resample",
     "resampled_length",
@@ -174,6 +175,22 @@ def load_audio(
             kind = "a video without sound" if c.streams.video else "not an audio file"
             raise MediaError(f"{name}: has no audio stream ({kind})")
         return _decode_audio(c, c.streams.audio[0], name, float(start), duration)
+
+
+def audio_duration(source: MediaSource) -> Optional[float]:
+    """Seconds of the first audio stream of ``source`` from the container header (nothing decoded),
+    or ``None`` when the file does not say.  Raises like :func:`load_audio` for unusable files."""
+    name = source_name(source)
+    with open_media(source) as c:
+        if not c.streams.audio:
+            kind = "a video without sound" if c.streams.video else "not an audio file"
+            raise MediaError(f"{name}: has no audio stream ({kind})")
+        st = c.streams.audio[0]
+        if st.duration is not None and st.time_base:
+            return float(st.duration * st.time_base)
+        if c.duration is not None:
+            return float(c.duration) / 1_000_000  # AV_TIME_BASE
+    return None
 
 
 def load_video_audio(

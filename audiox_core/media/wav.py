@@ -10,6 +10,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..finite import all_finite
+from ..fileio import atomic_write
 from .audio import _as_rate
 
 __all__ = ["save_wav"]
@@ -41,12 +43,13 @@ def save_wav(
         stdlib ``wave`` module;
         ``"FLOAT"``: 32-bit IEEE float (format tag 3, with a ``fact`` chunk), values unclipped —
         what the official ``torchaudio.save`` of a float tensor produces.
-    Non-finite samples are refused.
+    Non-finite samples are refused.  The file is written atomically (complete or absent) into an
+    existing folder; a write failure raises :class:`~audiox_core.errors.SaveError` naming it.
     """
     name = os.fspath(path)
     x = _as_cn(waveform, name).detach().to("cpu", torch.float64)
     sr = _as_rate(sample_rate, "sample_rate")
-    if not torch.isfinite(x).all():
+    if not all_finite(x):
         raise InputError(f"{name}: waveform contains NaN or Inf samples; refusing to write it")
     c, n = x.shape
     inter = x.T.contiguous().numpy()  # [N, C] interleaved
@@ -58,7 +61,7 @@ def save_wav(
             data = q.astype("<i2").tobytes()
         else:
             data = q.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
-        with wave.open(name, "wb") as w:
+        with atomic_write(name, what="WAV file", make_dirs=False) as fh, wave.open(fh, "wb") as w:
             w.setnchannels(c)
             w.setsampwidth(bits // 8)
             w.setframerate(sr)
@@ -71,5 +74,5 @@ def save_wav(
     fact = struct.pack("<I", n)
     body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<I", 4) + fact
     body += b"data" + struct.pack("<I", len(data)) + data
-    with open(name, "wb") as f:
+    with atomic_write(name, what="WAV file", make_dirs=False) as f:
         f.write(b"RIFF" + struct.pack("<I", len(body)) + body)

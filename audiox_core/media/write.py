@@ -26,6 +26,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError, MediaError
+from ..finite import all_finite
+from ..fileio import atomic_path
 from ._io import TIME_EPS, MediaSource, as_fraction, fmt_s, open_media, source_name
 from .audio import resample, to_channels
 
@@ -107,7 +109,7 @@ def _prepare_audio(audio, sr, what: str) -> Tuple[np.ndarray, int]:
         new = 48000 if sr > 44100 else 44100
         log.info("%s: AAC cannot store %d Hz; resampled to %d Hz", what, sr, new)
         x, sr = resample(x, sr, new), new
-    if not torch.isfinite(x).all():
+    if not all_finite(x):
         raise InputError(f"{what}: audio contains NaN or Inf")
     return np.ascontiguousarray(x.clamp(-1, 1).numpy()), sr
 
@@ -186,7 +188,7 @@ def write_video(
     name = pick_video_encoder(codec)
     apk = None
     try:
-        with av.open(path, mode="w") as c:
+        with atomic_path(path, what="video") as tmp, av.open(str(tmp), mode="w") as c:
             vs = c.add_stream(name, rate=fps_f, options=_encoder_options(name, crf))
             vs.width, vs.height, vs.pix_fmt = x.shape[2], x.shape[1], "yuv420p"
             vs.time_base = 1 / fps_f
@@ -287,7 +289,7 @@ def _remux(path, src, vs, first_pts: int, count: int, a, asr, name, seg) -> str:
     """Pass 2: copy ``count`` packets (decode order) starting at the keyframe ``first_pts``."""
     src.seek(first_pts, stream=vs, backward=True, any_frame=False)
     copied = 0
-    with av.open(path, mode="w") as out:
+    with atomic_path(path, what="video") as tmp, av.open(str(tmp), mode="w") as out:
         ovs = out.add_stream_from_template(vs)
         _, apk = _encode_audio_packets(out, a, asr)
         mux = _Interleaver(out, apk)
@@ -316,7 +318,7 @@ def _reencode(path, src, vs, origin, start_f, seg_end, a, asr, name, why, codec,
     rate = Fraction(vs.average_rate or vs.guessed_rate or 25)
     w, h = _even(vs.codec_context.width), _even(vs.codec_context.height)
     n = 0
-    with av.open(path, mode="w") as out:
+    with atomic_path(path, what="video") as tmp, av.open(str(tmp), mode="w") as out:
         ovs = out.add_stream(enc, rate=rate, options=_encoder_options(enc, crf))
         ovs.width, ovs.height, ovs.pix_fmt = w, h, "yuv420p"
         ovs.time_base = tb

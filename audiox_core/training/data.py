@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import re
@@ -178,32 +179,61 @@ def prompt_mode(task_type: str) -> str:
     return "none"
 
 
-def read_manifest(path: Union[str, Path]) -> List[Example]:
-    """Examples from a ``.jsonl`` (official Turbo manifest) or ``.csv`` file (module docstring)."""
+def read_text_file(path: Union[str, Path], what: str = "text file") -> str:
+    """The UTF-8 text of ``path``; unreadable files and invalid UTF-8 raise :class:`InputError`
+    naming the file (and the byte where the bad encoding starts)."""
+    path = Path(path)
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: this {what} is not valid UTF-8 text (bad byte at position {e.start}); "
+                         "save it as UTF-8") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read this {what} ({e.strerror or e})") from None
+
+
+def _inside_roots(p: Path, roots, what: str) -> Path:
+    if roots is None:
+        return p
+    from ..fileio import resolve_inside
+    return resolve_inside(p, roots, what=what, must_exist=False)
+
+
+def read_manifest(path: Union[str, Path], *, allowed_roots=None) -> List[Example]:
+    """Examples from a ``.jsonl`` (official Turbo manifest) or ``.csv`` file (module docstring).
+
+    ``allowed_roots``: folders every path in the manifest must lie in (symlinks resolved);
+    others are refused with :class:`~audiox_core.errors.PathError` naming the row."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"manifest not found: {path}")
     base = path.parent
     rows: List[dict] = []
+    text = read_text_file(path, "manifest")
     if path.suffix.lower() in (".jsonl", ".json"):
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
+                except (json.JSONDecodeError, RecursionError) as e:
                     raise InputError(f"{path}:{n}: not valid JSON ({e})") from None
+                if not isinstance(rows[-1], dict):
+                    raise InputError(f"{path}:{n}: expected a JSON object per line")
     elif path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
+        try:
+            rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        except csv.Error as e:
+            raise InputError(f"{path}: not a valid CSV file ({e})") from None
     else:
         raise InputError(f"{path}: manifests must be .jsonl or .csv")
     out = []
     for n, r in enumerate(rows, 1):
         audio = r.get("path") or r.get("file") or r.get("audio") or r.get("audio_path")
-        if not audio:
+        if not audio or not isinstance(audio, str):
             raise InputError(f"{path}: row {n} has no 'path' (audio file) column")
         ap = Path(audio)
         ap = ap if ap.is_absolute() else base / ap
+        ap = _inside_roots(ap, allowed_roots, f"{path.name} row {n}")
         if ap.suffix.lower() not in AUDIO_EXTS:
             log.info("%s: row %d skipped (%s is not an audio file, as the official loader)", path, n, ap.name)
             continue
@@ -215,13 +245,13 @@ def read_manifest(path: Union[str, Path]) -> List[Example]:
                 pass
         video = r.get("video_path") or r.get("video") or None
         if video:
-            vp = Path(video)
-            video = vp if vp.is_absolute() else base / vp
+            vp = Path(str(video))
+            video = _inside_roots(vp if vp.is_absolute() else base / vp, allowed_roots, f"{path.name} row {n}")
         sync = None
         sf = r.get("sync_feature")
         if sf:
-            sp = Path(sf)
-            sp = sp if sp.is_absolute() else base / sp
+            sp = Path(str(sf))
+            sp = _inside_roots(sp if sp.is_absolute() else base / sp, allowed_roots, f"{path.name} row {n}")
             if sp.is_file():
                 from ..weights import load_pickle
                 t = load_pickle(sp, mmap=False)
@@ -237,7 +267,7 @@ class FolderDataset(ExampleSet):
     """Every audio file under ``root`` (recursively), captions as in the module docstring."""
 
     def __init__(self, root: Union[str, Path], manifest: Optional[Union[str, Path]] = None, *,
-                 default_type: str = "", recursive: bool = True):
+                 default_type: str = "", recursive: bool = True, allowed_roots=None):
         root = Path(root)
         if not root.is_dir():
             raise InputError(f"training data folder not found: {root}")
@@ -249,18 +279,21 @@ class FolderDataset(ExampleSet):
                     break
         by_file: Dict[Path, Example] = {}
         if manifest is not None:
-            for ex in read_manifest(manifest):
+            for ex in read_manifest(manifest, allowed_roots=allowed_roots):
                 by_file[Path(ex.audio).resolve()] = ex
         files = sorted(p for p in (root.rglob("*") if recursive else root.iterdir())
                        if p.is_file() and p.suffix.lower() in AUDIO_EXTS)
         self.examples = []
         for f in files:
+            _inside_roots(f, allowed_roots, f"training file {f.name}")  # a symlink out of the folder is refused
             ex = by_file.pop(f.resolve(), None)
             side = f.with_suffix(".txt")
+            if side.is_file():
+                _inside_roots(side, allowed_roots, f"caption file {side.name}")
             if ex is None:
                 ex = Example(audio=f, caption=_name_caption(f.stem), type=default_type, name=f.stem)
             if side.is_file():
-                ex.caption = side.read_text(encoding="utf-8").strip()
+                ex.caption = read_text_file(side, "caption file").strip()
             if ex.video is None:
                 for ext in VIDEO_EXTS:
                     v = f.with_suffix(ext)
@@ -521,13 +554,26 @@ class _Store:
                          self.dir / f"{key}.safetensors", {"info": json.dumps(info or {})})
 
 
+#: Longest training file encoded whole (its latents are cached, crops are drawn from them); longer
+#: files are refused before decoding — split them into clips.
+MAX_FILE_SECONDS = 900.0
+
+
 def _model_audio(model, ex: Example) -> torch.Tensor:
     from ..conditions import prepare_audio
     from .. import media
     if torch.is_tensor(ex.audio):
         wav, sr = ex.audio.float(), int(ex.sample_rate)
     else:
-        wav, sr = media.load_audio(ex.audio)
+        def too_long(seconds: float) -> InputError:
+            return InputError(f"{ex.audio}: this training file is {seconds:.0f} s long; files of at most "
+                              f"{MAX_FILE_SECONDS:.0f} s are encoded whole — split it into shorter clips")
+        length = media.audio_duration(ex.audio)  # from the header: nothing decoded yet
+        if length is not None and length > MAX_FILE_SECONDS:
+            raise too_long(length)
+        wav, sr = media.load_audio(ex.audio, duration=MAX_FILE_SECONDS + 1.0)
+        if wav.shape[-1] / sr > MAX_FILE_SECONDS:
+            raise too_long(wav.shape[-1] / sr)
     x, _ = prepare_audio(model, wav, sr)
     return x[0]  # [C, N]
 

@@ -62,6 +62,7 @@ import copy
 import dataclasses
 import json
 import logging
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -149,6 +150,10 @@ class DistillConfig:
             raise InputError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if not 0 < self.gan_t_max <= 1:
             raise InputError(f"gan_t_max must be in (0, 1], got {self.gan_t_max}")
+        for k in ("lr", "guidance"):
+            v = float(getattr(self, k))
+            if not (math.isfinite(v) and v > 0):
+                raise InputError(f"{'learning rate' if k == 'lr' else k} must be a finite number > 0, got {v}")
         self.betas = tuple(self.betas)
 
     def to_dict(self) -> dict:
@@ -588,20 +593,24 @@ class Distiller(TrainingLoop):
         m.info = dict(self.teacher.info, role="student")
         return m.eval().requires_grad_(False)
 
-    def export(self, folder: Optional[Union[str, Path]] = None) -> Dict[str, Path]:
+    def export(self, folder: Optional[Union[str, Path]] = None, *, partial: bool = False) -> Dict[str, Path]:
+        """The student (``<name>.safetensors``) and, for LoRA roles, its LoRA; ``partial`` (Cancel):
+        under ``<name>.partial.safetensors`` names."""
         from ..checkpoint import CONFIG_METADATA_KEY, FORMAT_METADATA_KEY, ROLE_METADATA_KEY
         from ..weights import save_safetensors
+        from .loop import partial_name
+        name = (lambda p: partial_name(p)) if partial else (lambda p: p)  # noqa: E731
         folder = Path(folder) if folder is not None else self.out_dir
         if folder is None:
             raise InputError("export: no folder")
         out = {}
         md = {FORMAT_METADATA_KEY: "pt", CONFIG_METADATA_KEY: json.dumps(self.teacher.config.to_dict()),
               ROLE_METADATA_KEY: "student", "audiox_distill_steps": str(self.step)}
-        path = folder / f"{self.config.name}.safetensors"
+        path = name(folder / f"{self.config.name}.safetensors")
         save_safetensors(self.student_state_dict(), path, md)
         out["student"] = path
         if self.roles.lora_s is not None:
-            out["student_lora"] = self.roles.lora_s.save(folder / f"{self.config.name}_lora.safetensors",
+            out["student_lora"] = self.roles.lora_s.save(name(folder / f"{self.config.name}_lora.safetensors"),
                                                          steps=self.step, dataset_hash=self.data.dataset_hash,
                                                          role="student")
         return out

@@ -7,7 +7,9 @@ parameters; this base class does the rest:
 * ``run(steps, callback)``: steps until ``steps`` are done in total, calling
   ``callback(step, total, entry)`` after each (``entry`` has ``loss``, ``lr`` …); checkpoints every
   ``config.save_every`` steps and at the end; ``Interrupted`` / ``KeyboardInterrupt`` (from the
-  callback or anywhere in a step) → checkpoint of the last completed step + export, re-raised.
+  callback or anywhere in a step) → checkpoint of the last completed step + export under
+  ``<name>.partial.safetensors`` names stamped "step k of n" (:func:`partial_name`), re-raised; a
+  finished run exports under the final names and removes those partial files.
 * ``save_checkpoint`` / ``load_checkpoint`` / ``resume`` (:mod:`.state`): parameters, EMA,
   optimizer, samplers, step, history, RNG — a resumed run continues exactly as an uninterrupted
   one (every random draw of a step is seeded from ``(seed, step, micro-batch)``).
@@ -27,7 +29,7 @@ from .parallel import Parallel
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainingLoop", "grad_norm"]
+__all__ = ["TrainingLoop", "grad_norm", "partial_name", "mark_partial"]
 
 
 def grad_norm(params) -> float:
@@ -36,6 +38,26 @@ def grad_norm(params) -> float:
         if p.grad is not None:
             sq += float(p.grad.detach().float().pow(2).sum())
     return sq ** 0.5
+
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def partial_name(path: Path) -> Path:
+    """``x.safetensors`` → ``x.partial.safetensors`` (``t5`` → ``t5.partial``): where an unfinished
+    run's result goes, so it is never mistaken for the finished one."""
+    path = Path(path)
+    return path.with_name(path.stem + PARTIAL_SUFFIX + path.suffix) if path.suffix else \
+        path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def mark_partial(files: dict, note: str) -> None:
+    """Stamp each exported ``.safetensors`` file of ``files`` with ``audiox_partial = note``."""
+    from ..weights import PARTIAL_KEY, copy_safetensors
+    for p in files.values():
+        p = Path(p)
+        if p.is_file() and p.suffix == ".safetensors":
+            copy_safetensors(p, p, {PARTIAL_KEY: note})
 
 
 class TrainingLoop:
@@ -64,7 +86,8 @@ class TrainingLoop:
     def train_step(self) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def export(self, folder=None) -> Dict[str, Path]:  # pragma: no cover - abstract
+    def export(self, folder=None, *, partial: bool = False) -> Dict[str, Path]:  # pragma: no cover - abstract
+        """Write the user-facing result files; ``partial`` (Cancel): under :func:`partial_name` names."""
         raise NotImplementedError
 
     def _set_modes(self, training: bool) -> None:  # pragma: no cover - abstract
@@ -89,33 +112,48 @@ class TrainingLoop:
         subclass's result object.  See the module docstring for cancel semantics."""
         total = int(steps or self.config.steps)
         cb = callback or self.callback
-        self._set_modes(True)
+        lock = None
+        if self.out_dir is not None and self.parallel.is_main:  # one run per output folder at a time
+            from ..fileio import WriterLock
+            lock = WriterLock(self.out_dir / "checkpoints", self.out_dir / ".run.lock",
+                              what="training output folder").acquire()
         try:
-            while self.step < total:
-                entry = self.train_step()
-                if self.parallel.is_main and cb is not None:
-                    cb(self.step, total, dict(entry, stage="train"))
-                se = int(self.config.save_every or 0)
-                if se and self.step % se == 0 and self.step < total and self.out_dir is not None \
-                        and self.parallel.is_main:
-                    self.save_checkpoint()
-        except (Interrupted, KeyboardInterrupt):
-            self.optimizer.zero_grad(set_to_none=True)
-            self._set_modes(False)
-            if self.out_dir is not None and self.parallel.is_main and self.step > 0:
-                ck = self.save_checkpoint()
-                self.export()
-                log.info("training cancelled after step %d; saved %s", self.step, ck)
-            raise
+            self._set_modes(True)
+            try:
+                while self.step < total:
+                    entry = self.train_step()
+                    if self.parallel.is_main and cb is not None:
+                        cb(self.step, total, dict(entry, stage="train"))
+                    se = int(self.config.save_every or 0)
+                    if se and self.step % se == 0 and self.step < total and self.out_dir is not None \
+                            and self.parallel.is_main:
+                        self.save_checkpoint()
+            except (Interrupted, KeyboardInterrupt):
+                self.optimizer.zero_grad(set_to_none=True)
+                self._set_modes(False)
+                if self.out_dir is not None and self.parallel.is_main and self.step > 0:
+                    ck = self.save_checkpoint()
+                    # the result of an unfinished run never takes the finished name: <name>.partial.*
+                    mark_partial(self.export(partial=True), f"step {self.step} of {total}")
+                    log.info("training cancelled after step %d; saved %s", self.step, ck)
+                raise
+            finally:
+                self._set_modes(False)
+            return self._finish()
         finally:
-            self._set_modes(False)
-        return self._finish()
+            if lock is not None:
+                lock.release()
 
     def _finish(self):
         out = {"step": self.step, "history": self.history}
         if self.out_dir is not None and self.parallel.is_main:
             out["checkpoint"] = self.save_checkpoint()
-            out.update(self.export())
+            files = self.export()
+            out.update(files)
+            for p in files.values():  # a partial result of an earlier Cancel is superseded
+                q = partial_name(Path(p))
+                if q.is_file():
+                    q.unlink()
         return out
 
     # ------------------------------------------------------------------ checkpoints

@@ -576,24 +576,9 @@ def create_lora(root: nn.Module, *, rank: int = 16, alpha: Optional[float] = Non
     return lora
 
 
-def load_lora(path: Union[str, Path], root: Optional[nn.Module] = None, *, strength: float = 1.0,
-              attach: bool = True, allow_other_base: bool = False, device=None,
-              dtype: torch.dtype = torch.float32) -> LoRA:
-    """Read a LoRA file; with ``root`` validate it against that model and (by default) attach it.
-
-    Raises :class:`CheckpointError` for a non-LoRA file, a LoRA made for another model (variant,
-    missing target, shape) or other base weights (unless ``allow_other_base``).
-    """
-    from ..weights import SafetensorsFile
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"LoRA file not found: {path}")
-    try:
-        f = SafetensorsFile(path)
-    except CheckpointError:
-        raise
-    except Exception as e:  # pragma: no cover - defensive
-        raise CheckpointError(f"{path}: not a readable .safetensors file ({e})") from None
+def _read_lora(f, path: Path, device, dtype) -> "LoRA":
+    """The LoRA of an opened file (:func:`load_lora`), every tensor checked to be finite."""
+    from ..weights import PARTIAL_KEY, check_finite
     md = f.metadata or {}
     info = {}
     if "audiox_lora" in md:
@@ -601,6 +586,8 @@ def load_lora(path: Union[str, Path], root: Optional[nn.Module] = None, *, stren
             info = json.loads(md["audiox_lora"])
         except json.JSONDecodeError:
             raise CheckpointError(f"{path}: corrupt audiox_lora metadata") from None
+        if not isinstance(info, dict):
+            raise CheckpointError(f"{path}: corrupt audiox_lora metadata (not a JSON object)")
         ver = int(md.get("audiox_lora_format", "0") or 0)
         if ver > LORA_FORMAT_VERSION:
             raise CheckpointError(f"{path}: LoRA format version {ver} is newer than this library supports "
@@ -627,13 +614,47 @@ def load_lora(path: Union[str, Path], root: Optional[nn.Module] = None, *, stren
             raise CheckpointError(f"{path}: {p} lora_A rank {r} and lora_B rank {sb[1]} differ")
         ranks[p] = r
         alphas[p] = float(f.read(f"{p}.alpha")) if f"{p}.alpha" in shapes else float(r)
+        if not math.isfinite(alphas[p]):
+            raise CheckpointError(f"{path}: {p}.alpha is {alphas[p]}, not a finite number")
     rank = int(info.get("rank", next(iter(ranks.values()))))
     alpha = float(info.get("alpha", next(iter(alphas.values()))))
     with torch.device("meta"):
         lora = LoRA(geometry, rank, alpha, float(info.get("dropout", 0.0)), info, ranks=ranks, alphas=alphas)
     lora.to_empty(device=device or "cpu")
     lora.to(dtype)
-    lora.load_weights_({k: f.read(k) for k in keys if not k.endswith(".alpha")})
+    tensors = {k: f.read(k) for k in keys if not k.endswith(".alpha")}
+    for k, t in tensors.items():
+        check_finite(t, path, k)
+    lora.load_weights_(tensors)
+    if md.get(PARTIAL_KEY):
+        lora.meta["partial"] = md[PARTIAL_KEY]
+    return lora
+
+
+def load_lora(path: Union[str, Path], root: Optional[nn.Module] = None, *, strength: float = 1.0,
+              attach: bool = True, allow_other_base: bool = False, device=None,
+              dtype: torch.dtype = torch.float32) -> LoRA:
+    """Read a LoRA file; with ``root`` validate it against that model and (by default) attach it.
+
+    Raises :class:`CheckpointError` for a non-LoRA file, a LoRA made for another model (variant,
+    missing target, shape) or other base weights (unless ``allow_other_base``).
+    """
+    from ..weights import SafetensorsFile
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"LoRA file not found: {path}")
+    try:
+        f = SafetensorsFile(path)
+    except CheckpointError:
+        raise
+    except Exception as e:  # pragma: no cover - defensive
+        raise CheckpointError(f"{path}: not a readable .safetensors file ({e})") from None
+    try:
+        lora = _read_lora(f, path, device, dtype)
+    except CheckpointError:
+        raise
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError, OverflowError) as e:
+        raise CheckpointError(f"{path}: not a valid LoRA file ({type(e).__name__}: {str(e)[:200]})") from None
     lora.meta.setdefault("file", str(path))
     if root is not None:
         lora.check_compatible(root, allow_other_base=allow_other_base)

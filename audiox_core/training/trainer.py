@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -117,8 +118,8 @@ class TrainConfig:
         for k in ("steps", "batch_size", "grad_accum"):
             if int(getattr(self, k)) < 1:
                 raise InputError(f"TrainConfig.{k} must be ≥ 1, got {getattr(self, k)}")
-        if not self.lr > 0:
-            raise InputError(f"learning rate must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise InputError(f"learning rate must be a finite number > 0, got {self.lr}")
         self.betas = tuple(self.betas)
         if isinstance(self.lora_targets, list):
             self.lora_targets = tuple(self.lora_targets)
@@ -423,10 +424,12 @@ class Trainer(TrainingLoop):
             self.lora.meta["steps"] = self.step
 
     # ------------------------------------------------------------------ export
-    def export(self, folder: Optional[Union[str, Path]] = None) -> Dict[str, Path]:
+    def export(self, folder: Optional[Union[str, Path]] = None, *, partial: bool = False) -> Dict[str, Path]:
         """Write the user-facing result: ``<name>.safetensors`` (LoRA) and/or ``model.safetensors``
         (+ ``t5/`` when T5 was trained).  EMA weights are exported when EMA is on (as the official
-        ``export_model``)."""
+        ``export_model``).  ``partial`` (Cancel): under ``<name>.partial.safetensors`` names."""
+        from .loop import partial_name
+        name = (lambda p: partial_name(p)) if partial else (lambda p: p)  # noqa: E731
         folder = Path(folder) if folder is not None else self.out_dir
         if folder is None:
             raise InputError("export: no folder")
@@ -435,16 +438,16 @@ class Trainer(TrainingLoop):
             self.ema.swap()
         try:
             if self.lora is not None:
-                out["lora"] = self.lora.save(folder / f"{self.config.name}.safetensors", steps=self.step,
+                out["lora"] = self.lora.save(name(folder / f"{self.config.name}.safetensors"), steps=self.step,
                                              dataset_hash=self.data.dataset_hash)
             if any(p != "lora" for p in self.config.train):
                 from ..checkpoint import save_model
                 with lora_scope(self.model, ()):
-                    save_model(self.model, folder / "model.safetensors",
+                    save_model(self.model, name(folder / "model.safetensors"),
                                extra_metadata={"audiox_training_steps": str(self.step)})
-                out["model"] = folder / "model.safetensors"
+                out["model"] = name(folder / "model.safetensors")
                 if "t5" in self.config.train:
-                    out["t5"] = export_t5(self.model.text_encoder, folder / "t5")
+                    out["t5"] = export_t5(self.model.text_encoder, name(folder / "t5"))
         finally:
             if self.ema is not None:
                 self.ema.swap()

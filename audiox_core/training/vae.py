@@ -64,8 +64,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,20 +243,9 @@ class AudioSource:
 # Trainer
 # ----------------------------------------------------------------------------------------------
 def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from ..fileio import atomic_write
+    with atomic_write(path, what="VAE training checkpoint") as fh:
+        torch.save(obj, fh)
 
 
 class VAETrainer:
