@@ -17,21 +17,14 @@ import sys
 import time
 
 
-def _ranges(s: str):
-    """``"2-3.5,6-7"`` → ``[(2.0, 3.5), (6.0, 7.0)]`` (argparse shows the message of a bad one)."""
-    out = []
-    for part in s.split(","):
-        a, sep, b = part.strip().partition("-")
-        try:
-            if not sep:
-                raise ValueError
-            lo, hi = float(a), float(b)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{part.strip()}' is not a range in seconds like 2.0-3.5") from None
-        if not (math.isfinite(lo) and math.isfinite(hi)) or not 0 <= lo < hi:
-            raise argparse.ArgumentTypeError(f"'{part.strip()}': need 0 <= start < end (seconds)")
-        out.append((lo, hi))
-    return out
+def _ranges(text: str):
+    """``--inpaint``: the core's time-range parser (argparse shows the message of a bad one)."""
+    from .errors import InputError
+    from .task import parse_ranges
+    try:
+        return parse_ranges(text)
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _check_args(a) -> None:
@@ -41,7 +34,8 @@ def _check_args(a) -> None:
 
     from . import media
     from .errors import InputError
-    from .generate import MAX_SECONDS, check_ranges
+    from .generate import MAX_SECONDS
+    from .task import check_ranges
     from .media.write import _CONTAINERS as VIDEO_CONTAINERS
     if a.mp4 and not a.video:
         raise InputError("--mp4 needs --video: it writes that video with the new audio")
@@ -163,7 +157,8 @@ def _add_generate(sub):
 def _cmd_generate(a) -> int:
     from . import media
     from .api import load
-    from .generate import SamplerSettings, generate
+    from .generate import SamplerSettings
+    from .task import GenerationRequest, generate
 
     _check_args(a)
     t0 = time.time()
@@ -183,11 +178,13 @@ def _cmd_generate(a) -> int:
             print(f"  {pct}% {info.get('stage', '')}", file=sys.stderr)
 
     t1 = time.time()
-    res = generate(model, prompt=a.prompt, negative_prompt=a.negative, video=a.video, image=a.image, start=a.start,
-                   audio_prompt=a.audio_prompt, audio_prompt_mask=False if a.no_prompt_mask else None,
-                   init_audio=a.init_audio, strength=a.strength, inpaint=a.inpaint, keep_seconds=a.keep,
-                   music=a.music, duration=a.duration, settings=settings, batch=a.batch,
-                   sync_features=not a.sync_zeros, callback=progress)
+    request = GenerationRequest(prompt=a.prompt, negative_prompt=a.negative, video=a.video, image=a.image,
+                                start=a.start, audio_prompt=a.audio_prompt,
+                                audio_prompt_mask=False if a.no_prompt_mask else None, init_audio=a.init_audio,
+                                strength=a.strength, inpaint=a.inpaint, keep_seconds=a.keep, music=a.music,
+                                duration=a.duration, settings=settings, batch=a.batch,
+                                sync_features=not a.sync_zeros)
+    res = generate(model, request, callback=progress)
     for line in res.report:
         print(f"  {line}", file=sys.stderr)
     outs = []

@@ -3,8 +3,8 @@
 >>> from audiox_core.api import load
 >>> model = load("models/audiox/AudioX-MAF/model.ckpt", t5="models/text_encoders/t5-base",
 ...              synchformer="models/audiox/synchformer_state_dict.pth", dtype="bf16")
->>> from audiox_core.generate import generate
->>> result = generate(model, prompt="rain on a tin roof")
+>>> from audiox_core.task import GenerationRequest, generate
+>>> result = generate(model, GenerationRequest(prompt="rain on a tin roof"))
 """
 from __future__ import annotations
 

@@ -63,6 +63,7 @@ def child(weights, dtype_name, reps):
     torch.set_num_threads(2)
     from audiox_core import conditions as C
     from audiox_core import generate as G
+    from audiox_core.task import GenerationRequest, generate
     from audiox_core.checkpoint import load_model, parse_dtype
     from audiox_core.models.audiox import build_model
     from audiox_core.tiny import init_random_
@@ -112,7 +113,7 @@ def child(weights, dtype_name, reps):
     r["base50_cfg_total"] = fixed + r["prepare_b2"] + 50 * r["nfe_b2"]
     model.text_encoder.clear_cache()
     t = time.perf_counter()
-    G.generate(model, prompt=prompt, settings=G.SamplerSettings.for_model(model, "turbo", seed=1))
+    generate(model, GenerationRequest(prompt=prompt, settings=G.SamplerSettings.for_model(model, "turbo", seed=1)))
     r["turbo4_measured"] = time.perf_counter() - t
     print(json.dumps(r))
 

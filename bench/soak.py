@@ -90,7 +90,7 @@ def main(argv=None) -> int:
 
     from audiox_core import media
     from audiox_core.api import load
-    from audiox_core.generate import generate
+    from audiox_core.task import GenerationRequest, generate
     torch.set_num_threads(a.threads)
     t0 = time.time()
     turbo = load(DEMO / "audiox_demo_turbo.safetensors")
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
         for i in range(a.n):
             name, model, kw = todo[i % len(todo)]
             t = time.perf_counter()
-            res = generate(model, **kw(i))
+            res = generate(model, GenerationRequest(**kw(i)))
             media.save_wav(folder / "out.wav", media.peak_normalize(res.audio[0]), res.sample_rate)
             per_task.setdefault(name, []).append(time.perf_counter() - t)
             del res

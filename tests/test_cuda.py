@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from audiox_core import generate as G
+from audiox_core.task import GenerationRequest, generate
 from audiox_core.conditioning.t5 import T5TextEncoder
 from audiox_core.tiny import make_tiny_model, save_tiny_t5
 
@@ -42,10 +43,10 @@ def _turbo(t5_dir, device, dtype=torch.float32):
 def test_same_seed_same_latents_on_cpu_and_cuda(t5_dir):
     s = dict(prompt="two beeps")
     cpu_model = _turbo(t5_dir, "cpu")
-    cpu = G.generate(cpu_model, settings=G.SamplerSettings.for_model(cpu_model, "turbo", seed=7), **s)
+    cpu = generate(cpu_model, GenerationRequest(settings=G.SamplerSettings.for_model(cpu_model, "turbo", seed=7), **s))
     gpu_model = _turbo(t5_dir, "cuda")
-    gpu = G.generate(gpu_model, settings=G.SamplerSettings.for_model(gpu_model, "turbo", seed=7), **s)
-    again = G.generate(gpu_model, settings=G.SamplerSettings.for_model(gpu_model, "turbo", seed=7), **s)
+    gpu = generate(gpu_model, GenerationRequest(settings=G.SamplerSettings.for_model(gpu_model, "turbo", seed=7), **s))
+    again = generate(gpu_model, GenerationRequest(settings=G.SamplerSettings.for_model(gpu_model, "turbo", seed=7), **s))
     assert torch.equal(gpu.latents, again.latents)                    # reproducible on CUDA
     torch.testing.assert_close(gpu.latents, cpu.latents, rtol=1e-3, atol=1e-3)  # the same noise as on the CPU
     assert gpu.audio.device.type == "cpu" and gpu.audio.dtype == torch.float32

@@ -11,6 +11,7 @@ import torch
 
 from audiox_core import conditions as C
 from audiox_core import generate as G
+from audiox_core.task import GenerationRequest, crossfade_join, generate
 from audiox_core.errors import Interrupted, InputError
 from audiox_core.tiny import make_tiny_model, save_tiny_t5, tiny_synchformer
 
@@ -54,14 +55,14 @@ def _settings(m, **kw):
 def test_text_to_audio_shapes_seeds_batch(models, variant):
     m = models[variant]
     s = _settings(m, steps=3, seed=5)
-    r1 = G.generate(m, prompt="two high beeps", settings=s, batch=2)
+    r1 = generate(m, GenerationRequest(prompt="two high beeps", settings=s, batch=2))
     cfg = m.config
     assert r1.sample_rate == cfg.sample_rate
     assert r1.audio.shape == (2, cfg.audio_channels, cfg.latent_length * cfg.vae.downsampling_ratio)
     assert torch.isfinite(r1.audio).all()
-    r2 = G.generate(m, prompt="two high beeps", settings=s, batch=2)
+    r2 = generate(m, GenerationRequest(prompt="two high beeps", settings=s, batch=2))
     assert torch.equal(r1.audio, r2.audio)
-    r3 = G.generate(m, prompt="two high beeps", settings=_settings(m, steps=3, seed=6), batch=2)
+    r3 = generate(m, GenerationRequest(prompt="two high beeps", settings=_settings(m, steps=3, seed=6), batch=2))
     assert not torch.allclose(r1.audio, r3.audio)
     assert not torch.allclose(r1.audio[0], r1.audio[1])  # batch items get their own noise
 
@@ -70,7 +71,7 @@ def test_turbo_calls_network_exactly_steps_times(models):
     m = models["audiox_turbo"]
     c = Counter(m)
     try:
-        G.generate(m, prompt="x", settings=_settings(m, mode="turbo", steps=4))
+        generate(m, GenerationRequest(prompt="x", settings=_settings(m, mode="turbo", steps=4)))
     finally:
         c.close()
     assert c.batches == [1, 1, 1, 1]
@@ -82,7 +83,7 @@ def test_base_cfg_makes_n_batched_calls(models, variant):
     sampler = "euler"
     c = Counter(m)
     try:
-        G.generate(m, prompt="x", settings=_settings(m, mode="base", steps=5, sampler=sampler, cfg_scale=3.0), batch=2)
+        generate(m, GenerationRequest(prompt="x", settings=_settings(m, mode="base", steps=5, sampler=sampler, cfg_scale=3.0), batch=2))
     finally:
         c.close()
     assert c.batches == [4] * 5  # cond + uncond batched: 2 × batch per call, one call per step
@@ -113,12 +114,12 @@ def test_cfg_scale_one_equals_no_guidance(models, variant):
 def test_negative_prompt_changes_uncond_only(models):
     m = models["audiox_maf_mmdit"]
     s = _settings(m, steps=2, sampler="euler", cfg_scale=4.0)
-    a = G.generate(m, prompt="bell", settings=s)
-    b = G.generate(m, prompt="bell", negative_prompt="noise", settings=s)
+    a = generate(m, GenerationRequest(prompt="bell", settings=s))
+    b = generate(m, GenerationRequest(prompt="bell", negative_prompt="noise", settings=s))
     assert not torch.allclose(a.audio, b.audio)
     s1 = _settings(m, steps=2, sampler="euler", cfg_scale=1.0)
-    c = G.generate(m, prompt="bell", settings=s1)
-    d = G.generate(m, prompt="bell", negative_prompt="noise", settings=s1)
+    c = generate(m, GenerationRequest(prompt="bell", settings=s1))
+    d = generate(m, GenerationRequest(prompt="bell", negative_prompt="noise", settings=s1))
     assert torch.equal(c.audio, d.audio)  # scale 1: the negative is never evaluated
 
 
@@ -133,8 +134,7 @@ def test_interrupt_stops_within_one_step(models):
             raise Interrupted("user cancelled")
     try:
         with pytest.raises(Interrupted):
-            G.generate(m, prompt="x", settings=_settings(m, mode="base", steps=20, sampler="euler", cfg_scale=1),
-                       callback=cb)
+            generate(m, GenerationRequest(prompt="x", settings=_settings(m, mode="base", steps=20, sampler="euler", cfg_scale=1)), callback=cb)
     finally:
         c.close()
     assert len(c.batches) == 2
@@ -148,13 +148,13 @@ def test_inpainting_keeps_known_audio_and_completion_starts_with_clip(models, va
     g = torch.Generator().manual_seed(0)
     wav = 0.3 * torch.sin(2 * math.pi * 440 * torch.arange(n) / sr).repeat(2, 1) + 0.01 * torch.randn(2, n, generator=g)
     s = _settings(m, steps=2)
-    r = G.generate(m, init_audio=(wav, sr), inpaint=[(0.08, 0.16)], settings=s)
+    r = generate(m, GenerationRequest(init_audio=(wav, sr), inpaint=[(0.08, 0.16)], settings=s))
     keep = torch.ones(n, dtype=torch.bool)
     keep[int(0.08 * sr) - 64: int(0.16 * sr) + 64] = False
     out = r.audio[0]
     assert torch.allclose(out[:, keep], wav[:, keep], atol=1e-6)
     assert not torch.allclose(out[:, ~keep], wav[:, ~keep], atol=1e-3)
-    r = G.generate(m, init_audio={"waveform": wav[None], "sample_rate": sr}, keep_seconds=0.1, settings=s)
+    r = generate(m, GenerationRequest(init_audio={"waveform": wav[None], "sample_rate": sr}, keep_seconds=0.1, settings=s))
     k = int(0.1 * sr) - 64
     assert torch.allclose(r.audio[0, :, :k], wav[:, :k], atol=1e-6)
 
@@ -189,7 +189,7 @@ def test_long_form_length_and_continuous_joins(models, variant):
     m = models[variant]
     sr = m.config.sample_rate
     dur = 3.3 * m.config.sample_size / sr
-    r = G.generate(m, prompt="a melody", duration=dur, settings=_settings(m, steps=2))
+    r = generate(m, GenerationRequest(prompt="a melody", duration=dur, settings=_settings(m, steps=2)))
     n = int(round(dur * sr))
     assert r.audio.shape[-1] == n
     assert torch.isfinite(r.audio).all()
@@ -201,7 +201,7 @@ def test_crossfade_join_has_no_click():
     t = torch.arange(4000) / sr
     a = torch.sin(2 * math.pi * 220 * t)[None, None]
     b = torch.sin(2 * math.pi * 220 * (t + (4000 - 800) / sr))[None, None]  # continues a with 800 overlap
-    j = G._crossfade_join(a, b, 800)
+    j = crossfade_join(a, b, 800)
     assert j.shape[-1] == 4000 + 4000 - 800
     d = j.diff(dim=-1).abs()
     ref = torch.sin(2 * math.pi * 220 * torch.arange(j.shape[-1]) / sr)
@@ -213,10 +213,10 @@ def test_crossfade_join_has_no_click():
 def test_video_image_and_task_sentence(models, variant):
     m = models[variant]
     frames = torch.rand(30, 24, 40, 3)
-    r = G.generate(m, video=frames, video_fps=12, settings=_settings(m, steps=2))
+    r = generate(m, GenerationRequest(video=frames, video_fps=12, settings=_settings(m, steps=2)))
     assert any("CLIP" in x for x in r.report)
     assert "text: given" in r.report[-1]  # the official task sentence fills the empty prompt
-    r = G.generate(m, image=frames[0], settings=_settings(m, steps=2))
+    r = generate(m, GenerationRequest(image=frames[0], settings=_settings(m, steps=2)))
     assert torch.isfinite(r.audio).all()
     # the held still equals a video of identical frames
     still = C.encode_video(m, C.VisualInput(frames=frames[:1]), batch=1, sync=False)
@@ -234,15 +234,15 @@ def test_sync_features_off_feeds_zeros_and_missing_synchformer_is_named(models):
     try:
         m.set_synchformer(None)
         with pytest.raises(InputError, match="--sync-zeros"):
-            G.generate(m, video=frames, video_fps=12, settings=s)
-        r = G.generate(m, video=frames, video_fps=12, settings=s, sync_features=False)
+            generate(m, GenerationRequest(video=frames, video_fps=12, settings=s))
+        r = generate(m, GenerationRequest(video=frames, video_fps=12, settings=s, sync_features=False))
         assert any("sync: zeros" in x for x in r.report)
     finally:
         m.set_synchformer(sf)
     zeros = C.encode_video(m, C.VisualInput(frames=frames, fps=12), batch=1, sync=False)
     real = C.encode_video(m, C.VisualInput(frames=frames, fps=12), batch=1)
     assert not torch.allclose(zeros.tokens, real.tokens)  # the Synchformer path really differs
-    r2 = G.generate(m, video=frames, video_fps=12, settings=s, sync_features=False)
+    r2 = generate(m, GenerationRequest(video=frames, video_fps=12, settings=s, sync_features=False))
     assert torch.equal(r.audio, r2.audio)  # zeros do not depend on whether a Synchformer is attached
 
 
@@ -263,13 +263,13 @@ def test_absent_modalities_follow_official_conventions(models):
 def test_missing_parts_and_bad_inputs_are_named(models, t5):
     m = models["audiox_maf_mmdit"]
     with pytest.raises(InputError, match="Turbo sampler needs a rectified-flow"):
-        G.generate(m, prompt="x", settings=G.SamplerSettings(mode="turbo", steps=4))
+        generate(m, GenerationRequest(prompt="x", settings=G.SamplerSettings(mode="turbo", steps=4)))
     with pytest.raises(InputError, match="Turbo steps must be 1..8"):
-        G.generate(models["audiox_turbo"], prompt="x", settings=G.SamplerSettings(mode="turbo", steps=9))
+        generate(models["audiox_turbo"], GenerationRequest(prompt="x", settings=G.SamplerSettings(mode="turbo", steps=9)))
     with pytest.raises(InputError, match="duration"):
-        G.generate(m, prompt="x", duration=1000)
+        generate(m, GenerationRequest(prompt="x", duration=1000))
     with pytest.raises(InputError, match="batch"):
-        G.generate(m, prompt="x", batch=0)
+        generate(m, GenerationRequest(prompt="x", batch=0))
     with pytest.raises(InputError, match="no frames"):
         C.VisualInput(frames=torch.zeros(0, 8, 8, 3))
     with pytest.raises(InputError, match="frame rate"):

@@ -416,9 +416,8 @@ def test_long_form_joins_windows_with_text_and_video(env):
     assert "long-form" in vreport and vout["samples"].shape[-1] == out["samples"].shape[-1]
     from audiox_core import conditions as C
     from audiox_core import generate as G
-    direct = G.generate(model.model, prompt=tc, video=C.VisualInput(frames=frames, fps=25.0), duration=0.6,
-                        settings=G.SamplerSettings.for_model(model.model, "turbo", steps=1, seed=1),
-                        sync_features=False)
+    from audiox_core.task import GenerationRequest, generate
+    direct = generate(model.model, GenerationRequest(prompt=tc, video=C.VisualInput(frames=frames, fps=25.0), duration=0.6, settings=G.SamplerSettings.for_model(model.model, "turbo", steps=1, seed=1), sync_features=False))
     assert torch.equal(vout["samples"], direct.latents)
     assert not torch.equal(vout["samples"], out["samples"])  # the video changes the result
     # refused: precomputed sync features (one window), another resize mode, an audio prompt

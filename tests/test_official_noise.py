@@ -13,6 +13,7 @@ import torch
 
 from audiox_core import conditions as C
 from audiox_core import generate as G
+from audiox_core.task import GenerationRequest, generate
 from audiox_core.errors import InputError
 from audiox_core.sampling import (
     BrownianTreeNoiseSampler,
@@ -101,12 +102,12 @@ def test_official_noise_reproduces_the_official_draw_order(models, variant, samp
     m = models[variant]
     s = G.SamplerSettings.for_model(m, steps=4, sampler=sampler, seed=1234, noise="official")
     state = torch.get_rng_state()
-    got = G.generate(m, prompt=PROMPT, settings=s, batch=2).latents
+    got = generate(m, GenerationRequest(prompt=PROMPT, settings=s, batch=2)).latents
     assert torch.equal(torch.get_rng_state(), state)  # explicit generators: global RNG untouched
     want = _official_latents(m, s, 2)
     assert torch.equal(got, want)
     # the default noise is a different (device-independent) stream
-    default = G.generate(m, prompt=PROMPT, settings=G.SamplerSettings(**{**s.__dict__, "noise": "cpu"}), batch=2)
+    default = generate(m, GenerationRequest(prompt=PROMPT, settings=G.SamplerSettings(**{**s.__dict__, "noise": "cpu"}), batch=2))
     assert not torch.equal(default.latents, got)
 
 
@@ -115,7 +116,7 @@ def test_official_noise_turbo_and_rectified_flow(models, mode):
     m = models["audiox_turbo"]
     s = G.SamplerSettings.for_model(m, mode, steps=4, seed=77, noise="official", **({} if mode == "turbo" else
                                                                                    {"cfg_scale": 3.0}))
-    got = G.generate(m, prompt=PROMPT, settings=s, batch=1).latents
+    got = generate(m, GenerationRequest(prompt=PROMPT, settings=s, batch=1)).latents
     assert torch.equal(got, _official_latents(m, s, 1))
 
 
@@ -149,16 +150,16 @@ def test_official_noise_refuses_what_the_app_does_not_do(models):
     s = G.SamplerSettings.for_model(m, steps=2, noise="official")
     wav = torch.zeros(2, 44100)
     with pytest.raises(InputError, match="inpainting"):
-        G.generate(m, prompt="x", init_audio=(wav, 44100), inpaint=[(0.1, 0.2)], settings=s)
+        generate(m, GenerationRequest(prompt="x", init_audio=(wav, 44100), inpaint=[(0.1, 0.2)], settings=s))
     with pytest.raises(InputError, match="negative prompt"):
-        G.generate(m, prompt="x", negative_prompt="y", settings=s)
+        generate(m, GenerationRequest(prompt="x", negative_prompt="y", settings=s))
     with pytest.raises(InputError, match="longer than the window"):
-        G.generate(m, prompt="x", duration=60.0, settings=s)
+        generate(m, GenerationRequest(prompt="x", duration=60.0, settings=s))
     with pytest.raises(InputError, match="noise must be one of"):
-        G.generate(m, prompt="x", settings=G.SamplerSettings.for_model(m, steps=2, noise="gpu"))
+        generate(m, GenerationRequest(prompt="x", settings=G.SamplerSettings.for_model(m, steps=2, noise="gpu")))
     with pytest.raises(InputError, match="sde_noise"):
-        G.generate(m, prompt="x", settings=G.SamplerSettings.for_model(m, steps=2, noise="official",
-                                                                          sde_noise="gaussian"))
+        generate(m, GenerationRequest(prompt="x", settings=G.SamplerSettings.for_model(m, steps=2, noise="official",
+                                                                          sde_noise="gaussian")))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -190,7 +191,7 @@ def test_cli_sampler_and_official_noise(tmp_path):
     model = load(tmp_path / "tiny.safetensors", t5=t5)
     s = G.SamplerSettings.for_model(model, steps=3, sampler="k-dpmpp-2s-ancestral", seed=7, noise="official",
                                     sigma_min=0.3, sigma_max=500.0)
-    want = G.generate(model, prompt=PROMPT, settings=s).audio[0]
+    want = generate(model, GenerationRequest(prompt=PROMPT, settings=s)).audio[0]
     assert (official - want.clamp(-1, 1)).abs().max().item() < 2 / 32768  # 16-bit WAV
     assert (default - official).abs().max().item() > 1e-3
     assert main(args + ["--sampler", "nope", "--out", str(tmp_path / "x.wav")]) == 2

@@ -408,6 +408,7 @@ def test_cli_refuses_bad_arguments_before_loading_the_model(tmp_path, capsys, no
 
 def test_generate_refuses_tiny_inputs_and_ranges_outside_the_clip(monkeypatch):
     import audiox_core.generate as G
+    from audiox_core.task import GenerationRequest, generate
     m = tiny.make_tiny_model("audiox_turbo", seed=0)
     sr = m.config.sample_rate
 
@@ -416,14 +417,14 @@ def test_generate_refuses_tiny_inputs_and_ranges_outside_the_clip(monkeypatch):
     monkeypatch.setattr(G, "sample", boom)
     monkeypatch.setattr(G.C, "encode_text", boom)
     with pytest.raises(InputError, match=r"1 sample\(s\).*latent frame"):
-        G.generate(m, prompt="x", init_audio=(torch.zeros(1, 1), sr), inpaint=[(0.0, 0.01)])
+        generate(m, GenerationRequest(prompt="x", init_audio=(torch.zeros(1, 1), sr), inpaint=[(0.0, 0.01)]))
     clip = torch.zeros(1, sr)  # 1 s, shorter than the tiny window
     for rng, msg in (([(1.5, 1.8)], "starts after the end of the 1.00 s clip"), ([(0.5, 1.5)], "goes past the end"),
                      ([(0.5, float("nan"))], "finite"), ([(0.6, 0.2)], "empty")):
         with pytest.raises(InputError, match=msg):
-            G.generate(m, prompt="x", init_audio=(clip, sr), inpaint=rng)
+            generate(m, GenerationRequest(prompt="x", init_audio=(clip, sr), inpaint=rng))
     with pytest.raises(InputError, match="strength"):
-        G.generate(m, prompt="x", init_audio=(clip, sr), strength=float("nan"))
+        generate(m, GenerationRequest(prompt="x", init_audio=(clip, sr), strength=float("nan")))
 
 
 def test_training_nodes_refuse_a_nan_learning_rate_at_validation(env):
@@ -444,6 +445,7 @@ def test_training_nodes_refuse_a_nan_learning_rate_at_validation(env):
 # ================================================================== 2. memory follows the work
 def test_only_the_needed_span_of_a_long_file_is_decoded(tmp_path, monkeypatch):
     import audiox_core.generate as G
+    from audiox_core.task import GenerationRequest, generate
     import audiox_core.media.audio as A
     from audiox_core.conditioning.t5 import T5TextEncoder
     long = _wav(tmp_path / "long.wav", 120.0, sr=8000)
@@ -458,14 +460,13 @@ def test_only_the_needed_span_of_a_long_file_is_decoded(tmp_path, monkeypatch):
         decoded.append(w.shape[-1] / sr)
         return w, sr
     monkeypatch.setattr(A, "_decode_audio", spy)
-    res = G.generate(m, prompt="x", init_audio=str(long), inpaint=[(0.05, 0.15)], duration=window,
-                     settings=G.SamplerSettings.for_model(m, steps=1))
+    res = generate(m, GenerationRequest(prompt="x", init_audio=str(long), inpaint=[(0.05, 0.15)], duration=window, settings=G.SamplerSettings.for_model(m, steps=1)))
     assert decoded and max(decoded) <= window + 0.6, decoded
     assert abs(res.audio.shape[-1] / res.sample_rate - window) < 0.01
     # without a duration the file's header says it is too long for inpainting: nothing is decoded
     decoded.clear()
     with pytest.raises(InputError, match="within one"):
-        G.generate(m, prompt="x", init_audio=str(long), inpaint=[(0.05, 0.15)])
+        generate(m, GenerationRequest(prompt="x", init_audio=str(long), inpaint=[(0.05, 0.15)]))
     assert decoded == []
 
 
@@ -507,6 +508,7 @@ def test_audio_prompt_resamples_only_the_window_it_uses(monkeypatch):
 
 def test_an_audio_prompt_file_is_decoded_only_as_far_as_it_is_used(tmp_path, monkeypatch):
     import audiox_core.generate as G
+    from audiox_core.task import GenerationRequest, generate
     import audiox_core.media.audio as A
     from audiox_core.conditioning.t5 import T5TextEncoder
     long = _wav(tmp_path / "long.wav", 60.0, sr=8000)
@@ -520,7 +522,7 @@ def test_an_audio_prompt_file_is_decoded_only_as_far_as_it_is_used(tmp_path, mon
         decoded.append(w.shape[-1] / sr)
         return w, sr
     monkeypatch.setattr(A, "_decode_audio", spy)
-    G.generate(m, prompt="x", audio_prompt=str(long), settings=G.SamplerSettings.for_model(m, steps=1))
+    generate(m, GenerationRequest(prompt="x", audio_prompt=str(long), settings=G.SamplerSettings.for_model(m, steps=1)))
     assert decoded and max(decoded) <= G.C.audio_prompt_seconds(m) + 0.6, decoded
 
 

@@ -498,7 +498,7 @@ def _item_seed(seed: int, task: str, index: int) -> int:
 def _generate_item(model, item: Item, settings, cache: dict) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """(output audio ``[1, C, N]``, sampled latents for inpainting/completion else None) of one item."""
     from .. import conditions as C
-    from ..generate import generate
+    from ..task import GenerationRequest, generate
 
     sr = model.config.sample_rate
     t = item.task
@@ -514,16 +514,14 @@ def _generate_item(model, item: Item, settings, cache: dict) -> Tuple[torch.Tens
             if ("empty", id(model)) not in cache:
                 cache[("empty", id(model))] = C.encode_text(model, "")
             prompt = cache[("empty", id(model))]
-        return generate(model, prompt=prompt, video=video, settings=settings).audio, None
+        return generate(model, GenerationRequest(prompt=prompt, video=video, settings=settings)).audio, None
     if t in ("t2a", "t2m"):
-        return generate(model, prompt=item.caption, settings=settings).audio, None
+        return generate(model, GenerationRequest(prompt=item.caption, settings=settings)).audio, None
     if t == "inpaint":
-        res = generate(model, prompt=item.caption, init_audio=(gt, sr), inpaint=[item.gap], settings=settings,
-                       audio_prompt_mask=False)
+        res = generate(model, GenerationRequest(prompt=item.caption, init_audio=(gt, sr), inpaint=[item.gap], settings=settings, audio_prompt_mask=False))
     else:
         n_keep = int(round(item.keep * sr))
-        res = generate(model, prompt=item.caption, init_audio=(gt[..., :n_keep], sr), keep_seconds=item.keep,
-                       settings=settings, audio_prompt_mask=False)
+        res = generate(model, GenerationRequest(prompt=item.caption, init_audio=(gt[..., :n_keep], sr), keep_seconds=item.keep, settings=settings, audio_prompt_mask=False))
     return res.audio, res.latents
 
 
