@@ -4,7 +4,7 @@
 // scaling.  Unit-tested with `node --test web/tests/`.
 
 export const SNAP_SECONDS = 0.01;
-export const MAX_SECONDS = 3600;
+export const MAX_SECONDS = 300; // nodes/common.py MAX_SECONDS
 
 // ------------------------------------------------------------------ peaks
 /** Min/max per pixel column of a mono signal (Float32Array or array).
