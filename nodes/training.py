@@ -45,6 +45,7 @@ import torch
 from ..audiox_core import conditions as C
 from ..audiox_core.errors import AudioXError, CheckpointError, Interrupted
 from . import comfy_compat as cc
+from .preview import ui_event
 from .common import (CATEGORY, DATASET, LORA, MODEL, SYNCHFORMER, T5, DatasetBundle, LoRAValue, ModelBundle,
                      NodeError, SynchformerBundle, T5Bundle, about_input, expect, node_error, node_function)
 
@@ -203,15 +204,49 @@ class TrainProgress:
     ``preview_seconds``).  A ComfyUI interrupt becomes :class:`Interrupted` (with the original as
     ``__cause__``) so the training loop saves a checkpoint before stopping."""
 
+    LIVE_EVENT = "audiox.training"  # the websocket message web/audiox.js draws the live curve from
+    LIVE_SECONDS = 0.25  # at most this often (the last step is always sent)
+
     def __init__(self, node_id: Optional[str], label: str, history: list, keys=("loss",),
-                 preview_seconds: float = 2.0):
+                 preview_seconds: float = 2.0, checkpoint_dir: Optional[Callable[[], Optional[Path]]] = None,
+                 live_seconds: Optional[float] = None):
         self.node_id, self.label, self.history, self.keys = node_id, label, history, tuple(keys)
         self.preview_seconds = preview_seconds
+        self.checkpoint_dir = checkpoint_dir
+        self.live_seconds = self.LIVE_SECONDS if live_seconds is None else live_seconds
         self.bar = None
         self.t0 = time.perf_counter()
         self.first_step: Optional[int] = None
         self.last_text = ""
         self._last_preview = 0.0
+        self._last_live = -1e9
+        self._sent = None  # history entries already sent (None: nothing yet, the first message resets)
+
+    def live(self, step: int, total: int, info: dict, force: bool = False) -> Optional[dict]:
+        """The live-view message (steps/s, ETA, lr, the new history entries, the newest checkpoint),
+        at most every ``live_seconds`` unless ``force`` (the last step); None when skipped."""
+        now = time.perf_counter()
+        if not force and now - self._last_live < self.live_seconds:
+            return None
+        self._last_live = now
+        start = self._sent or 0
+        entries = [{k: h[k] for k in ("step",) + self.keys + ("lr",) if isinstance(h.get(k), (int, float))}
+                   for h in self.history[start:]]
+        done = step - (self.first_step or step) + 1
+        el = now - self.t0
+        rate = done / el if el > 0 else None
+        ck = None
+        folder = self.checkpoint_dir() if self.checkpoint_dir is not None else None
+        if folder is not None and Path(folder).is_dir():
+            found = sorted(Path(folder).glob("step_*.safetensors"))
+            ck = _rel(found[-1]) if found else None
+        msg = {"node": self.node_id, "label": self.label, "keys": list(self.keys), "step": step, "total": total,
+               "reset": self._sent is None, "entries": entries,
+               "lr": info.get("lr") if isinstance(info.get("lr"), (int, float)) else None,
+               "steps_per_second": rate, "eta_seconds": (total - step) / rate if rate else None,
+               "checkpoint": ck}
+        self._sent = len(self.history)
+        return msg
 
     def text(self, step: int, total: int, info: dict) -> str:
         parts = [f"{self.label} step {step}/{total}"]
@@ -252,6 +287,10 @@ class TrainProgress:
             self.first_step = step
         self.last_text = self.text(step, total, info)
         cc.send_progress_text(self.last_text, self.node_id)
+        if self.node_id is not None:
+            msg = self.live(step, total, info, force=step >= total)
+            if msg is not None:
+                ui_event(self.LIVE_EVENT, msg)
         if self.bar is None:
             self.bar = cc.ProgressBar(total, node_id=self.node_id)
         try:
@@ -706,7 +745,8 @@ class AudioXTrainLoRA(OutputNameCheck):
         trainer, start, seconds = run_training(
             node, m, lambda: Trainer(m.model, ds.data, cfg, out_dir=run_dir), release, run_dir=run_dir,
             resume=resume, src=run_dir / f"{cfg.name}.safetensors", dst=dst,
-            progress=lambda t: TrainProgress(unique_id, "LoRA", t.history))
+            progress=lambda t: TrainProgress(unique_id, "LoRA", t.history,
+                                             checkpoint_dir=lambda: t.checkpoint_dir))
         with about_input(node, "output_name"):
             lora = load_lora(dst, m.model, attach=False, device=cc.unet_offload_device())
         history = list(trainer.history)
@@ -921,7 +961,8 @@ class AudioXDistill(OutputNameCheck):
         d, start, seconds = run_training(
             node, m, lambda: Distiller(m.model, ds.data, cfg, out_dir=run_dir), lambda d: d.close(), run_dir=run_dir,
             resume=resume, src=run_dir / f"{cfg.name}.safetensors", dst=dst,
-            progress=lambda d: TrainProgress(unique_id, "distill", d.history, keys=("loss", "loss_dmd", "loss_fake")))
+            progress=lambda d: TrainProgress(unique_id, "distill", d.history, keys=("loss", "loss_dmd", "loss_fake"),
+                                             checkpoint_dir=lambda: d.checkpoint_dir))
         trained = d.num_trainable()  # a fixed parameter list: the same before and after the run
         with about_input(node, "output_name"):
             student = load_model(dst, dtype=wdtype, device=cc.unet_offload_device())
