@@ -121,7 +121,7 @@ class AudioXCompletionMask:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "keep_seconds": ("FLOAT", {"default": 2.0, "min": 0.05, "max": MAX_SECONDS, "step": 0.05,
+            "keep_seconds": ("FLOAT", {"default": 2.0, "min": 0.01, "max": MAX_SECONDS, "step": 0.01,
                                        "tooltip": "How much of the input audio to keep; the rest of the window is "
                                                   "generated as its continuation."}),
         }, "optional": {"audio": ("AUDIO", {"tooltip": AUDIO_INPUT_TOOLTIP})}}
