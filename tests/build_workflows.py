@@ -46,6 +46,20 @@ TASK_AUDIO = "Generate general audio for the video"
 TASK_MUSIC = "Generate music for the video"
 
 
+# the fixed-height panels web/audiox.js adds to a node (HEIGHTS there), reserved here so that a node
+# does not grow over its neighbour when the panel appears (reports and gates appear after a run)
+PANEL_HEIGHTS = {"editor": 190, "preview": 190, "training": 200, "gates": 74, "report": 96}
+PANELS = {"AudioXInpaintMask": ("editor",), "AudioXCompletionMask": ("editor",), "AudioXVAEDecode": ("preview",),
+          "AudioXTrainLoRA": ("training", "report"), "AudioXDistill": ("training", "report"),
+          "AudioXMAFFusion": ("gates", "report"), "AudioXModalityDrop": ("gates", "report"),
+          "AudioXModelLoader": ("report",), "AudioXSampler": ("report",), "AudioXTurboSampler": ("report",),
+          "AudioXDataset": ("report",), "AudioXLoRALoader": ("report",)}
+TITLE_HEIGHT = 30  # LiteGraph draws the title bar above a node's pos
+NODE_WIDTH = 380
+COLUMN = NODE_WIDTH + 60
+GAP = TITLE_HEIGHT + 30
+
+
 @dataclass
 class Node:
     id: int
@@ -121,20 +135,20 @@ class Graph:
             h += 60
         if n.type in ("SaveVideo", "PreviewImage", "SaveImage", "LoadImage", "LoadVideo"):
             h += 220
-        return h
+        return h + sum(PANEL_HEIGHTS[p] + 4 for p in PANELS.get(n.type, ()))
 
     def to_json(self) -> dict:
         cols: dict[int, int] = {}
-        nodes = [{"id": 1, "type": "Note", "pos": [20, 20], "size": [360, 220], "flags": {}, "order": 0, "mode": 0,
-                  "inputs": [], "outputs": [], "properties": {}, "widgets_values": [self.note],
-                  "title": f"About: {self.name}"}]
+        nodes = [{"id": 1, "type": "Note", "pos": [20, 20 + TITLE_HEIGHT], "size": [NODE_WIDTH, 220], "flags": {},
+                  "order": 0, "mode": 0, "inputs": [], "outputs": [], "properties": {},
+                  "widgets_values": [self.note], "title": f"About: {self.name}"}]
         for order, n in enumerate(sorted(self.nodes, key=lambda x: (x.depth, x.id)), start=1):
             d = self.defs[n.type]
-            x = 20 + 400 * n.depth
-            y = cols.get(n.depth, 270 if n.depth == 0 else 20)
+            x = 20 + COLUMN * n.depth
+            y = cols.get(n.depth, 20 + TITLE_HEIGHT + 220 + GAP if n.depth == 0 else 20 + TITLE_HEIGHT)
             h = self._height(d, n)
-            cols[n.depth] = y + h + 40
-            entry = {"id": n.id, "type": n.type, "pos": [x, y], "size": [360, h], "flags": {}, "order": order,
+            cols[n.depth] = y + h + GAP
+            entry = {"id": n.id, "type": n.type, "pos": [x, y], "size": [NODE_WIDTH, h], "flags": {}, "order": order,
                      "mode": 0,
                      "inputs": [{"name": nm, "type": t, "link": lid} for nm, t, lid in n.inputs],
                      "outputs": [{"name": nm, "type": t, "links": links or None, "slot_index": i}
@@ -315,6 +329,7 @@ def masked_regeneration(g: Graph, audio_file: str, mask_type: str, mask_widgets:
     g.link(model, "vae", enc, "vae")
     g.link(la, 0, enc, "audio")
     mask = g.add(mask_type, **mask_widgets)
+    g.link(la, 0, mask, "audio")  # the range editor draws this audio (web/audiox.js)
     ap = g.add("AudioXAudioPromptEncoder", masking="off", mask_seed=0)
     g.link(model, "model", ap, "model")
     g.link(la, 0, ap, "audio")
