@@ -70,3 +70,25 @@ def test_overlap_check_sees_title_bars_and_accepts_neighbours():
                           {"id": 2, "type": "B", "pos": [50, y2], "size": [100, 100]}]}
     assert overlaps(wf(150)) == ["A #1 and B #2"]  # B's title bar (120..150) enters A (0..130)
     assert overlaps(wf(160)) == []
+
+
+def test_every_graph_has_a_template_thumbnail_title_and_description():
+    """The Templates browser asks for workflows/<name>.jpg; web/lib/templates.js gives each card a
+    readable title and one line (both written by tests/build_workflows.py)."""
+    import json
+    import re
+
+    from PIL import Image
+    assert WORKFLOWS
+    for p in WORKFLOWS:
+        thumb = p.with_suffix(".jpg")
+        assert thumb.is_file(), f"{thumb.name} is missing: run python tests/build_workflows.py"
+        with Image.open(thumb) as im:
+            assert im.format == "JPEG" and im.size == (320, 320)
+            assert len(set(im.convert("L").resize((32, 32)).getdata())) > 8, f"{thumb.name} is blank"
+    js = (H.ROOT / "web" / "lib" / "templates.js").read_text(encoding="utf-8")
+    info = json.loads(re.search(r"TEMPLATE_INFO = (\{.*\});", js, re.S).group(1))
+    assert sorted(info) == sorted(p.stem for p in WORKFLOWS)
+    for name, entry in info.items():
+        assert entry["title"] and entry["title"] != name and "\n" not in entry["description"]
+        assert 10 < len(entry["description"]) <= 90, name

@@ -13,12 +13,16 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import * as L from "./lib/audio_logic.js";
+import { TEMPLATE_INFO } from "./lib/templates.js";
 import { CurveView, GateBars, WaveView, button, loadAudio, reportBox } from "./lib/workbench_ui.js";
 
 // heights (CSS px) of the fixed-size widgets; tests/build_workflows.py reserves the same space
 export const HEIGHTS = { editor: 190, preview: 190, training: 200, gates: 74, report: 96 };
 const TRAINING_EVENT = "audiox.training";
 const LOG = "[AudioX]";
+
+// this pack's folder name as ComfyUI serves it: /extensions/<module>/audiox.js
+const MODULE = decodeURIComponent(new URL(import.meta.url).pathname.split("/").slice(-2)[0]);
 
 const isAudioX = (nodeData) => String(nodeData?.category ?? "").startsWith("audio/AudioX");
 const widgetOf = (node, name) => node.widgets?.find((w) => w.name === name);
@@ -218,11 +222,46 @@ async function abSwitch(node, view, item) {
   }
 }
 
+// ------------------------------------------------------------------ Templates browser cards
+/** Frontend 1.27.10 titles custom-node template cards with the file name: show the readable title
+ *  and one-line description of web/lib/templates.js on the cards of this pack's graphs. */
+function labelTemplateCards() {
+  for (const card of document.querySelectorAll('[data-testid^="template-workflow-"]')) {
+    const name = card.dataset.testid.slice("template-workflow-".length);
+    const info = TEMPLATE_INFO[name];
+    const img = card.querySelector("img");
+    if (!info || !img?.getAttribute("src")?.includes(`/workflow_templates/${encodeURIComponent(MODULE)}/`)) continue;
+    const title = card.querySelector("h3");
+    const desc = card.querySelector("p");
+    if (title && title.textContent !== info.title) {
+      title.textContent = info.title;
+      title.title = info.title;
+    }
+    if (desc && desc.textContent !== info.description) {
+      desc.textContent = info.description;
+      desc.title = info.description;
+    }
+  }
+}
+
+function watchTemplateCards() {
+  let pending = false;
+  new MutationObserver(() => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => {
+      pending = false;
+      labelTemplateCards();
+    });
+  }).observe(document.body, { childList: true, subtree: true, attributes: true, attributeFilter: ["src"] });
+}
+
 // ------------------------------------------------------------------ registration
 app.registerExtension({
   name: "audiox.workbench",
 
   setup() {
+    watchTemplateCards();
     api.addEventListener(TRAINING_EVENT, ({ detail }) => {
       const node = app.graph?.getNodeById?.(Number(detail?.node)) ?? app.graph?.getNodeById?.(detail?.node);
       node?.audioxCurve?.update(detail);
