@@ -85,7 +85,7 @@ def test_every_graph_has_a_template_thumbnail_title_and_description():
         assert thumb.is_file(), f"{thumb.name} is missing: run python tests/build_workflows.py"
         with Image.open(thumb) as im:
             assert im.format == "JPEG" and im.size == (320, 320)
-            assert len(set(im.convert("L").resize((32, 32)).getdata())) > 8, f"{thumb.name} is blank"
+            assert len(set(im.convert("L").resize((32, 32)).tobytes())) > 8, f"{thumb.name} is blank"
     js = (H.ROOT / "web" / "lib" / "templates.js").read_text(encoding="utf-8")
     info = json.loads(re.search(r"TEMPLATE_INFO = (\{.*\});", js, re.S).group(1))
     assert sorted(info) == sorted(p.stem for p in WORKFLOWS)
