@@ -21,7 +21,8 @@ ComfyUI's ``torch.inference_mode`` are swapped for identical normal tensors (aut
 inference tensors), which leaves every output bit-identical.
 
 Progress: the bar shows step / total, the node shows a live line with the current loss
-(``PromptServer.send_progress_text``) and, inside ComfyUI, the loss curve as the progress preview;
+(``PromptServer.send_progress_text``) and, inside ComfyUI, the live view of web/audiox.js draws the
+loss curve, steps/s, ETA, lr and the last checkpoint from ``audiox.training`` websocket messages;
 the final report (node text, ``report`` output) repeats it.  Cancel saves a checkpoint of the last
 completed step and the LoRA / student of that step, then re-raises ComfyUI's interrupt so the UI
 shows "interrupted"; with ``resume`` on, the next run continues from there.  For a fixed seed the
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
 import os
 import re
@@ -200,25 +200,22 @@ def fmt(v: float) -> str:
 
 class TrainProgress:
     """Training callback: the progress bar (step / total), a live text line with the loss on the
-    node, and inside ComfyUI the loss curve as the bar's preview image (at most every
-    ``preview_seconds``).  A ComfyUI interrupt becomes :class:`Interrupted` (with the original as
+    node, and inside ComfyUI the live-view messages (:meth:`live`, at most every ``live_seconds``).  A ComfyUI interrupt becomes :class:`Interrupted` (with the original as
     ``__cause__``) so the training loop saves a checkpoint before stopping."""
 
     LIVE_EVENT = "audiox.training"  # the websocket message web/audiox.js draws the live curve from
     LIVE_SECONDS = 0.25  # at most this often (the last step is always sent)
 
     def __init__(self, node_id: Optional[str], label: str, history: list, keys=("loss",),
-                 preview_seconds: float = 2.0, checkpoint_dir: Optional[Callable[[], Optional[Path]]] = None,
+                 checkpoint_dir: Optional[Callable[[], Optional[Path]]] = None,
                  live_seconds: Optional[float] = None):
         self.node_id, self.label, self.history, self.keys = node_id, label, history, tuple(keys)
-        self.preview_seconds = preview_seconds
         self.checkpoint_dir = checkpoint_dir
         self.live_seconds = self.LIVE_SECONDS if live_seconds is None else live_seconds
         self.bar = None
         self.t0 = time.perf_counter()
         self.first_step: Optional[int] = None
         self.last_text = ""
-        self._last_preview = 0.0
         self._last_live = -1e9
         self._sent = None  # history entries already sent (None: nothing yet, the first message resets)
 
@@ -265,22 +262,6 @@ class TrainProgress:
             parts.append(f"{per:.2f} s/step, ~{per * (total - step) / 60:.1f} min left")
         return " · ".join(parts)
 
-    def preview(self):
-        now = time.perf_counter()
-        if not cc.comfy_available() or now - self._last_preview < self.preview_seconds or len(self.history) < 2:
-            return None
-        self._last_preview = now
-        try:
-            from PIL import Image
-
-            from ..audiox_core.training.plot import loss_curve_png
-            img = Image.open(io.BytesIO(loss_curve_png(self.history, key=self.keys[0], width=512, height=256,
-                                                       title=f"{self.label} {self.keys[0]}")))
-            return ("JPEG", img.convert("RGB"), 512)
-        except Exception as e:  # noqa: BLE001 - a preview must never stop training
-            log.debug("loss preview failed: %s", e)
-            return None
-
     def __call__(self, step: int, total: int, info: Optional[dict] = None) -> None:
         info = info or {}
         if self.first_step is None:
@@ -294,7 +275,7 @@ class TrainProgress:
         if self.bar is None:
             self.bar = cc.ProgressBar(total, node_id=self.node_id)
         try:
-            self.bar.update_absolute(step, total, self.preview())
+            self.bar.update_absolute(step, total)
         except cc.interrupt_exceptions() as e:
             if isinstance(e, Interrupted):
                 raise

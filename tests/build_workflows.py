@@ -49,9 +49,11 @@ TASK_MUSIC = "Generate music for the video"
 
 # the fixed-height panels web/audiox.js adds to a node (HEIGHTS there), reserved here so that a node
 # does not grow over its neighbour when the panel appears (reports and gates appear after a run)
-PANEL_HEIGHTS = {"editor": 190, "preview": 190, "training": 200, "gates": 74, "report": 96}
+PANEL_HEIGHTS = {"editor": 190, "preview": 190, "training": 200, "gates": 74, "report": 96,
+                 "progress_text": 66}  # the core frontend's live text line (send_progress_text) of training nodes
 PANELS = {"AudioXInpaintMask": ("editor",), "AudioXCompletionMask": ("editor",), "AudioXVAEDecode": ("preview",),
-          "AudioXTrainLoRA": ("training", "report"), "AudioXDistill": ("training", "report"),
+          "AudioXTrainLoRA": ("training", "progress_text", "report"),
+          "AudioXDistill": ("training", "progress_text", "report"),
           "AudioXMAFFusion": ("gates", "report"), "AudioXModalityDrop": ("gates", "report"),
           "AudioXModelLoader": ("report",), "AudioXSampler": ("report",), "AudioXTurboSampler": ("report",),
           "AudioXDataset": ("report",), "AudioXLoRALoader": ("report",)}

@@ -105,6 +105,7 @@ export class WaveView {
     this.player = el("audio", { preload: "auto" });
     this.status = el("div", { style: { font: "11px sans-serif", color: COLORS.text, whiteSpace: "nowrap",
       overflow: "hidden", textOverflow: "ellipsis", marginTop: "2px" } });
+    this.status.dataset.audioxStatus = mode;
     this.specButton = button("Spectrogram", "Switch between waveform and spectrogram", () => this.toggleSpec());
     const bar = el("div", { style: { display: "flex", alignItems: "center", marginBottom: "3px" } }, [
       button("▶ Clip", "Play the whole clip", () => this.play(0, null)),
@@ -544,7 +545,9 @@ export class CurveView {
       Number.isFinite(i.eta_seconds) ? `ETA ${L.formatDuration(i.eta_seconds)}` : null,
       Number.isFinite(i.lr) ? `lr ${i.lr.toPrecision(2)}` : null,
     ].filter(Boolean);
-    this.status.textContent = parts.join(" · ") + `\nlast checkpoint: ${i.checkpoint || "none yet"}`;
+    this.status.textContent = parts.join(" · ") +
+      `\nlast checkpoint: ${i.checkpoint ? i.checkpoint.split(/[\\/]/).pop() : "none yet"}`;
+    this.status.title = i.checkpoint || "";
   }
 }
 
