@@ -21,9 +21,6 @@ export const HEIGHTS = { editor: 190, preview: 190, training: 200, gates: 74, re
 const TRAINING_EVENT = "audiox.training";
 const LOG = "[AudioX]";
 
-// this pack's folder name as ComfyUI serves it: /extensions/<module>/audiox.js
-const MODULE = decodeURIComponent(new URL(import.meta.url).pathname.split("/").slice(-2)[0]);
-
 const isAudioX = (nodeData) => String(nodeData?.category ?? "").startsWith("audio/AudioX");
 const widgetOf = (node, name) => node.widgets?.find((w) => w.name === name);
 
@@ -229,10 +226,13 @@ function labelTemplateCards() {
   for (const card of document.querySelectorAll('[data-testid^="template-workflow-"]')) {
     const name = card.dataset.testid.slice("template-workflow-".length);
     const info = TEMPLATE_INFO[name];
-    const img = card.querySelector("img");
-    if (!info || !img?.getAttribute("src")?.includes(`/workflow_templates/${encodeURIComponent(MODULE)}/`)) continue;
+    if (!info) continue;
     const title = card.querySelector("h3");
     const desc = card.querySelector("p");
+    // a custom-node card (described by its name with spaces) or one labelled already; core
+    // templates have their own descriptions and no name of ours
+    const fallback = name.replace(/[-_]/g, " ").trim();
+    if (![fallback, info.description].includes(desc?.textContent?.trim())) continue;
     if (title && title.textContent !== info.title) {
       title.textContent = info.title;
       title.title = info.title;

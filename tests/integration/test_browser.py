@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -278,11 +278,21 @@ def test_templates_browser_cards_have_images_and_titles(browser_page, server):
     page, console = browser_page
     open_our_templates(page)
     names = sorted(p.stem for p in WORKFLOWS)
+    cards = page.locator('[data-testid^="template-workflow-"]')
+    for _ in range(20):  # the grid renders more cards as it scrolls
+        if cards.count() >= len(names):
+            break
+        cards.last.scroll_into_view_if_needed()
+        page.mouse.wheel(0, 2000)
+        page.wait_for_timeout(500)
     for n in names:  # the browser loads a card's image when the card scrolls into view
         page.locator(f'[data-testid="template-workflow-{n}"]').scroll_into_view_if_needed()
         page.wait_for_function("""(n) => { const img = document.querySelector(`[data-testid="template-workflow-${n}"] img`);
-            return img && img.complete && img.naturalWidth > 0 && img.src.endsWith(`/${n}.jpg`); }""",
+            return img && img.complete && img.naturalWidth > 0 && img.style.display !== 'none'; }""",
                                arg=n, timeout=15_000)
+    for n in names:  # what the cards show is our file (the frontend shows it from a blob: cache)
+        with urllib.request.urlopen(f"{server.url}/api/workflow_templates/{PACK_NAME}/{n}.jpg", timeout=30) as r:
+            assert r.status == 200 and r.read(3) == b"\xff\xd8\xff", n
     titles = page.evaluate("""(names) => names.map(n =>
         document.querySelector(`[data-testid="template-workflow-${n}"] h3`)?.textContent)""", names)
     assert all(t and t != n for t, n in zip(titles, names)), dict(zip(names, titles))
