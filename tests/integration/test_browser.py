@@ -123,19 +123,25 @@ def focus(page, nid: int, at=(80, 120)):
     page.wait_for_timeout(400)
 
 
-def node_clip(page, nid: int, pad: int = 8) -> dict:
-    """The node's rectangle on the page (title bar included), for screenshots."""
-    return page.evaluate("""([id, pad]) => { const n = app.graph.getNodeById(id); const ds = app.canvas.ds;
+def node_clip(page, nid: int, pad: int = 8, from_widget: str | None = None) -> dict:
+    """The node's rectangle on the page (title bar included, or from widget ``from_widget`` down),
+    for screenshots."""
+    return page.evaluate("""([id, pad, wname]) => { const n = app.graph.getNodeById(id); const ds = app.canvas.ds;
         const r = app.canvas.canvas.getBoundingClientRect();
-        const x = (n.pos[0] + ds.offset[0]) * ds.scale + r.left, y = (n.pos[1] - 30 + ds.offset[1]) * ds.scale + r.top;
+        const w = wname ? n.widgets.find(w => w.name === wname) : null;
+        const top = w ? (w.last_y ?? w.y) - 6 : -30;
+        const x = (n.pos[0] + ds.offset[0]) * ds.scale + r.left, y = (n.pos[1] + top + ds.offset[1]) * ds.scale + r.top;
         return {x: x - pad, y: y - pad, width: n.size[0] * ds.scale + 2 * pad,
-                height: (n.size[1] + 30) * ds.scale + 2 * pad}; }""", [nid, pad])
+                height: (n.size[1] - top) * ds.scale + 2 * pad}; }""", [nid, pad, from_widget])
 
 
-def shoot(page, nid: int, name: str):
+def shoot(page, nid: int, name: str, from_widget: str | None = None):
     if SHOTS:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SHOTS) / name), clip=node_clip(page, nid))
+        if from_widget:  # bring the node's lower part on screen
+            h = page.evaluate("(id) => app.graph.getNodeById(id).size[1]", nid)
+            focus(page, nid, at=(80, 860 - h))
+        page.screenshot(path=str(Path(SHOTS) / name), clip=node_clip(page, nid, from_widget=from_widget))
 
 
 def set_widget(page, nid: int, name: str, value):
@@ -266,7 +272,7 @@ def test_lora_training_curve_updates_live(browser_page, server):
     status = view.text_content()
     assert f"step {steps}/{steps}" in status and "steps/s" in status and "lr " in status, status
     assert "step_00000016.safetensors" in status, status  # the newest checkpoint when the last message went
-    shoot(page, tr, "training_live.png")
+    shoot(page, tr, "training_live.png", from_widget="save_every")
     fusion = page.evaluate("() => app.graph._nodes.find(n => n.type === 'AudioXMAFFusion' && n.audioxGates)?.id")
     assert fusion is not None, "no MAF Fusion node shows gate bars"
     gates = json.loads(page.locator('[data-audiox-view="gates"]').first.get_attribute("data-gates"))
