@@ -131,13 +131,13 @@ function setupMaskEditor(node, kind) {
         view.setKeep(keep);
       }
     }
-    if (!state.ranUrl) {
-      const url = upstreamAudioURL(node);
-      if (url !== state.url) {
-        state.url = url;
-        if (url) show(view, url, "the connected audio");
-        else view.setAudio(null);
-      }
+    // the connected Load Audio's file; a new choice there replaces the audio of the last run
+    const url = upstreamAudioURL(node);
+    if (url !== state.url) {
+      state.url = url;
+      state.ranUrl = null;
+      if (url) show(view, url, "the connected audio");
+      else view.setAudio(null);
     }
   };
   node.audioxShowRun = (url) => {
