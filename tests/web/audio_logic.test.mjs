@@ -150,3 +150,18 @@ test("durations print for the ETA", () => {
   assert.equal(L.formatDuration(3720), "1 h 02 min");
   assert.equal(L.formatDuration(NaN), "–");
 });
+
+test("WAV header sample rate (the rate the browser decodes at)", () => {
+  const head = new Uint8Array(44);
+  const put = (o, t) => [...t].forEach((c, i) => (head[o + i] = c.charCodeAt(0)));
+  put(0, "RIFF");
+  put(8, "WAVE");
+  put(12, "fmt ");
+  new DataView(head.buffer).setUint32(24, 16000, true);
+  assert.equal(L.wavSampleRate(head), 16000);
+  new DataView(head.buffer).setUint32(24, 44100, true);
+  assert.equal(L.wavSampleRate(head), 44100);
+  put(0, "fLaC");
+  assert.equal(L.wavSampleRate(head), null);
+  assert.equal(L.wavSampleRate(head.slice(0, 10)), null);
+});

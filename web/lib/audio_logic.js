@@ -44,6 +44,14 @@ export function mixToMono(channels) {
   return out;
 }
 
+/** The sample rate in a RIFF/WAVE header (first bytes of the file), or null for other files. */
+export function wavSampleRate(bytes) {
+  const tag = (o) => String.fromCharCode(...bytes.slice(o, o + 4));
+  if (bytes.length < 28 || tag(0) !== "RIFF" || tag(8) !== "WAVE" || tag(12) !== "fmt ") return null;
+  const rate = bytes[24] | (bytes[25] << 8) | (bytes[26] << 16) | (bytes[27] << 24);
+  return rate > 0 ? rate >>> 0 : null;
+}
+
 // ------------------------------------------------------------------ pixel <-> seconds
 /** The mapping of a view that shows `duration` seconds over `width` pixels starting at `x0`. */
 export function makeTimeScale(duration, width, x0 = 0) {

@@ -70,7 +70,9 @@ export async function loadAudio(url) {
   if (!resp.ok) throw new Error(`could not load ${url}: HTTP ${resp.status}`);
   const buf = await resp.arrayBuffer();
   const Ctx = window.OfflineAudioContext || window.webkitOfflineAudioContext;
-  const decoded = await new Ctx(1, 1, 44100).decodeAudioData(buf);
+  // decode WAV at its own rate (no resampling: the spectrogram then spans the file's band)
+  const rate = L.wavSampleRate(new Uint8Array(buf, 0, Math.min(buf.byteLength, 64))) || 44100;
+  const decoded = await new Ctx(1, 1, L.clamp(rate, 3000, 768000)).decodeAudioData(buf);
   const channels = [];
   for (let c = 0; c < decoded.numberOfChannels; c++) channels.push(decoded.getChannelData(c));
   return { samples: L.mixToMono(channels), sampleRate: decoded.sampleRate, duration: decoded.duration };
