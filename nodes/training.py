@@ -45,7 +45,7 @@ import torch
 from ..audiox_core import conditions as C
 from ..audiox_core.errors import AudioXError, CheckpointError, Interrupted
 from . import comfy_compat as cc
-from .preview import ui_event
+from .preview import audio_preview, ui_event
 from .common import (CATEGORY, DATASET, LORA, MODEL, SYNCHFORMER, T5, DatasetBundle, LoRAValue, ModelBundle,
                      NodeError, SynchformerBundle, T5Bundle, about_input, expect, node_error, node_function)
 
@@ -208,9 +208,11 @@ class TrainProgress:
 
     def __init__(self, node_id: Optional[str], label: str, history: list, keys=("loss",),
                  checkpoint_dir: Optional[Callable[[], Optional[Path]]] = None,
-                 live_seconds: Optional[float] = None):
+                 live_seconds: Optional[float] = None, preview_every: int = 0,
+                 preview: Optional[Callable[[int], dict]] = None):
         self.node_id, self.label, self.history, self.keys = node_id, label, history, tuple(keys)
         self.checkpoint_dir = checkpoint_dir
+        self.preview_every, self.preview_fn = int(preview_every or 0), preview
         self.live_seconds = self.LIVE_SECONDS if live_seconds is None else live_seconds
         self.bar = None
         self.t0 = time.perf_counter()
@@ -269,8 +271,17 @@ class TrainProgress:
         self.last_text = self.text(step, total, info)
         cc.send_progress_text(self.last_text, self.node_id)
         if self.node_id is not None:
-            msg = self.live(step, total, info, force=step >= total)
+            clip = None
+            if self.preview_fn is not None and self.preview_every > 0 and step % self.preview_every == 0:
+                try:
+                    clip = {"step": step, "audio": self.preview_fn(step)}
+                except (AudioXError, RuntimeError, ValueError) as e:  # shown on the node; training goes on
+                    log.warning("%s: preview generation at step %d failed: %s", self.label, step, e)
+                    clip = {"step": step, "error": str(e)}
+            msg = self.live(step, total, info, force=step >= total or clip is not None)
             if msg is not None:
+                if clip is not None:
+                    msg["preview"] = clip
                 ui_event(self.LIVE_EVENT, msg)
         if self.bar is None:
             self.bar = cc.ProgressBar(total, node_id=self.node_id)
@@ -280,6 +291,31 @@ class TrainProgress:
             if isinstance(e, Interrupted):
                 raise
             raise Interrupted("cancelled") from e
+
+
+PREVIEW_STEPS = 8
+
+
+def lora_preview(trainer, step: int) -> dict:
+    """A short generation with the LoRA as trained up to ``step``: the conditions of the dataset's
+    first item (no masking), the model's own sampler with :data:`PREVIEW_STEPS` steps and seed 0,
+    one window; written as a temp WAV, returns its ``/view`` reference.  Runs in eval mode and
+    draws only from its own generators, so the training continues exactly as without it."""
+    from ..audiox_core import generate as G
+    from ..audiox_core.training.conditions import NO_MASKING
+    model = trainer.model
+    g = torch.Generator().manual_seed(0)
+    batch = trainer.data.batch([0], g, trainer.device, random_crop=False, sample_posterior=False)
+    trainer._set_modes(False)
+    try:
+        with torch.no_grad():
+            ctx = trainer.cond.context(batch, NO_MASKING, g).float()
+            settings = G.SamplerSettings.for_model(model, steps=PREVIEW_STEPS, seed=0)
+            lat = G.sample(model, ctx, settings, batch=1, length=batch.x0.shape[-1])
+            audio = G.decode(model, lat)
+    finally:
+        trainer._set_modes(True)
+    return audio_preview(audio, int(model.config.sample_rate), f"lora_preview_step{step}")[0]
 
 
 def reraise_cancel(e: Interrupted):
@@ -688,6 +724,12 @@ class AudioXTrainLoRA(OutputNameCheck):
                                        "tooltip": "Write a resumable checkpoint every this many steps (0: only at the "
                                                   "end and on Cancel)."}),
             },
+            "optional": {
+                "preview_every": ("INT", {"default": 0, "min": 0, "max": 1_000_000, "step": 1,
+                                          "tooltip": "Every this many steps, generate one short clip with the LoRA "
+                                                     "so far (the first item's conditions, 8 steps, seed 0) and "
+                                                     "play it in the node's live view. 0: off."}),
+            },
             "hidden": dict(HIDDEN),
         }
 
@@ -695,7 +737,8 @@ class AudioXTrainLoRA(OutputNameCheck):
     def train(self, model, dataset, output_name="audiox_lora", steps=1000, learning_rate=1e-4, rank=16, alpha=0.0,
               dropout=0.0, targets="all", include_maf=False, batch_size=1, grad_accum=1, warmup_steps=0,
               precision="auto", gradient_checkpointing=True, ema=False, mask_video=0.6, mask_text=0.2,
-              mask_audio=0.6, cfg_dropout=0.1, seed=0, resume=True, save_every=250, unique_id=None):
+              mask_audio=0.6, cfg_dropout=0.1, seed=0, resume=True, save_every=250, preview_every=0,
+              unique_id=None):
         from ..audiox_core.training import Masking, TrainConfig, Trainer, load_lora
         node = self.DISPLAY_NAME
         m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
@@ -727,7 +770,9 @@ class AudioXTrainLoRA(OutputNameCheck):
             node, m, lambda: Trainer(m.model, ds.data, cfg, out_dir=run_dir), release, run_dir=run_dir,
             resume=resume, src=run_dir / f"{cfg.name}.safetensors", dst=dst,
             progress=lambda t: TrainProgress(unique_id, "LoRA", t.history,
-                                             checkpoint_dir=lambda: t.checkpoint_dir))
+                                             checkpoint_dir=lambda: t.checkpoint_dir,
+                                             preview_every=int(preview_every),
+                                             preview=lambda step: lora_preview(t, step)))
         with about_input(node, "output_name"):
             lora = load_lora(dst, m.model, attach=False, device=cc.unet_offload_device())
         history = list(trainer.history)

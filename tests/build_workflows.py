@@ -480,7 +480,8 @@ def _lora_training(g):
     tr = training(g, "AudioXTrainLoRA", model, ds, output_name=DEMO_LORA, steps=500, learning_rate=1e-4, rank=16,
                   alpha=0.0, dropout=0.0, targets="all", include_maf=False, batch_size=2, grad_accum=1,
                   warmup_steps=20, precision="auto", gradient_checkpointing=True, ema=False, mask_video=0.6,
-                  mask_text=0.2, mask_audio=0.6, cfg_dropout=0.1, seed=0, resume=True, save_every=100)
+                  mask_text=0.2, mask_audio=0.6, cfg_dropout=0.1, seed=0, resume=True, save_every=100,
+                  preview_every=100)
     lora_s = base_sampler(g, tr, text_fused(g, tr, t5, DATASET_CAPTION, "Text (with the LoRA)"))
     base_s = base_sampler(g, model, text_fused(g, model, t5, DATASET_CAPTION, "Text (base)"))
     save_audio(g, decode(g, model, lora_s), "lora_training/with_lora")

@@ -308,6 +308,31 @@ def test_training_sends_the_live_view_over_the_websocket(env, monkeypatch):
     assert env.pack.nodes.preview.ui_event("audiox.training", {}) is False  # outside ComfyUI: a no-op
 
 
+def test_training_previews_a_generation_every_n_steps_without_changing_the_lora(env, monkeypatch):
+    from audiox_core import media
+    model = load(env)
+    ds, _ = dataset(env, model)
+    server = _FakeServer(env)
+    monkeypatch.setitem(sys.modules, "server", server.module)
+    monkeypatch.setattr(env.pack.nodes.training.TrainProgress, "LIVE_SECONDS", 3600.0)
+    train(env, model, ds, name="with_previews", steps=4, resume=False, preview_every=2)
+    msgs = [d for _, d in server.events]
+    clips = [(m["step"], m["preview"]) for m in msgs if "preview" in m]
+    assert [st for st, _ in clips] == [2, 4], msgs  # a preview forces its message through the throttle
+    waves = []
+    for _, clip in clips:
+        ref = clip["audio"]
+        assert ref["type"] == "temp" and ref["subfolder"] == "audiox"
+        wave, sr = media.load_audio(str(env.temp_dir / ref["subfolder"] / ref["filename"]))
+        assert sr == model.model.config.sample_rate and wave.shape[-1] > 0 and wave.abs().max() > 0
+        waves.append(wave)
+    assert not torch.equal(waves[0], waves[1])  # the LoRA changed between steps 2 and 4
+    train(env, model, ds, name="without_previews", steps=4, resume=False)
+    a = lora_file_tensors(env.models_dir / "loras" / "with_previews.safetensors")
+    b = lora_file_tensors(env.models_dir / "loras" / "without_previews.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # previews leave training alone
+
+
 # ================================================================== AudioX LoRA Loader: refusals
 def test_lora_loader_refuses_loras_of_other_models(env):
     loras = env.models_dir / "loras"

@@ -265,6 +265,10 @@ app.registerExtension({
     api.addEventListener(TRAINING_EVENT, ({ detail }) => {
       const node = app.graph?.getNodeById?.(Number(detail?.node)) ?? app.graph?.getNodeById?.(detail?.node);
       node?.audioxCurve?.update(detail);
+      const clip = detail?.preview;
+      if (clip && node?.audioxCurve) {
+        node.audioxCurve.setPreview(clip.step, clip.audio ? viewURL(clip.audio) : null, clip.error ?? null);
+      }
     });
   },
 
@@ -281,7 +285,7 @@ app.registerExtension({
         else if (name === "AudioXCompletionMask") setupMaskEditor(this, "complete");
         else if (name === "AudioXVAEDecode") setupPreview(this);
         else if (name === "AudioXTrainLoRA" || name === "AudioXDistill") {
-          this.audioxCurve = new CurveView({ height: 150 });
+          this.audioxCurve = new CurveView({ height: 128 });
           addPanel(this, "audiox_training", this.audioxCurve.element, HEIGHTS.training);
         }
         if (this.widgets?.some((w) => w.name?.startsWith("audiox_"))) fitNode(this);

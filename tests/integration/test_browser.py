@@ -11,7 +11,7 @@ are never used).  Through the UI it:
 * clicks Run: the saved audio equals the input outside the dragged range and differs inside it,
   and VAE Decode's preview marks that range as regenerated;
 * runs the LoRA training graph and sees the live curve update at least twice before the node
-  finishes;
+  finishes, and its preview generations become playable;
 * opens the Templates browser: every card of this pack shows its thumbnail and readable title;
 * fails on any console error or uncaught exception that comes from this pack's extension.
 
@@ -261,6 +261,7 @@ def test_lora_training_curve_updates_live(browser_page, server):
     set_widget(page, tr, "steps", steps)
     set_widget(page, tr, "save_every", 8)
     set_widget(page, tr, "resume", False)
+    set_widget(page, tr, "preview_every", 12)
     for sampler in page.evaluate("() => app.graph._nodes.filter(n => n.type === 'AudioXSampler').map(n => n.id)"):
         set_widget(page, sampler, "steps", 4)
     focus(page, tr)
@@ -272,6 +273,10 @@ def test_lora_training_curve_updates_live(browser_page, server):
     status = view.text_content()
     assert f"step {steps}/{steps}" in status and "steps/s" in status and "lr " in status, status
     assert "step_00000016.safetensors" in status, status  # the newest checkpoint when the last message went
+    # the preview generation of step 24 is playable in the live view
+    page.wait_for_function("""() => { const a = document.querySelector('[data-audiox-view="training"] audio');
+        return a && a.src.includes('lora_preview_step24') && a.readyState >= 1 && a.duration > 0; }""",
+                           timeout=30_000)
     shoot(page, tr, "training_live.png", from_widget="save_every")
     fusion = page.evaluate("() => app.graph._nodes.find(n => n.type === 'AudioXMAFFusion' && n.audioxGates)?.id")
     assert fusion is not None, "no MAF Fusion node shows gate bars"

@@ -481,11 +481,25 @@ export class CurveView {
       borderRadius: "3px" } });
     this.status = el("div", { style: { font: "11px sans-serif", color: COLORS.text, marginTop: "2px",
       whiteSpace: "pre-wrap" } });
-    this.element = el("div", { style: { width: "100%" } }, [this.canvas, this.status]);
+    this.preview = el("audio", { controls: true, preload: "auto", style: { height: "22px", flex: "1" } });
+    this.previewLabel = el("span", { style: { font: "11px sans-serif", color: COLORS.text, marginRight: "6px" } });
+    this.previewRow = el("div", { style: { display: "none", alignItems: "center", marginTop: "2px" } },
+      [this.previewLabel, this.preview]);
+    this.previewRow.dataset.audioxPreview = "";
+    this.element = el("div", { style: { width: "100%" } }, [this.canvas, this.status, this.previewRow]);
     this.element.dataset.audioxView = "training";
     this._observer = typeof ResizeObserver !== "undefined" ? new ResizeObserver(() => this.draw()) : null;
     this._observer?.observe(this.canvas);
     this.draw();
+  }
+
+  /** Show the preview generation of training step `step` (url of its WAV), or why it failed. */
+  setPreview(step, url, error = null) {
+    this.previewRow.style.display = "flex";
+    this.previewLabel.textContent = error ? `preview at step ${step} failed: ${error}` : `step ${step}:`;
+    this.preview.style.display = error ? "none" : "";
+    if (url) this.preview.src = url;
+    this.previewRow.dataset.audioxPreview = String(step);
   }
 
   /** Apply one 'audiox.training' websocket message. */
