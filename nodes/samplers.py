@@ -207,7 +207,8 @@ def run(node: str, mode: str, model, context, seed: int, steps: int, batch: int,
         lat = G.sample(mdl, tokens, settings, batch=batch, length=L, negative=neg_ctx, init=init,
                        strength=float(denoise), known=known, callback=cb, noise=noise0, rng=rng)
     meta = {"sample_rate": int(cfgm.sample_rate), "seconds": min(duration, L / fps),
-            "keep": keep.clone() if keep is not None else None, "mode": mode}
+            "keep": keep.clone() if keep is not None else None, "mode": mode,
+            "mask_kind": getattr(mask, "kind", None)}
     report = _report(m, settings, lat, duration, notes, mask)
     return {"ui": {"text": [report]}, "result": ({"samples": lat, "type": "audio", "audiox": meta}, report)}
 
