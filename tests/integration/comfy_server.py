@@ -1,4 +1,4 @@
-"""A real ComfyUI server for the integration tests (tests/integration/conftest.py starts one per
+"""A real ComfyUI server for the integration tests (the ``server`` fixture of tests/conftest.py starts one per
 session).
 
 ``python main.py --cpu ...`` runs from ``$COMFYUI_DIR`` with ``$COMFYUI_PYTHON`` (default: this

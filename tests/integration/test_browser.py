@@ -1,7 +1,7 @@
 """The audio workbench (web/audiox.js) in a real browser against a real ComfyUI.
 
 Skipped unless ``COMFYUI_DIR`` names a ComfyUI checkout (the shared server of
-tests/integration/conftest.py), Playwright for Python is importable and a Chromium binary exists
+tests/conftest.py), Playwright for Python is importable and a Chromium binary exists
 (``$AUDIOX_CHROMIUM``, default Debian's ``/usr/bin/chromium``; Playwright's own browser downloads
 are never used).  Through the UI it:
 
