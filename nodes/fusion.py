@@ -43,6 +43,16 @@ def gate_report(m: ModelBundle, scale: tuple, conds: C.Conditions) -> tuple[str,
     return "\n".join(lines), (gates.float().cpu() if gates is not None else None)
 
 
+def gates_ui(ctx: Context) -> list:
+    """The frontend's gate bars (web/audiox.js): the learned gates (mean over the batch) and the
+    scales, one entry; empty for models without MAF."""
+    if ctx.gates is None:
+        return []
+    g = [float(v) for v in ctx.gates.float().reshape(-1, 3).mean(0).tolist()]
+    scale = [float(v) for v in (ctx.modality_scale or (1.0, 1.0, 1.0))]
+    return [{"modalities": ["video", "text", "audio"], "gates": g, "scale": scale}]
+
+
 def fuse_context(node: str, m: ModelBundle, conds: C.Conditions, scale: tuple, seed: int,
                  dropped: tuple = ()) -> Context:
     """Complete ``conds`` with the absent conventions, fuse, and package a :class:`Context`.
@@ -125,7 +135,7 @@ class AudioXMAFFusion:
         if len(batches) > 1:
             raise node_error(node, "audio", f"the conditions have different batch sizes {sorted(batches)}")
         ctx = fuse_context(node, m, conds, (float(video_scale), float(text_scale), float(audio_scale)), cond_seed)
-        return {"ui": {"text": [ctx.report]}, "result": (ctx, ctx.report)}
+        return {"ui": {"text": [ctx.report], "audiox_gates": gates_ui(ctx)}, "result": (ctx, ctx.report)}
 
 
 class AudioXModalityDrop:
@@ -180,7 +190,7 @@ class AudioXModalityDrop:
             dropped.append("text")
         ctx = fuse_context(node, m, conds, context.modality_scale or (1.0, 1.0, 1.0), context.seed, tuple(dropped))
         ctx = replace(ctx, report=(f"dropped: {', '.join(dropped)}\n" if dropped else "") + ctx.report)
-        return {"ui": {"text": [ctx.report]}, "result": (ctx, ctx.report)}
+        return {"ui": {"text": [ctx.report], "audiox_gates": gates_ui(ctx)}, "result": (ctx, ctx.report)}
 
 
 NODE_CLASS_MAPPINGS = {"AudioXMAFFusion": AudioXMAFFusion, "AudioXModalityDrop": AudioXModalityDrop}

@@ -8,10 +8,31 @@ from __future__ import annotations
 
 import re
 
-from .common import CATEGORY, MASK, MAX_SECONDS, TimeMask, node_error, node_function
+from .common import CATEGORY, MASK, MAX_SECONDS, TimeMask, check_audio_input, node_error, node_function
+from .preview import audio_preview
 
 _SPLIT = re.compile(r"[,;\n]+")
 _RANGE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:-|–|:|to)\s*(\d+(?:\.\d*)?|\.\d+)\s*$")
+
+
+AUDIO_INPUT_TOOLTIP = ("Optional: the audio being edited (e.g. the same Load Audio that feeds the encoder). The node "
+                       "then draws its waveform with the mask for editing by mouse, and the mask is checked "
+                       "against its length. The mask itself does not depend on it.")
+
+
+def _audio_seconds(node: str, audio) -> float:
+    wave, sr = check_audio_input(audio, node, "audio")
+    return wave.shape[-1] / sr
+
+
+def _result(mask: TimeMask, audio) -> dict:
+    """The mask, and for the range editor (web/audiox.js) the connected audio's first clip."""
+    ui = {}
+    if audio is not None:
+        wave, sr = check_audio_input(audio, "", "audio")
+        ui["audiox_audio"] = [{"audio": audio_preview(wave[:1], sr, "mask_input"), "sample_rate": sr,
+                               "seconds": wave.shape[-1] / sr}]
+    return {"ui": ui, "result": (mask,)}
 
 
 def parse_ranges(text: str) -> list[tuple[float, float]]:
@@ -62,7 +83,7 @@ class AudioXInpaintMask:
                                              "inside the clip the sampler generates."}),
             "ramp_seconds": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 2.0, "step": 0.01,
                                        "tooltip": "Soft edge inside each range so the seams blend (Hann ramp)."}),
-        }}
+        }, "optional": {"audio": ("AUDIO", {"tooltip": AUDIO_INPUT_TOOLTIP})}}
 
     @classmethod
     def VALIDATE_INPUTS(cls, ranges):
@@ -73,12 +94,18 @@ class AudioXInpaintMask:
         return True
 
     @node_function
-    def make(self, ranges, ramp_seconds=0.1):
+    def make(self, ranges, ramp_seconds=0.1, audio=None):
         try:
             parsed = parse_ranges(ranges)
         except ValueError as e:
             raise node_error(self.DISPLAY_NAME, "ranges", str(e)) from None
-        return (TimeMask("inpaint", ranges=parsed, ramp_seconds=float(ramp_seconds)),)
+        if audio is not None:
+            seconds = _audio_seconds(self.DISPLAY_NAME, audio)
+            late = [f"{a:g}-{b:g}" for a, b in parsed if a >= seconds]
+            if late:
+                raise node_error(self.DISPLAY_NAME, "ranges", f"{', '.join(late)} start(s) after the end of the "
+                                 f"connected audio ({seconds:.2f} s)")
+        return _result(TimeMask("inpaint", ranges=parsed, ramp_seconds=float(ramp_seconds)), audio)
 
 
 class AudioXCompletionMask:
@@ -94,14 +121,19 @@ class AudioXCompletionMask:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "keep_seconds": ("FLOAT", {"default": 2.0, "min": 0.05, "max": MAX_SECONDS, "step": 0.05,
+            "keep_seconds": ("FLOAT", {"default": 2.0, "min": 0.01, "max": MAX_SECONDS, "step": 0.01,
                                        "tooltip": "How much of the input audio to keep; the rest of the window is "
                                                   "generated as its continuation."}),
-        }}
+        }, "optional": {"audio": ("AUDIO", {"tooltip": AUDIO_INPUT_TOOLTIP})}}
 
     @node_function
-    def make(self, keep_seconds=2.0):
-        return (TimeMask("complete", keep_seconds=float(keep_seconds)),)
+    def make(self, keep_seconds=2.0, audio=None):
+        if audio is not None:
+            seconds = _audio_seconds(self.DISPLAY_NAME, audio)
+            if float(keep_seconds) > seconds + 1e-6:
+                raise node_error(self.DISPLAY_NAME, "keep_seconds", f"is {float(keep_seconds):g} s but the connected "
+                                 f"audio is only {seconds:.2f} s long")
+        return _result(TimeMask("complete", keep_seconds=float(keep_seconds)), audio)
 
 
 NODE_CLASS_MAPPINGS = {"AudioXInpaintMask": AudioXInpaintMask, "AudioXCompletionMask": AudioXCompletionMask}

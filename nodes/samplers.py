@@ -154,7 +154,7 @@ def run(node: str, mode: str, model, context, inputs: dict, unique_id=None) -> d
             about_input(node, "duration" if plan.long_form else "context"):
         result = plan.run(callback)
     meta = {"sample_rate": int(result.sample_rate), "seconds": result.seconds, "keep": result.keep,
-            "mode": plan.settings.mode}
+            "mode": plan.settings.mode, "mask_kind": getattr(inputs["mask"], "kind", None)}
     report = _report(bundle, plan, result, notes, inputs["mask"])
     return {"ui": {"text": [report]}, "result": ({"samples": result.latents, "type": "audio", "audiox": meta}, report)}
 

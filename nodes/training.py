@@ -21,7 +21,8 @@ ComfyUI's ``torch.inference_mode`` are swapped for identical normal tensors (aut
 inference tensors), which leaves every output bit-identical.
 
 Progress: the bar shows step / total, the node shows a live line with the current loss
-(``PromptServer.send_progress_text``) and, inside ComfyUI, the loss curve as the progress preview;
+(``PromptServer.send_progress_text``) and, inside ComfyUI, the live view of web/audiox.js draws the
+loss curve, steps/s, ETA, lr and the last checkpoint from ``audiox.training`` websocket messages;
 the final report (node text, ``report`` output) repeats it.  Cancel saves a checkpoint of the last
 completed step and publishes the LoRA / student of that step only as ``<name>.partial.safetensors``,
 marked "partial, step k of n" in its metadata (the loaders show it), never under the final name;
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
 import re
 import time
@@ -48,6 +48,7 @@ from ..audiox_core.errors import AudioXError, CheckpointError, Interrupted
 from ..audiox_core.fileio import WriterLock, resolve_inside
 from ..audiox_core.weights import PARTIAL_KEY
 from . import comfy_compat as cc
+from .preview import audio_preview, ui_event
 from .common import (CATEGORY, DATASET, LORA, MODEL, SYNCHFORMER, T5, DatasetBundle, LoRAValue, ModelBundle,
                      NodeError, SynchformerBundle, T5Bundle, about_input, check_widgets, expect, node_error,
                      node_function)
@@ -226,19 +227,52 @@ def fmt(v: float) -> str:
 
 class TrainProgress:
     """Training callback: the progress bar (step / total), a live text line with the loss on the
-    node, and inside ComfyUI the loss curve as the bar's preview image (at most every
-    ``preview_seconds``).  A ComfyUI interrupt becomes :class:`Interrupted` (with the original as
+    node, and inside ComfyUI the live-view messages (:meth:`live`, at most every ``live_seconds``).  A ComfyUI interrupt becomes :class:`Interrupted` (with the original as
     ``__cause__``) so the training loop saves a checkpoint before stopping."""
 
+    LIVE_EVENT = "audiox.training"  # the websocket message web/audiox.js draws the live curve from
+    LIVE_SECONDS = 0.25  # at most this often (the last step is always sent)
+
     def __init__(self, node_id: Optional[str], label: str, history: list, keys=("loss",),
-                 preview_seconds: float = 2.0):
+                 checkpoint_dir: Optional[Callable[[], Optional[Path]]] = None,
+                 live_seconds: Optional[float] = None, preview_every: int = 0,
+                 preview: Optional[Callable[[int], dict]] = None):
         self.node_id, self.label, self.history, self.keys = node_id, label, history, tuple(keys)
-        self.preview_seconds = preview_seconds
+        self.checkpoint_dir = checkpoint_dir
+        self.preview_every, self.preview_fn = int(preview_every or 0), preview
+        self.live_seconds = self.LIVE_SECONDS if live_seconds is None else live_seconds
         self.bar = None
         self.t0 = time.perf_counter()
         self.first_step: Optional[int] = None
         self.last_text = ""
-        self._last_preview = 0.0
+        self._last_live = -1e9
+        self._sent = None  # history entries already sent (None: nothing yet, the first message resets)
+
+    def live(self, step: int, total: int, info: dict, force: bool = False) -> Optional[dict]:
+        """The live-view message (steps/s, ETA, lr, the new history entries, the newest checkpoint),
+        at most every ``live_seconds`` unless ``force`` (the last step); None when skipped."""
+        now = time.perf_counter()
+        if not force and now - self._last_live < self.live_seconds:
+            return None
+        self._last_live = now
+        start = self._sent or 0
+        entries = [{k: h[k] for k in ("step",) + self.keys + ("lr",) if isinstance(h.get(k), (int, float))}
+                   for h in self.history[start:]]
+        done = step - (self.first_step or step) + 1
+        el = now - self.t0
+        rate = done / el if el > 0 else None
+        ck = None
+        folder = self.checkpoint_dir() if self.checkpoint_dir is not None else None
+        if folder is not None and Path(folder).is_dir():
+            found = sorted(Path(folder).glob("step_*.safetensors"))
+            ck = _rel(found[-1]) if found else None
+        msg = {"node": self.node_id, "label": self.label, "keys": list(self.keys), "step": step, "total": total,
+               "reset": self._sent is None, "entries": entries,
+               "lr": info.get("lr") if isinstance(info.get("lr"), (int, float)) else None,
+               "steps_per_second": rate, "eta_seconds": (total - step) / rate if rate else None,
+               "checkpoint": ck}
+        self._sent = len(self.history)
+        return msg
 
     def text(self, step: int, total: int, info: dict) -> str:
         parts = [f"{self.label} step {step}/{total}"]
@@ -257,36 +291,58 @@ class TrainProgress:
             parts.append(f"{per:.2f} s/step, ~{per * (total - step) / 60:.1f} min left")
         return " · ".join(parts)
 
-    def preview(self):
-        now = time.perf_counter()
-        if not cc.comfy_available() or now - self._last_preview < self.preview_seconds or len(self.history) < 2:
-            return None
-        self._last_preview = now
-        try:
-            from PIL import Image
-
-            from ..audiox_core.training.plot import loss_curve_png
-            img = Image.open(io.BytesIO(loss_curve_png(self.history, key=self.keys[0], width=512, height=256,
-                                                       title=f"{self.label} {self.keys[0]}")))
-            return ("JPEG", img.convert("RGB"), 512)
-        except Exception as e:  # noqa: BLE001 - a preview must never stop training
-            log.debug("loss preview failed: %s", e)
-            return None
-
     def __call__(self, step: int, total: int, info: Optional[dict] = None) -> None:
         info = info or {}
         if self.first_step is None:
             self.first_step = step
         self.last_text = self.text(step, total, info)
         cc.send_progress_text(self.last_text, self.node_id)
+        if self.node_id is not None:
+            clip = None
+            if self.preview_fn is not None and self.preview_every > 0 and step % self.preview_every == 0:
+                try:
+                    clip = {"step": step, "audio": self.preview_fn(step)}
+                except (AudioXError, RuntimeError, ValueError) as e:  # shown on the node; training goes on
+                    log.warning("%s: preview generation at step %d failed: %s", self.label, step, e)
+                    clip = {"step": step, "error": str(e)}
+            msg = self.live(step, total, info, force=step >= total or clip is not None)
+            if msg is not None:
+                if clip is not None:
+                    msg["preview"] = clip
+                ui_event(self.LIVE_EVENT, msg)
         if self.bar is None:
             self.bar = cc.ProgressBar(total, node_id=self.node_id)
         try:
-            self.bar.update_absolute(step, total, self.preview())
+            self.bar.update_absolute(step, total)
         except cc.interrupt_exceptions() as e:
             if isinstance(e, Interrupted):
                 raise
             raise Interrupted("cancelled") from e
+
+
+PREVIEW_STEPS = 8
+
+
+def lora_preview(trainer, step: int) -> dict:
+    """A short generation with the LoRA as trained up to ``step``: the conditions of the dataset's
+    first item (no masking), the model's own sampler with :data:`PREVIEW_STEPS` steps and seed 0,
+    one window; written as a temp WAV, returns its ``/view`` reference.  Runs in eval mode and
+    draws only from its own generators, so the training continues exactly as without it."""
+    from ..audiox_core import generate as G
+    from ..audiox_core.training.conditions import NO_MASKING
+    model = trainer.model
+    g = torch.Generator().manual_seed(0)
+    batch = trainer.data.batch([0], g, trainer.device, random_crop=False, sample_posterior=False)
+    trainer._set_modes(False)
+    try:
+        with torch.no_grad():
+            ctx = trainer.cond.context(batch, NO_MASKING, g).float()
+            settings = G.SamplerSettings.for_model(model, steps=PREVIEW_STEPS, seed=0)
+            lat = G.sample(model, ctx, settings, batch=1, length=batch.x0.shape[-1])
+            audio = G.decode(model, lat)
+    finally:
+        trainer._set_modes(True)
+    return audio_preview(audio, int(model.config.sample_rate), f"lora_preview_step{step}")[0]
 
 
 def reraise_cancel(e: Interrupted):
@@ -738,6 +794,12 @@ class AudioXTrainLoRA(OutputNameCheck):
                                        "tooltip": "Write a resumable checkpoint every this many steps (0: only at the "
                                                   "end and on Cancel)."}),
             },
+            "optional": {
+                "preview_every": ("INT", {"default": 0, "min": 0, "max": 1_000_000, "step": 1,
+                                          "tooltip": "Every this many steps, generate one short clip with the LoRA "
+                                                     "so far (the first item's conditions, 8 steps, seed 0) and "
+                                                     "play it in the node's live view. 0: off."}),
+            },
             "hidden": dict(HIDDEN),
         }
 
@@ -745,7 +807,8 @@ class AudioXTrainLoRA(OutputNameCheck):
     def train(self, model, dataset, output_name="audiox_lora", steps=1000, learning_rate=1e-4, rank=16, alpha=0.0,
               dropout=0.0, targets="all", include_maf=False, batch_size=1, grad_accum=1, warmup_steps=0,
               precision="auto", gradient_checkpointing=True, ema=False, mask_video=0.6, mask_text=0.2,
-              mask_audio=0.6, cfg_dropout=0.1, seed=0, resume=True, save_every=250, unique_id=None):
+              mask_audio=0.6, cfg_dropout=0.1, seed=0, resume=True, save_every=250, preview_every=0,
+              unique_id=None):
         from ..audiox_core.training import Masking, TrainConfig, Trainer, load_lora
         node = self.DISPLAY_NAME
         self._check_inputs(output_name=output_name, learning_rate=learning_rate)
@@ -778,7 +841,10 @@ class AudioXTrainLoRA(OutputNameCheck):
         trainer, start, seconds = run_training(
             node, m, lambda: Trainer(m.model, ds.data, cfg, out_dir=run_dir), release, run_dir=run_dir,
             resume=resume, src=run_dir / f"{cfg.name}.safetensors", dst=dst,
-            progress=lambda t: TrainProgress(unique_id, "LoRA", t.history))
+            progress=lambda t: TrainProgress(unique_id, "LoRA", t.history,
+                                             checkpoint_dir=lambda: t.checkpoint_dir,
+                                             preview_every=int(preview_every),
+                                             preview=lambda step: lora_preview(t, step)))
         with about_input(node, "output_name"):
             lora = load_lora(dst, m.model, attach=False, device=cc.unet_offload_device())
         history = list(trainer.history)
@@ -1005,7 +1071,8 @@ class AudioXDistill(OutputNameCheck):
         d, start, seconds = run_training(
             node, m, lambda: Distiller(m.model, ds.data, cfg, out_dir=run_dir), lambda d: d.close(), run_dir=run_dir,
             resume=resume, src=run_dir / f"{cfg.name}.safetensors", dst=dst,
-            progress=lambda d: TrainProgress(unique_id, "distill", d.history, keys=("loss", "loss_dmd", "loss_fake")))
+            progress=lambda d: TrainProgress(unique_id, "distill", d.history, keys=("loss", "loss_dmd", "loss_fake"),
+                                             checkpoint_dir=lambda: d.checkpoint_dir))
         trained = d.num_trainable()  # a fixed parameter list: the same before and after the run
         with about_input(node, "output_name"):
             student = load_model(dst, dtype=wdtype, device=cc.unet_offload_device())

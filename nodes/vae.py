@@ -15,6 +15,7 @@ from ..audiox_core import media
 from . import comfy_compat as cc
 from .common import (CATEGORY, MAX_SECONDS, VAE, VAEBundle, about_input, audio_output, check_audio_input, expect,
                      node_error, node_function)
+from .preview import audio_preview, regenerated_seconds
 
 HIDDEN = {"unique_id": "UNIQUE_ID"}
 CHUNK = ["auto", "on", "off"]
@@ -136,7 +137,12 @@ class AudioXVAEDecode:
             audio[..., :n] = full * orig[..., :n].expand(audio.shape[0], -1, -1) + (1 - full) * audio[..., :n]
         elif normalize:
             audio = media.peak_normalize(audio, per_item=True)
-        return (audio_output(audio, sr),)
+        seconds = audio.shape[-1] / sr
+        keep = meta.get("keep")
+        preview = {"audio": audio_preview(audio, sr, "decode"), "sample_rate": sr, "seconds": seconds,
+                   "mask": meta.get("mask_kind") if keep is not None else None,
+                   "regenerated": regenerated_seconds(keep, v.pretransform.downsampling_ratio / sr, seconds)}
+        return {"ui": {"audiox_preview": [preview]}, "result": (audio_output(audio, sr),)}
 
 
 def _conform(wave: torch.Tensor, sr: int, target_sr: int, channels: int) -> torch.Tensor:

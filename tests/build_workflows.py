@@ -27,6 +27,7 @@ import comfy_harness as H  # noqa: E402
 
 ROOT = HERE.parent
 OUT = ROOT / "workflows"
+WEB_TEMPLATES = ROOT / "web" / "lib" / "templates.js"
 
 DEMO_TURBO = "audiox_demo_turbo.safetensors"
 DEMO_BASE = "audiox_demo_base.safetensors"
@@ -44,6 +45,22 @@ DEMO_LORA = "audiox_demo_lora"
 DEMO_STUDENT = "audiox_demo_student"
 TASK_AUDIO = "Generate general audio for the video"
 TASK_MUSIC = "Generate music for the video"
+
+
+# the fixed-height panels web/audiox.js adds to a node (HEIGHTS there), reserved here so that a node
+# does not grow over its neighbour when the panel appears (reports and gates appear after a run)
+PANEL_HEIGHTS = {"editor": 190, "preview": 190, "training": 200, "gates": 74, "report": 96,
+                 "progress_text": 66}  # the core frontend's live text line (send_progress_text) of training nodes
+PANELS = {"AudioXInpaintMask": ("editor",), "AudioXCompletionMask": ("editor",), "AudioXVAEDecode": ("preview",),
+          "AudioXTrainLoRA": ("training", "progress_text", "report"),
+          "AudioXDistill": ("training", "progress_text", "report"),
+          "AudioXMAFFusion": ("gates", "report"), "AudioXModalityDrop": ("gates", "report"),
+          "AudioXModelLoader": ("report",), "AudioXSampler": ("report",), "AudioXTurboSampler": ("report",),
+          "AudioXDataset": ("report",), "AudioXLoRALoader": ("report",)}
+TITLE_HEIGHT = 30  # LiteGraph draws the title bar above a node's pos
+NODE_WIDTH = 380
+COLUMN = NODE_WIDTH + 60
+GAP = TITLE_HEIGHT + 30
 
 
 @dataclass
@@ -121,20 +138,20 @@ class Graph:
             h += 60
         if n.type in ("SaveVideo", "PreviewImage", "SaveImage", "LoadImage", "LoadVideo"):
             h += 220
-        return h
+        return h + sum(PANEL_HEIGHTS[p] + 4 for p in PANELS.get(n.type, ()))
 
     def to_json(self) -> dict:
         cols: dict[int, int] = {}
-        nodes = [{"id": 1, "type": "Note", "pos": [20, 20], "size": [360, 220], "flags": {}, "order": 0, "mode": 0,
-                  "inputs": [], "outputs": [], "properties": {}, "widgets_values": [self.note],
-                  "title": f"About: {self.name}"}]
+        nodes = [{"id": 1, "type": "Note", "pos": [20, 20 + TITLE_HEIGHT], "size": [NODE_WIDTH, 220], "flags": {},
+                  "order": 0, "mode": 0, "inputs": [], "outputs": [], "properties": {},
+                  "widgets_values": [self.note], "title": f"About: {self.name}"}]
         for order, n in enumerate(sorted(self.nodes, key=lambda x: (x.depth, x.id)), start=1):
             d = self.defs[n.type]
-            x = 20 + 400 * n.depth
-            y = cols.get(n.depth, 270 if n.depth == 0 else 20)
+            x = 20 + COLUMN * n.depth
+            y = cols.get(n.depth, 20 + TITLE_HEIGHT + 220 + GAP if n.depth == 0 else 20 + TITLE_HEIGHT)
             h = self._height(d, n)
-            cols[n.depth] = y + h + 40
-            entry = {"id": n.id, "type": n.type, "pos": [x, y], "size": [360, h], "flags": {}, "order": order,
+            cols[n.depth] = y + h + GAP
+            entry = {"id": n.id, "type": n.type, "pos": [x, y], "size": [NODE_WIDTH, h], "flags": {}, "order": order,
                      "mode": 0,
                      "inputs": [{"name": nm, "type": t, "link": lid} for nm, t, lid in n.inputs],
                      "outputs": [{"name": nm, "type": t, "links": links or None, "slot_index": i}
@@ -315,6 +332,7 @@ def masked_regeneration(g: Graph, audio_file: str, mask_type: str, mask_widgets:
     g.link(model, "vae", enc, "vae")
     g.link(la, 0, enc, "audio")
     mask = g.add(mask_type, **mask_widgets)
+    g.link(la, 0, mask, "audio")  # the range editor draws this audio (web/audiox.js)
     ap = g.add("AudioXAudioPromptEncoder", masking="off", mask_seed=0)
     g.link(model, "model", ap, "model")
     g.link(la, 0, ap, "audio")
@@ -523,7 +541,8 @@ def _lora_training(g):
     tr = training(g, "AudioXTrainLoRA", model, ds, output_name=DEMO_LORA, steps=500, learning_rate=1e-4, rank=16,
                   alpha=0.0, dropout=0.0, targets="all", include_maf=False, batch_size=2, grad_accum=1,
                   warmup_steps=20, precision="auto", gradient_checkpointing=True, ema=False, mask_video=0.6,
-                  mask_text=0.2, mask_audio=0.6, cfg_dropout=0.1, seed=0, resume=True, save_every=100)
+                  mask_text=0.2, mask_audio=0.6, cfg_dropout=0.1, seed=0, resume=True, save_every=100,
+                  preview_every=100)
     lora_s = base_sampler(g, tr, text_fused(g, tr, t5, DATASET_CAPTION, "Text (with the LoRA)"))
     base_s = base_sampler(g, model, text_fused(g, model, t5, DATASET_CAPTION, "Text (base)"))
     save_audio(g, decode(g, model, lora_s), "lora_training/with_lora")
@@ -568,6 +587,102 @@ def _distillation(g):
     g.override(dn, steps=6, save_every=0, lora_rank=4)
 
 
+# ============================================================================================
+# the Templates browser: a readable title and one line per graph (web/lib/templates.js, applied
+# to the cards by web/audiox.js: frontend 1.27.10 shows custom-node templates by file name) and a
+# thumbnail <name>.jpg next to <name>.json (the file name the browser asks for)
+# ============================================================================================
+TEMPLATE_INFO = {
+    "text_to_audio": ("Text to Audio", "Sound effects from a prompt with the 4-step Turbo demo model."),
+    "text_to_music": ("Text to Music", "Music from a prompt: the text-to-audio graph with a music caption."),
+    "video_to_audio": ("Video to Audio", "Sound for a silent video, timed to its frames, put back onto it."),
+    "video_to_music": ("Video to Music", "A music track for a video with the official music task sentence."),
+    "text_video_to_audio": ("Text + Video to Audio", "The prompt says what to hear, the video says when."),
+    "text_video_to_music": ("Text + Video to Music", "A music prompt and a video condition one track."),
+    "image_to_audio": ("Image to Audio", "A still image held for the whole clip, fused with a prompt."),
+    "audio_inpainting": ("Audio Inpainting", "Regenerate the seconds you mark on the waveform, keep the rest."),
+    "music_completion": ("Music Completion", "Keep the start of a piece and let the model continue it."),
+    "long_form_music": ("Long-form Music", "Longer than one window: overlapping windows joined seamlessly."),
+    "turbo_vs_base": ("Turbo vs Base", "The same prompt through the 4-step student and its base model."),
+    "video_to_audio_official_turbo": ("Official AudioX-Turbo (V2A)",
+                                      "Video to audio with the released AudioX-Turbo weights."),
+    "text_to_audio_official_audiox": ("Official AudioX (T2A)",
+                                      "Text to audio with the released AudioX (DiT) weights, seed for seed."),
+    "video_to_audio_official_maf": ("Official AudioX-MAF (V2A)",
+                                    "Video to audio with the released AudioX-MAF weights and Synchformer."),
+    "video_to_music_official_maf_mmdit": ("Official AudioX-MAF-MMDiT (V2M)",
+                                          "Music for a video with the released AudioX-MAF-MMDiT weights."),
+    "lora_training": ("Train a LoRA", "Fine-tune on a folder of clips and watch the loss live."),
+    "generate_with_lora": ("Generate with a LoRA", "Apply a trained LoRA to the base model at a strength."),
+    "distillation": ("Distill a Turbo Model", "Distil the base model into a 4-step student in the graph."),
+}
+THUMB_SIZE = 320
+_KIND_COLORS = [("Loader", (70, 110, 190)), ("Load", (70, 110, 190)), ("Encode", (60, 150, 100)),
+                ("Fusion", (60, 150, 100)), ("Sampler", (210, 130, 50)), ("Train", (200, 80, 80)),
+                ("Distill", (200, 80, 80)), ("Dataset", (200, 80, 80)), ("VAE", (140, 90, 180)),
+                ("Mask", (220, 170, 60)), ("Save", (120, 120, 130)), ("Preview", (120, 120, 130))]
+
+
+def _node_color(type_: str) -> tuple:
+    for key, color in _KIND_COLORS:
+        if key in type_:
+            return color
+    return (100, 100, 110)
+
+
+def render_thumbnail(wf: dict, title: str) -> bytes:
+    """A JPEG of the graph's layout (nodes as boxes coloured by kind, links as lines) with its
+    title; drawn by PIL, deterministic for the same graph."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+    size = THUMB_SIZE
+    img = Image.new("RGB", (size, size), (27, 29, 33))
+    d = ImageDraw.Draw(img)
+    boxes = {n["id"]: (n["pos"][0], n["pos"][1] - 30, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+             for n in wf["nodes"] if n["type"] != "Note"}
+    x0 = min(b[0] for b in boxes.values())
+    y0 = min(b[1] for b in boxes.values())
+    x1 = max(b[2] for b in boxes.values())
+    y1 = max(b[3] for b in boxes.values())
+    band = 74
+    pad = 14
+    k = min((size - 2 * pad) / (x1 - x0), (size - band - 2 * pad) / (y1 - y0))
+    ox = (size - (x1 - x0) * k) / 2
+    oy = pad + (size - band - 2 * pad - (y1 - y0) * k) / 2
+
+    def tr(x, y):
+        return ox + (x - x0) * k, oy + (y - y0) * k
+    for _, src, _, dst, _, _ in wf["links"]:
+        if src in boxes and dst in boxes:
+            a, b = boxes[src], boxes[dst]
+            d.line([tr(a[2], (a[1] + a[3]) / 2), tr(b[0], (b[1] + b[3]) / 2)], fill=(90, 96, 110), width=1)
+    types = {n["id"]: n["type"] for n in wf["nodes"]}
+    for nid, (a, b, c, e) in boxes.items():
+        col = _node_color(types[nid])
+        p0, p1 = tr(a, b), tr(c, e)
+        d.rectangle([p0, p1], fill=(44, 48, 56), outline=col, width=2)
+        d.rectangle([p0, (p1[0], p0[1] + max(3, 30 * k))], fill=col)
+    d.rectangle([0, size - band, size, size], fill=(20, 22, 26))
+    font_size = 26
+    while font_size > 12 and d.textlength(title, font=ImageFont.load_default(size=font_size)) > size - 28:
+        font_size -= 1
+    font = ImageFont.load_default(size=font_size)
+    small = ImageFont.load_default(size=14)
+    d.text((14, size - band + 10), title, fill=(235, 238, 245), font=font)
+    d.text((14, size - band + 46), "AudioX for ComfyUI", fill=(255, 170, 60), font=small)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=85, optimize=False, progressive=False)
+    return buf.getvalue()
+
+
+def templates_js() -> str:
+    info = {name: {"title": t, "description": desc} for name, (t, desc) in TEMPLATE_INFO.items()}
+    return ("// Generated by tests/build_workflows.py (do not edit): readable titles and one-line descriptions of\n"
+            "// the example graphs in workflows/, shown on their Templates-browser cards by web/audiox.js.\n"
+            f"export const TEMPLATE_INFO = {json.dumps(info, indent=2, ensure_ascii=False)};\n")
+
+
 def build_all() -> dict[str, dict]:
     with tempfile.TemporaryDirectory() as tmp, comfy_fakes.FakeComfy(Path(tmp)):
         pack = H.load_pack()
@@ -585,16 +700,23 @@ def main(argv=None) -> int:
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args(argv)
     graphs = build_all()
+    missing = sorted(set(graphs) ^ set(TEMPLATE_INFO))
+    if missing:
+        print(f"TEMPLATE_INFO and the graphs differ: {missing}")
+        return 1
     OUT.mkdir(exist_ok=True)
     bad = []
-    for name, wf in graphs.items():
-        text_ = json.dumps(wf, indent=1, ensure_ascii=False) + "\n"
-        p = OUT / f"{name}.json"
+    files = {OUT / f"{name}.json": (json.dumps(wf, indent=1, ensure_ascii=False) + "\n").encode()
+             for name, wf in graphs.items()}
+    files.update({OUT / f"{name}.jpg": render_thumbnail(wf, TEMPLATE_INFO[name][0]) for name, wf in graphs.items()})
+    files[WEB_TEMPLATES] = templates_js().encode()
+    for p, data in files.items():
         if args.check:
-            if not p.exists() or p.read_text(encoding="utf-8") != text_:
+            # thumbnails: JPEG bytes depend on the Pillow build, so only their presence is checked
+            if not p.exists() or (p.suffix != ".jpg" and p.read_bytes() != data):
                 bad.append(p.name)
         else:
-            p.write_text(text_, encoding="utf-8")
+            p.write_bytes(data)
             print(f"wrote {p}")
     if bad:
         print("out of date: " + ", ".join(bad))

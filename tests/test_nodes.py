@@ -48,6 +48,16 @@ def text_ctx(env, model, prompt="two beeps", t5_=None, **scales):
     return cond, ctx, report
 
 
+def ui_of(env, node_id: str, **kwargs) -> dict:
+    """The ``ui`` part of a node's return value (what the frontend receives after it runs)."""
+    cls = env.classes[node_id]
+    if "unique_id" in (cls.INPUT_TYPES().get("hidden") or {}):
+        kwargs["unique_id"] = "7"
+    with torch.inference_mode():
+        out = getattr(cls(), cls.FUNCTION)(**kwargs)
+    return out.get("ui", {}) if isinstance(out, dict) else {}
+
+
 def errors(fn, *args, **kwargs) -> str:
     from audiox_core.errors import AudioXError
     with pytest.raises(AudioXError) as ei:
@@ -174,6 +184,9 @@ def test_fusion_reports_the_learned_gates_and_scales_them(env):
     msg = errors(call, env, "AudioXMAFFusion", model=model, video_scale=0.0, text_scale=0.0, audio_scale=0.0,
                  text=cond)
     assert msg.startswith("AudioX MAF Fusion: input 'text_scale'")
+    bars = ui_of(env, "AudioXMAFFusion", model=model, text=cond, video_scale=0.5, text_scale=1.0,
+                 audio_scale=2.0)["audiox_gates"]  # web/audiox.js draws one bar per modality
+    assert bars == [{"modalities": ["video", "text", "audio"], "gates": pytest.approx(g), "scale": [0.5, 1.0, 2.0]}]
 
 
 def test_fusion_without_text_asks_for_a_text_encoder(env):
@@ -356,6 +369,21 @@ def test_inpaint_mask_validate_inputs(env, text, ok):
         assert r.startswith("AudioX Inpaint Mask: input 'ranges'")
 
 
+def test_masks_check_their_optional_audio_length_and_ignore_it_otherwise(env):
+    audio = {"waveform": torch.zeros(1, 2, 8000), "sample_rate": 8000}  # 1.0 s
+    (with_audio,) = call(env, "AudioXInpaintMask", ranges="0.2-0.5", ramp_seconds=0.0, audio=audio)
+    (without,) = call(env, "AudioXInpaintMask", ranges="0.2-0.5", ramp_seconds=0.0)
+    assert with_audio.ranges == without.ranges == [(0.2, 0.5)]
+    msg = errors(call, env, "AudioXInpaintMask", ranges="0.2-0.5, 1.5-2", ramp_seconds=0.0, audio=audio)
+    assert msg.startswith("AudioX Inpaint Mask: input 'ranges'") and "1.5-2" in msg and "1.00 s" in msg
+    (keep,) = call(env, "AudioXCompletionMask", keep_seconds=0.5, audio=audio)
+    assert keep.keep_seconds == 0.5
+    msg = errors(call, env, "AudioXCompletionMask", keep_seconds=1.5, audio=audio)
+    assert msg.startswith("AudioX Completion Mask: input 'keep_seconds'") and "1.00 s" in msg
+    msg = errors(call, env, "AudioXCompletionMask", keep_seconds=0.5, audio={"waveform": 3})
+    assert msg.startswith("AudioX Completion Mask: input 'audio'")
+
+
 def test_parse_ranges_merges_and_sorts(env):
     parse = env.pack.nodes.masks.parse_ranges
     assert parse("3-4, 1-2, 1.5-2.5") == [(1.0, 2.5), (3.0, 4.0)]
@@ -395,6 +423,19 @@ def test_inpainting_keeps_the_audio_outside_the_range_exactly(env):
     msg = errors(call, env, "AudioXVAEDecode", vae=vae, samples=lat, normalize=True, chunked="auto",
                  original_audio=audio)
     assert msg.startswith("AudioX VAE Decode: input 'original_audio'")
+    # the workbench preview (web/audiox.js): the decoded clip as a temp WAV and the regenerated part
+    ui = ui_of(env, "AudioXVAEDecode", vae=vae, samples=out, normalize=True, chunked="auto",
+               original_audio=audio)["audiox_preview"][0]
+    assert ui["mask"] == "inpaint" and ui["sample_rate"] == sr and ui["seconds"] == pytest.approx(2048 / sr)
+    assert ui["regenerated"] == [[0.08, 0.16]]  # latent frames 10..19 of 64 samples at 8 kHz
+    (ref,) = ui["audio"]
+    assert ref["type"] == "temp" and ref["subfolder"] == "audiox"
+    from audiox_core import media
+    back, back_sr = media.load_audio(str(env.temp_dir / ref["subfolder"] / ref["filename"]))
+    assert back_sr == sr and torch.allclose(back, w.clamp(-1, 1), atol=1 / 32000)
+    mask_ui = ui_of(env, "AudioXInpaintMask", ranges="0.08-0.16", ramp_seconds=0.0, audio=audio)["audiox_audio"][0]
+    assert mask_ui["seconds"] == pytest.approx(2048 / sr) and len(mask_ui["audio"]) == 1
+    assert ui_of(env, "AudioXInpaintMask", ranges="0.08-0.16", ramp_seconds=0.0) == {}
 
 
 def test_long_form_joins_windows_with_text_and_video(env):

@@ -233,9 +233,12 @@ class _FakeServer:
     presses Cancel (ComfyUI's interrupt flag) when the text of step ``cancel_at`` arrives."""
 
     def __init__(self, env, cancel_at=None):
-        self.env, self.cancel_at, self.texts = env, cancel_at, []
+        self.env, self.cancel_at, self.texts, self.events = env, cancel_at, [], []
         self.module = types.ModuleType("server")
         self.module.PromptServer = types.SimpleNamespace(instance=self)
+
+    def send_sync(self, event, data, sid=None):
+        self.events.append((event, data))
 
     def send_progress_text(self, text, node_id):
         self.texts.append((node_id, text))
@@ -280,6 +283,58 @@ def test_cancel_saves_the_last_step_and_resume_finishes(env, monkeypatch):
     train(env, model, ds, name="straight", steps=4, resume=False)
     a, b = lora_file_tensors(path), lora_file_tensors(env.models_dir / "loras" / "straight.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_sends_the_live_view_over_the_websocket(env, monkeypatch):
+    """web/audiox.js draws the loss curve from 'audiox.training' messages (PromptServer.send_sync):
+    each carries only the new history entries, steps/s, ETA, lr and the newest checkpoint."""
+    model = load(env)
+    ds, _ = dataset(env, model)
+    server = _FakeServer(env)
+    monkeypatch.setitem(sys.modules, "server", server.module)
+    monkeypatch.setattr(env.pack.nodes.training.TrainProgress, "LIVE_SECONDS", 0.0)
+    train(env, model, ds, name="live", steps=4, resume=False, save_every=2)
+    msgs = [d for e, d in server.events if e == "audiox.training"]
+    assert [m["step"] for m in msgs] == [1, 2, 3, 4] and all(m["node"] == "7" and m["total"] == 4 for m in msgs)
+    assert [m["reset"] for m in msgs] == [True, False, False, False]
+    entries = [e for m in msgs for e in m["entries"]]
+    assert [e["step"] for e in entries] == [1, 2, 3, 4] and all(e["loss"] > 0 and "lr" in e for e in entries)
+    assert all(m["steps_per_second"] > 0 for m in msgs) and msgs[-1]["eta_seconds"] == 0
+    assert msgs[0]["eta_seconds"] > 0 and isinstance(msgs[0]["lr"], float)
+    # the checkpoint of step 2 is written after step 2's callback: the message of step 3 names it
+    assert msgs[1]["checkpoint"] is None and msgs[2]["checkpoint"].endswith("step_00000002.safetensors")
+    monkeypatch.setattr(env.pack.nodes.training.TrainProgress, "LIVE_SECONDS", 3600.0)
+    server.events.clear()
+    train(env, model, ds, name="live_throttled", steps=3, resume=False, save_every=0)
+    assert [d["step"] for _, d in server.events] == [1, 3]  # throttled; the last step is always sent
+    assert [e["step"] for _, d in server.events for e in d["entries"]] == [1, 2, 3]
+    monkeypatch.delitem(sys.modules, "server")
+    assert env.pack.nodes.preview.ui_event("audiox.training", {}) is False  # outside ComfyUI: a no-op
+
+
+def test_training_previews_a_generation_every_n_steps_without_changing_the_lora(env, monkeypatch):
+    from audiox_core import media
+    model = load(env)
+    ds, _ = dataset(env, model)
+    server = _FakeServer(env)
+    monkeypatch.setitem(sys.modules, "server", server.module)
+    monkeypatch.setattr(env.pack.nodes.training.TrainProgress, "LIVE_SECONDS", 3600.0)
+    train(env, model, ds, name="with_previews", steps=4, resume=False, preview_every=2)
+    msgs = [d for _, d in server.events]
+    clips = [(m["step"], m["preview"]) for m in msgs if "preview" in m]
+    assert [st for st, _ in clips] == [2, 4], msgs  # a preview forces its message through the throttle
+    waves = []
+    for _, clip in clips:
+        ref = clip["audio"]
+        assert ref["type"] == "temp" and ref["subfolder"] == "audiox"
+        wave, sr = media.load_audio(str(env.temp_dir / ref["subfolder"] / ref["filename"]))
+        assert sr == model.model.config.sample_rate and wave.shape[-1] > 0 and wave.abs().max() > 0
+        waves.append(wave)
+    assert not torch.equal(waves[0], waves[1])  # the LoRA changed between steps 2 and 4
+    train(env, model, ds, name="without_previews", steps=4, resume=False)
+    a = lora_file_tensors(env.models_dir / "loras" / "with_previews.safetensors")
+    b = lora_file_tensors(env.models_dir / "loras" / "without_previews.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # previews leave training alone
 
 
 # ================================================================== AudioX LoRA Loader: refusals

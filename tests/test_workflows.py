@@ -36,3 +36,59 @@ def test_workflow(path, tmp_path):
     captured = {c.node_id for c in run.env.captures}
     assert set(sinks) <= captured, f"{path.name}: output nodes {sorted(set(sinks) - captured)} received nothing"
     H.check_expectations(run)
+
+
+TITLE_HEIGHT = 30  # LiteGraph draws a node's title bar above its pos
+
+
+def _boxes(wf: dict) -> list[tuple[str, float, float, float, float]]:
+    out = []
+    for n in wf["nodes"]:
+        (x, y), (w, h) = n["pos"], n["size"]
+        out.append((f"{n.get('title') or n['type']} #{n['id']}", x, y - TITLE_HEIGHT, x + w, y + h))
+    return out
+
+
+def overlaps(wf: dict) -> list[str]:
+    boxes = _boxes(wf)
+    return [f"{a[0]} and {b[0]}" for i, a in enumerate(boxes) for b in boxes[i + 1:]
+            if a[1] < b[3] and b[1] < a[3] and a[2] < b[4] and b[2] < a[4]]
+
+
+@pytest.mark.parametrize("path", PARAMS)
+def test_no_two_nodes_overlap(path):
+    """Nodes (with their title bars) keep apart in the example graphs, so nothing hides a widget."""
+    wf = H.load_workflow(path)
+    hits = overlaps(wf)
+    assert not hits, f"{path.name}: overlapping nodes: {'; '.join(hits)}"
+    assert all(x0 >= 0 and y0 >= 0 for _, x0, y0, _, _ in _boxes(wf)), f"{path.name}: a node is off the canvas"
+
+
+def test_overlap_check_sees_title_bars_and_accepts_neighbours():
+    def wf(y2):
+        return {"nodes": [{"id": 1, "type": "A", "pos": [0, 30], "size": [100, 100]},
+                          {"id": 2, "type": "B", "pos": [50, y2], "size": [100, 100]}]}
+    assert overlaps(wf(150)) == ["A #1 and B #2"]  # B's title bar (120..150) enters A (0..130)
+    assert overlaps(wf(160)) == []
+
+
+def test_every_graph_has_a_template_thumbnail_title_and_description():
+    """The Templates browser asks for workflows/<name>.jpg; web/lib/templates.js gives each card a
+    readable title and one line (both written by tests/build_workflows.py)."""
+    import json
+    import re
+
+    from PIL import Image
+    assert WORKFLOWS
+    for p in WORKFLOWS:
+        thumb = p.with_suffix(".jpg")
+        assert thumb.is_file(), f"{thumb.name} is missing: run python tests/build_workflows.py"
+        with Image.open(thumb) as im:
+            assert im.format == "JPEG" and im.size == (320, 320)
+            assert len(set(im.convert("L").resize((32, 32)).tobytes())) > 8, f"{thumb.name} is blank"
+    js = (H.ROOT / "web" / "lib" / "templates.js").read_text(encoding="utf-8")
+    info = json.loads(re.search(r"TEMPLATE_INFO = (\{.*\});", js, re.S).group(1))
+    assert sorted(info) == sorted(p.stem for p in WORKFLOWS)
+    for name, entry in info.items():
+        assert entry["title"] and entry["title"] != name and "\n" not in entry["description"]
+        assert 10 < len(entry["description"]) <= 90, name
