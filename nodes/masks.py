@@ -6,13 +6,9 @@ Prompt Encoder uses it to blank the regenerated parts of the prompt (the officia
 """
 from __future__ import annotations
 
-import re
-
+from ..audiox_core.task import parse_ranges  # the one time-range grammar (also the CLI's --inpaint)
 from .common import CATEGORY, MASK, MAX_SECONDS, TimeMask, check_audio_input, node_error, node_function
 from .preview import audio_preview
-
-_SPLIT = re.compile(r"[,;\n]+")
-_RANGE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:-|–|:|to)\s*(\d+(?:\.\d*)?|\.\d+)\s*$")
 
 
 AUDIO_INPUT_TOOLTIP = ("Optional: the audio being edited (e.g. the same Load Audio that feeds the encoder). The node "
@@ -34,34 +30,6 @@ def _result(mask: TimeMask, audio) -> dict:
                                "seconds": wave.shape[-1] / sr}]
     return {"ui": ui, "result": (mask,)}
 
-
-def parse_ranges(text: str) -> list[tuple[float, float]]:
-    """``"2-3.5, 6:7"`` → ``[(2.0, 3.5), (6.0, 7.0)]``; raises ValueError with a readable message.
-
-    Ranges are sorted; overlapping ones are merged.
-    """
-    parts = [p for p in _SPLIT.split(str(text)) if p.strip()]
-    if not parts:
-        raise ValueError("no time range given; write e.g. '2.0-3.5' or '1-2, 6-7' (seconds)")
-    out = []
-    for p in parts:
-        m = _RANGE.match(p)
-        if not m:
-            raise ValueError(f"'{p.strip()}' is not a range in seconds like '2.0-3.5'")
-        a, b = float(m.group(1)), float(m.group(2))
-        if not b > a:
-            raise ValueError(f"'{p.strip()}': the end must be after the start")
-        if a >= MAX_SECONDS:
-            raise ValueError(f"'{p.strip()}': starts after {MAX_SECONDS:g} s")
-        out.append((a, b))
-    out.sort()
-    merged = [out[0]]
-    for a, b in out[1:]:
-        if a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
-        else:
-            merged.append((a, b))
-    return merged
 
 
 class AudioXInpaintMask:

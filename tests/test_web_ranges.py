@@ -1,5 +1,5 @@
 """The frontend's range parser (web/lib/audio_logic.js, tested by `node --test tests/web/`) and
-nodes/masks.py parse_ranges read the `ranges` text the same way: both are checked against the
+audiox_core/task.py parse_ranges read the `ranges` text the same way: both are checked against the
 shared cases in tests/web/ranges_cases.json (this file: the Python side)."""
 import json
 from pathlib import Path

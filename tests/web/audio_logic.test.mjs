@@ -59,7 +59,7 @@ test("snap rounds to the 10 ms grid without float noise", () => {
   assert.equal(String(L.snap(2.675)), "2.68");
 });
 
-test("ranges: the shared grammar cases (same as nodes/masks.py parse_ranges)", () => {
+test("ranges: the shared grammar cases (same as audiox_core/task.py parse_ranges)", () => {
   for (const [text, expected] of CASES.valid) assert.deepEqual(L.parseRanges(text), expected, JSON.stringify(text));
   for (const text of CASES.invalid) assert.throws(() => L.parseRanges(text), Error, JSON.stringify(text));
 });

@@ -1,6 +1,6 @@
 // AudioX for ComfyUI: pure logic of the audio workbench (no DOM, no ComfyUI): waveform peaks, the
 // pixel <-> seconds mapping, the `ranges` text of AudioX Inpaint Mask (same grammar as
-// nodes/masks.py parse_ranges), merging and 10 ms snapping, a small spectrogram and the loss-curve
+// audiox_core/task.py parse_ranges), merging and 10 ms snapping, a small spectrogram and the loss-curve
 // scaling.  Unit-tested with `node --test web/tests/`.
 
 export const SNAP_SECONDS = 0.01;
@@ -82,7 +82,7 @@ const SPLIT = /[,;\n]+/;
 const RANGE = /^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:-|–|:|to)\s*(\d+(?:\.\d*)?|\.\d+)\s*$/;
 
 /** `"2-3.5, 6:7"` -> [[2, 3.5], [6, 7]], sorted and merged; throws Error with a readable message
- *  (the same grammar and checks as nodes/masks.py parse_ranges). */
+ *  (the same grammar and checks as audiox_core/task.py parse_ranges). */
 export function parseRanges(text) {
   const parts = String(text ?? "").split(SPLIT).filter((p) => p.trim());
   if (!parts.length) throw new Error("no time range given; write e.g. '2.0-3.5' or '1-2, 6-7' (seconds)");
