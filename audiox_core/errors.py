@@ -22,6 +22,15 @@ class InputError(AudioXError, ValueError):
     """A user input (media, time range, prompt, size ...) is unusable; the message says which."""
 
 
+class FieldError(InputError):
+    """An input error about one named field of a request or a setup (``field``), so a caller (a
+    node, the CLI) can name its own input for it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 class MediaError(InputError):
     """Audio/video could not be decoded or has no usable stream."""
 

@@ -32,7 +32,7 @@ import torch
 
 from . import conditions
 from . import generate as generation
-from .errors import InputError
+from .errors import FieldError, InputError
 from .generate import (MAX_SECONDS, Known, OfficialRNG, SamplerSettings, check_official, check_settings,
                        frames_per_second, keep_mask_from_ranges, official_start, waveform_keep)
 from .progress import Stages
@@ -43,13 +43,9 @@ LONG_FORM_RESIZE = "stretch"
 WINDOW_SEED_STEP = 7919
 
 
-class RequestError(InputError):
+class RequestError(FieldError):
     """An input of a :class:`GenerationRequest` is unusable; ``field`` names it (e.g. "inpaint",
     "init_latents", "settings.steps"), so a caller can name its own input."""
-
-    def __init__(self, field_name: str, message: str):
-        super().__init__(message)
-        self.field = field_name
 
 
 @dataclass

@@ -44,9 +44,10 @@ from typing import Callable, Optional
 import torch
 
 from ..audiox_core import conditions as C
-from ..audiox_core.errors import AudioXError, CheckpointError, Interrupted
+from ..audiox_core.errors import AudioXError, CheckpointError, FieldError, Interrupted
 from ..audiox_core.fileio import WriterLock, resolve_inside
-from ..audiox_core.weights import PARTIAL_KEY
+from ..audiox_core.training import session
+from ..audiox_core.training.session import partial_file, publish, train_and_publish  # noqa: F401  (re-exported)
 from . import comfy_compat as cc
 from .preview import audio_preview, ui_event
 from .common import (CATEGORY, DATASET, LORA, MODEL, SYNCHFORMER, T5, DatasetBundle, LoRAValue, ModelBundle,
@@ -62,13 +63,12 @@ TRAIN_CATEGORY = f"{CATEGORY}/training"
 PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
 PRECISION_TOOLTIP = ("Autocast precision of the forward/backward pass (trained weights stay fp32). auto: bf16 on a "
                      "GPU that supports it (else fp16), fp32 on the CPU.")
-CAPTION_SOURCES = ["auto", "sidecar .txt", "manifest", "file name"]
-MISSING_POLICIES = ["error", "use file name", "empty caption", "skip file"]
+CAPTION_SOURCES = list(session.CAPTION_SOURCES)
+MISSING_POLICIES = list(session.MISSING_POLICIES)
 TARGETS = ["all", "attention", "feed-forward"]
 NONE = "none"
 TRAIN_MEMORY = int(1e20)  # as ComfyUI's own trainer: free the GPU of every other model before training
 STATE_DIR = "audiox_training"
-PARTIAL_SUFFIX = ".partial.safetensors"
 _NAME_RX = re.compile(r"[A-Za-z0-9_.\- ]+(/[A-Za-z0-9_.\- ]+)*")
 
 
@@ -94,11 +94,6 @@ def output_file(node: str, folder_name: str, name: str) -> Path:
     with about_input(node, "output_name"):
         return resolve_inside(f"{name}.safetensors", [model_folder(folder_name)],
                               what=f"output file in models/{folder_name}", must_exist=False)
-
-
-def partial_file(dst: Path) -> Path:
-    """Where an unfinished result (Cancel) of ``dst`` is published: ``<name>.partial.safetensors``."""
-    return dst.with_name(dst.name[: -len(".safetensors")] + PARTIAL_SUFFIX)
 
 
 def output_name(node: str, input_name: str, value: str) -> str:
@@ -134,91 +129,12 @@ def cache_dir() -> Path:
     return Path(cc.get_output_directory()) / STATE_DIR / "cache"
 
 
-def publish(src: Path, dst: Path, *, partial: Optional[str] = None) -> Path:
-    """Copy ``src`` to ``dst`` atomically (temporary file in the same folder + rename; removed on any
-    failure, which raises :class:`SaveError` naming ``dst``).  ``partial`` ("step k of n"): the copy
-    is marked unfinished in its metadata (the loaders show it)."""
-    from ..audiox_core.weights import copy_safetensors
-    copy_safetensors(src, dst, {PARTIAL_KEY: partial} if partial else None, drop=() if partial else (PARTIAL_KEY,))
-    return dst
-
-
-def clear_checkpoints(folder: Path) -> int:
-    """Delete the ``step_*.safetensors`` checkpoints of a run (``resume`` off: start over)."""
-    n = 0
-    ck = folder / "checkpoints"
-    if ck.is_dir():
-        for p in ck.glob("step_*.safetensors"):
-            p.unlink()
-            n += 1
-    return n
-
-
 def resolve_precision(choice: str, device: torch.device) -> str:
     if choice != "auto":
         return choice
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "fp32"
-
-
-def autograd_ready(*modules: torch.nn.Module) -> int:
-    """Swap inference tensors (made by loaders under ComfyUI's ``torch.inference_mode``) for
-    identical normal tensors, and drop lazily built tables (RoPE) that may be inference tensors,
-    so autograd can save them for backward.  Values are unchanged; shared tensors stay shared.
-    Returns how many tensors were swapped."""
-    from ..audiox_core.models.blocks import TableCache
-    done: dict[int, torch.Tensor] = {}
-    with torch.inference_mode(False), torch.no_grad():
-        for root in modules:
-            if root is None:
-                continue
-            for mod in root.modules():
-                for name, p in list(mod._parameters.items()):
-                    if p is not None and p.is_inference():
-                        if id(p) not in done:
-                            done[id(p)] = torch.nn.Parameter(p.clone(), requires_grad=p.requires_grad)
-                        mod._parameters[name] = done[id(p)]
-                for name, b in list(mod._buffers.items()):
-                    if b is not None and b.is_inference():
-                        if id(b) not in done:
-                            done[id(b)] = b.clone()
-                        mod._buffers[name] = done[id(b)]
-                for v in vars(mod).values():
-                    if isinstance(v, TableCache):
-                        v._d.clear()  # rebuilt lazily (and then as normal tensors)
-    return len(done)
-
-
-@contextlib.contextmanager
-def preserved_state(model):
-    """Restore module modes, ``requires_grad`` flags, gradient checkpointing and the attached
-    T5 / Synchformer of ``model`` when the block ends (the trainers change them)."""
-    modes = [(m, m.training) for m in model.modules()]
-    grads = [(p, p.requires_grad) for p in model.parameters()]
-    gcs = [(m, m.gradient_checkpointing) for m in model.modules()
-           if isinstance(getattr(m, "gradient_checkpointing", None), bool)]
-    ext = (model.__dict__.get("text_encoder"), model.__dict__.get("synchformer"))
-    try:
-        yield
-    finally:
-        for m, t in modes:
-            m.training = t
-        for p, r in grads:
-            p.requires_grad_(r)
-        for m, g in gcs:
-            m.gradient_checkpointing = g
-        model.set_text_encoder(ext[0])
-        model.set_synchformer(ext[1])
-
-
-@contextlib.contextmanager
-def training_context(device: torch.device):
-    """Autograd on (ComfyUI runs nodes under inference mode) and the global RNG restored afterwards
-    (the trainers seed it per step)."""
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.inference_mode(False), torch.enable_grad(), torch.random.fork_rng(devices=devices):
-        yield
 
 
 def fmt(v: float) -> str:
@@ -435,66 +351,26 @@ class OutputNameCheck:
             raise NodeError(problem)
 
 
-def start_or_resume(node: str, runner, run_dir: Path, resume: bool) -> int:
-    """The step a run starts from: 0 after clearing ``run_dir``'s checkpoints (``resume`` off), else
-    the newest checkpoint's step (one of another setup is refused with a message naming ``resume``)."""
-    if not resume:
-        clear_checkpoints(run_dir)
-        return 0
-    try:
-        runner.resume()
-    except CheckpointError as e:
-        raise node_error(node, "resume", f"the saved state in {run_dir} belongs to another setup ({e}); turn "
-                         "'resume' off to start over, or choose another output_name") from e
-    return runner.step
-
-
 def run_training(node: str, m: ModelBundle, make: Callable[[], object], release: Callable[[object], None], *,
                  run_dir: Path, resume: bool, src: Path, dst: Path, progress: Callable[[object], TrainProgress]):
-    """Build a Trainer / Distiller with ``make()`` and run it under the shared-model rule (the model on
-    its devices, autograd-ready, its state restored afterwards, the global RNG forked), starting from
-    :func:`start_or_resume`; its result file ``src`` is published to ``dst`` when a step was trained,
-    also on Cancel (whose interrupt is then re-raised); ``release(runner)`` runs in every case.
-    Returns ``(runner, start step, seconds)``."""
-    t0 = time.perf_counter()
+    """:func:`audiox_core.training.session.train_and_publish` with the model on its devices and the
+    output's writer lock held; Cancel re-raises ComfyUI's interrupt.  Returns ``(runner, start
+    step, seconds)``."""
+    started = time.perf_counter()
     with about_input(node, "output_name"):
         lock = WriterLock(dst, run_dir / ".writer.lock", what="output").acquire()
     try:
         with m.on_device("backbone", "maf", "conditioner", memory_required=TRAIN_MEMORY):
-            autograd_ready(m.model)
-            with preserved_state(m.model), training_context(next(m.model.backbone.parameters()).device):
-                runner = make()
-                try:
-                    start = start_or_resume(node, runner, run_dir, resume)
-                    callback = progress(runner)
-                    try:
-                        runner.run(callback=callback)
-                    except Interrupted as e:
-                        _publish_partial(runner, src, dst)
-                        reraise_cancel(e)
-                    _publish_result(runner, src, dst)
-                finally:
-                    release(runner)
+            try:
+                runner, start = train_and_publish(m.model, make, release, run_dir=run_dir, resume=resume, src=src,
+                                                  dst=dst, progress=progress)
+            except FieldError as e:
+                raise node_error(node, e.field, str(e)) from e
+            except Interrupted as e:
+                reraise_cancel(e)
     finally:
         lock.release()
-    return runner, start, time.perf_counter() - t0
-
-
-def _publish_result(runner, src: Path, dst: Path) -> None:
-    """The finished result goes to ``dst``; a partial file of an earlier Cancel is removed."""
-    if runner.step > 0 and src.is_file():
-        publish(src, dst)
-        with contextlib.suppress(FileNotFoundError):
-            partial_file(dst).unlink()
-
-
-def _publish_partial(runner, src: Path, dst: Path) -> None:
-    """After Cancel: the result of the last completed step is published beside ``dst`` as
-    ``<name>.partial.safetensors`` marked "partial, step k of n" (``dst`` itself, e.g. a finished
-    result of an earlier run, is left alone)."""
-    psrc = partial_file(src)  # the runner exported its unfinished result there (TrainingLoop.run)
-    if runner.step > 0 and psrc.is_file():
-        publish(psrc, partial_file(dst), partial=f"step {runner.step} of {runner.config.steps}")
+    return runner, start, time.perf_counter() - started
 
 
 # ============================================================================================
@@ -575,7 +451,7 @@ class AudioXDataset:
             return f"{node}: input 'folder': '{folder}' has no audio files ({' '.join(AUDIO_EXTS)})"
         if str(manifest).strip():
             try:
-                mp = _find_manifest(root, manifest)
+                mp = session.find_manifest(root, manifest, input_roots())
             except AudioXError as e:
                 return f"{node}: input 'manifest': {e}"
             if not mp.is_file():
@@ -608,7 +484,11 @@ class AudioXDataset:
         if problem is not True:
             raise NodeError(problem)
         root = resolve_folder(folder)
-        examples, origins = collect_examples(node, root, captions, missing_captions, manifest, videos == "use")
+        try:
+            examples, origins = session.collect_examples(root, captions, missing_captions, manifest, videos == "use",
+                                                         input_roots())
+        except FieldError as e:
+            raise node_error(node, e.field, str(e)) from e
         sf = None
         with_video = sum(1 for ex in examples if ex.video is not None)
         if with_video and m.model.video_conditioner is None:
@@ -625,7 +505,7 @@ class AudioXDataset:
         cb = cc.make_progress_callback(None, unique_id)
         t0 = time.perf_counter()
         sf_ctx = sf.on_device() if sf is not None else contextlib.nullcontext()
-        with m.on_device("conditioner", "vae"), t5b.on_device(), sf_ctx, preserved_state(m.model), \
+        with m.on_device("conditioner", "vae"), t5b.on_device(), sf_ctx, session.preserved_state(m.model), \
                 torch.inference_mode(False), torch.no_grad():
             with about_input(node, "t5"):
                 C.encode_text(m.model, "", encoder=t5b.encoder)  # the T5 belongs to this model (width check)
@@ -645,77 +525,6 @@ class AudioXDataset:
         report = "\n".join(lines)
         bundle = DatasetBundle(data, C.model_fingerprint(m.model), m.variant, str(root), report)
         return {"ui": {"text": [report]}, "result": (bundle, report)}
-
-
-def _find_manifest(root: Path, manifest: str) -> Optional[Path]:
-    """The manifest file: a name relative to the dataset folder (or an absolute path), which must lie
-    inside ComfyUI's input directory; else the folder's default manifest, if any."""
-    if str(manifest).strip():
-        mp = Path(str(manifest).strip())
-        return resolve_inside(mp if mp.is_absolute() else root / mp, input_roots(),
-                              what=f"manifest '{manifest}' (a file in ComfyUI's input directory)", must_exist=False)
-    for cand in ("metadata.jsonl", "metadata.csv", *sorted(p.name for p in root.glob("train_manifest*.jsonl"))):
-        if (root / cand).is_file():
-            return root / cand
-    return None
-
-
-def _name_caption(stem: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"[_\-.]+", " ", stem)).strip()
-
-
-def collect_examples(node: str, root: Path, source: str, missing: str, manifest: str, use_videos: bool):
-    """The :class:`~audiox_core.training.data.Example` list of a folder with captions from ``source``
-    and the ``missing`` policy; returns ``(examples, origins)`` (where each caption came from)."""
-    from ..audiox_core.training.data import FolderDataset, read_manifest
-    if source not in CAPTION_SOURCES:
-        raise node_error(node, "captions", f"must be one of {CAPTION_SOURCES}, got {source!r}")
-    if missing not in MISSING_POLICIES:
-        raise node_error(node, "missing_captions", f"must be one of {MISSING_POLICIES}, got {missing!r}")
-    with about_input(node, "manifest" if str(manifest).strip() else "folder"):
-        mpath = _find_manifest(root, manifest)
-        ds = FolderDataset(root, mpath, allowed_roots=input_roots())
-        listed = ({Path(ex.audio).resolve(): ex for ex in read_manifest(mpath, allowed_roots=input_roots())}
-                  if mpath is not None else {})
-    if source == "manifest" and mpath is None:
-        raise node_error(node, "captions", f"is 'manifest' but {root} has no metadata.jsonl / metadata.csv / "
-                         "train_manifest*.jsonl: name the manifest in 'manifest' or choose another source")
-    examples, origins, lacking = [], [], []
-    for ex in ds.examples:
-        audio = Path(ex.audio)
-        side = audio.with_suffix(".txt")
-        entry = listed.get(audio.resolve())
-        if source == "auto":
-            origin = "sidecar" if side.is_file() else ("manifest" if entry is not None else "file name")
-        elif source == "file name":
-            ex.caption, origin = _name_caption(audio.stem), "file name"
-        elif source == "sidecar .txt":
-            origin = "sidecar" if side.is_file() else None  # FolderDataset already read the .txt
-        else:
-            origin = "manifest" if entry is not None else None
-            if entry is not None:
-                ex.caption = entry.caption
-        if origin is None:
-            lacking.append(audio.name)
-            if missing == "use file name":
-                ex.caption, origin = _name_caption(audio.stem), "file name"
-            elif missing == "empty caption":
-                ex.caption, origin = "", "no caption"
-            elif missing == "skip file":
-                continue
-        if not use_videos:
-            ex.video = None
-        examples.append(ex)
-        origins.append(origin or "?")
-    if lacking and missing == "error":
-        where = "a sidecar .txt" if source == "sidecar .txt" else f"an entry in {mpath.name}"
-        raise node_error(node, "missing_captions", f"is 'error' and {len(lacking)} of {len(ds.examples)} files have "
-                         f"no caption ({where}): {', '.join(lacking[:5])}{' …' if len(lacking) > 5 else ''} — add "
-                         "them, or choose 'use file name', 'empty caption' or 'skip file'")
-    if not examples:
-        raise node_error(node, "missing_captions", f"skipped every file of {root}: none has a caption from "
-                         f"'{source}'")
-    return examples, origins
 
 
 # ============================================================================================

@@ -149,8 +149,23 @@ class InMemoryDataset(ExampleSet):
             raise InputError("InMemoryDataset: no examples")
 
 
-def _name_caption(stem: str) -> str:
+def name_caption(stem: str) -> str:
+    """A caption from a file name: ``rain_on-tin.roof`` → ``rain on tin roof``."""
     return re.sub(r"\s+", " ", re.sub(r"[_\-.]+", " ", stem)).strip()
+
+
+#: manifests a dataset folder is searched for, in this order (then ``train_manifest*.jsonl``)
+DEFAULT_MANIFESTS = ("metadata.jsonl", "metadata.csv")
+
+
+def default_manifest(root: Union[str, Path]) -> Optional[Path]:
+    """The folder's own manifest: ``metadata.jsonl``, ``metadata.csv`` or the first (sorted)
+    ``train_manifest*.jsonl`` (the official name), or None."""
+    root = Path(root)
+    for name in (*DEFAULT_MANIFESTS, *sorted(p.name for p in root.glob("train_manifest*.jsonl"))):
+        if (root / name).is_file():
+            return root / name
+    return None
 
 
 def caption_for(caption: Union[str, dict, None], start_s: float = 0.0) -> str:
@@ -273,10 +288,7 @@ class FolderDataset(ExampleSet):
             raise InputError(f"training data folder not found: {root}")
         self.root = root
         if manifest is None:
-            for cand in ("metadata.jsonl", "metadata.csv", *sorted(p.name for p in root.glob("train_manifest*.jsonl"))):
-                if (root / cand).is_file():
-                    manifest = root / cand
-                    break
+            manifest = default_manifest(root)
         by_file: Dict[Path, Example] = {}
         if manifest is not None:
             for ex in read_manifest(manifest, allowed_roots=allowed_roots):
@@ -291,7 +303,7 @@ class FolderDataset(ExampleSet):
             if side.is_file():
                 _inside_roots(side, allowed_roots, f"caption file {side.name}")
             if ex is None:
-                ex = Example(audio=f, caption=_name_caption(f.stem), type=default_type, name=f.stem)
+                ex = Example(audio=f, caption=name_caption(f.stem), type=default_type, name=f.stem)
             if side.is_file():
                 ex.caption = read_text_file(side, "caption file").strip()
             if ex.video is None:

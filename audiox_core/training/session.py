@@ -1,0 +1,268 @@
+"""One training run around a Trainer / Distiller: the examples of a folder, the model made ready
+for autograd and restored afterwards, resume or start over, and the result published.
+
+What the training nodes (and any other caller) share:
+
+* :func:`collect_examples` — the :class:`~.data.Example` list of a dataset folder, captions from
+  sidecar ``.txt`` files, a manifest or the file names (``CAPTION_SOURCES``), and a policy for files
+  without one (``MISSING_POLICIES``);
+* :func:`autograd_ready`, :func:`preserved_state`, :func:`training_context` — the shared-model
+  rule: training never changes what the model computes for anyone else;
+* :func:`start_or_resume`, :func:`publish`, :func:`train_and_publish` — a run continues from its
+  newest checkpoint (or clears them), and its result file is copied atomically to its final name;
+  after Cancel the last completed step goes to ``<name>.partial.safetensors`` marked "partial,
+  step k of n" (never under the final name).
+
+Input errors are :class:`~audiox_core.errors.FieldError` naming the setting (``captions``,
+``missing_captions``, ``manifest``, ``folder``, ``resume``).
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from ..errors import CheckpointError, FieldError, InputError, Interrupted
+from ..fileio import resolve_inside
+from ..weights import PARTIAL_KEY
+from .data import FolderDataset, default_manifest, name_caption, read_manifest
+
+CAPTION_SOURCES = ("auto", "sidecar .txt", "manifest", "file name")
+MISSING_POLICIES = ("error", "use file name", "empty caption", "skip file")
+PARTIAL_SUFFIX = ".partial.safetensors"
+
+
+# ----------------------------------------------------------------------------------------------
+# Examples
+# ----------------------------------------------------------------------------------------------
+def find_manifest(root: Path, manifest: str, allowed_roots: Sequence) -> Optional[Path]:
+    """The manifest file: a name relative to the dataset folder (or an absolute path), which must lie
+    inside ``allowed_roots``; else the folder's default manifest (:func:`~.data.default_manifest`)."""
+    if str(manifest).strip():
+        given = Path(str(manifest).strip())
+        return resolve_inside(given if given.is_absolute() else root / given, allowed_roots,
+                              what=f"manifest '{manifest}' (a file in the input directory)", must_exist=False)
+    return default_manifest(root)
+
+
+def collect_examples(root: Path, source: str, missing: str, manifest: str, use_videos: bool,
+                     allowed_roots: Sequence) -> tuple[list, list]:
+    """The examples of folder ``root`` with captions from ``source`` and the ``missing`` policy;
+    returns ``(examples, origins)`` (where each caption came from)."""
+    if source not in CAPTION_SOURCES:
+        raise FieldError("captions", f"must be one of {list(CAPTION_SOURCES)}, got {source!r}")
+    if missing not in MISSING_POLICIES:
+        raise FieldError("missing_captions", f"must be one of {list(MISSING_POLICIES)}, got {missing!r}")
+    where = "manifest" if str(manifest).strip() else "folder"
+    try:
+        manifest_path = find_manifest(root, manifest, allowed_roots)
+        dataset = FolderDataset(root, manifest_path, allowed_roots=allowed_roots)
+        listed = ({Path(ex.audio).resolve(): ex for ex in read_manifest(manifest_path, allowed_roots=allowed_roots)}
+                  if manifest_path is not None else {})
+    except InputError as e:
+        raise FieldError(where, str(e)) from e
+    if source == "manifest" and manifest_path is None:
+        raise FieldError("captions", f"is 'manifest' but {root} has no metadata.jsonl / metadata.csv / "
+                         "train_manifest*.jsonl: name the manifest in 'manifest' or choose another source")
+    examples, origins, lacking = [], [], []
+    for example in dataset.examples:
+        origin = _caption_origin(example, source, listed)
+        if origin is None:
+            lacking.append(Path(example.audio).name)
+            origin = _apply_missing_policy(example, missing)
+            if origin == "skip":
+                continue
+        if not use_videos:
+            example.video = None
+        examples.append(example)
+        origins.append(origin or "?")
+    if lacking and missing == "error":
+        where = "a sidecar .txt" if source == "sidecar .txt" else f"an entry in {manifest_path.name}"
+        raise FieldError("missing_captions", f"is 'error' and {len(lacking)} of {len(dataset.examples)} files have "
+                         f"no caption ({where}): {', '.join(lacking[:5])}{' …' if len(lacking) > 5 else ''} — add "
+                         "them, or choose 'use file name', 'empty caption' or 'skip file'")
+    if not examples:
+        raise FieldError("missing_captions", f"skipped every file of {root}: none has a caption from '{source}'")
+    return examples, origins
+
+
+def _caption_origin(example, source: str, listed: dict) -> Optional[str]:
+    """Set ``example.caption`` from ``source``; where it came from, or None when it has none."""
+    audio = Path(example.audio)
+    sidecar = audio.with_suffix(".txt")
+    entry = listed.get(audio.resolve())
+    if source == "auto":
+        return "sidecar" if sidecar.is_file() else ("manifest" if entry is not None else "file name")
+    if source == "file name":
+        example.caption = name_caption(audio.stem)
+        return "file name"
+    if source == "sidecar .txt":
+        return "sidecar" if sidecar.is_file() else None  # FolderDataset already read the .txt
+    if entry is not None:
+        example.caption = entry.caption
+        return "manifest"
+    return None
+
+
+def _apply_missing_policy(example, missing: str) -> Optional[str]:
+    """A file without a caption: its caption origin under the policy ("skip": leave it out)."""
+    if missing == "use file name":
+        example.caption = name_caption(Path(example.audio).stem)
+        return "file name"
+    if missing == "empty caption":
+        example.caption = ""
+        return "no caption"
+    if missing == "skip file":
+        return "skip"
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# The shared-model rule
+# ----------------------------------------------------------------------------------------------
+def autograd_ready(*modules: torch.nn.Module) -> int:
+    """Swap inference tensors (made by loaders under ``torch.inference_mode``, as ComfyUI runs
+    them) for identical normal tensors, and drop lazily built tables (RoPE) that may be inference
+    tensors, so autograd can save them for backward.  Values are unchanged; shared tensors stay
+    shared.  Returns how many tensors were swapped."""
+    from ..models.blocks import TableCache
+    done: dict[int, torch.Tensor] = {}
+    with torch.inference_mode(False), torch.no_grad():
+        for root in modules:
+            if root is None:
+                continue
+            for module in root.modules():
+                _swap_inference_tensors(module, done)
+                for value in vars(module).values():
+                    if isinstance(value, TableCache):
+                        value._d.clear()  # rebuilt lazily (and then as normal tensors)
+    return len(done)
+
+
+def _swap_inference_tensors(module: torch.nn.Module, done: dict) -> None:
+    for name, param in list(module._parameters.items()):
+        if param is not None and param.is_inference():
+            if id(param) not in done:
+                done[id(param)] = torch.nn.Parameter(param.clone(), requires_grad=param.requires_grad)
+            module._parameters[name] = done[id(param)]
+    for name, buffer in list(module._buffers.items()):
+        if buffer is not None and buffer.is_inference():
+            if id(buffer) not in done:
+                done[id(buffer)] = buffer.clone()
+            module._buffers[name] = done[id(buffer)]
+
+
+@contextlib.contextmanager
+def preserved_state(model):
+    """Restore module modes, ``requires_grad`` flags, gradient checkpointing and the attached
+    T5 / Synchformer of ``model`` when the block ends (the trainers change them)."""
+    modes = [(m, m.training) for m in model.modules()]
+    grads = [(p, p.requires_grad) for p in model.parameters()]
+    checkpointing = [(m, m.gradient_checkpointing) for m in model.modules()
+                     if isinstance(getattr(m, "gradient_checkpointing", None), bool)]
+    attached = (model.__dict__.get("text_encoder"), model.__dict__.get("synchformer"))
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+        for param, requires_grad in grads:
+            param.requires_grad_(requires_grad)
+        for module, enabled in checkpointing:
+            module.gradient_checkpointing = enabled
+        model.set_text_encoder(attached[0])
+        model.set_synchformer(attached[1])
+
+
+@contextlib.contextmanager
+def training_context(device: torch.device):
+    """Autograd on (ComfyUI runs nodes under inference mode) and the global RNG restored afterwards
+    (the trainers seed it per step)."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.inference_mode(False), torch.enable_grad(), torch.random.fork_rng(devices=devices):
+        yield
+
+
+# ----------------------------------------------------------------------------------------------
+# Resume and publish
+# ----------------------------------------------------------------------------------------------
+def partial_file(dst: Path) -> Path:
+    """``<name>.partial.safetensors`` beside ``<name>.safetensors``."""
+    return dst.with_name(dst.name[: -len(".safetensors")] + PARTIAL_SUFFIX)
+
+
+def publish(src: Path, dst: Path, *, partial: Optional[str] = None) -> Path:
+    """Copy ``src`` to ``dst`` atomically (temporary file in the same folder + rename; removed on any
+    failure, which raises :class:`SaveError` naming ``dst``).  ``partial`` ("step k of n"): the copy
+    is marked unfinished in its metadata (the loaders show it)."""
+    from ..weights import copy_safetensors
+    copy_safetensors(src, dst, {PARTIAL_KEY: partial} if partial else None, drop=() if partial else (PARTIAL_KEY,))
+    return dst
+
+
+def clear_checkpoints(folder: Path) -> int:
+    """Delete the ``step_*.safetensors`` checkpoints of a run (``resume`` off: start over)."""
+    removed = 0
+    checkpoints = folder / "checkpoints"
+    if checkpoints.is_dir():
+        for path in checkpoints.glob("step_*.safetensors"):
+            path.unlink()
+            removed += 1
+    return removed
+
+
+def start_or_resume(runner, run_dir: Path, resume: bool) -> int:
+    """The step a run starts from: 0 after clearing ``run_dir``'s checkpoints (``resume`` off), else
+    the newest checkpoint's step (one of another setup is refused, naming ``resume``)."""
+    if not resume:
+        clear_checkpoints(run_dir)
+        return 0
+    try:
+        runner.resume()
+    except CheckpointError as e:
+        raise FieldError("resume", f"the saved state in {run_dir} belongs to another setup ({e}); turn 'resume' "
+                         "off to start over, or choose another output_name") from e
+    return runner.step
+
+
+def train_and_publish(model, make: Callable[[], object], release: Callable[[object], None], *, run_dir: Path,
+                      resume: bool, src: Path, dst: Path, progress: Callable[[object], Callable]):
+    """Build a Trainer / Distiller with ``make()`` and run it under the shared-model rule (``model``
+    autograd-ready, its state restored afterwards, the global RNG forked), from
+    :func:`start_or_resume`; its result file ``src`` is published to ``dst`` when a step was trained,
+    also on Cancel (as the partial file; the :class:`Interrupted` then propagates);
+    ``release(runner)`` runs in every case.  Returns ``(runner, start step)``.  The caller puts the
+    model on its devices and holds the output's writer lock."""
+    autograd_ready(model)
+    with preserved_state(model), training_context(next(model.backbone.parameters()).device):
+        runner = make()
+        try:
+            start = start_or_resume(runner, run_dir, resume)
+            try:
+                runner.run(callback=progress(runner))
+            except Interrupted:
+                _publish_partial(runner, src, dst)
+                raise
+            _publish_result(runner, src, dst)
+        finally:
+            release(runner)
+    return runner, start
+
+
+def _publish_result(runner, src: Path, dst: Path) -> None:
+    """The finished result goes to ``dst``; a partial file of an earlier Cancel is removed."""
+    if runner.step > 0 and src.is_file():
+        publish(src, dst)
+        with contextlib.suppress(FileNotFoundError):
+            partial_file(dst).unlink()
+
+
+def _publish_partial(runner, src: Path, dst: Path) -> None:
+    """After Cancel: the result of the last completed step is published beside ``dst`` as
+    ``<name>.partial.safetensors`` marked "partial, step k of n" (``dst`` itself, e.g. a finished
+    result of an earlier run, is left alone)."""
+    unfinished = partial_file(src)  # the runner exported its unfinished result there (TrainingLoop.run)
+    if runner.step > 0 and unfinished.is_file():
+        publish(unfinished, partial_file(dst), partial=f"step {runner.step} of {runner.config.steps}")
