@@ -30,7 +30,8 @@ from __future__ import annotations
 import importlib
 
 # Add a module name here when its file lands.
-NODE_MODULES: list[str] = ["loaders", "encoders", "fusion", "masks", "samplers", "vae", "output", "training"]
+NODE_MODULES: list[str] = ["loaders", "encoders", "fusion", "masks", "samplers", "vae", "output", "datasets", "lora",
+                           "distill"]
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}

@@ -1,4 +1,4 @@
-"""The training nodes (nodes/training.py) one by one, under stubbed ComfyUI, with tiny weights.
+"""The training nodes (nodes/datasets.py, lora.py, distill.py) one by one, under stubbed ComfyUI, with tiny weights.
 
 What is checked: AudioX Dataset's errors name the node and the input (missing folder, no audio,
 missing sidecar captions), the caption policies (skip / file name) and the encoder cache being
