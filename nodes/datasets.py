@@ -23,6 +23,47 @@ from .training import (HIDDEN, TRAIN_CATEGORY, CAPTION_SOURCES, MISSING_POLICIES
                        cache_dir, display_path, file_stamp)
 
 
+DATASET_REQUIRED_INPUTS = {
+    "model": (MODEL, {"tooltip": "The model you will train: its VAE, video and audio conditioners "
+                                 "encode the items (the dataset belongs to this model)."}),
+    "t5": (T5, {"tooltip": "The model's T5 text encoder (AudioX T5 Loader), for the captions."}),
+    "folder": ("STRING", {"default": "audiox_example_dataset",
+                          "tooltip": "Folder of audio files (.wav .flac .mp3 .ogg ...; sub-folders "
+                                     "included) inside ComfyUI's input folder: its name there (or "
+                                     "an absolute path inside it). Paths elsewhere are refused."}),
+    "captions": (CAPTION_SOURCES, {"default": "auto",
+                                   "tooltip": "Where captions come from. auto: <name>.txt beside the "
+                                              "file, else its manifest entry, else the file name. The "
+                                              "other choices use only that source."}),
+    "missing_captions": (MISSING_POLICIES, {"default": "error",
+                                            "tooltip": "What to do with files the chosen source has "
+                                                       "no caption for (not used with auto / file "
+                                                       "name): stop with a list of them, caption them "
+                                                       "with their file name, train them without text "
+                                                       "(empty caption), or leave them out."}),
+    "manifest": ("STRING", {"default": "",
+                            "tooltip": "A CSV or JSONL manifest inside the folder (or another "
+                                       "path inside ComfyUI's input folder; the files it lists must "
+                                       "be there too). Empty: metadata.jsonl, metadata.csv or "
+                                       "train_manifest*.jsonl if the folder has one."}),
+    "videos": (["use", "ignore"], {"default": "use",
+                                   "tooltip": "use: a video with the same name as an audio file "
+                                              "(.mp4 .mov .mkv .webm .avi) is its video condition. "
+                                              "ignore: train on audio and text only."}),
+    "sync": (["zeros", "synchformer"], {"default": "zeros",
+                                        "tooltip": "Sync features of videos for MAF / Turbo models: "
+                                                   "zeros (as the official Turbo training and the demo "
+                                                   "model) or computed with the connected "
+                                                   "Synchformer. Ignored by models without a sync "
+                                                   "branch."}),
+}
+
+DATASET_OPTIONAL_INPUTS = {
+    "synchformer": (SYNCHFORMER, {"tooltip": "Synchformer (AudioX Synchformer Loader), when sync is "
+                                             "'synchformer'."}),
+}
+
+
 class AudioXDataset:
     DISPLAY_NAME = "AudioX Dataset"
     DESCRIPTION = ("A folder of audio files for training, with captions from sidecar .txt files, a CSV/JSONL "
@@ -40,44 +81,8 @@ class AudioXDataset:
     @classmethod
     def INPUT_TYPES(cls):
         return {
-            "required": {
-                "model": (MODEL, {"tooltip": "The model you will train: its VAE, video and audio conditioners "
-                                             "encode the items (the dataset belongs to this model)."}),
-                "t5": (T5, {"tooltip": "The model's T5 text encoder (AudioX T5 Loader), for the captions."}),
-                "folder": ("STRING", {"default": "audiox_example_dataset",
-                                      "tooltip": "Folder of audio files (.wav .flac .mp3 .ogg ...; sub-folders "
-                                                 "included) inside ComfyUI's input folder: its name there (or "
-                                                 "an absolute path inside it). Paths elsewhere are refused."}),
-                "captions": (CAPTION_SOURCES, {"default": "auto",
-                                               "tooltip": "Where captions come from. auto: <name>.txt beside the "
-                                                          "file, else its manifest entry, else the file name. The "
-                                                          "other choices use only that source."}),
-                "missing_captions": (MISSING_POLICIES, {"default": "error",
-                                                        "tooltip": "What to do with files the chosen source has "
-                                                                   "no caption for (not used with auto / file "
-                                                                   "name): stop with a list of them, caption them "
-                                                                   "with their file name, train them without text "
-                                                                   "(empty caption), or leave them out."}),
-                "manifest": ("STRING", {"default": "",
-                                        "tooltip": "A CSV or JSONL manifest inside the folder (or another "
-                                                   "path inside ComfyUI's input folder; the files it lists must "
-                                                   "be there too). Empty: metadata.jsonl, metadata.csv or "
-                                                   "train_manifest*.jsonl if the folder has one."}),
-                "videos": (["use", "ignore"], {"default": "use",
-                                               "tooltip": "use: a video with the same name as an audio file "
-                                                          "(.mp4 .mov .mkv .webm .avi) is its video condition. "
-                                                          "ignore: train on audio and text only."}),
-                "sync": (["zeros", "synchformer"], {"default": "zeros",
-                                                    "tooltip": "Sync features of videos for MAF / Turbo models: "
-                                                               "zeros (as the official Turbo training and the demo "
-                                                               "model) or computed with the connected "
-                                                               "Synchformer. Ignored by models without a sync "
-                                                               "branch."}),
-            },
-            "optional": {
-                "synchformer": (SYNCHFORMER, {"tooltip": "Synchformer (AudioX Synchformer Loader), when sync is "
-                                                         "'synchformer'."}),
-            },
+            "required": dict(DATASET_REQUIRED_INPUTS),
+            "optional": dict(DATASET_OPTIONAL_INPUTS),
             "hidden": dict(HIDDEN),
         }
 
@@ -138,17 +143,8 @@ class AudioXDataset:
                                                          input_roots())
         except FieldError as e:
             raise node_error(node, e.field, str(e)) from e
-        sf = None
         with_video = sum(1 for ex in examples if ex.video is not None)
-        if with_video and m.model.video_conditioner is None:
-            raise node_error(node, "videos", f"{with_video} file(s) have a video but {m.variant} has no video "
-                             "condition: set 'videos' to 'ignore'")
-        if with_video and m.needs_sync and sync == "synchformer":
-            if synchformer is None:
-                raise node_error(node, "synchformer", f"is not connected: {m.variant} conditions videos on "
-                                 "Synchformer sync features — connect AudioX Synchformer Loader, or set 'sync' to "
-                                 "'zeros'")
-            sf = expect(synchformer, SynchformerBundle, node, "synchformer", "an AUDIOX_SYNCHFORMER")
+        sf = _synchformer_for(node, m, with_video, sync, synchformer)
         cdir = cache_dir()
         before = {p.name for p in cdir.glob("*.safetensors")} if cdir.is_dir() else set()
         cb = cc.make_progress_callback(None, unique_id)
@@ -163,18 +159,36 @@ class AudioXDataset:
                 m.model.set_synchformer(sf.module)
             with about_input(node, "folder"):
                 data = prepare_dataset(examples, m.model, plan=CachePlan(sync=sync), cache_dir=cdir, callback=cb)
-        keys = {k for it in data.items for k in it.keys}
-        reused = sum(1 for k in keys if f"{k}.safetensors" in before)
-        counts = {o: origins.count(o) for o in dict.fromkeys(origins)}
-        lines = [f"{len(data)} items from {root} for {m.name} ({m.variant}); dataset hash {data.dataset_hash}",
-                 "captions: " + ", ".join(f"{n} {o}" for o, n in counts.items())
-                 + (f"; {with_video} with video (sync {sync if m.needs_sync else 'n/a'})" if with_video else ""),
-                 f"encoder cache: {reused} of {len(keys)} entries reused, {len(keys) - reused} computed in "
-                 f"{time.perf_counter() - t0:.1f} s ({display_path(cdir)})"]
-        report = "\n".join(lines)
+        report = _report(data, root, m, origins, with_video, sync, before, cdir, time.perf_counter() - t0)
         bundle = DatasetBundle(data, C.model_fingerprint(m.model), m.variant, str(root), report)
         return {"ui": {"text": [report]}, "result": (bundle, report)}
 
+
+
+def _synchformer_for(node: str, bundle: ModelBundle, with_video: int, sync: str, synchformer):
+    """The Synchformer the videos need (sync 'synchformer' on a sync-conditioned model), else None."""
+    if with_video and bundle.model.video_conditioner is None:
+        raise node_error(node, "videos", f"{with_video} file(s) have a video but {bundle.variant} has no video "
+                         "condition: set 'videos' to 'ignore'")
+    if not (with_video and bundle.needs_sync and sync == "synchformer"):
+        return None
+    if synchformer is None:
+        raise node_error(node, "synchformer", f"is not connected: {bundle.variant} conditions videos on "
+                         "Synchformer sync features — connect AudioX Synchformer Loader, or set 'sync' to 'zeros'")
+    return expect(synchformer, SynchformerBundle, node, "synchformer", "an AUDIOX_SYNCHFORMER")
+
+
+def _report(data, root, bundle: ModelBundle, origins: list, with_video: int, sync: str, before: set, cache,
+            seconds: float) -> str:
+    keys = {k for item in data.items for k in item.keys}
+    reused = sum(1 for k in keys if f"{k}.safetensors" in before)
+    counts = {o: origins.count(o) for o in dict.fromkeys(origins)}
+    return "\n".join([
+        f"{len(data)} items from {root} for {bundle.name} ({bundle.variant}); dataset hash {data.dataset_hash}",
+        "captions: " + ", ".join(f"{n} {o}" for o, n in counts.items())
+        + (f"; {with_video} with video (sync {sync if bundle.needs_sync else 'n/a'})" if with_video else ""),
+        f"encoder cache: {reused} of {len(keys)} entries reused, {len(keys) - reused} computed in "
+        f"{seconds:.1f} s ({display_path(cache)})"])
 
 NODE_CLASS_MAPPINGS = {"AudioXDataset": AudioXDataset}
 NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

@@ -12,6 +12,48 @@ from .training import (HIDDEN, TRAIN_CATEGORY, PRECISIONS, PRECISION_TOOLTIP, ou
                        display_path, output_name_ok, OutputNameCheck, run_training)
 
 
+DISTILL_REQUIRED_INPUTS = {
+    "model": (MODEL, {"tooltip": "The teacher: a rectified-flow model such as the AudioX-Turbo base "
+                                 "(v-objective AudioX / MAF models cannot be distilled this way). It is "
+                                 "not changed."}),
+    "dataset": (DATASET, {"tooltip": "Items prepared for the teacher (AudioX Dataset)."}),
+    "output_name": ("STRING", {"default": "audiox_turbo_student",
+                               "tooltip": "File name of the student in models/audiox (without "
+                                          ".safetensors). An existing file of that name is replaced."}),
+    "steps": ("INT", {"default": 2000, "min": 1, "max": 1_000_000, "step": 1,
+                      "tooltip": "Updates in total (5 student updates per fake + discriminator update, "
+                                 "as the official)."}),
+    "mode": (["lora", "full"], {"default": "lora",
+                                "tooltip": "lora: student and fake are LoRAs on the shared, frozen "
+                                           "teacher (one model in memory). full: trainable copies of the "
+                                           "backbone and MAF (3× the memory)."}),
+    "lora_rank": ("INT", {"default": 64, "min": 1, "max": 512, "step": 1,
+                          "tooltip": "Rank of the student / fake LoRAs (mode lora)."}),
+    "learning_rate": ("FLOAT", {"default": 1e-5, "min": 1e-8, "max": 1.0, "step": 1e-8,
+                                "tooltip": "AdamW learning rate (official 1e-5 with InverseLR; LoRAs "
+                                           "often like 1e-4)."}),
+    "guidance": ("FLOAT", {"default": 6.0, "min": 1.0, "max": 20.0, "step": 0.1,
+                           "tooltip": "The teacher's CFG scale inside the DMD loss (official 6)."}),
+    "student_steps": ("INT", {"default": 4, "min": 1, "max": 8, "step": 1,
+                              "tooltip": "Sampling steps the student is trained for (official 4; use the "
+                                         "same in AudioX Turbo Sampler)."}),
+    "gan": ("BOOLEAN", {"default": True,
+                        "tooltip": "Add the diffusion-discriminator GAN loss (official)."}),
+    "precision": (PRECISIONS, {"default": "auto", "tooltip": PRECISION_TOOLTIP}),
+    "gradient_checkpointing": ("BOOLEAN", {"default": True,
+                                           "tooltip": "Recompute activations in the backward pass (less "
+                                                      "memory, slower)."}),
+    "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": False,
+                     "tooltip": "Seed of every random draw: the same seed gives the same student."}),
+    "resume": ("BOOLEAN", {"default": True,
+                           "tooltip": "On: continue from the newest checkpoint of this output_name. Off: "
+                                      "start over."}),
+    "save_every": ("INT", {"default": 250, "min": 0, "max": 1_000_000, "step": 1,
+                           "tooltip": "Write a resumable checkpoint every this many steps (0: only at the "
+                                      "end and on Cancel)."}),
+}
+
+
 class AudioXDistill(OutputNameCheck):
     DISPLAY_NAME = "AudioX Distill"
     DESCRIPTION = ("Distils a rectified-flow teacher (the AudioX-Turbo base model) into a few-step student with the "
@@ -32,46 +74,7 @@ class AudioXDistill(OutputNameCheck):
     @classmethod
     def INPUT_TYPES(cls):
         return {
-            "required": {
-                "model": (MODEL, {"tooltip": "The teacher: a rectified-flow model such as the AudioX-Turbo base "
-                                             "(v-objective AudioX / MAF models cannot be distilled this way). It is "
-                                             "not changed."}),
-                "dataset": (DATASET, {"tooltip": "Items prepared for the teacher (AudioX Dataset)."}),
-                "output_name": ("STRING", {"default": "audiox_turbo_student",
-                                           "tooltip": "File name of the student in models/audiox (without "
-                                                      ".safetensors). An existing file of that name is replaced."}),
-                "steps": ("INT", {"default": 2000, "min": 1, "max": 1_000_000, "step": 1,
-                                  "tooltip": "Updates in total (5 student updates per fake + discriminator update, "
-                                             "as the official)."}),
-                "mode": (["lora", "full"], {"default": "lora",
-                                            "tooltip": "lora: student and fake are LoRAs on the shared, frozen "
-                                                       "teacher (one model in memory). full: trainable copies of the "
-                                                       "backbone and MAF (3× the memory)."}),
-                "lora_rank": ("INT", {"default": 64, "min": 1, "max": 512, "step": 1,
-                                      "tooltip": "Rank of the student / fake LoRAs (mode lora)."}),
-                "learning_rate": ("FLOAT", {"default": 1e-5, "min": 1e-8, "max": 1.0, "step": 1e-8,
-                                            "tooltip": "AdamW learning rate (official 1e-5 with InverseLR; LoRAs "
-                                                       "often like 1e-4)."}),
-                "guidance": ("FLOAT", {"default": 6.0, "min": 1.0, "max": 20.0, "step": 0.1,
-                                       "tooltip": "The teacher's CFG scale inside the DMD loss (official 6)."}),
-                "student_steps": ("INT", {"default": 4, "min": 1, "max": 8, "step": 1,
-                                          "tooltip": "Sampling steps the student is trained for (official 4; use the "
-                                                     "same in AudioX Turbo Sampler)."}),
-                "gan": ("BOOLEAN", {"default": True,
-                                    "tooltip": "Add the diffusion-discriminator GAN loss (official)."}),
-                "precision": (PRECISIONS, {"default": "auto", "tooltip": PRECISION_TOOLTIP}),
-                "gradient_checkpointing": ("BOOLEAN", {"default": True,
-                                                       "tooltip": "Recompute activations in the backward pass (less "
-                                                                  "memory, slower)."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": False,
-                                 "tooltip": "Seed of every random draw: the same seed gives the same student."}),
-                "resume": ("BOOLEAN", {"default": True,
-                                       "tooltip": "On: continue from the newest checkpoint of this output_name. Off: "
-                                                  "start over."}),
-                "save_every": ("INT", {"default": 250, "min": 0, "max": 1_000_000, "step": 1,
-                                       "tooltip": "Write a resumable checkpoint every this many steps (0: only at the "
-                                                  "end and on Cancel)."}),
-            },
+            "required": dict(DISTILL_REQUIRED_INPUTS),
             "hidden": dict(HIDDEN),
         }
 
@@ -83,23 +86,16 @@ class AudioXDistill(OutputNameCheck):
     def distill(self, model, dataset, output_name="audiox_turbo_student", steps=2000, mode="lora", lora_rank=64,
                 learning_rate=1e-5, guidance=6.0, student_steps=4, gan=True, precision="auto",
                 gradient_checkpointing=True, seed=0, resume=True, save_every=250, unique_id=None):
-        from ..audiox_core.checkpoint import load_model
         from ..audiox_core.training import DistillConfig, Distiller
         node = self.DISPLAY_NAME
         self._check_inputs(output_name=output_name, learning_rate=learning_rate, guidance=guidance)
-        m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
-        if m.model.objective != "rectified_flow":
-            raise node_error(node, "model", f"is {m.variant} with the {m.model.objective!r} objective: DMD "
-                             "distillation (the AudioX-Turbo recipe) needs a rectified-flow teacher such as the "
-                             "AudioX-Turbo base model")
+        m = _teacher(node, model)
         check_plain_model(node, m)
-        ds = check_dataset(node, m, dataset)
-        name = output_name_ok(node, output_name)
+        ds, name = check_dataset(node, m, dataset), output_name_ok(node, output_name)
         if mode not in ("lora", "full"):
             raise node_error(node, "mode", f"must be 'lora' or 'full', got {mode!r}")
-        notes = []
-        if m.is_turbo_student:
-            notes.append("note: the teacher is itself a distilled student; distilling it again is unusual")
+        notes = ["note: the teacher is itself a distilled student; distilling it again is unusual"] \
+            if m.is_turbo_student else []
         with about_input(node, "output_name"):
             run_dir = state_dir("distill", name)
         dst = output_file(node, "audiox", name)
@@ -119,27 +115,43 @@ class AudioXDistill(OutputNameCheck):
                                              checkpoint_dir=lambda: d.checkpoint_dir))
         trained = d.num_trainable()  # a fixed parameter list: the same before and after the run
         with about_input(node, "output_name"):
-            student = load_model(dst, dtype=wdtype, device=cc.unet_offload_device())
-        parts = {"backbone": cc.wrap_model(student.model), "conditioner": cc.wrap_model(student.conditioner),
-                 "vae": cc.wrap_model(student.pretransform)}
-        if student.maf_block is not None:
-            parts["maf"] = cc.wrap_model(student.maf_block)
-        bundle = ModelBundle(student, parts, m.offload_after, name=dst.name)
-        history = list(d.history)
-        report = "\n".join([
-            f"student '{name}' of {m.name} ({m.variant}): {mode} ({trained:,} trained parameters"
-            + (f", LoRA rank {cfg.lora_rank}" if mode == "lora" else "") + f"), {n} student steps, guidance "
-            f"{cfg.guidance:g}, GAN {'on' if cfg.gan else 'off'}",
-            (f"steps {start + 1}–{d.step} of {cfg.steps}" if d.step > start else f"already trained to step {d.step}")
-            + f" on {len(ds.data)} items, {prec}, lr {cfg.lr:g}, seed {seed}; {seconds:.1f} s"
-            + (f", resumed from step {start}" if start else ""),
-            loss_summary(history, "loss_dmd"), loss_summary(history, "loss_fake"),
-            f"saved {display_path(dst)} (role student: run it with AudioX Turbo Sampler, {n} steps); resumable state in "
-            f"{display_path(run_dir)}", *notes])
-        image = loss_image(history, [("loss_dmd", f"'{name}' student DMD loss"),
+            bundle = _student_bundle(dst, wdtype, m.offload_after)
+        report = "\n".join([f"student '{name}' of {m.name} ({m.variant}): {mode} ({trained:,} trained parameters"
+                            + (f", LoRA rank {cfg.lora_rank}" if mode == "lora" else "")
+                            + f"), {n} student steps, guidance {cfg.guidance:g}, GAN {'on' if cfg.gan else 'off'}",
+                            *_run_lines(d, start, cfg, len(ds.data), seed, seconds, dst, run_dir), *notes])
+        image = loss_image(list(d.history), [("loss_dmd", f"'{name}' student DMD loss"),
                                      ("loss_fake", "fake critic flow-matching loss")])
         return {"ui": {"text": [report]}, "result": (bundle, image, report)}
 
+
+
+def _teacher(node: str, model) -> ModelBundle:
+    bundle = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
+    if bundle.model.objective != "rectified_flow":
+        raise node_error(node, "model", f"is {bundle.variant} with the {bundle.model.objective!r} objective: DMD "
+                         "distillation (the AudioX-Turbo recipe) needs a rectified-flow teacher such as the "
+                         "AudioX-Turbo base model")
+    return bundle
+
+
+def _student_bundle(dst, weights_dtype, offload_after) -> ModelBundle:
+    """The saved student, loaded as a model bundle for the samplers."""
+    from ..audiox_core.checkpoint import load_model
+    from .loaders import model_parts
+    student = load_model(dst, dtype=weights_dtype, device=cc.unet_offload_device())
+    return ModelBundle(student, model_parts(student), offload_after, name=dst.name)
+
+
+def _run_lines(distiller, start, config, items, seed, seconds, dst, run_dir) -> list:
+    history = list(distiller.history)
+    return [(f"steps {start + 1}–{distiller.step} of {config.steps}" if distiller.step > start
+             else f"already trained to step {distiller.step}")
+            + f" on {items} items, {config.precision}, lr {config.lr:g}, seed {seed}; {seconds:.1f} s"
+            + (f", resumed from step {start}" if start else ""),
+            loss_summary(history, "loss_dmd"), loss_summary(history, "loss_fake"),
+            f"saved {display_path(dst)} (role student: run it with AudioX Turbo Sampler, "
+            f"{config.student_steps} steps); resumable state in {display_path(run_dir)}"]
 
 NODE_CLASS_MAPPINGS = {"AudioXDistill": AudioXDistill}
 NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

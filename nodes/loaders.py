@@ -11,134 +11,22 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 from ..audiox_core.errors import AudioXError, CheckpointError
 from . import comfy_compat as cc
 from .common import (CATEGORY, CLIP_VISION, DTYPE_OPTIONS, DTYPE_TOOLTIP, MODEL, SYNCHFORMER, T5, VAE,
                      ClipVisionFile, ModelBundle, SynchformerBundle, T5Bundle, VAEBundle, about_input,
                      expect, node_error, node_function, resolve_dtype)
+from .model_files import (TOKENIZER_FILES, file_present, list_audiox_files, list_files_of_kind,
+                          list_text_encoders, pick_file)
 
 log = logging.getLogger(__name__)
-
-PACK_ROOT = Path(__file__).resolve().parents[1]
-DEMO_DIR = PACK_ROOT / "models" / "demo"
-WEIGHT_EXTS = [".safetensors", ".ckpt", ".pth", ".pt", ".bin", ".sft"]
-
-cc.register_model_folder("audiox", "audiox", WEIGHT_EXTS)
-cc.register_model_folder("text_encoders", "text_encoders", [".safetensors", ".bin", ".pt", ".sft"])
-cc.register_model_folder("clip_vision", "clip_vision", [".safetensors", ".bin", ".pt", ".pth"])
-cc.add_model_path("audiox", DEMO_DIR)
-cc.add_model_path("text_encoders", DEMO_DIR)
 
 FP8 = "fp8_e4m3fn"
 MODEL_DTYPE_OPTIONS = DTYPE_OPTIONS + [FP8]
 MODEL_DTYPE_TOOLTIP = (DTYPE_TOOLTIP + " fp8_e4m3fn: the transformer blocks' weights are stored in 8 bits (half of "
                        "bf16, for 8 GB cards) and cast per layer to the compute dtype (bf16 on a GPU that supports "
                        "it, else fp16; fp32 on the CPU); slightly less exact; no LoRAs or training on such a model.")
-
-_TOKENIZER_FILES = ("byte_tokenizer.json", "tokenizer.json", "spiece.model", "tokenizer_config.json")
-
-
-def _is_hf_text_folder(folder: Path) -> bool:
-    """A Hugging Face-style T5 folder: config.json plus a tokenizer file."""
-    return (folder / "config.json").is_file() and any((folder / n).is_file() for n in _TOKENIZER_FILES)
-
-
-def _full(folder: str, name: str) -> Path | None:
-    """A listed name's path (None if absent or if it leads outside the folder, e.g. a symlink)."""
-    try:
-        return cc.find_model_file(folder, name)
-    except AudioXError:
-        return None
-
-
-def _in_demo_dir(p: Path) -> bool:
-    try:
-        p.resolve().relative_to(DEMO_DIR.resolve())
-        return True
-    except ValueError:
-        return False
-
-
-def _weights_files(folder: str) -> list[tuple[str, Path]]:
-    """Weights files of a model folder (+ demo), without the insides of Hugging Face text folders."""
-    out = []
-    for name in cc.get_filename_list(folder):
-        p = _full(folder, name)
-        if p is None or ("/" in name and _is_hf_text_folder(p.parent)):
-            continue
-        out.append((name, p))
-    return out
-
-
-def list_files_of_kind(folder: str, kinds: tuple[str, ...]) -> list[str]:
-    """The files of ``folder`` whose weights make them one of ``kinds`` (detected from the keys,
-    :func:`audiox_core.checkpoint.classify_file`, cached per file version).  A file that cannot be
-    read is listed too, so that choosing it shows its error instead of the file vanishing."""
-    from ..audiox_core.checkpoint import classify_file
-    out = []
-    for name, path in _weights_files(folder):
-        try:
-            kind = classify_file(path).kind
-        except (AudioXError, OSError) as e:
-            log.warning("AudioX: %s could not be classified (%s); listed so that its error can be seen", path, e)
-            out.append(name)
-            continue
-        if kind in kinds:
-            out.append(name)
-    return out
-
-
-MODEL_KINDS = ("audiox", "audiox_training")
-
-
-def list_audiox_files() -> list[str]:
-    """AudioX model checkpoints of ``models/audiox`` (+ demo): not VAE, Synchformer or other files."""
-    return list_files_of_kind("audiox", MODEL_KINDS)
-
-
-def list_text_encoders() -> list[str]:
-    """T5 choices: Hugging Face folders (listed by folder name) and single weights files."""
-    out: list[str] = []
-    for name in cc.get_filename_list("text_encoders"):
-        p = _full("text_encoders", name)
-        if p is None:
-            continue
-        if "/" in name and _is_hf_text_folder(p.parent):
-            folder = name.rsplit("/", 1)[0]
-            if folder not in out:
-                out.append(folder)
-        elif not _in_demo_dir(p):  # the demo folder's model files are AudioX checkpoints, not T5
-            out.append(name)
-    return out
-
-
-def _missing(folder: str, name: str) -> str:
-    """'not found' with, for a released file, what it is and where it goes."""
-    from ..audiox_core.official_files import missing_file_hint
-    searched = ", ".join(cc.get_folder_paths(folder))
-    hint = missing_file_hint(folder, str(name or ""))
-    return f"'{name}' was not found in models/{folder} (searched: {searched})" + (f" — {hint}" if hint else "")
-
-
-def _pick(node: str, input_name: str, folder: str, name: str) -> Path:
-    """The file of input ``input_name``: inside models/<folder> (symlinks resolved) or refused."""
-    with about_input(node, input_name):
-        p = cc.find_model_file(folder, name, what=f"a name in models/{folder}")
-    if p is None:
-        raise node_error(node, input_name, _missing(folder, name))
-    return p
-
-
-def _file_present(folder: str, name) -> bool | str:
-    """``VALIDATE_INPUTS`` of a file widget: True, or the not-found message (so a graph naming an
-    absent released file says which file it expects and where to put it, instead of ComfyUI's
-    "value not in list")."""
-    if isinstance(name, str) and name and _full(folder, name) is not None:
-        return True
-    return _missing(folder, name)
-
 
 def _offload(keep_on_gpu: bool):
     return None if keep_on_gpu else True
@@ -147,6 +35,45 @@ def _offload(keep_on_gpu: bool):
 KEEP_TOOLTIP = ("On: after use the weights stay on the GPU until ComfyUI needs the memory for something else "
                 "(fast re-runs). Off: they go back to the CPU as soon as the node that used them finishes "
                 "(less VRAM, slower).")
+
+
+OTHER_LOADER_HINTS = {"vae": " — load it with AudioX VAE Loader", "t5": " — load it with AudioX T5 Loader",
+                      "synchformer": " — load it with AudioX Synchformer Loader",
+                      "clip_vision": " — load it with AudioX CLIP Vision Loader"}
+
+
+def model_parts(model) -> dict:
+    """One ComfyUI model handle per part of an AudioX model (backbone, conditioner, VAE, MAF)."""
+    parts = {"backbone": cc.wrap_model(model.model), "conditioner": cc.wrap_model(model.conditioner),
+             "vae": cc.wrap_model(model.pretransform)}
+    if model.maf_block is not None:
+        parts["maf"] = cc.wrap_model(model.maf_block)
+    return parts
+
+
+def _load_checkpoint(node: str, path, ckpt_name: str, weights_dtype, vae, clip_vision):
+    """The model of ``path``; a VAE / CLIP vision file that does not fit is named as that input."""
+    from ..audiox_core.checkpoint import load_model
+    try:
+        return load_model(path, dtype=weights_dtype, device=cc.unet_offload_device(),
+                          vae=vae.path if vae is not None else None,
+                          clip_vision=clip_vision.path if clip_vision is not None else None)
+    except CheckpointError as e:
+        message, culprit = str(e), getattr(e, "culprit", None)
+        if culprit == "vae":
+            raise node_error(node, "vae", f"'{vae.name}' does not fit '{ckpt_name}': {message}") from e
+        if culprit == "clip_vision":
+            raise node_error(node, "clip_vision", f"does not fit '{ckpt_name}': {message}") from e
+        if "no VAE weights" in message:
+            raise node_error(node, "vae", f"is not connected, but '{ckpt_name}' has no VAE weights: load "
+                             "vae.ckpt / VAE.ckpt with AudioX VAE Loader and connect it") from e
+        if "no CLIP vision tower" in message:
+            raise node_error(node, "clip_vision", f"is not connected, but '{ckpt_name}' has no CLIP vision "
+                             "tower: load CLIP ViT-B/32 with AudioX CLIP Vision Loader and connect it") from e
+        raise node_error(node, "ckpt_name", message) from e
+    except AudioXError as e:
+        culprit = getattr(e, "culprit", None)
+        raise node_error(node, culprit if culprit in ("vae", "clip_vision") else "ckpt_name", str(e)) from e
 
 
 # ============================================================================================
@@ -186,14 +113,14 @@ class AudioXModelLoader:
 
     @classmethod
     def VALIDATE_INPUTS(cls, ckpt_name):
-        return _file_present("audiox", ckpt_name)
+        return file_present("audiox", ckpt_name)
 
     @node_function
     def load(self, ckpt_name, dtype="auto", keep_on_gpu=True, vae=None, clip_vision=None):
-        from ..audiox_core.checkpoint import classify_keys, load_model
+        from ..audiox_core.checkpoint import classify_keys
         from ..audiox_core.weights import WeightSource
         node = self.DISPLAY_NAME
-        path = _pick(node, "ckpt_name", "audiox", ckpt_name)
+        path = pick_file(node, "ckpt_name", "audiox", ckpt_name)
         if vae is not None:
             expect(vae, VAEBundle, node, "vae", "an AUDIOX_VAE from AudioX VAE Loader")
             if not vae.path:
@@ -203,44 +130,19 @@ class AudioXModelLoader:
         with about_input(node, "ckpt_name"):
             kind = classify_keys(WeightSource(path).keys())
         if kind.kind not in ("audiox", "audiox_training"):
-            hint = {"vae": " — load it with AudioX VAE Loader", "synchformer": " — load it with AudioX Synchformer Loader",
-                    "t5": " — load it with AudioX T5 Loader", "clip_vision": " — load it with AudioX CLIP Vision Loader",
-                    }.get(kind.kind, "")
-            raise node_error(node, "ckpt_name", f"'{ckpt_name}' is {kind.description}, not an AudioX model{hint}")
-        device = cc.unet_offload_device()
+            raise node_error(node, "ckpt_name", f"'{ckpt_name}' is {kind.description}, not an AudioX model"
+                             + OTHER_LOADER_HINTS.get(kind.kind, ""))
         wdtype = resolve_dtype("auto" if dtype == FP8 else dtype)
         if dtype == FP8:
             from ..audiox_core.acceleration import fp8_available
             if not fp8_available():
                 raise node_error(node, "dtype", "fp8_e4m3fn needs a PyTorch with float8 types (≥ 2.1)")
-        try:
-            model = load_model(path, dtype=wdtype, device=device, vae=vae.path if vae is not None else None,
-                               clip_vision=clip_vision.path if clip_vision is not None else None)
-        except CheckpointError as e:
-            msg = str(e)
-            culprit = getattr(e, "culprit", None)
-            if culprit == "vae":
-                raise node_error(node, "vae", f"'{vae.name}' does not fit '{ckpt_name}': {msg}") from e
-            if culprit == "clip_vision":
-                raise node_error(node, "clip_vision", f"does not fit '{ckpt_name}': {msg}") from e
-            if "no VAE weights" in msg:
-                raise node_error(node, "vae", f"is not connected, but '{ckpt_name}' has no VAE weights: load "
-                                 "vae.ckpt / VAE.ckpt with AudioX VAE Loader and connect it") from e
-            if "no CLIP vision tower" in msg:
-                raise node_error(node, "clip_vision", f"is not connected, but '{ckpt_name}' has no CLIP vision "
-                                 "tower: load CLIP ViT-B/32 with AudioX CLIP Vision Loader and connect it") from e
-            raise node_error(node, "ckpt_name", msg) from e
-        except AudioXError as e:
-            culprit = getattr(e, "culprit", None)
-            raise node_error(node, culprit if culprit in ("vae", "clip_vision") else "ckpt_name", str(e)) from e
+        model = _load_checkpoint(node, path, ckpt_name, wdtype, vae, clip_vision)
         if dtype == FP8:
             from ..audiox_core.acceleration import backbone_weights_fp8
             n = backbone_weights_fp8(model, wdtype)
             model.info["dtype"] = f"fp8_e4m3fn storage ({n} layers), {str(wdtype).replace('torch.', '')} compute"
-        parts = {"backbone": cc.wrap_model(model.model), "conditioner": cc.wrap_model(model.conditioner),
-                 "vae": cc.wrap_model(model.pretransform)}
-        if model.maf_block is not None:
-            parts["maf"] = cc.wrap_model(model.maf_block)
+        parts = model_parts(model)
         bundle = ModelBundle(model, parts, _offload(keep_on_gpu), name=os.path.basename(ckpt_name))
         vae_out = VAEBundle(model.pretransform, parts["vae"], bundle.sample_rate, bundle.offload_after,
                             name=f"{bundle.name} (VAE)")
@@ -275,14 +177,14 @@ class AudioXVAELoader:
 
     @classmethod
     def VALIDATE_INPUTS(cls, vae_name):
-        return _file_present("audiox", vae_name)
+        return file_present("audiox", vae_name)
 
     @node_function
     def load(self, vae_name, sample_rate=44100, keep_on_gpu=True):
         from ..audiox_core.checkpoint import classify_keys, load_vae
         from ..audiox_core.weights import WeightSource
         node = self.DISPLAY_NAME
-        path = _pick(node, "vae_name", "audiox", vae_name)
+        path = pick_file(node, "vae_name", "audiox", vae_name)
         with about_input(node, "vae_name"):
             kind = classify_keys(WeightSource(path).keys())
             if kind.kind != "vae":
@@ -319,7 +221,7 @@ class AudioXT5Loader:
 
     @classmethod
     def VALIDATE_INPUTS(cls, t5_name):
-        return _file_present("text_encoders", t5_name)
+        return file_present("text_encoders", t5_name)
 
     @node_function
     def load(self, t5_name, dtype="auto", keep_on_gpu=True):
@@ -327,10 +229,10 @@ class AudioXT5Loader:
 
         from ..audiox_core.conditioning.t5 import T5TextEncoder
         node = self.DISPLAY_NAME
-        path = _pick(node, "t5_name", "text_encoders", t5_name)
+        path = pick_file(node, "t5_name", "text_encoders", t5_name)
         tok = None
         folder = path if path.is_dir() else path.parent
-        if path.is_file() and not any((folder / n).is_file() for n in _TOKENIZER_FILES):
+        if path.is_file() and not any((folder / n).is_file() for n in TOKENIZER_FILES):
             tok = cc.comfy_t5_tokenizer_dir()
         dev = cc.get_torch_device()
         wdtype = (torch.float16 if dev.type != "cpu" else torch.float32) if dtype == "auto" else resolve_dtype(dtype)
@@ -362,7 +264,7 @@ class AudioXCLIPVisionLoader:
         from ..audiox_core.checkpoint import classify_keys
         from ..audiox_core.weights import WeightSource
         node = self.DISPLAY_NAME
-        path = _pick(node, "clip_name", "clip_vision", clip_name)
+        path = pick_file(node, "clip_name", "clip_vision", clip_name)
         with about_input(node, "clip_name"):
             src = WeightSource(path)
             kind = classify_keys(src.keys())
@@ -394,13 +296,13 @@ class AudioXSynchformerLoader:
 
     @classmethod
     def VALIDATE_INPUTS(cls, synchformer_name):
-        return _file_present("audiox", synchformer_name)
+        return file_present("audiox", synchformer_name)
 
     @node_function
     def load(self, synchformer_name, dtype="auto", keep_on_gpu=True):
         from ..audiox_core.conditioning.synchformer import Synchformer
         node = self.DISPLAY_NAME
-        path = _pick(node, "synchformer_name", "audiox", synchformer_name)
+        path = pick_file(node, "synchformer_name", "audiox", synchformer_name)
         with about_input(node, "synchformer_name"):
             sf = Synchformer.from_file(path, dtype=resolve_dtype(dtype), device=cc.unet_offload_device())
         return (SynchformerBundle(sf, cc.wrap_model(sf), _offload(keep_on_gpu), name=synchformer_name),)

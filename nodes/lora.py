@@ -16,6 +16,71 @@ from .training import (HIDDEN, TRAIN_CATEGORY, PRECISIONS, PRECISION_TOOLTIP, TA
                        run_training)
 
 
+TRAIN_LORA_REQUIRED_INPUTS = {
+    "model": (MODEL, {"tooltip": "The model to fine-tune (AudioX Model Loader). It is not changed."}),
+    "dataset": (DATASET, {"tooltip": "Items prepared for this model (AudioX Dataset)."}),
+    "output_name": ("STRING", {"default": "audiox_lora",
+                               "tooltip": "File name in models/loras (without .safetensors; sub-folders "
+                                          "with '/'). An existing file of that name is replaced."}),
+    "steps": ("INT", {"default": 1000, "min": 1, "max": 1_000_000, "step": 1,
+                      "tooltip": "Optimizer steps in total (a resumed run continues up to this)."}),
+    "learning_rate": ("FLOAT", {"default": 1e-4, "min": 1e-7, "max": 1.0, "step": 1e-7,
+                                "tooltip": "AdamW learning rate (1e-4 is a good start for LoRAs)."}),
+    "rank": ("INT", {"default": 16, "min": 1, "max": 512, "step": 1,
+                     "tooltip": "LoRA rank r: capacity of each adapter (4–64 is typical)."}),
+    "alpha": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 4096.0, "step": 0.5,
+                        "tooltip": "LoRA alpha; the update is scaled by alpha / rank. 0 = rank "
+                                   "(scale 1)."}),
+    "dropout": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.9, "step": 0.01,
+                          "tooltip": "Dropout on the adapters' input during training."}),
+    "targets": (TARGETS, {"default": "all",
+                          "tooltip": "Which projections get adapters: attention (q/k/v/out), "
+                                     "feed-forward, or all (+ the MMDiT's modulation)."}),
+    "include_maf": ("BOOLEAN", {"default": False,
+                                "tooltip": "Also put adapters on the MAF fusion block (MAF models)."}),
+    "batch_size": ("INT", {"default": 1, "min": 1, "max": 64, "step": 1,
+                           "tooltip": "Items per micro-batch (each a random crop of one window)."}),
+    "grad_accum": ("INT", {"default": 1, "min": 1, "max": 256, "step": 1,
+                           "tooltip": "Micro-batches per optimizer step (effective batch = batch_size "
+                                      "× grad_accum)."}),
+    "warmup_steps": ("INT", {"default": 0, "min": 0, "max": 100_000, "step": 1,
+                             "tooltip": "Linear learning-rate warm-up over this many steps."}),
+    "precision": (PRECISIONS, {"default": "auto", "tooltip": PRECISION_TOOLTIP}),
+    "gradient_checkpointing": ("BOOLEAN", {"default": True,
+                                           "tooltip": "Recompute activations in the backward pass: "
+                                                      "much less memory, ~30% slower."}),
+    "ema": ("BOOLEAN", {"default": False,
+                        "tooltip": "Keep an exponential moving average of the LoRA weights and save "
+                                   "that (smoother results for long runs)."}),
+    "mask_video": ("FLOAT", {"default": 0.6, "min": 0.0, "max": 1.0, "step": 0.05,
+                             "tooltip": "Probability of hiding an item's video (paper: 0.6)."}),
+    "mask_text": ("FLOAT", {"default": 0.2, "min": 0.0, "max": 1.0, "step": 0.05,
+                            "tooltip": "Probability of hiding an item's caption (paper: 0.2)."}),
+    "mask_audio": ("FLOAT", {"default": 0.6, "min": 0.0, "max": 1.0, "step": 0.05,
+                             "tooltip": "Probability of hiding an item's audio prompt (paper: 0.6)."}),
+    "cfg_dropout": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 1.0, "step": 0.01,
+                              "tooltip": "Probability of training an item unconditionally (all-zero "
+                                         "context, what CFG's unconditional branch sees; official "
+                                         "0.1)."}),
+    "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": False,
+                     "tooltip": "Seed of the adapter init, item order, crops, noise and masking: the same "
+                                "seed gives the same LoRA."}),
+    "resume": ("BOOLEAN", {"default": True,
+                           "tooltip": "On: continue from the newest checkpoint of this output_name (after "
+                                      "Cancel, or to train further by raising steps). Off: start over."}),
+    "save_every": ("INT", {"default": 250, "min": 0, "max": 1_000_000, "step": 1,
+                           "tooltip": "Write a resumable checkpoint every this many steps (0: only at the "
+                                      "end and on Cancel)."}),
+}
+
+TRAIN_LORA_OPTIONAL_INPUTS = {
+    "preview_every": ("INT", {"default": 0, "min": 0, "max": 1_000_000, "step": 1,
+                              "tooltip": "Every this many steps, generate one short clip with the LoRA "
+                                         "so far (the first item's conditions, 8 steps, seed 0) and "
+                                         "play it in the node's live view. 0: off."}),
+}
+
+
 class AudioXTrainLoRA(OutputNameCheck):
     DISPLAY_NAME = "AudioX Train LoRA"
     DESCRIPTION = ("Fine-tunes a LoRA on a prepared dataset with the model's own objective (v or rectified flow), "
@@ -35,68 +100,8 @@ class AudioXTrainLoRA(OutputNameCheck):
     @classmethod
     def INPUT_TYPES(cls):
         return {
-            "required": {
-                "model": (MODEL, {"tooltip": "The model to fine-tune (AudioX Model Loader). It is not changed."}),
-                "dataset": (DATASET, {"tooltip": "Items prepared for this model (AudioX Dataset)."}),
-                "output_name": ("STRING", {"default": "audiox_lora",
-                                           "tooltip": "File name in models/loras (without .safetensors; sub-folders "
-                                                      "with '/'). An existing file of that name is replaced."}),
-                "steps": ("INT", {"default": 1000, "min": 1, "max": 1_000_000, "step": 1,
-                                  "tooltip": "Optimizer steps in total (a resumed run continues up to this)."}),
-                "learning_rate": ("FLOAT", {"default": 1e-4, "min": 1e-7, "max": 1.0, "step": 1e-7,
-                                            "tooltip": "AdamW learning rate (1e-4 is a good start for LoRAs)."}),
-                "rank": ("INT", {"default": 16, "min": 1, "max": 512, "step": 1,
-                                 "tooltip": "LoRA rank r: capacity of each adapter (4–64 is typical)."}),
-                "alpha": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 4096.0, "step": 0.5,
-                                    "tooltip": "LoRA alpha; the update is scaled by alpha / rank. 0 = rank "
-                                               "(scale 1)."}),
-                "dropout": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.9, "step": 0.01,
-                                      "tooltip": "Dropout on the adapters' input during training."}),
-                "targets": (TARGETS, {"default": "all",
-                                      "tooltip": "Which projections get adapters: attention (q/k/v/out), "
-                                                 "feed-forward, or all (+ the MMDiT's modulation)."}),
-                "include_maf": ("BOOLEAN", {"default": False,
-                                            "tooltip": "Also put adapters on the MAF fusion block (MAF models)."}),
-                "batch_size": ("INT", {"default": 1, "min": 1, "max": 64, "step": 1,
-                                       "tooltip": "Items per micro-batch (each a random crop of one window)."}),
-                "grad_accum": ("INT", {"default": 1, "min": 1, "max": 256, "step": 1,
-                                       "tooltip": "Micro-batches per optimizer step (effective batch = batch_size "
-                                                  "× grad_accum)."}),
-                "warmup_steps": ("INT", {"default": 0, "min": 0, "max": 100_000, "step": 1,
-                                         "tooltip": "Linear learning-rate warm-up over this many steps."}),
-                "precision": (PRECISIONS, {"default": "auto", "tooltip": PRECISION_TOOLTIP}),
-                "gradient_checkpointing": ("BOOLEAN", {"default": True,
-                                                       "tooltip": "Recompute activations in the backward pass: "
-                                                                  "much less memory, ~30% slower."}),
-                "ema": ("BOOLEAN", {"default": False,
-                                    "tooltip": "Keep an exponential moving average of the LoRA weights and save "
-                                               "that (smoother results for long runs)."}),
-                "mask_video": ("FLOAT", {"default": 0.6, "min": 0.0, "max": 1.0, "step": 0.05,
-                                         "tooltip": "Probability of hiding an item's video (paper: 0.6)."}),
-                "mask_text": ("FLOAT", {"default": 0.2, "min": 0.0, "max": 1.0, "step": 0.05,
-                                        "tooltip": "Probability of hiding an item's caption (paper: 0.2)."}),
-                "mask_audio": ("FLOAT", {"default": 0.6, "min": 0.0, "max": 1.0, "step": 0.05,
-                                         "tooltip": "Probability of hiding an item's audio prompt (paper: 0.6)."}),
-                "cfg_dropout": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 1.0, "step": 0.01,
-                                          "tooltip": "Probability of training an item unconditionally (all-zero "
-                                                     "context, what CFG's unconditional branch sees; official "
-                                                     "0.1)."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": False,
-                                 "tooltip": "Seed of the adapter init, item order, crops, noise and masking: the same "
-                                            "seed gives the same LoRA."}),
-                "resume": ("BOOLEAN", {"default": True,
-                                       "tooltip": "On: continue from the newest checkpoint of this output_name (after "
-                                                  "Cancel, or to train further by raising steps). Off: start over."}),
-                "save_every": ("INT", {"default": 250, "min": 0, "max": 1_000_000, "step": 1,
-                                       "tooltip": "Write a resumable checkpoint every this many steps (0: only at the "
-                                                  "end and on Cancel)."}),
-            },
-            "optional": {
-                "preview_every": ("INT", {"default": 0, "min": 0, "max": 1_000_000, "step": 1,
-                                          "tooltip": "Every this many steps, generate one short clip with the LoRA "
-                                                     "so far (the first item's conditions, 8 steps, seed 0) and "
-                                                     "play it in the node's live view. 0: off."}),
-            },
+            "required": dict(TRAIN_LORA_REQUIRED_INPUTS),
+            "optional": dict(TRAIN_LORA_OPTIONAL_INPUTS),
             "hidden": dict(HIDDEN),
         }
 
@@ -111,56 +116,63 @@ class AudioXTrainLoRA(OutputNameCheck):
         self._check_inputs(output_name=output_name, learning_rate=learning_rate)
         m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
         check_plain_model(node, m)
-        ds = check_dataset(node, m, dataset)
-        name = output_name_ok(node, output_name)
-        if targets not in TARGETS:
-            raise node_error(node, "targets", f"must be one of {TARGETS}, got {targets!r}")
-        if include_maf and m.model.maf_block is None:
-            raise node_error(node, "include_maf", f"is on but {m.variant} has no MAF block")
+        ds, name = check_dataset(node, m, dataset), output_name_ok(node, output_name)
+        _check_targets(node, m, targets, include_maf)
         with about_input(node, "output_name"):
             run_dir = state_dir("lora", name)
         dst = output_file(node, "loras", name)
-        device = cc.get_torch_device()
-        prec = resolve_precision(precision, device)
         with about_input(node, "mask_video"):
             masking = Masking(float(mask_video), float(mask_text), float(mask_audio), float(cfg_dropout))
         cfg = TrainConfig(steps=int(steps), batch_size=int(batch_size), grad_accum=int(grad_accum),
-                          lr=float(learning_rate), warmup_steps=int(warmup_steps), precision=prec,
+                          lr=float(learning_rate), warmup_steps=int(warmup_steps),
+                          precision=resolve_precision(precision, cc.get_torch_device()),
                           gradient_checkpointing=bool(gradient_checkpointing), ema=bool(ema), train=("lora",),
                           lora_rank=int(rank), lora_alpha=float(alpha) if float(alpha) > 0 else None,
                           lora_dropout=float(dropout), lora_targets=targets, lora_include_maf=bool(include_maf),
                           masking=masking, seed=int(seed) % (2 ** 62), save_every=int(save_every),
                           name=Path(name).name)
-        def release(trainer):
-            if trainer.lora is not None and trainer.lora.attached:
-                trainer.lora.detach()
-
         trainer, start, seconds = run_training(
-            node, m, lambda: Trainer(m.model, ds.data, cfg, out_dir=run_dir), release, run_dir=run_dir,
+            node, m, lambda: Trainer(m.model, ds.data, cfg, out_dir=run_dir), _detach_lora, run_dir=run_dir,
             resume=resume, src=run_dir / f"{cfg.name}.safetensors", dst=dst,
-            progress=lambda t: TrainProgress(unique_id, "LoRA", t.history,
-                                             checkpoint_dir=lambda: t.checkpoint_dir,
+            progress=lambda t: TrainProgress(unique_id, "LoRA", t.history, checkpoint_dir=lambda: t.checkpoint_dir,
                                              preview_every=int(preview_every),
                                              preview=lambda step: lora_preview(t, step)))
         with about_input(node, "output_name"):
             lora = load_lora(dst, m.model, attach=False, device=cc.unet_offload_device())
-        history = list(trainer.history)
-        report = "\n".join([
-            f"LoRA '{name}': rank {lora.rank}, alpha {lora.alpha:g}, targets {targets}"
-            + (" + MAF" if include_maf else "") + f" ({len(lora.paths)} modules, {lora.num_parameters():,} "
-            f"parameters) on {m.name} ({m.variant})",
-            (f"steps {start + 1}–{trainer.step} of {cfg.steps}" if trainer.step > start else
-             f"already trained to step {trainer.step}") + f" on {len(ds.data)} items (batch {cfg.batch_size} × "
-            f"{cfg.grad_accum}), {prec}, lr {cfg.lr:g}, seed {seed}; {seconds:.1f} s"
-            + (f", resumed from step {start}" if start else ""),
-            loss_summary(history),
-            f"saved {display_path(dst)}; resumable state in {display_path(run_dir)}"])
+        report = _lora_report(name, lora, targets, include_maf, m, trainer, start, cfg, len(ds.data), seed,
+                              seconds, dst, run_dir)
         value = LoRAValue(lora, str(dst), name, report.split("\n")[0])
         out_model = m.with_loras(((lora, 1.0),), False, f"{m.name} + {name}")
-        image = loss_image(history, [("loss", f"LoRA '{name}' loss")])
+        image = loss_image(list(trainer.history), [("loss", f"LoRA '{name}' loss")])
         return {"ui": {"text": [report]}, "result": (out_model, value, image, report)}
 
 
+
+
+def _check_targets(node: str, bundle: ModelBundle, targets: str, include_maf: bool) -> None:
+    if targets not in TARGETS:
+        raise node_error(node, "targets", f"must be one of {TARGETS}, got {targets!r}")
+    if include_maf and bundle.model.maf_block is None:
+        raise node_error(node, "include_maf", f"is on but {bundle.variant} has no MAF block")
+
+
+def _detach_lora(trainer) -> None:
+    if trainer.lora is not None and trainer.lora.attached:
+        trainer.lora.detach()
+
+
+def _lora_report(name, lora, targets, include_maf, bundle, trainer, start, config, items, seed, seconds, dst,
+                 run_dir) -> str:
+    return "\n".join([
+        f"LoRA '{name}': rank {lora.rank}, alpha {lora.alpha:g}, targets {targets}"
+        + (" + MAF" if include_maf else "") + f" ({len(lora.paths)} modules, {lora.num_parameters():,} "
+        f"parameters) on {bundle.name} ({bundle.variant})",
+        (f"steps {start + 1}–{trainer.step} of {config.steps}" if trainer.step > start else
+         f"already trained to step {trainer.step}") + f" on {items} items (batch {config.batch_size} × "
+        f"{config.grad_accum}), {config.precision}, lr {config.lr:g}, seed {seed}; {seconds:.1f} s"
+        + (f", resumed from step {start}" if start else ""),
+        loss_summary(list(trainer.history)),
+        f"saved {display_path(dst)}; resumable state in {display_path(run_dir)}"])
 
 
 class AudioXLoRALoader:

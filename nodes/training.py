@@ -110,7 +110,7 @@ def output_name(node: str, input_name: str, value: str) -> str:
 def model_folder(name: str) -> Path:
     """Where files of model folder ``name`` are written: its first directory (ComfyUI's default
     ``models/<name>``), never the pack's own ``models/demo``."""
-    from .loaders import DEMO_DIR
+    from .model_files import DEMO_DIR
     for p in cc.get_folder_paths(name):
         if Path(p).resolve() != DEMO_DIR.resolve():
             return Path(p)
