@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from . import conditions as C
+from . import conditions
 from .errors import InputError
 
 log = logging.getLogger(__name__)
@@ -172,10 +172,10 @@ def official_conditioner_draws(model, batch: int, generator: torch.Generator) ->
     it.  The number of draws does not depend on the prompt audio (it is fitted to the
     conditioner's window), so an absent prompt stands in for any."""
     if model.config.conditioner("audio_prompt") is not None:
-        C.encode_audio_prompt(model, None, batch=batch, generator=generator)
+        conditions.encode_audio_prompt(model, None, batch=batch, generator=generator)
 
 
-def official_start(model, settings: SamplerSettings, shape, conds: Optional["C.Conditions"] = None, *,
+def official_start(model, settings: SamplerSettings, shape, conds: Optional["conditions.Conditions"] = None, *,
                    modality_scale=None, device=None):
     """Official noise for sampling from conditions encoded earlier (the node graph):
     ``(rng, initial noise, context or None)``.
@@ -193,8 +193,9 @@ def official_start(model, settings: SamplerSettings, shape, conds: Optional["C.C
     noise = rng.initial_noise(shape)
     audio = conds.get("audio") if conds is not None else None
     if conds is not None and (audio is None or not any(audio.present)):
-        absent_audio = C.Conditions(text=conds.get("text"), video=conds.get("video"))
-        ctx = C.fuse(model, absent_audio, batch=shape[0], modality_scale=modality_scale, generator=rng.on_device)
+        absent_audio = conditions.Conditions(text=conds.get("text"), video=conds.get("video"))
+        ctx = conditions.fuse(model, absent_audio, batch=shape[0], modality_scale=modality_scale,
+                              generator=rng.on_device)
         return rng, noise, ctx
     official_conditioner_draws(model, shape[0], rng.on_device)
     return rng, noise, None
@@ -245,7 +246,7 @@ def sample(model, context: torch.Tensor, settings: SamplerSettings, *, batch: Op
     L = length or model.latent_length
     if model.fixed_length and L != model.latent_length:
         raise InputError(f"{model.config.variant} generates exactly {model.latent_length} latent frames "
-                         f"({model.latent_length * model.config.vae.downsampling_ratio / model.config.sample_rate:.2f} s); "
+                         f"({model.latent_length / frames_per_second(model):.2f} s); "
                          f"got a request for {L}")
     shape = (b, model.config.io_channels, L)
     if noise is not None and tuple(noise.shape) != shape:
@@ -328,7 +329,7 @@ def decode(model, latents: torch.Tensor, *, chunked: Optional[bool] = None, call
 def encode(model, audio: torch.Tensor, sample_rate: int, *, generator=None, sample: bool = True,
            chunked: Optional[bool] = None, callback=None) -> tuple[torch.Tensor, str]:
     """Latents of any audio (resampled and channel-matched to the model first)."""
-    x, report = C.prepare_audio(model, audio, sample_rate)
+    x, report = conditions.prepare_audio(model, audio, sample_rate)
     pt = model.pretransform
     p = next(pt.parameters())
     ratio = model.config.vae.downsampling_ratio

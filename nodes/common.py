@@ -35,7 +35,7 @@ from typing import Any, Optional
 import torch
 
 from ..audiox_core.errors import AudioXError, Interrupted
-from . import comfy_compat as cc
+from . import comfy_compat
 from .values import (ClipVisionFile, Context, DatasetBundle, LoRAValue, ModelBundle,  # noqa: F401 (re-exported)
                      SyncFeatures, SynchformerBundle, T5Bundle, TimeMask, VAEBundle)
 
@@ -151,7 +151,7 @@ def resolve_dtype(choice: str, device: Optional[torch.device] = None) -> torch.d
         return torch.float16
     if choice == "bf16":
         return torch.bfloat16
-    device = device or cc.get_torch_device()
+    device = device or comfy_compat.get_torch_device()
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type in ("mps", "xpu"):
@@ -167,7 +167,7 @@ def _handle_device(handle) -> Optional[torch.device]:
 
 def audio_output(waveform: torch.Tensor, sample_rate: int) -> dict:
     """A ComfyUI AUDIO dict on the intermediate device (float32 ``[B, C, T]``)."""
-    return {"waveform": waveform.detach().to(cc.intermediate_device(), torch.float32).contiguous(),
+    return {"waveform": waveform.detach().to(comfy_compat.intermediate_device(), torch.float32).contiguous(),
             "sample_rate": int(sample_rate)}
 
 

@@ -13,10 +13,10 @@ import time
 
 import torch
 
-from ..audiox_core import conditions as C
+from ..audiox_core import conditions
 from ..audiox_core.training import session
 from ..audiox_core.errors import AudioXError, FieldError
-from . import comfy_compat as cc
+from . import comfy_compat
 from .common import (DATASET, MODEL, SYNCHFORMER, T5, DatasetBundle, ModelBundle, NodeError,
                      SynchformerBundle, T5Bundle, about_input, expect, node_error, node_function)
 from .training import (HIDDEN, TRAIN_CATEGORY, CAPTION_SOURCES, MISSING_POLICIES, input_roots, resolve_folder,
@@ -147,20 +147,20 @@ class AudioXDataset:
         sf = _synchformer_for(node, m, with_video, sync, synchformer)
         cdir = cache_dir()
         before = {p.name for p in cdir.glob("*.safetensors")} if cdir.is_dir() else set()
-        cb = cc.make_progress_callback(None, unique_id)
+        cb = comfy_compat.make_progress_callback(None, unique_id)
         t0 = time.perf_counter()
         sf_ctx = sf.on_device() if sf is not None else contextlib.nullcontext()
         with m.on_device("conditioner", "vae"), t5b.on_device(), sf_ctx, session.preserved_state(m.model), \
                 torch.inference_mode(False), torch.no_grad():
             with about_input(node, "t5"):
-                C.encode_text(m.model, "", encoder=t5b.encoder)  # the T5 belongs to this model (width check)
+                conditions.encode_text(m.model, "", encoder=t5b.encoder)  # the T5 belongs to this model (width check)
             m.model.set_text_encoder(t5b.encoder)
             if sf is not None:
                 m.model.set_synchformer(sf.module)
             with about_input(node, "folder"):
                 data = prepare_dataset(examples, m.model, plan=CachePlan(sync=sync), cache_dir=cdir, callback=cb)
         report = _report(data, root, m, origins, with_video, sync, before, cdir, time.perf_counter() - t0)
-        bundle = DatasetBundle(data, C.model_fingerprint(m.model), m.variant, str(root), report)
+        bundle = DatasetBundle(data, conditions.model_fingerprint(m.model), m.variant, str(root), report)
         return {"ui": {"text": [report]}, "result": (bundle, report)}
 
 

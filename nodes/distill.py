@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import comfy_compat as cc
+from . import comfy_compat
 from .common import (DATASET, MODEL, ModelBundle, about_input, expect, node_error, node_function)
 from .training import (HIDDEN, TRAIN_CATEGORY, PRECISIONS, PRECISION_TOOLTIP, output_file, output_name, state_dir,
                        resolve_precision, TrainProgress, check_dataset, check_plain_model, loss_image, loss_summary,
@@ -99,7 +99,7 @@ class AudioXDistill(OutputNameCheck):
         with about_input(node, "output_name"):
             run_dir = state_dir("distill", name)
         dst = output_file(node, "audiox", name)
-        prec = resolve_precision(precision, cc.get_torch_device())
+        prec = resolve_precision(precision, comfy_compat.get_torch_device())
         n = int(student_steps)
         with about_input(node, "steps"):
             cfg = DistillConfig(steps=int(steps), lr=float(learning_rate), student_steps=n,
@@ -139,7 +139,7 @@ def _student_bundle(dst, weights_dtype, offload_after) -> ModelBundle:
     """The saved student, loaded as a model bundle for the samplers."""
     from ..audiox_core.checkpoint import load_model
     from .loaders import model_parts
-    student = load_model(dst, dtype=weights_dtype, device=cc.unet_offload_device())
+    student = load_model(dst, dtype=weights_dtype, device=comfy_compat.unet_offload_device())
     return ModelBundle(student, model_parts(student), offload_after, name=dst.name)
 
 

@@ -14,9 +14,9 @@ from typing import Optional
 
 import torch
 
-from ..audiox_core import conditions as C
+from ..audiox_core import conditions
 from ..audiox_core.media import RESIZE_MODES
-from . import comfy_compat as cc
+from . import comfy_compat
 from .common import (CATEGORY, COND, MASK, MODEL, SYNC, SYNCHFORMER, T5, ModelBundle, SyncFeatures,
                      SynchformerBundle, T5Bundle, TimeMask, about_input, check_audio_input, expect, node_error,
                      node_function)
@@ -52,7 +52,8 @@ class _ConditionEncoder:
     FUNCTION = "encode"
 
 
-def visual_input(node: str, video=None, images=None, fps: float = 0.0, *, still: bool = False) -> C.VisualInput:
+def visual_input(node: str, video=None, images=None, fps: float = 0.0, *,
+                 still: bool = False) -> conditions.VisualInput:
     """A :class:`~audiox_core.conditions.VisualInput` from a VIDEO or IMAGE frames (+ fps)."""
     if video is not None and images is not None:
         raise node_error(node, "images", "and input 'video' are both connected; connect one of them")
@@ -61,9 +62,9 @@ def visual_input(node: str, video=None, images=None, fps: float = 0.0, *, still:
                          "(+ their fps) to 'images'")
     if video is not None:
         with about_input(node, "video"):
-            kind, src, rate = cc.video_source(video)
+            kind, src, rate = comfy_compat.video_source(video)
         if kind == "stream":
-            return C.VisualInput(source=src, still=still)
+            return conditions.VisualInput(source=src, still=still)
         images, fps, name = src, rate, "video"
     else:
         name = "images"
@@ -77,7 +78,7 @@ def visual_input(node: str, video=None, images=None, fps: float = 0.0, *, still:
     elif images.shape[0] > 1 and not float(fps) > 0:
         raise node_error(node, "fps", f"must be > 0 for {images.shape[0]} frames (the frames' own frame rate)")
     with about_input(node, name):
-        return C.VisualInput(frames=images, fps=float(fps) if float(fps) > 0 else None, still=still)
+        return conditions.VisualInput(frames=images, fps=float(fps) if float(fps) > 0 else None, still=still)
 
 
 # ============================================================================================
@@ -106,7 +107,7 @@ class AudioXTextEncoder(_ConditionEncoder):
         if m.model.text_spec is None:
             raise node_error(node, "model", f"{m.variant} has no text condition")
         with t5.on_device(), about_input(node, "t5"):
-            cond = C.encode_text(m.model, str(prompt), encoder=t5.encoder)
+            cond = conditions.encode_text(m.model, str(prompt), encoder=t5.encoder)
         return (cond,)
 
 
@@ -156,8 +157,8 @@ class AudioXVideoEncoder(_ConditionEncoder):
                               unique_id),)
 
 
-def encode_visual(node: str, m: ModelBundle, visual: C.VisualInput, start: float, sync_mode: str, resize: str,
-                  synchformer, sync_features, unique_id) -> C.Condition:
+def encode_visual(node: str, m: ModelBundle, visual: conditions.VisualInput, start: float, sync_mode: str, resize: str,
+                  synchformer, sync_features, unique_id) -> conditions.Condition:
     """Shared by the video and image encoders: sync handling, device placement, progress."""
     vc = m.model.video_conditioner
     if sync_mode not in SYNC_MODES:
@@ -182,11 +183,11 @@ def encode_visual(node: str, m: ModelBundle, visual: C.VisualInput, start: float
             sf_module = sf_bundle.module
     elif synchformer is not None or sync_features is not None:
         log.warning("%s: %s has no sync branch; the Synchformer input is ignored", node, m.variant)
-    cb = cc.make_progress_callback(None, unique_id)
+    cb = comfy_compat.make_progress_callback(None, unique_id)
     with m.on_device("conditioner"):
         ctx = sf_bundle.on_device() if sf_bundle is not None else contextlib.nullcontext()
         with ctx, about_input(node, "video"):
-            cond = C.encode_video(m.model, visual, start=start, sync=sync_arg, synchformer=sf_module,
+            cond = conditions.encode_video(m.model, visual, start=start, sync=sync_arg, synchformer=sf_module,
                                   resize_mode=resize, callback=cb)
     # what a sampler needs to encode the later windows of a long-form generation itself
     if sync_arg is None or sync_arg is False:
@@ -273,7 +274,7 @@ class AudioXAudioPromptEncoder(_ConditionEncoder):
         m = _model(node, model, "audio")
         wave, sr = check_audio_input(audio, node, "audio")
         # only the conditioner's prompt window (the first seconds) is used: drop the rest before any copy
-        used = C.audio_prompt_seconds(m.model)
+        used = conditions.audio_prompt_seconds(m.model)
         if used is not None:
             wave = wave[..., : int(math.ceil((used + 0.5) * sr))]
         use_mask = None if masking == "official random spans" else False
@@ -293,9 +294,9 @@ class AudioXAudioPromptEncoder(_ConditionEncoder):
                 wave = wave[..., : max(1, int(round(min(mask.keep_seconds, total) * sr)))]
             use_mask = False
         gen = torch.Generator().manual_seed(int(mask_seed) & 0xFFFF_FFFF_FFFF_FFFF)
-        cb = cc.make_progress_callback(None, unique_id)
+        cb = comfy_compat.make_progress_callback(None, unique_id)
         with m.on_device("conditioner"), about_input(node, "audio"):
-            cond = C.encode_audio_prompt(m.model, wave, sample_rate=sr, batch=wave.shape[0], generator=gen,
+            cond = conditions.encode_audio_prompt(m.model, wave, sample_rate=sr, batch=wave.shape[0], generator=gen,
                                          mask=use_mask, callback=cb)
         return (cond,)
 
@@ -338,9 +339,9 @@ class AudioXSyncEncoder:
             raise node_error(node, "model", f"{m.variant} does not condition on sync features")
         vc = m.model.video_conditioner
         visual = visual_input(node, video, images, fps)
-        cb = cc.make_progress_callback(None, unique_id)
+        cb = comfy_compat.make_progress_callback(None, unique_id)
         with sf.on_device(), about_input(node, "video"):
-            feats, rep = C.encode_sync(sf.module, visual, start=float(start_seconds), duration=vc.duration,
+            feats, rep = conditions.encode_sync(sf.module, visual, start=float(start_seconds), duration=vc.duration,
                                        tokens=vc.sync_tokens, callback=cb)
         return (SyncFeatures(feats, float(start_seconds), float(vc.duration), rep),)
 

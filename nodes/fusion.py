@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import torch
 
-from ..audiox_core import conditions as C
+from ..audiox_core import conditions
 from .common import (CATEGORY, COND, CONTEXT, MODEL, T5, Context, ModelBundle, T5Bundle, about_input, expect,
                      node_error, node_function)
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 SCALE = {"default": 1.0, "min": 0.0, "max": 4.0, "step": 0.05}
 
 
-def gate_report(m: ModelBundle, scale: tuple, conds: C.Conditions) -> tuple[str, object]:
+def gate_report(m: ModelBundle, scale: tuple, conds: conditions.Conditions) -> tuple[str, object]:
     gates = m.model.maf_gates()
     lines = []
     if gates is not None:
@@ -53,7 +53,7 @@ def gates_ui(ctx: Context) -> list:
     return [{"modalities": ["video", "text", "audio"], "gates": g, "scale": scale}]
 
 
-def fuse_context(node: str, m: ModelBundle, conds: C.Conditions, scale: tuple, seed: int,
+def fuse_context(node: str, m: ModelBundle, conds: conditions.Conditions, scale: tuple, seed: int,
                  dropped: tuple = ()) -> Context:
     """Complete ``conds`` with the absent conventions, fuse, and package a :class:`Context`.
 
@@ -66,10 +66,10 @@ def fuse_context(node: str, m: ModelBundle, conds: C.Conditions, scale: tuple, s
     gen = torch.Generator().manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
     with m.on_device("conditioner", "maf"):
         with about_input(node, "model"):
-            full = C.complete(m.model, conds, batch, generator=gen)
-            tokens = C.fuse(m.model, full, batch=batch, modality_scale=scale)
+            full = conditions.complete(m.model, conds, batch, generator=gen)
+            tokens = conditions.fuse(m.model, full, batch=batch, modality_scale=scale)
     report, gates = gate_report(m, scale, full)
-    return Context(tokens.detach().cpu(), full, C.model_fingerprint(m.model), tuple(scale), gates, report,
+    return Context(tokens.detach().cpu(), full, conditions.model_fingerprint(m.model), tuple(scale), gates, report,
                    tuple(dropped), int(seed))
 
 
@@ -116,12 +116,12 @@ class AudioXMAFFusion:
              audio=None):
         node = self.DISPLAY_NAME
         m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL")
-        conds = C.Conditions()
-        fp = C.model_fingerprint(m.model)
+        conds = conditions.Conditions()
+        fp = conditions.model_fingerprint(m.model)
         for name, cond in (("text", text), ("video", video), ("audio", audio)):
             if cond is None:
                 continue
-            expect(cond, C.Condition, node, name, "an AUDIOX_COND")
+            expect(cond, conditions.Condition, node, name, "an AUDIOX_COND")
             if cond.modality != name:
                 raise node_error(node, name, f"got a {cond.modality} condition; connect it to '{cond.modality}'")
             if cond.source and cond.source != fp:
@@ -169,9 +169,9 @@ class AudioXModalityDrop:
         node = self.DISPLAY_NAME
         m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL")
         expect(context, Context, node, "context", "an AUDIOX_CONTEXT from AudioX MAF Fusion")
-        if context.source != C.model_fingerprint(m.model):
+        if context.source != conditions.model_fingerprint(m.model):
             raise node_error(node, "context", "was made for another model")
-        conds = C.Conditions(video=context.conds.video, text=context.conds.text, audio=context.conds.audio)
+        conds = conditions.Conditions(video=context.conds.video, text=context.conds.text, audio=context.conds.audio)
         batch = max(c.batch for c in (conds.video, conds.text, conds.audio) if c is not None)
         dropped = []
         if drop_video:
@@ -186,7 +186,7 @@ class AudioXModalityDrop:
                                  "condition is T5 of the empty string)")
             expect(t5, T5Bundle, node, "t5", "an AUDIOX_T5")
             with t5.on_device(), about_input(node, "t5"):
-                conds.text = C.encode_text(m.model, "", batch=batch, encoder=t5.encoder)
+                conds.text = conditions.encode_text(m.model, "", batch=batch, encoder=t5.encoder)
             dropped.append("text")
         ctx = fuse_context(node, m, conds, context.modality_scale or (1.0, 1.0, 1.0), context.seed, tuple(dropped))
         ctx = replace(ctx, report=(f"dropped: {', '.join(dropped)}\n" if dropped else "") + ctx.report)

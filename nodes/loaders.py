@@ -13,7 +13,7 @@ import logging
 import os
 
 from ..audiox_core.errors import AudioXError, CheckpointError
-from . import comfy_compat as cc
+from . import comfy_compat
 from .common import (CATEGORY, CLIP_VISION, DTYPE_OPTIONS, DTYPE_TOOLTIP, MODEL, SYNCHFORMER, T5, VAE,
                      ClipVisionFile, ModelBundle, SynchformerBundle, T5Bundle, VAEBundle, about_input,
                      expect, node_error, node_function, resolve_dtype)
@@ -44,10 +44,11 @@ OTHER_LOADER_HINTS = {"vae": " — load it with AudioX VAE Loader", "t5": " — 
 
 def model_parts(model) -> dict:
     """One ComfyUI model handle per part of an AudioX model (backbone, conditioner, VAE, MAF)."""
-    parts = {"backbone": cc.wrap_model(model.model), "conditioner": cc.wrap_model(model.conditioner),
-             "vae": cc.wrap_model(model.pretransform)}
+    parts = {"backbone": comfy_compat.wrap_model(model.model),
+             "conditioner": comfy_compat.wrap_model(model.conditioner),
+             "vae": comfy_compat.wrap_model(model.pretransform)}
     if model.maf_block is not None:
-        parts["maf"] = cc.wrap_model(model.maf_block)
+        parts["maf"] = comfy_compat.wrap_model(model.maf_block)
     return parts
 
 
@@ -55,7 +56,7 @@ def _load_checkpoint(node: str, path, ckpt_name: str, weights_dtype, vae, clip_v
     """The model of ``path``; a VAE / CLIP vision file that does not fit is named as that input."""
     from ..audiox_core.checkpoint import load_model
     try:
-        return load_model(path, dtype=weights_dtype, device=cc.unet_offload_device(),
+        return load_model(path, dtype=weights_dtype, device=comfy_compat.unet_offload_device(),
                           vae=vae.path if vae is not None else None,
                           clip_vision=clip_vision.path if clip_vision is not None else None)
     except CheckpointError as e:
@@ -191,8 +192,8 @@ class AudioXVAELoader:
                 raise node_error(node, "vae_name", f"'{vae_name}' is {kind.description}, not a VAE"
                                  + (" — an AudioX checkpoint brings its own VAE: use the 'vae' output of AudioX "
                                     "Model Loader" if kind.kind == "audiox" else ""))
-            pt = load_vae(path, device=cc.unet_offload_device())
-        return (VAEBundle(pt, cc.wrap_model(pt), int(sample_rate), _offload(keep_on_gpu),
+            pt = load_vae(path, device=comfy_compat.unet_offload_device())
+        return (VAEBundle(pt, comfy_compat.wrap_model(pt), int(sample_rate), _offload(keep_on_gpu),
                           name=os.path.basename(vae_name), path=str(path)),)
 
 
@@ -233,13 +234,13 @@ class AudioXT5Loader:
         tok = None
         folder = path if path.is_dir() else path.parent
         if path.is_file() and not any((folder / n).is_file() for n in TOKENIZER_FILES):
-            tok = cc.comfy_t5_tokenizer_dir()
-        dev = cc.get_torch_device()
+            tok = comfy_compat.comfy_t5_tokenizer_dir()
+        dev = comfy_compat.get_torch_device()
         wdtype = (torch.float16 if dev.type != "cpu" else torch.float32) if dtype == "auto" else resolve_dtype(dtype)
         with about_input(node, "t5_name"):
-            enc = T5TextEncoder.from_local(path, dtype=wdtype, device=cc.unet_offload_device(), tokenizer_path=tok,
-                                           expected_dim=None)
-        return (T5Bundle(enc, cc.wrap_model(enc.model), _offload(keep_on_gpu), name=t5_name),)
+            enc = T5TextEncoder.from_local(path, dtype=wdtype, device=comfy_compat.unet_offload_device(),
+                                           tokenizer_path=tok, expected_dim=None)
+        return (T5Bundle(enc, comfy_compat.wrap_model(enc.model), _offload(keep_on_gpu), name=t5_name),)
 
 
 # ============================================================================================
@@ -304,8 +305,8 @@ class AudioXSynchformerLoader:
         node = self.DISPLAY_NAME
         path = pick_file(node, "synchformer_name", "audiox", synchformer_name)
         with about_input(node, "synchformer_name"):
-            sf = Synchformer.from_file(path, dtype=resolve_dtype(dtype), device=cc.unet_offload_device())
-        return (SynchformerBundle(sf, cc.wrap_model(sf), _offload(keep_on_gpu), name=synchformer_name),)
+            sf = Synchformer.from_file(path, dtype=resolve_dtype(dtype), device=comfy_compat.unet_offload_device())
+        return (SynchformerBundle(sf, comfy_compat.wrap_model(sf), _offload(keep_on_gpu), name=synchformer_name),)
 
 
 NODE_CLASS_MAPPINGS = {

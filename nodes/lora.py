@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..audiox_core.errors import AudioXError, CheckpointError
-from . import comfy_compat as cc
+from . import comfy_compat
 from .common import (CATEGORY, DATASET, LORA, MODEL, LoRAValue, ModelBundle, about_input, expect, node_error,
                      node_function)
 from .training import (HIDDEN, TRAIN_CATEGORY, PRECISIONS, PRECISION_TOOLTIP, TARGETS, NONE, output_file, output_name,
@@ -125,7 +125,7 @@ class AudioXTrainLoRA(OutputNameCheck):
             masking = Masking(float(mask_video), float(mask_text), float(mask_audio), float(cfg_dropout))
         cfg = TrainConfig(steps=int(steps), batch_size=int(batch_size), grad_accum=int(grad_accum),
                           lr=float(learning_rate), warmup_steps=int(warmup_steps),
-                          precision=resolve_precision(precision, cc.get_torch_device()),
+                          precision=resolve_precision(precision, comfy_compat.get_torch_device()),
                           gradient_checkpointing=bool(gradient_checkpointing), ema=bool(ema), train=("lora",),
                           lora_rank=int(rank), lora_alpha=float(alpha) if float(alpha) > 0 else None,
                           lora_dropout=float(dropout), lora_targets=targets, lora_include_maf=bool(include_maf),
@@ -138,7 +138,7 @@ class AudioXTrainLoRA(OutputNameCheck):
                                              preview_every=int(preview_every),
                                              preview=lambda step: lora_preview(t, step)))
         with about_input(node, "output_name"):
-            lora = load_lora(dst, m.model, attach=False, device=cc.unet_offload_device())
+            lora = load_lora(dst, m.model, attach=False, device=comfy_compat.unet_offload_device())
         report = _lora_report(name, lora, targets, include_maf, m, trainer, start, cfg, len(ds.data), seed,
                               seconds, dst, run_dir)
         value = LoRAValue(lora, str(dst), name, report.split("\n")[0])
@@ -189,7 +189,7 @@ class AudioXLoRALoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        files = [f for f in cc.get_filename_list("loras") if f.lower().endswith(".safetensors")]
+        files = [f for f in comfy_compat.get_filename_list("loras") if f.lower().endswith(".safetensors")]
         return {
             "required": {
                 "model": (MODEL, {"tooltip": "The AudioX model (AudioX Model Loader or another LoRA loader)."}),
@@ -219,7 +219,7 @@ class AudioXLoRALoader:
         if lora_name == NONE:
             return NONE
         try:
-            return file_stamp(Path(cc.get_full_path("loras", lora_name)))
+            return file_stamp(Path(comfy_compat.get_full_path("loras", lora_name)))
         except AudioXError:
             return lora_name
 
@@ -242,8 +242,8 @@ class AudioXLoRALoader:
         else:
             where, label = "lora_name", lora_name
             with about_input(node, "lora_name"):
-                path = Path(cc.get_full_path("loras", lora_name))
-                obj = load_lora(path, None, attach=False, device=cc.unet_offload_device())
+                path = Path(comfy_compat.get_full_path("loras", lora_name))
+                obj = load_lora(path, None, attach=False, device=comfy_compat.unet_offload_device())
             self._check(node, where, label, obj, m, allow_other_weights)
         stack = tuple(m.loras) + ((obj, float(strength)),)
         out = m.with_loras(stack, bool(merge), f"{m.name} + {Path(label).stem}")

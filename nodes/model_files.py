@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 from ..audiox_core.errors import AudioXError
-from . import comfy_compat as cc
+from . import comfy_compat
 from .common import about_input, node_error
 
 log = logging.getLogger(__name__)
@@ -19,11 +19,11 @@ PACK_ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = PACK_ROOT / "models" / "demo"
 WEIGHT_EXTS = [".safetensors", ".ckpt", ".pth", ".pt", ".bin", ".sft"]
 
-cc.register_model_folder("audiox", "audiox", WEIGHT_EXTS)
-cc.register_model_folder("text_encoders", "text_encoders", [".safetensors", ".bin", ".pt", ".sft"])
-cc.register_model_folder("clip_vision", "clip_vision", [".safetensors", ".bin", ".pt", ".pth"])
-cc.add_model_path("audiox", DEMO_DIR)
-cc.add_model_path("text_encoders", DEMO_DIR)
+comfy_compat.register_model_folder("audiox", "audiox", WEIGHT_EXTS)
+comfy_compat.register_model_folder("text_encoders", "text_encoders", [".safetensors", ".bin", ".pt", ".sft"])
+comfy_compat.register_model_folder("clip_vision", "clip_vision", [".safetensors", ".bin", ".pt", ".pth"])
+comfy_compat.add_model_path("audiox", DEMO_DIR)
+comfy_compat.add_model_path("text_encoders", DEMO_DIR)
 
 TOKENIZER_FILES = ("byte_tokenizer.json", "tokenizer.json", "spiece.model", "tokenizer_config.json")
 
@@ -36,7 +36,7 @@ def _is_hf_text_folder(folder: Path) -> bool:
 def _full(folder: str, name: str) -> Path | None:
     """A listed name's path (None if absent or if it leads outside the folder, e.g. a symlink)."""
     try:
-        return cc.find_model_file(folder, name)
+        return comfy_compat.find_model_file(folder, name)
     except AudioXError:
         return None
 
@@ -52,7 +52,7 @@ def _in_demo_dir(p: Path) -> bool:
 def _weights_files(folder: str) -> list[tuple[str, Path]]:
     """Weights files of a model folder (+ demo), without the insides of Hugging Face text folders."""
     out = []
-    for name in cc.get_filename_list(folder):
+    for name in comfy_compat.get_filename_list(folder):
         p = _full(folder, name)
         if p is None or ("/" in name and _is_hf_text_folder(p.parent)):
             continue
@@ -89,7 +89,7 @@ def list_audiox_files() -> list[str]:
 def list_text_encoders() -> list[str]:
     """T5 choices: Hugging Face folders (listed by folder name) and single weights files."""
     out: list[str] = []
-    for name in cc.get_filename_list("text_encoders"):
+    for name in comfy_compat.get_filename_list("text_encoders"):
         p = _full("text_encoders", name)
         if p is None:
             continue
@@ -105,7 +105,7 @@ def list_text_encoders() -> list[str]:
 def _missing(folder: str, name: str) -> str:
     """'not found' with, for a released file, what it is and where it goes."""
     from ..audiox_core.official_files import missing_file_hint
-    searched = ", ".join(cc.get_folder_paths(folder))
+    searched = ", ".join(comfy_compat.get_folder_paths(folder))
     hint = missing_file_hint(folder, str(name or ""))
     return f"'{name}' was not found in models/{folder} (searched: {searched})" + (f" — {hint}" if hint else "")
 
@@ -113,7 +113,7 @@ def _missing(folder: str, name: str) -> str:
 def pick_file(node: str, input_name: str, folder: str, name: str) -> Path:
     """The file of input ``input_name``: inside models/<folder> (symlinks resolved) or refused."""
     with about_input(node, input_name):
-        p = cc.find_model_file(folder, name, what=f"a name in models/{folder}")
+        p = comfy_compat.find_model_file(folder, name, what=f"a name in models/{folder}")
     if p is None:
         raise node_error(node, input_name, _missing(folder, name))
     return p

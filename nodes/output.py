@@ -16,7 +16,7 @@ import torch
 
 from ..audiox_core import media
 from ..audiox_core.media.spectrogram import spectrogram_image
-from . import comfy_compat as cc
+from . import comfy_compat
 from .common import CATEGORY, about_input, check_audio_input, node_error, node_function
 
 
@@ -65,13 +65,14 @@ class AudioXVideoWithAudio:
         frames, rate = images, float(fps)
         if video is not None:
             with about_input(node, "video"):
-                kind, src, vrate = cc.video_source(video)
+                kind, src, vrate = comfy_compat.video_source(video)
             if kind == "stream":
-                out = os.path.join(cc.get_temp_directory(), "audiox", f"video_with_audio_{uuid.uuid4().hex[:12]}.mp4")
+                out = os.path.join(comfy_compat.get_temp_directory(), "audiox",
+                                   f"video_with_audio_{uuid.uuid4().hex[:12]}.mp4")
                 os.makedirs(os.path.dirname(out), exist_ok=True)
                 with about_input(node, "video"):
                     media.mux_audio_into_video(src, clip, sr, out, start=start, duration=seconds)
-                return (cc.video_from_file(out),)
+                return (comfy_compat.video_from_file(out),)
             frames, rate = src, float(vrate)
             name = "video"
         else:
@@ -89,7 +90,7 @@ class AudioXVideoWithAudio:
         seg_seconds = seg.shape[0] / rate
         clip = clip[..., : int(round(min(seconds, seg_seconds) * sr))]
         with about_input(node, name):
-            return (cc.make_video(seg, rate, {"waveform": clip.unsqueeze(0), "sample_rate": sr}),)
+            return (comfy_compat.make_video(seg, rate, {"waveform": clip.unsqueeze(0), "sample_rate": sr}),)
 
 
 class AudioXSpectrogram:
@@ -119,7 +120,7 @@ class AudioXSpectrogram:
         with about_input(node, "audio"):
             img = spectrogram_image(wave, sr, width=int(width), height=int(height), db_range=float(db_range))
         t = torch.from_numpy(img).float().div(255.0).unsqueeze(0)
-        return (t.to(cc.intermediate_device()),)
+        return (t.to(comfy_compat.intermediate_device()),)
 
 
 NODE_CLASS_MAPPINGS = {"AudioXVideoWithAudio": AudioXVideoWithAudio, "AudioXSpectrogram": AudioXSpectrogram}

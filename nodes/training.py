@@ -44,19 +44,19 @@ from typing import Callable, Optional
 
 import torch
 
-from ..audiox_core import conditions as C
+from ..audiox_core import conditions
 from ..audiox_core.errors import AudioXError, FieldError, Interrupted
 from ..audiox_core.fileio import WriterLock, resolve_inside
 from ..audiox_core.training import session
 from ..audiox_core.training.session import partial_file, publish, train_and_publish  # noqa: F401  (re-exported)
-from . import comfy_compat as cc
+from . import comfy_compat
 from .preview import audio_preview, ui_event
 from .common import (CATEGORY, DatasetBundle, ModelBundle, NodeError, about_input, check_widgets, expect,
                      node_error)
 
 log = logging.getLogger(__name__)
 
-cc.register_model_folder("loras", "loras", [".safetensors"])
+comfy_compat.register_model_folder("loras", "loras", [".safetensors"])
 
 HIDDEN = {"unique_id": "UNIQUE_ID"}
 TRAIN_CATEGORY = f"{CATEGORY}/training"
@@ -77,7 +77,7 @@ _NAME_RX = re.compile(r"[A-Za-z0-9_.\- ]+(/[A-Za-z0-9_.\- ]+)*")
 # ============================================================================================
 def input_roots() -> list[str]:
     """Where training data may come from: ComfyUI's input directory."""
-    return [cc.get_input_directory()]
+    return [comfy_compat.get_input_directory()]
 
 
 def resolve_folder(folder: str, *, input_name: str = "folder") -> Path:
@@ -111,7 +111,7 @@ def model_folder(name: str) -> Path:
     """Where files of model folder ``name`` are written: its first directory (ComfyUI's default
     ``models/<name>``), never the pack's own ``models/demo``."""
     from .model_files import DEMO_DIR
-    for p in cc.get_folder_paths(name):
+    for p in comfy_compat.get_folder_paths(name):
         if Path(p).resolve() != DEMO_DIR.resolve():
             return Path(p)
     raise NodeError(f"model folder '{name}' has no writable directory")
@@ -120,13 +120,13 @@ def model_folder(name: str) -> Path:
 def state_dir(kind: str, name: str) -> Path:
     """Resumable training state of run ``name``: ``<ComfyUI output>/audiox_training/<kind>/<name>``
     (refused if a symlink on the way leads outside the output directory)."""
-    return resolve_inside(f"{STATE_DIR}/{kind}/{name}", [cc.get_output_directory()],
+    return resolve_inside(f"{STATE_DIR}/{kind}/{name}", [comfy_compat.get_output_directory()],
                           what="training state folder in ComfyUI's output directory", must_exist=False)
 
 
 def cache_dir() -> Path:
     """The shared encoder-output cache (entries are keyed by content + encoder weights + parameters)."""
-    return Path(cc.get_output_directory()) / STATE_DIR / "cache"
+    return Path(comfy_compat.get_output_directory()) / STATE_DIR / "cache"
 
 
 def resolve_precision(choice: str, device: torch.device) -> str:
@@ -144,7 +144,8 @@ def fmt(v: float) -> str:
 class TrainProgress:
     """Training callback: the progress bar (step / total), a live text line with the loss on the
     node, and inside ComfyUI the live-view messages (:meth:`live`, at most every ``live_seconds``).
-    A ComfyUI interrupt becomes :class:`Interrupted` (with the original as ``__cause__``) so the training loop saves a checkpoint before stopping."""
+    A ComfyUI interrupt becomes :class:`Interrupted` (with the original as ``__cause__``) so the
+    training loop saves a checkpoint before stopping."""
 
     LIVE_EVENT = "audiox.training"  # the websocket message web/audiox.js draws the live curve from
     LIVE_SECONDS = 0.25  # at most this often (the last step is always sent)
@@ -212,7 +213,7 @@ class TrainProgress:
         if self.first_step is None:
             self.first_step = step
         self.last_text = self.text(step, total, info)
-        cc.send_progress_text(self.last_text, self.node_id)
+        comfy_compat.send_progress_text(self.last_text, self.node_id)
         if self.node_id is not None:
             clip = None
             if self.preview_fn is not None and self.preview_every > 0 and step % self.preview_every == 0:
@@ -227,10 +228,10 @@ class TrainProgress:
                     msg["preview"] = clip
                 ui_event(self.LIVE_EVENT, msg)
         if self.bar is None:
-            self.bar = cc.ProgressBar(total, node_id=self.node_id)
+            self.bar = comfy_compat.ProgressBar(total, node_id=self.node_id)
         try:
             self.bar.update_absolute(step, total)
-        except cc.interrupt_exceptions() as e:
+        except comfy_compat.interrupt_exceptions() as e:
             if isinstance(e, Interrupted):
                 raise
             raise Interrupted("cancelled") from e
@@ -244,7 +245,7 @@ def lora_preview(trainer, step: int) -> dict:
     first item (no masking), the model's own sampler with :data:`PREVIEW_STEPS` steps and seed 0,
     one window; written as a temp WAV, returns its ``/view`` reference.  Runs in eval mode and
     draws only from its own generators, so the training continues exactly as without it."""
-    from ..audiox_core import generate as G
+    from ..audiox_core import generate as generation
     from ..audiox_core.training.conditions import NO_MASKING
     model = trainer.model
     g = torch.Generator().manual_seed(0)
@@ -253,9 +254,9 @@ def lora_preview(trainer, step: int) -> dict:
     try:
         with torch.no_grad():
             ctx = trainer.cond.context(batch, NO_MASKING, g).float()
-            settings = G.SamplerSettings.for_model(model, steps=PREVIEW_STEPS, seed=0)
-            lat = G.sample(model, ctx, settings, batch=1, length=batch.x0.shape[-1])
-            audio = G.decode(model, lat)
+            settings = generation.SamplerSettings.for_model(model, steps=PREVIEW_STEPS, seed=0)
+            lat = generation.sample(model, ctx, settings, batch=1, length=batch.x0.shape[-1])
+            audio = generation.decode(model, lat)
     finally:
         trainer._set_modes(True)
     return audio_preview(audio, int(model.config.sample_rate), f"lora_preview_step{step}")[0]
@@ -264,14 +265,15 @@ def lora_preview(trainer, step: int) -> dict:
 def reraise_cancel(e: Interrupted):
     """Re-raise the exception that ComfyUI raised for Cancel (so it reports "interrupted")."""
     cause = e.__cause__
-    if cause is not None and isinstance(cause, cc.interrupt_exceptions()) and not isinstance(cause, Interrupted):
+    interrupts = comfy_compat.interrupt_exceptions()
+    if cause is not None and isinstance(cause, interrupts) and not isinstance(cause, Interrupted):
         raise cause
     raise e
 
 
 def check_dataset(node: str, m: ModelBundle, dataset) -> DatasetBundle:
     ds = expect(dataset, DatasetBundle, node, "dataset", "an AUDIOX_DATASET from AudioX Dataset")
-    if ds.source != C.model_fingerprint(m.model):
+    if ds.source != conditions.model_fingerprint(m.model):
         raise node_error(node, "dataset", f"was prepared with another model ({ds.variant}): connect the model "
                          "you train to the 'model' input of AudioX Dataset as well")
     return ds
@@ -289,7 +291,7 @@ def loss_image(history: list, panels: list[tuple[str, str]]) -> torch.Tensor:
     imgs = [loss_curve_image(history, key=k, title=t, width=640, height=320) for k, t in panels
             if any(isinstance(h.get(k), (int, float)) for h in history)] or \
         [loss_curve_image(history, key=panels[0][0], title=panels[0][1], width=640, height=320)]
-    return torch.cat(imgs, dim=1).to(cc.intermediate_device())
+    return torch.cat(imgs, dim=1).to(comfy_compat.intermediate_device())
 
 
 def loss_summary(history: list, key: str = "loss") -> str:
@@ -303,7 +305,7 @@ def loss_summary(history: list, key: str = "loss") -> str:
 
 def display_path(p: Path) -> str:
     """A path as the user knows it: relative to ComfyUI's models/output folder when inside one."""
-    for base in (Path(cc.get_output_directory()).parent, Path.cwd()):
+    for base in (Path(comfy_compat.get_output_directory()).parent, Path.cwd()):
         try:
             return str(Path(p).resolve().relative_to(base.resolve()))
         except ValueError:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from ..audiox_core import generate as G
+from ..audiox_core import generate as generation
 from ..audiox_core import media
-from . import comfy_compat as cc
+from . import comfy_compat
 from .common import (CATEGORY, MAX_SECONDS, VAE, VAEBundle, about_input, audio_output, check_audio_input, expect,
                      node_error, node_function)
 from .preview import audio_preview, regenerated_seconds
@@ -65,9 +65,9 @@ class AudioXVAEEncode:
             raise node_error(node, "audio", f"is shorter than one latent frame ({v.pretransform.downsampling_ratio} "
                              f"samples at {v.sample_rate} Hz)")
         gen = torch.Generator().manual_seed(int(posterior_seed) & 0xFFFF_FFFF_FFFF_FFFF)
-        cb = cc.make_progress_callback(None, unique_id)
+        cb = comfy_compat.make_progress_callback(None, unique_id)
         with v.on_device(), about_input(node, "audio"):
-            z, report = G.encode(v.view(), wave, sr, generator=gen, sample=bool(sample_posterior),
+            z, report = generation.encode(v.view(), wave, sr, generator=gen, sample=bool(sample_posterior),
                                  chunked=_chunked(chunked), callback=cb)
         meta = {"sample_rate": v.sample_rate, "seconds": wave.shape[-1] / sr, "keep": None, "report": report}
         return ({"samples": z, "type": "audio", "audiox": meta},)
@@ -117,9 +117,9 @@ class AudioXVAEDecode:
             raise node_error(node, "samples", f"has {z.shape[1]} channels but this VAE decodes "
                              f"{v.pretransform.latent_dim}: use the VAE of the model that made them")
         meta = dict(samples.get("audiox") or {})
-        cb = cc.make_progress_callback(None, unique_id)
+        cb = comfy_compat.make_progress_callback(None, unique_id)
         with v.on_device(), about_input(node, "samples"):
-            audio = G.decode(v.view(), z.float(), chunked=_chunked(chunked), callback=cb)
+            audio = generation.decode(v.view(), z.float(), chunked=_chunked(chunked), callback=cb)
         sr = v.sample_rate
         if meta.get("seconds"):
             audio = audio[..., : max(1, int(round(float(meta["seconds"]) * sr)))]
@@ -132,7 +132,7 @@ class AudioXVAEDecode:
             with about_input(node, "original_audio"):
                 orig = _conform(wave, osr, sr, audio.shape[1])
             n = min(audio.shape[-1], orig.shape[-1])
-            full = G.waveform_keep(keep, z.shape[-1] * v.pretransform.downsampling_ratio)[:n]
+            full = generation.waveform_keep(keep, z.shape[-1] * v.pretransform.downsampling_ratio)[:n]
             audio = audio.clone()
             audio[..., :n] = full * orig[..., :n].expand(audio.shape[0], -1, -1) + (1 - full) * audio[..., :n]
         elif normalize:

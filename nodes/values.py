@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import torch
 
-from . import comfy_compat as cc
+from . import comfy_compat
 
 
 @dataclass(repr=False)
@@ -62,7 +62,7 @@ class ModelBundle:
     def on_device(self, *parts: str, memory_required: int = 0):
         """Load ``parts`` for the block; with LoRAs, also attach (and optionally merge) them for it."""
         handles = [self.parts[p] for p in parts if self.parts.get(p) is not None]
-        ctx = cc.models_on_device(*handles, memory_required=memory_required, offload_after=self.offload_after)
+        ctx = comfy_compat.models_on_device(*handles, memory_required=memory_required, offload_after=self.offload_after)
         if self.compile_mode is not None and "backbone" in parts:
             ctx = _compiled_backbone(self, ctx)
         return _with_loras(self, ctx) if self.loras else ctx
@@ -154,7 +154,7 @@ def _with_loras(bundle: "ModelBundle", device_ctx):
                 unmerge(model)
             for lora in reversed(attached):
                 lora.detach()
-                lora.to(cc.unet_offload_device())
+                lora.to(comfy_compat.unet_offload_device())
             model.__dict__.pop(_APPLIED, None)
 
 
@@ -162,7 +162,7 @@ class _OneHandle:
     """``on_device()`` for a bundle of one network registered with ComfyUI (``handle``)."""
 
     def on_device(self):
-        return cc.models_on_device(self.handle, offload_after=self.offload_after)
+        return comfy_compat.models_on_device(self.handle, offload_after=self.offload_after)
 
 
 @dataclass(repr=False)

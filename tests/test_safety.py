@@ -415,7 +415,7 @@ def test_generate_refuses_tiny_inputs_and_ranges_outside_the_clip(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("sampling started")
     monkeypatch.setattr(G, "sample", boom)
-    monkeypatch.setattr(G.C, "encode_text", boom)
+    monkeypatch.setattr(G.conditions, "encode_text", boom)
     with pytest.raises(InputError, match=r"1 sample\(s\).*latent frame"):
         generate(m, GenerationRequest(prompt="x", init_audio=(torch.zeros(1, 1), sr), inpaint=[(0.0, 0.01)]))
     clip = torch.zeros(1, sr)  # 1 s, shorter than the tiny window
@@ -523,7 +523,7 @@ def test_an_audio_prompt_file_is_decoded_only_as_far_as_it_is_used(tmp_path, mon
         return w, sr
     monkeypatch.setattr(A, "_decode_audio", spy)
     generate(m, GenerationRequest(prompt="x", audio_prompt=str(long), settings=G.SamplerSettings.for_model(m, steps=1)))
-    assert decoded and max(decoded) <= G.C.audio_prompt_seconds(m) + 0.6, decoded
+    assert decoded and max(decoded) <= G.conditions.audio_prompt_seconds(m) + 0.6, decoded
 
 
 def test_a_training_file_over_the_limit_is_refused_before_decoding(tmp_path, monkeypatch):
