@@ -65,7 +65,7 @@ otherwise; "detected" = :func:`detectors.analyse_events` / :func:`detectors.anal
 Besides the ground truth (the detector validation), :func:`vae_rows` scores the ground truth
 passed through the model's VAE: the ceiling any generation decoded by that VAE can reach.
 
-``wall_s``: seconds per clip of :func:`audiox_core.generate.generate` (conditions, sampling,
+``wall_s``: seconds per clip of :func:`audiox_core.task.generate` (conditions, sampling,
 decoding; not the detectors), per task and overall.
 
 Configurations (:data:`CONFIGS`): ``base50`` = Base model, rectified-flow Euler, 50 steps, CFG at
