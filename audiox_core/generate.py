@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 import torch
 
 from . import conditions
-from .errors import InputError
+from .errors import FieldError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -117,37 +117,41 @@ def _generator(seed: int) -> torch.Generator:
 
 def _validate(model, s: SamplerSettings) -> str:
     if s.mode not in ("base", "turbo"):
-        raise InputError(f"sampler mode must be 'base' or 'turbo', got {s.mode!r}")
+        raise FieldError("mode", f"sampler mode must be 'base' or 'turbo', got {s.mode!r}")
     if s.noise not in NOISE_MODES:
-        raise InputError(f"noise must be one of {NOISE_MODES}, got {s.noise!r}")
+        raise FieldError("noise", f"noise must be one of {NOISE_MODES}, got {s.noise!r}")
     if s.noise == "official" and s.sde_noise != "brownian":
-        raise InputError("official noise uses the official Brownian-tree noise of the SDE samplers; "
+        raise FieldError("noise", "official noise uses the official Brownian-tree noise of the SDE samplers; "
                          f"sde_noise must be 'brownian', got {s.sde_noise!r}")
     if s.mode == "turbo":
         if model.objective != "rectified_flow":
-            raise InputError(f"the Turbo sampler needs a rectified-flow (AudioX-Turbo) model; this is "
+            raise FieldError("mode", f"the Turbo sampler needs a rectified-flow (AudioX-Turbo) model; this is "
                              f"{model.config.variant} (v-objective): use the Base sampler")
         if not 1 <= int(s.steps) <= 8:
-            raise InputError(f"Turbo steps must be 1..8 (4 is what the student was trained for), got {s.steps}")
+            raise FieldError("steps", f"Turbo steps must be 1..8 (4 is what the student was trained for), got "
+                             f"{s.steps}")
         return "turbo"
     if int(s.steps) < 1 or int(s.steps) > 1000:
-        raise InputError(f"steps must be 1..1000, got {s.steps}")
+        raise FieldError("steps", f"steps must be 1..1000, got {s.steps}")
     if s.cfg_scale < 0 or s.cfg_scale > 50:
-        raise InputError(f"cfg must be in 0..50, got {s.cfg_scale}")
+        raise FieldError("cfg_scale", f"cfg must be in 0..50, got {s.cfg_scale}")
     name = s.sampler
     if model.objective == "rectified_flow":
         name = "euler" if name == "auto" else name
         if name not in BASE_SAMPLERS_RF:
-            raise InputError(f"sampler {name!r} does not apply to rectified-flow models; choose {BASE_SAMPLERS_RF}")
+            raise FieldError("sampler", f"sampler {name!r} does not apply to rectified-flow models; choose "
+                             f"{BASE_SAMPLERS_RF}")
     else:
         name = "dpmpp-3m-sde" if name == "auto" else name
         if name not in BASE_SAMPLERS_V:
-            raise InputError(f"sampler {name!r} does not apply to v-objective models; choose {BASE_SAMPLERS_V}")
+            raise FieldError("sampler", f"sampler {name!r} does not apply to v-objective models; choose "
+                             f"{BASE_SAMPLERS_V}")
     return name
 
 
 def check_settings(model, settings: SamplerSettings) -> str:
-    """Raise :class:`InputError` if ``settings`` do not fit ``model``; returns the sampler name used."""
+    """Raise :class:`~.errors.FieldError` (``field``: the setting) if ``settings`` do not fit ``model``;
+    returns the sampler name used."""
     return _validate(model, settings)
 
 

@@ -336,17 +336,9 @@ def _checked_settings(model, settings: Optional[SamplerSettings]) -> SamplerSett
     settings = settings or SamplerSettings.for_model(model)
     try:
         check_settings(model, settings)
-    except InputError as e:
-        raise RequestError(f"settings.{_settings_field(str(e))}", str(e)) from e
+    except FieldError as e:
+        raise RequestError(f"settings.{e.field}", str(e)) from e
     return settings
-
-
-def _settings_field(message: str) -> str:
-    for key, name in (("official noise", "noise"), ("noise", "noise"), ("sigma", "sigma_min"),
-                      ("Turbo sampler needs", "mode"), ("sampler", "sampler"), ("steps", "steps")):
-        if key in message:
-            return name
-    return "cfg_scale"
 
 
 def _window_seconds(model) -> float:

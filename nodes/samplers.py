@@ -74,7 +74,7 @@ def _optional_inputs(with_variation: bool) -> dict:
 #: request fields (audiox_core.task.GenerationRequest) -> the sampler input that feeds them
 INPUT_OF_FIELD = {"context": "context", "batch": "batch_size", "init_latents": "latent", "inpaint": "mask",
                   "keep_seconds": "mask", "duration": "duration", "negative_prompt": "negative",
-                  "settings.noise": "noise", "settings.sigma_min": "sigma_min", "settings.sampler": "sampler_name",
+                  "settings.noise": "noise", "settings.sampler": "sampler_name",
                   "settings.steps": "steps", "settings.cfg_scale": "cfg", "settings.mode": "model"}
 
 
