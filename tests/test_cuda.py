@@ -46,7 +46,8 @@ def test_same_seed_same_latents_on_cpu_and_cuda(t5_dir):
     cpu = generate(cpu_model, GenerationRequest(settings=G.SamplerSettings.for_model(cpu_model, "turbo", seed=7), **s))
     gpu_model = _turbo(t5_dir, "cuda")
     gpu = generate(gpu_model, GenerationRequest(settings=G.SamplerSettings.for_model(gpu_model, "turbo", seed=7), **s))
-    again = generate(gpu_model, GenerationRequest(settings=G.SamplerSettings.for_model(gpu_model, "turbo", seed=7), **s))
+    again = generate(gpu_model, GenerationRequest(settings=G.SamplerSettings.for_model(gpu_model, "turbo", seed=7),
+                                                  **s))
     assert torch.equal(gpu.latents, again.latents)                    # reproducible on CUDA
     torch.testing.assert_close(gpu.latents, cpu.latents, rtol=1e-3, atol=1e-3)  # the same noise as on the CPU
     assert gpu.audio.device.type == "cpu" and gpu.audio.dtype == torch.float32

@@ -83,7 +83,9 @@ def test_base_cfg_makes_n_batched_calls(models, variant):
     sampler = "euler"
     c = Counter(m)
     try:
-        generate(m, GenerationRequest(prompt="x", settings=_settings(m, mode="base", steps=5, sampler=sampler, cfg_scale=3.0), batch=2))
+        generate(m, GenerationRequest(prompt="x",
+                                      settings=_settings(m, mode="base", steps=5, sampler=sampler, cfg_scale=3.0),
+                                      batch=2))
     finally:
         c.close()
     assert c.batches == [4] * 5  # cond + uncond batched: 2 × batch per call, one call per step
@@ -134,7 +136,8 @@ def test_interrupt_stops_within_one_step(models):
             raise Interrupted("user cancelled")
     try:
         with pytest.raises(Interrupted):
-            generate(m, GenerationRequest(prompt="x", settings=_settings(m, mode="base", steps=20, sampler="euler", cfg_scale=1)), callback=cb)
+            settings = _settings(m, mode="base", steps=20, sampler="euler", cfg_scale=1)
+            generate(m, GenerationRequest(prompt="x", settings=settings), callback=cb)
     finally:
         c.close()
     assert len(c.batches) == 2
@@ -154,7 +157,8 @@ def test_inpainting_keeps_known_audio_and_completion_starts_with_clip(models, va
     out = r.audio[0]
     assert torch.allclose(out[:, keep], wav[:, keep], atol=1e-6)
     assert not torch.allclose(out[:, ~keep], wav[:, ~keep], atol=1e-3)
-    r = generate(m, GenerationRequest(init_audio={"waveform": wav[None], "sample_rate": sr}, keep_seconds=0.1, settings=s))
+    r = generate(m, GenerationRequest(init_audio={"waveform": wav[None], "sample_rate": sr}, keep_seconds=0.1,
+                                      settings=s))
     k = int(0.1 * sr) - 64
     assert torch.allclose(r.audio[0, :, :k], wav[:, :k], atol=1e-6)
 
@@ -265,7 +269,8 @@ def test_missing_parts_and_bad_inputs_are_named(models, t5):
     with pytest.raises(InputError, match="Turbo sampler needs a rectified-flow"):
         generate(m, GenerationRequest(prompt="x", settings=G.SamplerSettings(mode="turbo", steps=4)))
     with pytest.raises(InputError, match="Turbo steps must be 1..8"):
-        generate(models["audiox_turbo"], GenerationRequest(prompt="x", settings=G.SamplerSettings(mode="turbo", steps=9)))
+        generate(models["audiox_turbo"], GenerationRequest(prompt="x",
+                                                           settings=G.SamplerSettings(mode="turbo", steps=9)))
     with pytest.raises(InputError, match="duration"):
         generate(m, GenerationRequest(prompt="x", duration=1000))
     with pytest.raises(InputError, match="batch"):

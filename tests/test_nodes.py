@@ -458,7 +458,9 @@ def test_long_form_joins_windows_with_text_and_video(env):
     from audiox_core import conditions as C
     from audiox_core import generate as G
     from audiox_core.task import GenerationRequest, generate
-    direct = generate(model.model, GenerationRequest(prompt=tc, video=C.VisualInput(frames=frames, fps=25.0), duration=0.6, settings=G.SamplerSettings.for_model(model.model, "turbo", steps=1, seed=1), sync_features=False))
+    settings = G.SamplerSettings.for_model(model.model, "turbo", steps=1, seed=1)
+    direct = generate(model.model, GenerationRequest(prompt=tc, video=C.VisualInput(frames=frames, fps=25.0),
+                                                     duration=0.6, settings=settings, sync_features=False))
     assert torch.equal(vout["samples"], direct.latents)
     assert not torch.equal(vout["samples"], out["samples"])  # the video changes the result
     # refused: precomputed sync features (one window), another resize mode, an audio prompt

@@ -107,7 +107,8 @@ def test_official_noise_reproduces_the_official_draw_order(models, variant, samp
     want = _official_latents(m, s, 2)
     assert torch.equal(got, want)
     # the default noise is a different (device-independent) stream
-    default = generate(m, GenerationRequest(prompt=PROMPT, settings=G.SamplerSettings(**{**s.__dict__, "noise": "cpu"}), batch=2))
+    default = generate(m, GenerationRequest(prompt=PROMPT, settings=G.SamplerSettings(**{**s.__dict__, "noise": "cpu"}),
+                                            batch=2))
     assert not torch.equal(default.latents, got)
 
 

@@ -460,7 +460,8 @@ def test_only_the_needed_span_of_a_long_file_is_decoded(tmp_path, monkeypatch):
         decoded.append(w.shape[-1] / sr)
         return w, sr
     monkeypatch.setattr(A, "_decode_audio", spy)
-    res = generate(m, GenerationRequest(prompt="x", init_audio=str(long), inpaint=[(0.05, 0.15)], duration=window, settings=G.SamplerSettings.for_model(m, steps=1)))
+    res = generate(m, GenerationRequest(prompt="x", init_audio=str(long), inpaint=[(0.05, 0.15)], duration=window,
+                                        settings=G.SamplerSettings.for_model(m, steps=1)))
     assert decoded and max(decoded) <= window + 0.6, decoded
     assert abs(res.audio.shape[-1] / res.sample_rate - window) < 0.01
     # without a duration the file's header says it is too long for inpainting: nothing is decoded

@@ -105,22 +105,29 @@ def test_api_outputs_are_pinned(demo):
     def bs(**kw):
         return G.SamplerSettings.for_model(base, "base", **kw)
 
-    check("api_t2a_turbo4", generate(turbo, GenerationRequest(prompt="a bell rings twice", duration=1.0, settings=ts(seed=1))).audio)
+    check("api_t2a_turbo4", generate(turbo, GenerationRequest(prompt="a bell rings twice", duration=1.0,
+                                                              settings=ts(seed=1))).audio)
     check("api_t2a_base_cfg_negative",
-          generate(base, GenerationRequest(prompt="rain on a roof", negative_prompt="speech", duration=1.0, settings=bs(seed=2, steps=3, cfg_scale=5.0))).audio)
+          generate(base, GenerationRequest(prompt="rain on a roof", negative_prompt="speech", duration=1.0,
+                                           settings=bs(seed=2, steps=3, cfg_scale=5.0))).audio)
     check("api_inpaint_turbo",
-          generate(turbo, GenerationRequest(prompt="a drum", init_audio=(clip(1.5), 16000), inpaint=[(0.5, 1.0)], settings=ts(seed=3, steps=2))).audio)
+          generate(turbo, GenerationRequest(prompt="a drum", init_audio=(clip(1.5), 16000), inpaint=[(0.5, 1.0)],
+                                            settings=ts(seed=3, steps=2))).audio)
     check("api_completion_turbo",
-          generate(turbo, GenerationRequest(prompt="a melody", init_audio=(clip(1.0), 16000), keep_seconds=0.5, duration=1.5, settings=ts(seed=4, steps=2))).audio)
+          generate(turbo, GenerationRequest(prompt="a melody", init_audio=(clip(1.0), 16000), keep_seconds=0.5,
+                                            duration=1.5, settings=ts(seed=4, steps=2))).audio)
     check("api_long_form_turbo",
           generate(turbo, GenerationRequest(prompt="wind", duration=5.0, settings=ts(seed=5, steps=1))).audio)
     frames = comfy_fakes.gradient_frames(25)
     check("api_v2a_zero_sync",
-          generate(turbo, GenerationRequest(prompt="", video=C.VisualInput(frames=frames, fps=25.0), duration=1.0, sync_features=False, settings=ts(seed=6, steps=2))).audio)
+          generate(turbo, GenerationRequest(prompt="", video=C.VisualInput(frames=frames, fps=25.0), duration=1.0,
+                                            sync_features=False, settings=ts(seed=6, steps=2))).audio)
     check("api_variation_base",
-          generate(base, GenerationRequest(prompt="a hum", init_audio=(clip(1.0), 16000), strength=0.5, settings=bs(seed=7, steps=4))).audio)
+          generate(base, GenerationRequest(prompt="a hum", init_audio=(clip(1.0), 16000), strength=0.5,
+                                           settings=bs(seed=7, steps=4))).audio)
     check("api_official_noise_turbo",
-          generate(turbo, GenerationRequest(prompt="a bell", duration=1.0, settings=ts(seed=8, steps=2, noise="official"))).audio)
+          generate(turbo, GenerationRequest(prompt="a bell", duration=1.0,
+                                            settings=ts(seed=8, steps=2, noise="official"))).audio)
 
 
 # ------------------------------------------------------------------ the sampler nodes

@@ -518,10 +518,12 @@ def _generate_item(model, item: Item, settings, cache: dict) -> Tuple[torch.Tens
     if t in ("t2a", "t2m"):
         return generate(model, GenerationRequest(prompt=item.caption, settings=settings)).audio, None
     if t == "inpaint":
-        res = generate(model, GenerationRequest(prompt=item.caption, init_audio=(gt, sr), inpaint=[item.gap], settings=settings, audio_prompt_mask=False))
+        res = generate(model, GenerationRequest(prompt=item.caption, init_audio=(gt, sr), inpaint=[item.gap],
+                                                settings=settings, audio_prompt_mask=False))
     else:
         n_keep = int(round(item.keep * sr))
-        res = generate(model, GenerationRequest(prompt=item.caption, init_audio=(gt[..., :n_keep], sr), keep_seconds=item.keep, settings=settings, audio_prompt_mask=False))
+        res = generate(model, GenerationRequest(prompt=item.caption, init_audio=(gt[..., :n_keep], sr),
+                                                keep_seconds=item.keep, settings=settings, audio_prompt_mask=False))
     return res.audio, res.latents
 
 
