@@ -52,7 +52,7 @@ def test_no_function_in_nodes_is_over_40_lines(path):
     assert not too_long, f"functions over {MAX_FUNCTION_LINES} lines: {too_long}"
 
 
-@pytest.mark.xfail(strict=True, reason="nodes/ measured 5,452 lines on branch issue11a, 3,320 without "
+@pytest.mark.xfail(strict=True, reason="nodes/ measured 5,457 lines on branch issue11a, 3,325 without "
                                        "graph.py/standins.py/headless.py/comfy_compat.py (2,132: the graph-runner half "
                                        "of issue 11, issue11b)")
 def test_nodes_total_is_at_most_2500_lines():

@@ -10,6 +10,8 @@ Modules (each documents its math and the official facts it follows):
 * :mod:`.trainer`     — :class:`Trainer` (fine-tuning) and :func:`evaluate_loss`.
 * :mod:`.distill`     — :class:`Distiller` (DMD + diffusion-discriminator GAN).
 * :mod:`.loop`, :mod:`.state` — shared loop, atomic resumable checkpoints.
+* :mod:`.session`     — one run around a trainer: a folder's examples and captions, the
+  shared-model rule (autograd-ready, state restored), resume, atomic publish (+ partial on Cancel).
 * :mod:`.plot`        — loss curves as PNG / IMAGE without matplotlib.
 * :mod:`.cli`         — ``python -m audiox_core.training {lora,distill}``.
 
