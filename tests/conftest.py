@@ -16,8 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from reference_data import read_manifest, shape_str  # noqa: E402,F401  (re-exported)
-
 REFERENCE = Path(os.environ.get("AUDIOX_REFERENCE", ROOT / "tests" / "data" / "reference"))
 
 
@@ -25,6 +23,32 @@ REFERENCE = Path(os.environ.get("AUDIOX_REFERENCE", ROOT / "tests" / "data" / "r
 def reference_dir() -> Path:
     assert (REFERENCE / "configs").is_dir() and (REFERENCE / "manifests").is_dir(), REFERENCE
     return REFERENCE
+
+
+def read_manifest(path: Path) -> list[tuple[str, str]]:
+    """Rows of a manifest TSV as (key, shape) pairs, header skipped."""
+    rows = []
+    for line in path.read_text().splitlines()[1:]:
+        if line.strip():
+            k, s = line.split("\t")
+            rows.append((k, s))
+    return rows
+
+
+def shape_str(shape) -> str:
+    """The manifest spelling of a shape: ``1536x256``, ``scalar`` for 0-d."""
+    return "x".join(str(int(s)) for s in shape) if len(shape) else "scalar"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` skip on machines without a CUDA GPU."""
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is false)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

@@ -100,13 +100,23 @@ def open_our_templates(page):
     except sync_api.TimeoutError:
         page.locator("button.templates-tab-button").first.click()
         custom.wait_for(timeout=30_000)
-    page.get_by_text(PACK_NAME, exact=True).click()
+    # the category list entry (once chosen, the pane's heading carries the same text)
+    page.get_by_role("option", name=PACK_NAME, exact=True).click()
     page.locator('[data-testid^="template-workflow-"]').first.wait_for(timeout=30_000)
 
 
 def load_template(page, name: str, node_type: str):
     open_our_templates(page)
-    page.locator(f'[data-testid="template-workflow-{name}"]').click()
+    card = page.locator(f'[data-testid="template-workflow-{name}"]')
+    cards = page.locator('[data-testid^="template-workflow-"]')
+    for _ in range(20):  # the grid renders more cards as it scrolls
+        if card.count():
+            break
+        cards.last.scroll_into_view_if_needed()
+        page.mouse.wheel(0, 2000)
+        page.wait_for_timeout(500)
+    card.scroll_into_view_if_needed()
+    card.click()
     page.wait_for_function(f"() => app.graph._nodes.some(n => n.type === '{node_type}')", timeout=30_000)
     page.wait_for_timeout(500)
 
