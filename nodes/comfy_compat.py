@@ -5,13 +5,13 @@ Every ``comfy``, ``comfy.utils``, ``comfy.model_management``, ``comfy.model_patc
 first call that needs it.  When ComfyUI is not importable (unit tests, the CLI, a notebook) every
 helper has a plain fallback:
 
-* devices: ``cpu`` (or ``$AUDIOX_DEVICE`` when set, e.g. ``cuda``);
-* progress: a :class:`ProgressBar` that draws nothing but still checks a local interrupt flag
-  (:func:`interrupt_processing` sets it), raising :class:`audiox_core.errors.Interrupted`;
-* model folders: ``$AUDIOX_MODELS_DIR`` or ``./models`` (resolved when a folder is registered),
-  with ComfyUI's folder names (``audiox``, ``text_encoders``, ``clip_vision``, ``loras``);
-* VIDEO outputs: :class:`ComponentsVideo`, a small stand-in with the methods of ComfyUI's
-  ``VideoInput`` that nodes and tests use.
+* devices, model folders, directories, model handles and the interrupt flag:
+  :mod:`audiox_core.standalone` (``$AUDIOX_DEVICE``, ``$AUDIOX_MODELS_DIR`` or ``./models`` with
+  ComfyUI's folder names, :class:`LocalModelHandle`);
+* progress: a :class:`ProgressBar` that draws nothing but still checks the local interrupt flag,
+  raising :class:`audiox_core.errors.Interrupted`;
+* VIDEO values: :mod:`audiox_core.media.video_value` (``VideoFromFile`` / ``VideoFromComponents``,
+  the methods of ComfyUI's ``VideoInput``).
 
 "ComfyUI is present" means: ``import comfy.model_management`` (etc.) succeeds.  A missing module
 selects the fallback; any *other* import error (a broken ComfyUI install) propagates, so a broken
@@ -19,40 +19,11 @@ environment is never mistaken for "no ComfyUI".  Detection is per call and cheap
 first), so tests can install and remove stub modules freely; :func:`reset_import_cache` forgets
 remembered misses.
 
-Model memory management (decision)
-----------------------------------
-Our networks are plain ``torch.nn`` modules (``audiox_core`` never imports ComfyUI), so:
-
-1. Loader nodes build and load weights on the **offload device** (``unet_offload_device()``,
-   the CPU unless ComfyUI runs with ``--highvram``/``--gpu-only``) and wrap each separately
-   movable network (diffusion backbone, VAE, T5, CLIP, Synchformer, ...) with
-   :func:`wrap_model`.  Inside ComfyUI that is a real ``comfy.model_patcher.ModelPatcher``, so
-   ComfyUI's memory manager sees our weights: it evicts other models to make room for ours and
-   evicts ours (back to the offload device) when something else needs the VRAM.  Outside
-   ComfyUI it is a :class:`LocalModelHandle` with the same ``.model / .load_device /
-   .offload_device / model_size()`` surface.
-2. Right before compute, a node calls :func:`load_models_gpu` (or uses :func:`models_on_device`)
-   for *all* handles it is about to run.  Inside ComfyUI this is
-   ``comfy.model_management.load_models_gpu(patchers, memory_required, force_full_load=True)``.
-   ``force_full_load`` is deliberate: ComfyUI's partial ("lowvram") loading only works for
-   ``comfy.ops`` layers; with plain ``nn.Linear``/``nn.Conv1d`` a partial load would leave some
-   modules on the CPU and the forward pass would fail with a device mismatch.  Always loading
-   fully right before use also re-completes a model that ComfyUI partially unloaded meanwhile.
-3. After compute, ComfyUI's "smart memory" policy decides: the model stays on the GPU until
-   another model needs the memory (no per-run copies, no reload on the next queue).  A node
-   that must free the GPU at once (e.g. a ``force_offload`` toggle, or the trainer before
-   returning) calls :func:`offload_models`, which asks ComfyUI to unload exactly those
-   patchers.  Outside ComfyUI there is no manager to evict idle models, so
-   :func:`models_on_device` offloads after use by default there: models sit on the GPU only
-   while used.
-4. LoRA: because patchers are real ``ModelPatcher`` objects, weight patches added with
-   ``add_patches`` (state-dict keys of our module) are applied by ComfyUI at load time and
-   removed on unload; this works for plain layers when the model is loaded fully (point 2).
-
-Caveat for module authors: ``ModelPatcher`` sets plain attributes on the wrapped module
-(``device``, ``model_loaded_weight_memory``, ``lowvram_patch_counter``, ``model_lowvram``,
-``current_weight_patches_uuid``); :func:`wrap_model` puts a module that defines one of those as a
-read-only property (``transformers`` models, the Synchformer) inside a :class:`ModuleHolder`.
+Model memory management: loader nodes wrap each network with :func:`wrap_model` (a real
+``ModelPatcher`` inside ComfyUI, so its memory manager sees our weights) and nodes run them inside
+:func:`models_on_device` (``load_models_gpu(..., force_full_load=True)``: our plain ``nn`` layers
+cannot be partially loaded).  docs/MODEL_MEMORY.md gives the reasons and the LoRA / ``ModuleHolder``
+details.
 """
 from __future__ import annotations
 
@@ -67,7 +38,10 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import torch
 
+from ..audiox_core import standalone
 from ..audiox_core.errors import InputError, Interrupted
+from ..audiox_core.standalone import LocalModelHandle, module_bytes
+from ..audiox_core.media.video_value import VideoComponents, VideoFromComponents, VideoFromFile
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +96,10 @@ def comfy_available() -> bool:
 # --------------------------------------------------------------------------------------------
 # devices
 # --------------------------------------------------------------------------------------------
-def _fallback_device() -> torch.device:
-    return torch.device(os.environ.get("AUDIOX_DEVICE", "cpu"))
-
-
 def get_torch_device() -> torch.device:
     """The compute device: ComfyUI's choice, else ``cpu`` (or ``$AUDIOX_DEVICE``)."""
     mm = _mm()
-    return mm.get_torch_device() if mm is not None else _fallback_device()
+    return mm.get_torch_device() if mm is not None else standalone.compute_device()
 
 
 def unet_offload_device() -> torch.device:
@@ -156,17 +126,13 @@ def soft_empty_cache() -> None:
 # --------------------------------------------------------------------------------------------
 # interruption and progress
 # --------------------------------------------------------------------------------------------
-_LOCAL_INTERRUPT = False
-
-
 def interrupt_processing(value: bool = True) -> None:
     """Request (or clear) an interrupt: ComfyUI's global flag, else a local one."""
-    global _LOCAL_INTERRUPT
     mm = _mm()
     if mm is not None:
         mm.interrupt_current_processing(value)
     else:
-        _LOCAL_INTERRUPT = bool(value)
+        standalone.request_interrupt(value)
 
 
 def throw_exception_if_processing_interrupted() -> None:
@@ -175,14 +141,11 @@ def throw_exception_if_processing_interrupted() -> None:
     Inside ComfyUI this raises ComfyUI's ``InterruptProcessingException`` (so the run is reported
     as *interrupted*, not as an error); outside it raises :class:`Interrupted`.
     """
-    global _LOCAL_INTERRUPT
     mm = _mm()
     if mm is not None:
         mm.throw_exception_if_processing_interrupted()
         return
-    if _LOCAL_INTERRUPT:
-        _LOCAL_INTERRUPT = False
-        raise Interrupted("processing was interrupted")
+    standalone.raise_if_interrupted()
 
 
 def interrupt_exceptions() -> tuple:
@@ -266,14 +229,6 @@ def make_progress_callback(total: Optional[int] = None, node_id: Optional[str] =
 # --------------------------------------------------------------------------------------------
 # model folders
 # --------------------------------------------------------------------------------------------
-_LOCAL_FOLDERS: dict[str, tuple[list[str], set[str]]] = {}
-
-
-def local_models_dir() -> Path:
-    """``$AUDIOX_MODELS_DIR`` or ``./models`` (absolute), the fallback models root."""
-    return Path(os.environ.get("AUDIOX_MODELS_DIR", "models")).resolve()
-
-
 def register_model_folder(name: str, default_subdir: str, extensions: Iterable[str]) -> None:
     """Make ``name`` a model folder (default ``<models>/<default_subdir>``) listing ``extensions``.
 
@@ -288,11 +243,7 @@ def register_model_folder(name: str, default_subdir: str, extensions: Iterable[s
         key = fp.map_legacy(name) if hasattr(fp, "map_legacy") else name
         fp.folder_names_and_paths[key][1].update(exts)
         return
-    path = str(local_models_dir() / default_subdir)
-    paths, known = _LOCAL_FOLDERS.setdefault(name, ([], set()))
-    if path not in paths:
-        paths.append(path)
-    known.update(exts)
+    standalone.register_folder(name, default_subdir, exts)
 
 
 def add_model_path(name: str, path: str | os.PathLike) -> None:
@@ -309,11 +260,8 @@ def add_model_path(name: str, path: str | os.PathLike) -> None:
             raise _unregistered(name)
         fp.add_model_folder_path(name, path)
         return
-    if name not in _LOCAL_FOLDERS:
+    if not standalone.add_folder_path(name, path):
         raise _unregistered(name)
-    paths = _LOCAL_FOLDERS[name][0]
-    if path not in paths:
-        paths.append(path)
 
 
 def comfy_t5_tokenizer_dir() -> Optional[Path]:
@@ -343,9 +291,10 @@ def get_folder_paths(name: str) -> list[str]:
         if not _comfy_folder_known(fp, name):
             raise _unregistered(name)
         return list(fp.get_folder_paths(name))
-    if name not in _LOCAL_FOLDERS:
+    paths = standalone.folder_paths(name)
+    if paths is None:
         raise _unregistered(name)
-    return list(_LOCAL_FOLDERS[name][0])
+    return paths
 
 
 def get_filename_list(name: str) -> list[str]:
@@ -355,20 +304,10 @@ def get_filename_list(name: str) -> list[str]:
         if not _comfy_folder_known(fp, name):
             raise _unregistered(name)
         return list(fp.get_filename_list(name))
-    if name not in _LOCAL_FOLDERS:
+    files = standalone.folder_files(name)
+    if files is None:
         raise _unregistered(name)
-    paths, exts = _LOCAL_FOLDERS[name]
-    found: set[str] = set()
-    for root in paths:
-        base = Path(root)
-        if not base.is_dir():
-            continue
-        for p in base.rglob("*"):
-            if ".git" in p.relative_to(base).parts or not p.is_file():
-                continue
-            if not exts or p.suffix.lower() in exts:
-                found.add(p.relative_to(base).as_posix())
-    return sorted(found)
+    return files
 
 
 def find_model_file(name: str, filename, *, what: str = "", kind: str = "any") -> Optional[Path]:
@@ -402,7 +341,7 @@ def get_output_directory() -> str:
     fp = _folder_paths()
     if fp is not None:
         return fp.get_output_directory()
-    return str(Path(os.environ.get("AUDIOX_OUTPUT_DIR", "output")).resolve())
+    return standalone.output_directory()
 
 
 def get_input_directory() -> str:
@@ -410,7 +349,7 @@ def get_input_directory() -> str:
     fp = _folder_paths()
     if fp is not None:
         return fp.get_input_directory()
-    return str(Path(os.environ.get("AUDIOX_INPUT_DIR", "input")).resolve())
+    return standalone.input_directory()
 
 
 def get_temp_directory() -> str:
@@ -418,43 +357,12 @@ def get_temp_directory() -> str:
     fp = _folder_paths()
     if fp is not None:
         return fp.get_temp_directory()
-    import tempfile
-
-    return os.path.join(tempfile.gettempdir(), "audiox")
+    return standalone.temp_directory()
 
 
 # --------------------------------------------------------------------------------------------
 # model memory management
 # --------------------------------------------------------------------------------------------
-def _module_bytes(module: torch.nn.Module) -> int:
-    return sum(t.nelement() * t.element_size() for t in module.state_dict().values())
-
-
-class LocalModelHandle:
-    """Stand-in for ``ModelPatcher`` outside ComfyUI: a module plus its two devices."""
-
-    def __init__(self, model: torch.nn.Module, load_device: torch.device, offload_device: torch.device):
-        self.model = model
-        self.load_device = torch.device(load_device)
-        self.offload_device = torch.device(offload_device)
-        self._size = 0
-
-    def model_size(self) -> int:
-        if not self._size:
-            self._size = _module_bytes(self.model)
-        return self._size
-
-    def current_loaded_device(self) -> Optional[torch.device]:
-        for t in self.model.parameters():
-            return t.device
-        for t in self.model.buffers():
-            return t.device
-        return None
-
-    def __repr__(self) -> str:
-        return f"LocalModelHandle({type(self.model).__name__}, load={self.load_device}, offload={self.offload_device})"
-
-
 _PATCHER_ATTRS = ("device", "model_loaded_weight_memory", "lowvram_patch_counter", "model_lowvram",
                   "current_weight_patches_uuid")
 
@@ -501,7 +409,7 @@ def wrap_model(
     mp = _optional("comfy.model_patcher")
     if mp is not None:
         return mp.ModelPatcher(module, load_device=load_device, offload_device=offload_device,
-                               size=_module_bytes(module))
+                               size=module_bytes(module))
     return LocalModelHandle(module, load_device, offload_device)
 
 
@@ -551,36 +459,11 @@ def models_on_device(*handles: Any, memory_required: int = 0, offload_after: Opt
 # --------------------------------------------------------------------------------------------
 # VIDEO outputs
 # --------------------------------------------------------------------------------------------
-class ComponentsVideo:
-    """Fallback VIDEO value (frames + fps + optional audio) when ``comfy_api`` is absent.
-
-    Mirrors the parts of ComfyUI's ``VideoInput`` that nodes and tests use:
-    ``get_components()`` (an object with ``images``, ``frame_rate``, ``audio``, ``metadata``),
-    ``get_dimensions()`` and ``get_duration()``.
-    """
-
-    class Components:
-        def __init__(self, images, frame_rate, audio=None, metadata=None):
-            self.images, self.frame_rate, self.audio, self.metadata = images, frame_rate, audio, metadata
-
-    def __init__(self, images: torch.Tensor, frame_rate: Fraction, audio: Optional[dict] = None):
-        self._c = self.Components(images, frame_rate, audio)
-
-    def get_components(self):
-        return self.Components(self._c.images, self._c.frame_rate, self._c.audio)
-
-    def get_dimensions(self) -> tuple[int, int]:
-        return int(self._c.images.shape[2]), int(self._c.images.shape[1])
-
-    def get_duration(self) -> float:
-        return float(self._c.images.shape[0] / self._c.frame_rate)
-
-
 def make_video(images: torch.Tensor, fps: float | Fraction, audio: Optional[dict] = None):
     """A ComfyUI VIDEO from IMAGE frames ``[N, H, W, 3]`` (0..1), an fps and an optional AUDIO.
 
     Inside ComfyUI: ``VideoFromComponents(VideoComponents(images, Fraction(fps), audio))``, which
-    core SaveVideo muxes (h264 + aac).  Otherwise a :class:`ComponentsVideo`.
+    core SaveVideo muxes (h264 + aac).  Otherwise the same, from :mod:`audiox_core.media.video_value`.
     """
     if images.ndim != 4 or images.shape[-1] != 3:
         raise InputError(f"video frames must be an IMAGE tensor [N, H, W, 3], got shape {tuple(images.shape)}")
@@ -593,7 +476,7 @@ def make_video(images: torch.Tensor, fps: float | Fraction, audio: Optional[dict
     util = _optional("comfy_api.util")
     if impl is not None and util is not None:
         return impl.VideoFromComponents(util.VideoComponents(images=images, frame_rate=rate, audio=audio))
-    return ComponentsVideo(images, rate, audio)
+    return VideoFromComponents(VideoComponents(images, rate, audio))
 
 
 def video_with_audio(video: Any, audio: dict):
@@ -606,47 +489,12 @@ def video_with_audio(video: Any, audio: dict):
     return make_video(comps.images, comps.frame_rate, audio)
 
 
-class FileVideo:
-    """Fallback VIDEO value for a video file when ``comfy_api`` is absent (ComfyUI's ``VideoFromFile``
-    surface): ``get_stream_source()`` gives the path; ``get_components()`` decodes every frame and
-    the first audio stream with PyAV."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = str(path)
-
-    def get_stream_source(self) -> str:
-        return self.path
-
-    def get_components(self):
-        from fractions import Fraction as _F
-
-        from ..audiox_core import media
-        info = media.probe_video(self.path)
-        fps = info.fps if info.fps else _F(25)
-        frames, _, _ = media.sample_frames(self.path, fps=fps, size=(info.height, info.width), out="float")
-        images = frames.permute(0, 2, 3, 1).contiguous()
-        audio = None
-        if info.has_audio:
-            wav, sr = media.load_audio(self.path)
-            audio = {"waveform": wav.unsqueeze(0), "sample_rate": int(sr)}
-        return ComponentsVideo.Components(images, fps, audio)
-
-    def get_dimensions(self) -> tuple[int, int]:
-        from ..audiox_core import media
-        info = media.probe_video(self.path)
-        return info.width, info.height
-
-    def get_duration(self) -> float:
-        from ..audiox_core import media
-        return float(media.probe_video(self.path).duration_s)
-
-
 def video_from_file(path: str | os.PathLike):
-    """A ComfyUI VIDEO for a file on disk (``VideoFromFile`` in ComfyUI, else :class:`FileVideo`)."""
+    """A ComfyUI VIDEO for a file on disk (``VideoFromFile`` of ComfyUI, else of :mod:`audiox_core.media.video_value`)."""
     impl = _optional("comfy_api.input_impl")
     if impl is not None:
         return impl.VideoFromFile(str(path))
-    return FileVideo(path)
+    return VideoFromFile(path)
 
 
 def video_source(video: Any) -> tuple[str, Any, Any]:
@@ -659,7 +507,7 @@ def video_source(video: Any) -> tuple[str, Any, Any]:
     impl = _optional("comfy_api.input_impl")
     if impl is not None and isinstance(video, impl.VideoFromFile):
         return "stream", video.get_stream_source(), None
-    in_memory = isinstance(video, ComponentsVideo) or (impl is not None and isinstance(video, impl.VideoFromComponents))
+    in_memory = isinstance(video, VideoFromComponents) or (impl is not None and isinstance(video, impl.VideoFromComponents))
     if not in_memory and hasattr(video, "get_stream_source") and impl is None:
         return "stream", video.get_stream_source(), None
     if not hasattr(video, "get_components"):
