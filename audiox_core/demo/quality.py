@@ -90,6 +90,7 @@ import numpy as np
 import torch
 
 from ..errors import AudioXError, CheckpointError, InputError
+from . import captions
 from . import detectors as D
 from . import world as W
 
@@ -187,7 +188,7 @@ def quality_items(*, n_text: int = 50, n_video: int = 50, n_music: int = 30, n_i
               if "complete_e" in tasks and n_completion else [])
 
     def item(task, i, spec, **kw):
-        return Item(task, i, spec, W.caption_canonical(spec), W.render_audio(spec, cfg=world), **kw)
+        return Item(task, i, spec, captions.caption_canonical(spec), W.render_audio(spec, cfg=world), **kw)
 
     out: Dict[str, List[Item]] = {t: [] for t in tasks}
     for i, sp in enumerate(events):
@@ -240,7 +241,7 @@ def heldout_report(q: QualityItems, *, train_n: Optional[int] = None, train_seed
     uniq = {repr(sp.to_dict()): sp for sp in specs}
     bad_heldout = [W.combo_key(sp) for sp in uniq.values() if not W.is_heldout(sp, q.world)]
     bad_combo = sorted({W.combo_key(sp) for sp in uniq.values()} & train_keys)
-    bad_caption = sorted({W.caption_canonical(sp) for sp in uniq.values()} & train_caps)
+    bad_caption = sorted({captions.caption_canonical(sp) for sp in uniq.values()} & train_caps)
     bad_spec = [k_ for k_ in uniq if k_ in train_specs]
     rep = {"eval_scenes": len(uniq), "eval_combinations": len({W.combo_key(sp) for sp in uniq.values()}),
            "train_scenes": n, "train_seed": s, "train_combinations": len(train_keys),
