@@ -11,8 +11,8 @@ is frame ``floor(t_k · src_fps + ε)``.  Targets after the end of the video (``
 last frame's duration) repeat the last frame; the report says how many and for how long.  A
 single-frame source (a still image) is held for the whole duration and that is not "padding".
 
-Official behaviour (``read_video``, AUDIOX_SPEC §11) and why we differ
-----------------------------------------------------------------------
+Official behaviour (``read_video`` in ``audiox/data/utils.py``) and why we differ
+--------------------------------------------------------------------------------
 The official reader takes every ``ceil(src_fps / fps)``-th frame starting at
 ``int(start · src_fps)``, so the effective rate is ``src_fps / ceil(src_fps / fps)``: a 24 fps
 source sampled "at 5 fps" really gives 4.8 fps (50 frames span 10.4 s), a 30 fps source "at

@@ -45,7 +45,7 @@ Measured (``bench/vae_speed.py``, 2 threads, fp32, full-size VAE, 10 s stereo; t
 machine was shared with other jobs, so these are minimums of a few runs): decode 215 latents
 3.8 s and encode 441000 samples 3.7 s, versus 17.6 s / 11.1 s for the same weights evaluated the
 official way in the same process, and 12.75 s / 11.2 s for the official code on the reference
-Xeon (``reference/BASELINE_CPU.md``).  Single-thread CPU time at 64 latents: 2.35 s vs 5.4 s for
+2-vCPU Xeon (AVX-512/AMX-bf16, torch 2.13.0+cpu, 2 threads, measured 2026-11-22).  Single-thread CPU time at 64 latents: 2.35 s vs 5.4 s for
 the official modules.  torch.compile is not used.
 
 Numerics versus the official fp32 modules (weights copied, same posterior noise): identical
