@@ -9,11 +9,13 @@
 * the input / output / temp directories: ``$AUDIOX_INPUT_DIR`` / ``$AUDIOX_OUTPUT_DIR`` (default
   ``./input`` / ``./output``) and ``<system temp>/audiox``;
 * model handles: :class:`LocalModelHandle` (a module and its load / offload devices, the surface of
-  ComfyUI's ``ModelPatcher`` the nodes use);
+  ComfyUI's ``ModelPatcher`` the nodes use) and :class:`ModuleHolder` (for modules ``ModelPatcher``
+  could not set its attributes on);
 * interruption: a process-wide flag (:func:`request_interrupt`, :func:`raise_if_interrupted`).
 """
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 from pathlib import Path
@@ -125,6 +127,32 @@ class LocalModelHandle:
 
     def __repr__(self) -> str:
         return f"LocalModelHandle({type(self.model).__name__}, load={self.load_device}, offload={self.offload_device})"
+
+
+#: attributes ComfyUI's ``ModelPatcher`` sets on the module it wraps
+_PATCHER_ATTRS = ("device", "model_loaded_weight_memory", "lowvram_patch_counter", "model_lowvram",
+                  "current_weight_patches_uuid")
+
+
+class ModuleHolder(torch.nn.Module):
+    """Holds a module with a read-only property ``ModelPatcher`` assigns (``device`` of ``transformers``
+    models, the Synchformer); moved in place, its state-dict keys gain the prefix ``inner.``."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *args, **kwargs):
+        return self.inner(*args, **kwargs)
+
+
+def has_readonly_patcher_attr(module: torch.nn.Module) -> bool:
+    """True when ``module``'s class makes an attribute ComfyUI's ``ModelPatcher`` sets read-only."""
+    for name in _PATCHER_ATTRS:
+        attr = inspect.getattr_static(module, name, None)
+        if isinstance(attr, property) and attr.fset is None:
+            return True
+    return False
 
 
 # ------------------------------------------------------------------------------- interruption

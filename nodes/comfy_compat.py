@@ -1,29 +1,18 @@
 """The one place where the node pack touches ComfyUI.
 
 Every ``comfy``, ``comfy.utils``, ``comfy.model_management``, ``comfy.model_patcher``,
-``folder_paths`` and ``comfy_api`` import of the pack lives here, and each is made lazily, at the
-first call that needs it.  When ComfyUI is not importable (unit tests, the CLI, a notebook) every
-helper has a plain fallback:
+``folder_paths`` and ``comfy_api`` import of the pack lives here, made lazily at the first call
+that needs it.  "ComfyUI is present" means the import succeeds; a *missing* module selects the
+fallback, any other import error (a broken install) propagates.  Detection is per call and cheap
+(``sys.modules`` first), so tests can install and remove stub modules; :func:`reset_import_cache`
+forgets remembered misses.  Fallbacks: :mod:`audiox_core.standalone` (devices, model folders,
+directories, :class:`LocalModelHandle`, the interrupt flag) and
+:mod:`audiox_core.media.video_value` (VIDEO values); the progress bar then draws nothing but still
+checks the interrupt flag.
 
-* devices, model folders, directories, model handles and the interrupt flag:
-  :mod:`audiox_core.standalone` (``$AUDIOX_DEVICE``, ``$AUDIOX_MODELS_DIR`` or ``./models`` with
-  ComfyUI's folder names, :class:`LocalModelHandle`);
-* progress: a :class:`ProgressBar` that draws nothing but still checks the local interrupt flag,
-  raising :class:`audiox_core.errors.Interrupted`;
-* VIDEO values: :mod:`audiox_core.media.video_value` (``VideoFromFile`` / ``VideoFromComponents``,
-  the methods of ComfyUI's ``VideoInput``).
-
-"ComfyUI is present" means: ``import comfy.model_management`` (etc.) succeeds.  A missing module
-selects the fallback; any *other* import error (a broken ComfyUI install) propagates, so a broken
-environment is never mistaken for "no ComfyUI".  Detection is per call and cheap (``sys.modules``
-first), so tests can install and remove stub modules freely; :func:`reset_import_cache` forgets
-remembered misses.
-
-Model memory management: loader nodes wrap each network with :func:`wrap_model` (a real
-``ModelPatcher`` inside ComfyUI, so its memory manager sees our weights) and nodes run them inside
-:func:`models_on_device` (``load_models_gpu(..., force_full_load=True)``: our plain ``nn`` layers
-cannot be partially loaded).  docs/MODEL_MEMORY.md gives the reasons and the LoRA / ``ModuleHolder``
-details.
+Model memory: loaders wrap each network with :func:`wrap_model` (a real ``ModelPatcher`` inside
+ComfyUI, so its memory manager sees our weights); nodes run them inside :func:`models_on_device`
+(``force_full_load``: plain ``nn`` layers cannot be partially loaded).  docs/MODEL_MEMORY.md.
 """
 from __future__ import annotations
 
@@ -38,18 +27,16 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import torch
 
-from ..audiox_core import standalone
+from ..audiox_core import progress, standalone
 from ..audiox_core.errors import InputError, Interrupted
-from ..audiox_core.standalone import LocalModelHandle, module_bytes
-from ..audiox_core.media.video_value import VideoComponents, VideoFromComponents, VideoFromFile
+from ..audiox_core.standalone import LocalModelHandle, ModuleHolder, module_bytes
+from ..audiox_core.media.video_value import VideoComponents, VideoFromComponents, VideoFromFile, check_video_parts
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int, dict], Any]
 
-# --------------------------------------------------------------------------------------------
-# lazy, fallible imports
-# --------------------------------------------------------------------------------------------
+# ---------- lazy, fallible imports ----------------------------------------------------------
 _MISSING: set[str] = set()
 
 
@@ -93,9 +80,7 @@ def comfy_available() -> bool:
     return _mm() is not None
 
 
-# --------------------------------------------------------------------------------------------
-# devices
-# --------------------------------------------------------------------------------------------
+# ---------- devices -------------------------------------------------------------------------
 def get_torch_device() -> torch.device:
     """The compute device: ComfyUI's choice, else ``cpu`` (or ``$AUDIOX_DEVICE``)."""
     mm = _mm()
@@ -123,9 +108,7 @@ def soft_empty_cache() -> None:
         torch.cuda.empty_cache()
 
 
-# --------------------------------------------------------------------------------------------
-# interruption and progress
-# --------------------------------------------------------------------------------------------
+# ---------- interruption and progress -------------------------------------------------------
 def interrupt_processing(value: bool = True) -> None:
     """Request (or clear) an interrupt: ComfyUI's global flag, else a local one."""
     mm = _mm()
@@ -136,11 +119,8 @@ def interrupt_processing(value: bool = True) -> None:
 
 
 def throw_exception_if_processing_interrupted() -> None:
-    """Raise if an interrupt was requested, and clear the request.
-
-    Inside ComfyUI this raises ComfyUI's ``InterruptProcessingException`` (so the run is reported
-    as *interrupted*, not as an error); outside it raises :class:`Interrupted`.
-    """
+    """Raise if an interrupt was requested (ComfyUI's ``InterruptProcessingException``, reported as
+    *interrupted*; outside ComfyUI :class:`Interrupted`), and clear the request."""
     mm = _mm()
     if mm is not None:
         mm.throw_exception_if_processing_interrupted()
@@ -149,18 +129,16 @@ def throw_exception_if_processing_interrupted() -> None:
 
 
 def interrupt_exceptions() -> tuple:
-    """The exception types that mean "the user pressed Cancel": :class:`Interrupted` and, inside
-    ComfyUI, ``comfy.model_management.InterruptProcessingException``.  Long work that must save
-    something before stopping (training) catches these, saves, and re-raises the original."""
+    """The exception types that mean "Cancel" (:class:`Interrupted`, ComfyUI's
+    ``InterruptProcessingException``): training catches them, saves, and re-raises."""
     mm = _mm()
     extra = getattr(mm, "InterruptProcessingException", None) if mm is not None else None
     return (Interrupted,) + ((extra,) if isinstance(extra, type) else ())
 
 
 def send_progress_text(text: str, node_id: Optional[str]) -> bool:
-    """Show ``text`` on node ``node_id`` while it runs (ComfyUI's ``PromptServer.send_progress_text``,
-    the live text line API nodes use).  A no-op returning False outside a running ComfyUI server
-    or on a ComfyUI without that method; never raises."""
+    """Show ``text`` on node ``node_id`` while it runs (``PromptServer.send_progress_text``); False
+    without a running ComfyUI server with that method; never raises."""
     server = sys.modules.get("server")  # ComfyUI's server module, imported by main.py before any pack
     ps = getattr(getattr(server, "PromptServer", None), "instance", None) if server is not None else None
     fn = getattr(ps, "send_progress_text", None)
@@ -175,11 +153,8 @@ def send_progress_text(text: str, node_id: Optional[str]) -> bool:
 
 
 class ProgressBar:
-    """ComfyUI's ``comfy.utils.ProgressBar`` when available, else a silent counter.
-
-    Both check for interruption on every update (ComfyUI's own bar does so only when the server
-    installed its hook), so a loop that updates the bar each step is always interruptible.
-    """
+    """ComfyUI's ``comfy.utils.ProgressBar`` when available, else a silent counter; both check for
+    interruption on every update (ComfyUI's own bar only with the server's hook installed)."""
 
     def __init__(self, total: int, node_id: Optional[str] = None):
         self.total = int(total)
@@ -201,41 +176,17 @@ class ProgressBar:
 
 
 def make_progress_callback(total: Optional[int] = None, node_id: Optional[str] = None) -> ProgressCallback:
-    """An ``audiox_core`` progress callback ``callback(step, total, info)`` driving a ProgressBar.
-
-    ``total`` fixes the bar length; ``None`` takes it from the first call (and follows later
-    changes).  The callback raises on interrupt (see
-    :func:`throw_exception_if_processing_interrupted`), which stops the core loop cleanly.
-    ``node_id`` is the node's hidden ``UNIQUE_ID`` so ComfyUI draws the bar on the right node.
-    """
-    state: dict[str, ProgressBar] = {}
-
-    def callback(step: int, step_total: int, info: Optional[dict] = None) -> None:
-        bar = state.get("bar")
-        if bar is None:
-            bar = state["bar"] = ProgressBar(total if total is not None else step_total, node_id=node_id)
-        if info:
-            log.debug("progress %s/%s %s", step, step_total, info)
-        if total is not None:
-            # core reports in its own units; rescale onto the fixed bar
-            value = round(step * total / max(int(step_total), 1))
-            bar.update_absolute(value, total)
-        else:
-            bar.update_absolute(step, step_total)
-
-    return callback
+    """An ``audiox_core`` progress callback ``callback(step, total, info)`` driving a ProgressBar on
+    node ``node_id`` (its hidden ``UNIQUE_ID``); it raises on interrupt, which stops the core loop.
+    ``total`` fixes the bar length (core steps are rescaled onto it); ``None`` follows the core's."""
+    return progress.bar_callback(lambda n: ProgressBar(n, node_id=node_id), total)
 
 
-# --------------------------------------------------------------------------------------------
-# model folders
-# --------------------------------------------------------------------------------------------
+# ---------- model folders -------------------------------------------------------------------
 def register_model_folder(name: str, default_subdir: str, extensions: Iterable[str]) -> None:
     """Make ``name`` a model folder (default ``<models>/<default_subdir>``) listing ``extensions``.
-
-    Inside ComfyUI: ``folder_paths.add_model_folder_path`` (de-duplicating; paths users declared
-    in extra_model_paths.yaml are kept) and the extensions are added to the folder's set.  For a
-    core folder (``loras``, ``text_encoders``, ...) this only adds our default path if missing.
-    """
+    Inside ComfyUI ``folder_paths.add_model_folder_path`` de-duplicates and keeps the user's paths
+    (extra_model_paths.yaml); for a core folder (``loras``, ...) it only adds our default path."""
     exts = {e if e.startswith(".") else "." + e for e in extensions}
     fp = _folder_paths()
     if fp is not None:
@@ -247,17 +198,12 @@ def register_model_folder(name: str, default_subdir: str, extensions: Iterable[s
 
 
 def add_model_path(name: str, path: str | os.PathLike) -> None:
-    """Also search ``path`` (any directory, e.g. the pack's own ``models/demo``) for folder ``name``.
-
-    The folder must be registered first (:func:`register_model_folder`, or a core folder such as
-    ``text_encoders``).  Inside ComfyUI this appends to ``folder_paths`` (after the user's paths,
-    so a user file of the same name wins); outside, to the local folder list.
-    """
+    """Also search ``path`` (e.g. the pack's ``models/demo``) for the registered folder ``name``,
+    after the user's paths (a user file of the same name wins)."""
     path = str(Path(path).resolve())
     fp = _folder_paths()
     if fp is not None:
-        if not _comfy_folder_known(fp, name):
-            raise _unregistered(name)
+        _comfy_folder_known(fp, name)
         fp.add_model_folder_path(name, path)
         return
     if not standalone.add_folder_path(name, path):
@@ -276,8 +222,9 @@ def comfy_t5_tokenizer_dir() -> Optional[Path]:
 
 
 def _comfy_folder_known(fp, name: str) -> bool:
-    key = fp.map_legacy(name) if hasattr(fp, "map_legacy") else name
-    return key in fp.folder_names_and_paths
+    if (fp.map_legacy(name) if hasattr(fp, "map_legacy") else name) not in fp.folder_names_and_paths:
+        raise _unregistered(name)
+    return True
 
 
 def _unregistered(name: str) -> InputError:
@@ -288,8 +235,7 @@ def get_folder_paths(name: str) -> list[str]:
     """The directories searched for model folder ``name`` (it must be registered)."""
     fp = _folder_paths()
     if fp is not None:
-        if not _comfy_folder_known(fp, name):
-            raise _unregistered(name)
+        _comfy_folder_known(fp, name)
         return list(fp.get_folder_paths(name))
     paths = standalone.folder_paths(name)
     if paths is None:
@@ -301,8 +247,7 @@ def get_filename_list(name: str) -> list[str]:
     """Sorted relative paths (``/``-separated) of the files in model folder ``name``."""
     fp = _folder_paths()
     if fp is not None:
-        if not _comfy_folder_known(fp, name):
-            raise _unregistered(name)
+        _comfy_folder_known(fp, name)
         return list(fp.get_filename_list(name))
     files = standalone.folder_files(name)
     if files is None:
@@ -311,21 +256,15 @@ def get_filename_list(name: str) -> list[str]:
 
 
 def find_model_file(name: str, filename, *, what: str = "", kind: str = "any") -> Optional[Path]:
-    """The file (or folder) ``filename`` of model folder ``name``, symlinks resolved, or None.
-
-    Every file name a node takes goes through :func:`audiox_core.fileio.resolve_inside`: a name
-    that leads outside the folder's directories (``..``, an absolute path elsewhere, a symlink
-    pointing elsewhere) raises :class:`PathError` naming ``what`` and the directories."""
+    """The file (or folder) ``filename`` of model folder ``name``, symlinks resolved, or None; a name
+    leading outside the folder's directories raises ``PathError`` (``fileio.resolve_inside``)."""
     from ..audiox_core.fileio import resolve_inside
     return resolve_inside(filename, get_folder_paths(name), what=what or f"model folder '{name}'", kind=kind)
 
 
 def get_full_path(name: str, filename: str) -> str:
-    """Absolute path of ``filename`` (as listed by :func:`get_filename_list`) in folder ``name``.
-
-    Raises :class:`InputError` naming the folder and the searched directories when absent, and
-    :class:`PathError` when the name leads outside them (:func:`find_model_file`).
-    """
+    """Absolute path of ``filename`` in folder ``name``; :class:`InputError` naming the searched
+    directories when absent, ``PathError`` when the name leads outside them."""
     full = find_model_file(name, filename, kind="file")
     if full is None:
         searched = get_folder_paths(name)
@@ -339,70 +278,28 @@ def get_full_path(name: str, filename: str) -> str:
 def get_output_directory() -> str:
     """ComfyUI's output directory, else ``$AUDIOX_OUTPUT_DIR`` or ``./output``."""
     fp = _folder_paths()
-    if fp is not None:
-        return fp.get_output_directory()
-    return standalone.output_directory()
+    return fp.get_output_directory() if fp is not None else standalone.output_directory()
 
 
 def get_input_directory() -> str:
     """ComfyUI's input directory, else ``$AUDIOX_INPUT_DIR`` or ``./input``."""
     fp = _folder_paths()
-    if fp is not None:
-        return fp.get_input_directory()
-    return standalone.input_directory()
+    return fp.get_input_directory() if fp is not None else standalone.input_directory()
 
 
 def get_temp_directory() -> str:
     """ComfyUI's temp directory, else ``<system temp>/audiox``."""
     fp = _folder_paths()
-    if fp is not None:
-        return fp.get_temp_directory()
-    return standalone.temp_directory()
+    return fp.get_temp_directory() if fp is not None else standalone.temp_directory()
 
 
-# --------------------------------------------------------------------------------------------
-# model memory management
-# --------------------------------------------------------------------------------------------
-_PATCHER_ATTRS = ("device", "model_loaded_weight_memory", "lowvram_patch_counter", "model_lowvram",
-                  "current_weight_patches_uuid")
-
-
-class ModuleHolder(torch.nn.Module):
-    """Holds a module whose class has read-only properties that ``ModelPatcher`` assigns (e.g.
-    ``device`` of ``transformers`` models and of the Synchformer).  ``.to`` moves the held module
-    in place, so references to it stay valid; its state-dict keys gain the prefix ``inner.``."""
-
-    def __init__(self, inner: torch.nn.Module):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, *args, **kwargs):
-        return self.inner(*args, **kwargs)
-
-
-def _has_readonly_patcher_attr(module: torch.nn.Module) -> bool:
-    import inspect
-    for name in _PATCHER_ATTRS:
-        attr = inspect.getattr_static(module, name, None)
-        if isinstance(attr, property) and attr.fset is None:
-            return True
-    return False
-
-
-def wrap_model(
-    module: torch.nn.Module,
-    load_device: Optional[torch.device] = None,
-    offload_device: Optional[torch.device] = None,
-):
-    """Wrap ``module`` for device management: a ``ModelPatcher`` in ComfyUI, else a handle.
-
-    The module should already be on ``offload_device`` (default :func:`unet_offload_device`).
-    Use ``handle.model`` to reach the module; call :func:`load_models_gpu` before using it.
-    A module whose class defines ``device`` (or another attribute ``ModelPatcher`` sets) as a
-    read-only property is wrapped in a :class:`ModuleHolder` first (``handle.model.inner``); it is
-    moved in place, so keep using the module itself.
-    """
-    if _has_readonly_patcher_attr(module):
+# ---------- model memory management ---------------------------------------------------------
+def wrap_model(module: torch.nn.Module, load_device: Optional[torch.device] = None,
+               offload_device: Optional[torch.device] = None):
+    """Wrap ``module`` (already on ``offload_device``) for device management: a ``ModelPatcher`` in
+    ComfyUI, else a :class:`LocalModelHandle`; ``handle.model`` is the module, or a :class:`ModuleHolder`
+    around it (``.inner``, moved in place) when it has a read-only attribute ``ModelPatcher`` sets."""
+    if standalone.has_readonly_patcher_attr(module):
         module = ModuleHolder(module)
     load_device = load_device if load_device is not None else get_torch_device()
     offload_device = offload_device if offload_device is not None else unet_offload_device()
@@ -443,11 +340,8 @@ def offload_models(handles: Sequence[Any]) -> None:
 
 @contextlib.contextmanager
 def models_on_device(*handles: Any, memory_required: int = 0, offload_after: Optional[bool] = None) -> Iterator[None]:
-    """``with models_on_device(dit, vae): ...`` loads the models for the block.
-
-    ``offload_after=None`` means: inside ComfyUI leave it to ComfyUI's memory manager, outside
-    ComfyUI offload when the block ends (there is nobody else to do it).
-    """
+    """``with models_on_device(dit, vae): ...`` loads the models for the block; ``offload_after=None``
+    leaves them to ComfyUI's memory manager inside ComfyUI and offloads at the end outside it."""
     load_models_gpu(handles, memory_required=memory_required)
     try:
         yield
@@ -456,22 +350,11 @@ def models_on_device(*handles: Any, memory_required: int = 0, offload_after: Opt
             offload_models(handles)
 
 
-# --------------------------------------------------------------------------------------------
-# VIDEO outputs
-# --------------------------------------------------------------------------------------------
+# ---------- VIDEO outputs -------------------------------------------------------------------
 def make_video(images: torch.Tensor, fps: float | Fraction, audio: Optional[dict] = None):
-    """A ComfyUI VIDEO from IMAGE frames ``[N, H, W, 3]`` (0..1), an fps and an optional AUDIO.
-
-    Inside ComfyUI: ``VideoFromComponents(VideoComponents(images, Fraction(fps), audio))``, which
-    core SaveVideo muxes (h264 + aac).  Otherwise the same, from :mod:`audiox_core.media.video_value`.
-    """
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise InputError(f"video frames must be an IMAGE tensor [N, H, W, 3], got shape {tuple(images.shape)}")
-    if audio is not None and (not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio):
-        raise InputError("video audio must be an AUDIO dict {'waveform': [B, C, T], 'sample_rate': int}")
-    rate = fps if isinstance(fps, Fraction) else Fraction(float(fps)).limit_denominator(1001)
-    if rate <= 0:
-        raise InputError(f"video fps must be positive, got {fps}")
+    """A VIDEO (``VideoFromComponents``, ComfyUI's or :mod:`audiox_core.media.video_value`'s) from
+    IMAGE frames ``[N, H, W, 3]`` (0..1), an fps and an optional AUDIO."""
+    rate = check_video_parts(images, fps, audio)
     impl = _optional("comfy_api.input_impl")
     util = _optional("comfy_api.util")
     if impl is not None and util is not None:
@@ -480,11 +363,7 @@ def make_video(images: torch.Tensor, fps: float | Fraction, audio: Optional[dict
 
 
 def video_with_audio(video: Any, audio: dict):
-    """The frames and frame rate of ``video`` (a VIDEO) with ``audio`` as its sound track.
-
-    This decodes every frame of ``video`` (``get_components``), so use it for clips of the
-    length AudioX generates, not for long high-resolution sources.
-    """
+    """``video``'s frames and frame rate with ``audio`` as its sound track (decodes every frame)."""
     comps = video.get_components()
     return make_video(comps.images, comps.frame_rate, audio)
 
@@ -498,12 +377,9 @@ def video_from_file(path: str | os.PathLike):
 
 
 def video_source(video: Any) -> tuple[str, Any, Any]:
-    """How to read a VIDEO value without decoding more than needed.
-
-    Returns ``("stream", source, None)`` for file-backed videos (a path or BytesIO that PyAV can
-    seek in: frames are then sampled at the model's rate while decoding) or ``("frames", images
-    [N, H, W, 3], fps)`` for videos that only exist as frames in memory (e.g. CreateVideo's).
-    """
+    """How to read a VIDEO without decoding more than needed: ``("stream", source, None)`` for
+    file-backed videos (PyAV samples frames while decoding) or ``("frames", images [N, H, W, 3],
+    fps)`` for videos held in memory (e.g. CreateVideo's)."""
     impl = _optional("comfy_api.input_impl")
     if impl is not None and isinstance(video, impl.VideoFromFile):
         return "stream", video.get_stream_source(), None

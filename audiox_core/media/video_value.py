@@ -16,6 +16,21 @@ from fractions import Fraction
 import numpy as np
 import torch
 
+from ..errors import InputError
+
+
+def check_video_parts(images: torch.Tensor, fps, audio=None) -> Fraction:
+    """Check the parts of an in-memory VIDEO (IMAGE frames ``[N, H, W, 3]``, fps > 0, an AUDIO dict or
+    None) and return the frame rate as a Fraction (floats rounded to a denominator ≤ 1001)."""
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise InputError(f"video frames must be an IMAGE tensor [N, H, W, 3], got shape {tuple(images.shape)}")
+    if audio is not None and (not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio):
+        raise InputError("video audio must be an AUDIO dict {'waveform': [B, C, T], 'sample_rate': int}")
+    rate = fps if isinstance(fps, Fraction) else Fraction(float(fps)).limit_denominator(1001)
+    if rate <= 0:
+        raise InputError(f"video fps must be positive, got {fps}")
+    return rate
+
 
 def decode_audio(path: str) -> tuple[torch.Tensor, int]:
     """``([C, T] float32, sample_rate)`` of the first audio stream (stereo when it has ≥ 2 channels)."""
