@@ -45,10 +45,10 @@ def _encoder_works(name: str) -> bool:
     """Whether this FFmpeg build has encoder ``name`` and it opens for a small yuv420p frame."""
     if name not in _encoder_ok:
         try:
-            cc = av.CodecContext.create(name, "w")
-            cc.width, cc.height, cc.pix_fmt = 64, 64, "yuv420p"
-            cc.time_base, cc.framerate = Fraction(1, 25), Fraction(25)
-            cc.open()
+            encoder = av.CodecContext.create(name, "w")
+            encoder.width, encoder.height, encoder.pix_fmt = 64, 64, "yuv420p"
+            encoder.time_base, encoder.framerate = Fraction(1, 25), Fraction(25)
+            encoder.open()
             _encoder_ok[name] = True
         except Exception as e:  # UnknownCodecError, or the encoder refuses to open
             log.debug("video encoder %s unusable: %s", name, e)
