@@ -94,8 +94,8 @@ def probe_video(source: MediaSource, *, count_frames: bool = False) -> VideoInfo
         vs = c.streams.video[0]
         codec_context = vs.codec_context
         if is_image_container(c):
-            return VideoInfo(Fraction(0), 0.0, 1, int(codec_context.width), int(codec_context.height), False, True, False,
-                             codec_context.name or "", is_image=True)
+            return VideoInfo(Fraction(0), 0.0, 1, int(codec_context.width), int(codec_context.height), False, True,
+                             False, codec_context.name or "", is_image=True)
         fps = Fraction(vs.average_rate or vs.guessed_rate or vs.base_rate or 0)
         dur = float(vs.duration * vs.time_base) if (vs.duration and vs.time_base) else cdur
         n = int(vs.frames or 0)
@@ -105,7 +105,8 @@ def probe_video(source: MediaSource, *, count_frames: bool = False) -> VideoInfo
             est = False
         elif est:
             n = int(round(dur * float(fps))) if fps else 0
-        return VideoInfo(fps, dur, n, int(codec_context.width), int(codec_context.height), has_audio, True, est, codec_context.name or "")
+        return VideoInfo(fps, dur, n, int(codec_context.width), int(codec_context.height), has_audio, True, est,
+                         codec_context.name or "")
 
 
 # ------------------------------------------------------------------------------------------
