@@ -2,9 +2,10 @@
 
 :class:`FrameSample` (what both return), the argument checks, PyAV frame → uint8 ``[3, H, W]``,
 and :func:`resize_frame`: ``"stretch"`` resizes straight to the target (bilinear, antialiased);
-``"center_crop"`` scales so the target is covered (torchvision's ``Resize`` rule: the long side
-truncated to an integer), then crops the centre (torchvision's ``CenterCrop`` rounding of the
-offsets).
+``"center_crop"`` scales so the target is covered (the long side truncated to an integer), then
+crops the centre (:func:`center_crop_offsets`).  The torchvision rules the conditioners need live
+here too: :func:`resize_short_side` (``Resize(int)``) and :func:`center_crop_offsets`
+(``CenterCrop``).
 """
 from __future__ import annotations
 
@@ -72,12 +73,27 @@ def resize_frame(chw: torch.Tensor, size: SizeArg, resize_mode: str = "stretch")
     if resize_mode != "center_crop":
         raise InputError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
     scale = max(th / h, tw / w)
-    # torchvision Resize(int) rule for square targets: short side = size, long side truncated
+    # scale so the target is covered, the long side truncated (torchvision's Resize(int) computes
+    # int(short · long / short_in) instead, which can be one pixel more: see resize_short_side)
     rh, rw = max(th, int(h * scale)), max(tw, int(w * scale))
     if (rh, rw) != (h, w):
         x = F.interpolate(x, size=(rh, rw), mode="bilinear", align_corners=False, antialias=True)
-    top, left = int(round((rh - th) / 2.0)), int(round((rw - tw) / 2.0))
+    top, left = center_crop_offsets(rh, rw, th, tw)
     return x[0, :, top:top + th, left:left + tw]
+
+
+def resize_short_side(h: int, w: int, short: int) -> Tuple[int, int]:
+    """torchvision ``Resize(short)``: the short side becomes ``short``, the long side
+    ``int(short · long / short_in)`` (truncated)."""
+    if w <= h:
+        return int(short * h / w), short
+    return short, int(short * w / h)
+
+
+def center_crop_offsets(h: int, w: int, th: int, tw: int) -> Tuple[int, int]:
+    """``(top, left)`` of torchvision's ``CenterCrop((th, tw))`` on an ``h × w`` picture:
+    ``int(round((h - th) / 2))``, ``int(round((w - tw) / 2))``."""
+    return int(round((h - th) / 2.0)), int(round((w - tw) / 2.0))
 
 
 def check_sample_args(fps, start, duration, out, resize_mode, size, name):
