@@ -4,7 +4,8 @@ A :class:`Condition` is one modality's conditioner output ``[B, N, D]`` plus wha
 Conditions are computed once and can be cached, swapped and reused between generations (the
 ComfyUI encoder nodes output them).  :func:`fuse` turns the three into the backbone's context.
 
-Missing modalities follow the official conventions exactly (AUDIOX_SPEC §3, TURBO_SPEC §5.4):
+Missing modalities follow the official conventions exactly (the conditioners of
+``audiox/models/conditioners.py`` and ``audiox_turbo/models/conditioners.py``):
 
 =========  ===================================================================================
 video      the learned ``empty_visual_feat`` (what the official code produces for all-zero frames)
@@ -15,6 +16,11 @@ audio      v1: the learned ``empty_audio_feat``; v2 (MMDiT/Turbo): the VAE encod
 
 Absent inputs never run the big encoders (CLIP, VAE encoder): the conditioners return the same
 tensors without that work, which removes the official code's fixed cost for T2A.
+
+Where this sits: the networks themselves live in :mod:`audiox_core.conditioning` (no decisions);
+this module is the inference side (user inputs → conditions → fused context); the training side
+(prepared batch tensors → conditions with gradients, input masking, CFG dropout) is
+:mod:`audiox_core.training.conditions`.
 """
 from __future__ import annotations
 

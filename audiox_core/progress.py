@@ -9,7 +9,10 @@ drives ``comfy.utils.ProgressBar`` and checks ComfyUI's interrupt flag.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Optional
+
+log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int, dict], Any]
 
@@ -44,3 +47,23 @@ class Stages:
             return self.callback(int(round(frac * 1000)), 1000, dict(info, stage=name))
 
         return cb
+
+
+def bar_callback(make_bar: Callable[[int], Any], total: Optional[int] = None) -> ProgressCallback:
+    """A callback driving a progress bar made by ``make_bar(length)`` at the first call (it must have
+    ``update_absolute(value, total)``).  ``total`` fixes the bar length and the core's
+    ``(step, step_total)`` is rescaled onto it; ``None`` follows the core's own total."""
+    state: dict[str, Any] = {}
+
+    def callback(step: int, step_total: int, info: Optional[dict] = None) -> None:
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = make_bar(total if total is not None else step_total)
+        if info:
+            log.debug("progress %s/%s %s", step, step_total, info)
+        if total is not None:
+            bar.update_absolute(round(step * total / max(int(step_total), 1)), total)
+        else:
+            bar.update_absolute(step, step_total)
+
+    return callback

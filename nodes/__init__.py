@@ -53,11 +53,6 @@ def _collect(module_names: list[str]) -> None:
             NODE_DISPLAY_NAME_MAPPINGS[node_id] = label
 
 
-# Imported as ``<pack>.nodes`` (ComfyUI, the tests, the headless runner): collect the nodes.  Imported
-# as a top-level ``nodes`` (``python -m nodes.headless`` from the repository root) the modules'
-# relative imports of ``..audiox_core`` cannot work; nodes/headless.py then re-imports the
-# repository as a package itself, so nothing is collected here.
-if "." in __name__:
-    _collect(NODE_MODULES)
+_collect(NODE_MODULES)
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "NODE_MODULES"]

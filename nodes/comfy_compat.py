@@ -1,58 +1,18 @@
 """The one place where the node pack touches ComfyUI.
 
 Every ``comfy``, ``comfy.utils``, ``comfy.model_management``, ``comfy.model_patcher``,
-``folder_paths`` and ``comfy_api`` import of the pack lives here, and each is made lazily, at the
-first call that needs it.  When ComfyUI is not importable (unit tests, the CLI, a notebook) every
-helper has a plain fallback:
+``folder_paths`` and ``comfy_api`` import of the pack lives here, made lazily at the first call
+that needs it.  "ComfyUI is present" means the import succeeds; a *missing* module selects the
+fallback, any other import error (a broken install) propagates.  Detection is per call and cheap
+(``sys.modules`` first), so tests can install and remove stub modules; :func:`reset_import_cache`
+forgets remembered misses.  Fallbacks: :mod:`audiox_core.standalone` (devices, model folders,
+directories, :class:`LocalModelHandle`, the interrupt flag) and
+:mod:`audiox_core.media.video_value` (VIDEO values); the progress bar then draws nothing but still
+checks the interrupt flag.
 
-* devices: ``cpu`` (or ``$AUDIOX_DEVICE`` when set, e.g. ``cuda``);
-* progress: a :class:`ProgressBar` that draws nothing but still checks a local interrupt flag
-  (:func:`interrupt_processing` sets it), raising :class:`audiox_core.errors.Interrupted`;
-* model folders: ``$AUDIOX_MODELS_DIR`` or ``./models`` (resolved when a folder is registered),
-  with ComfyUI's folder names (``audiox``, ``text_encoders``, ``clip_vision``, ``loras``);
-* VIDEO outputs: :class:`ComponentsVideo`, a small stand-in with the methods of ComfyUI's
-  ``VideoInput`` that nodes and tests use.
-
-"ComfyUI is present" means: ``import comfy.model_management`` (etc.) succeeds.  A missing module
-selects the fallback; any *other* import error (a broken ComfyUI install) propagates, so a broken
-environment is never mistaken for "no ComfyUI".  Detection is per call and cheap (``sys.modules``
-first), so tests can install and remove stub modules freely; :func:`reset_import_cache` forgets
-remembered misses.
-
-Model memory management (decision)
-----------------------------------
-Our networks are plain ``torch.nn`` modules (``audiox_core`` never imports ComfyUI), so:
-
-1. Loader nodes build and load weights on the **offload device** (``unet_offload_device()``,
-   the CPU unless ComfyUI runs with ``--highvram``/``--gpu-only``) and wrap each separately
-   movable network (diffusion backbone, VAE, T5, CLIP, Synchformer, ...) with
-   :func:`wrap_model`.  Inside ComfyUI that is a real ``comfy.model_patcher.ModelPatcher``, so
-   ComfyUI's memory manager sees our weights: it evicts other models to make room for ours and
-   evicts ours (back to the offload device) when something else needs the VRAM.  Outside
-   ComfyUI it is a :class:`LocalModelHandle` with the same ``.model / .load_device /
-   .offload_device / model_size()`` surface.
-2. Right before compute, a node calls :func:`load_models_gpu` (or uses :func:`models_on_device`)
-   for *all* handles it is about to run.  Inside ComfyUI this is
-   ``comfy.model_management.load_models_gpu(patchers, memory_required, force_full_load=True)``.
-   ``force_full_load`` is deliberate: ComfyUI's partial ("lowvram") loading only works for
-   ``comfy.ops`` layers; with plain ``nn.Linear``/``nn.Conv1d`` a partial load would leave some
-   modules on the CPU and the forward pass would fail with a device mismatch.  Always loading
-   fully right before use also re-completes a model that ComfyUI partially unloaded meanwhile.
-3. After compute, ComfyUI's "smart memory" policy decides: the model stays on the GPU until
-   another model needs the memory (no per-run copies, no reload on the next queue).  A node
-   that must free the GPU at once (e.g. a ``force_offload`` toggle, or the trainer before
-   returning) calls :func:`offload_models`, which asks ComfyUI to unload exactly those
-   patchers.  Outside ComfyUI there is no manager to evict idle models, so
-   :func:`models_on_device` offloads after use by default there: models sit on the GPU only
-   while used.
-4. LoRA: because patchers are real ``ModelPatcher`` objects, weight patches added with
-   ``add_patches`` (state-dict keys of our module) are applied by ComfyUI at load time and
-   removed on unload; this works for plain layers when the model is loaded fully (point 2).
-
-Caveat for module authors: ``ModelPatcher`` sets plain attributes on the wrapped module
-(``device``, ``model_loaded_weight_memory``, ``lowvram_patch_counter``, ``model_lowvram``,
-``current_weight_patches_uuid``); :func:`wrap_model` puts a module that defines one of those as a
-read-only property (``transformers`` models, the Synchformer) inside a :class:`ModuleHolder`.
+Model memory: loaders wrap each network with :func:`wrap_model` (a real ``ModelPatcher`` inside
+ComfyUI, so its memory manager sees our weights); nodes run them inside :func:`models_on_device`
+(``force_full_load``: plain ``nn`` layers cannot be partially loaded).  docs/MODEL_MEMORY.md.
 """
 from __future__ import annotations
 
@@ -67,15 +27,16 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import torch
 
+from ..audiox_core import progress, standalone
 from ..audiox_core.errors import InputError, Interrupted
+from ..audiox_core.standalone import LocalModelHandle, ModuleHolder, module_bytes
+from ..audiox_core.media.video_value import VideoComponents, VideoFromComponents, VideoFromFile, check_video_parts
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int, dict], Any]
 
-# --------------------------------------------------------------------------------------------
-# lazy, fallible imports
-# --------------------------------------------------------------------------------------------
+# ---------- lazy, fallible imports ----------------------------------------------------------
 _MISSING: set[str] = set()
 
 
@@ -119,17 +80,11 @@ def comfy_available() -> bool:
     return _mm() is not None
 
 
-# --------------------------------------------------------------------------------------------
-# devices
-# --------------------------------------------------------------------------------------------
-def _fallback_device() -> torch.device:
-    return torch.device(os.environ.get("AUDIOX_DEVICE", "cpu"))
-
-
+# ---------- devices -------------------------------------------------------------------------
 def get_torch_device() -> torch.device:
     """The compute device: ComfyUI's choice, else ``cpu`` (or ``$AUDIOX_DEVICE``)."""
     mm = _mm()
-    return mm.get_torch_device() if mm is not None else _fallback_device()
+    return mm.get_torch_device() if mm is not None else standalone.compute_device()
 
 
 def unet_offload_device() -> torch.device:
@@ -153,51 +108,37 @@ def soft_empty_cache() -> None:
         torch.cuda.empty_cache()
 
 
-# --------------------------------------------------------------------------------------------
-# interruption and progress
-# --------------------------------------------------------------------------------------------
-_LOCAL_INTERRUPT = False
-
-
+# ---------- interruption and progress -------------------------------------------------------
 def interrupt_processing(value: bool = True) -> None:
     """Request (or clear) an interrupt: ComfyUI's global flag, else a local one."""
-    global _LOCAL_INTERRUPT
     mm = _mm()
     if mm is not None:
         mm.interrupt_current_processing(value)
     else:
-        _LOCAL_INTERRUPT = bool(value)
+        standalone.request_interrupt(value)
 
 
 def throw_exception_if_processing_interrupted() -> None:
-    """Raise if an interrupt was requested, and clear the request.
-
-    Inside ComfyUI this raises ComfyUI's ``InterruptProcessingException`` (so the run is reported
-    as *interrupted*, not as an error); outside it raises :class:`Interrupted`.
-    """
-    global _LOCAL_INTERRUPT
+    """Raise if an interrupt was requested (ComfyUI's ``InterruptProcessingException``, reported as
+    *interrupted*; outside ComfyUI :class:`Interrupted`), and clear the request."""
     mm = _mm()
     if mm is not None:
         mm.throw_exception_if_processing_interrupted()
         return
-    if _LOCAL_INTERRUPT:
-        _LOCAL_INTERRUPT = False
-        raise Interrupted("processing was interrupted")
+    standalone.raise_if_interrupted()
 
 
 def interrupt_exceptions() -> tuple:
-    """The exception types that mean "the user pressed Cancel": :class:`Interrupted` and, inside
-    ComfyUI, ``comfy.model_management.InterruptProcessingException``.  Long work that must save
-    something before stopping (training) catches these, saves, and re-raises the original."""
+    """The exception types that mean "Cancel" (:class:`Interrupted`, ComfyUI's
+    ``InterruptProcessingException``): training catches them, saves, and re-raises."""
     mm = _mm()
     extra = getattr(mm, "InterruptProcessingException", None) if mm is not None else None
     return (Interrupted,) + ((extra,) if isinstance(extra, type) else ())
 
 
 def send_progress_text(text: str, node_id: Optional[str]) -> bool:
-    """Show ``text`` on node ``node_id`` while it runs (ComfyUI's ``PromptServer.send_progress_text``,
-    the live text line API nodes use).  A no-op returning False outside a running ComfyUI server
-    or on a ComfyUI without that method; never raises."""
+    """Show ``text`` on node ``node_id`` while it runs (``PromptServer.send_progress_text``); False
+    without a running ComfyUI server with that method; never raises."""
     server = sys.modules.get("server")  # ComfyUI's server module, imported by main.py before any pack
     ps = getattr(getattr(server, "PromptServer", None), "instance", None) if server is not None else None
     fn = getattr(ps, "send_progress_text", None)
@@ -212,11 +153,8 @@ def send_progress_text(text: str, node_id: Optional[str]) -> bool:
 
 
 class ProgressBar:
-    """ComfyUI's ``comfy.utils.ProgressBar`` when available, else a silent counter.
-
-    Both check for interruption on every update (ComfyUI's own bar does so only when the server
-    installed its hook), so a loop that updates the bar each step is always interruptible.
-    """
+    """ComfyUI's ``comfy.utils.ProgressBar`` when available, else a silent counter; both check for
+    interruption on every update (ComfyUI's own bar only with the server's hook installed)."""
 
     def __init__(self, total: int, node_id: Optional[str] = None):
         self.total = int(total)
@@ -238,49 +176,17 @@ class ProgressBar:
 
 
 def make_progress_callback(total: Optional[int] = None, node_id: Optional[str] = None) -> ProgressCallback:
-    """An ``audiox_core`` progress callback ``callback(step, total, info)`` driving a ProgressBar.
-
-    ``total`` fixes the bar length; ``None`` takes it from the first call (and follows later
-    changes).  The callback raises on interrupt (see
-    :func:`throw_exception_if_processing_interrupted`), which stops the core loop cleanly.
-    ``node_id`` is the node's hidden ``UNIQUE_ID`` so ComfyUI draws the bar on the right node.
-    """
-    state: dict[str, ProgressBar] = {}
-
-    def callback(step: int, step_total: int, info: Optional[dict] = None) -> None:
-        bar = state.get("bar")
-        if bar is None:
-            bar = state["bar"] = ProgressBar(total if total is not None else step_total, node_id=node_id)
-        if info:
-            log.debug("progress %s/%s %s", step, step_total, info)
-        if total is not None:
-            # core reports in its own units; rescale onto the fixed bar
-            value = round(step * total / max(int(step_total), 1))
-            bar.update_absolute(value, total)
-        else:
-            bar.update_absolute(step, step_total)
-
-    return callback
+    """An ``audiox_core`` progress callback ``callback(step, total, info)`` driving a ProgressBar on
+    node ``node_id`` (its hidden ``UNIQUE_ID``); it raises on interrupt, which stops the core loop.
+    ``total`` fixes the bar length (core steps are rescaled onto it); ``None`` follows the core's."""
+    return progress.bar_callback(lambda n: ProgressBar(n, node_id=node_id), total)
 
 
-# --------------------------------------------------------------------------------------------
-# model folders
-# --------------------------------------------------------------------------------------------
-_LOCAL_FOLDERS: dict[str, tuple[list[str], set[str]]] = {}
-
-
-def local_models_dir() -> Path:
-    """``$AUDIOX_MODELS_DIR`` or ``./models`` (absolute), the fallback models root."""
-    return Path(os.environ.get("AUDIOX_MODELS_DIR", "models")).resolve()
-
-
+# ---------- model folders -------------------------------------------------------------------
 def register_model_folder(name: str, default_subdir: str, extensions: Iterable[str]) -> None:
     """Make ``name`` a model folder (default ``<models>/<default_subdir>``) listing ``extensions``.
-
-    Inside ComfyUI: ``folder_paths.add_model_folder_path`` (de-duplicating; paths users declared
-    in extra_model_paths.yaml are kept) and the extensions are added to the folder's set.  For a
-    core folder (``loras``, ``text_encoders``, ...) this only adds our default path if missing.
-    """
+    Inside ComfyUI ``folder_paths.add_model_folder_path`` de-duplicates and keeps the user's paths
+    (extra_model_paths.yaml); for a core folder (``loras``, ...) it only adds our default path."""
     exts = {e if e.startswith(".") else "." + e for e in extensions}
     fp = _folder_paths()
     if fp is not None:
@@ -288,32 +194,20 @@ def register_model_folder(name: str, default_subdir: str, extensions: Iterable[s
         key = fp.map_legacy(name) if hasattr(fp, "map_legacy") else name
         fp.folder_names_and_paths[key][1].update(exts)
         return
-    path = str(local_models_dir() / default_subdir)
-    paths, known = _LOCAL_FOLDERS.setdefault(name, ([], set()))
-    if path not in paths:
-        paths.append(path)
-    known.update(exts)
+    standalone.register_folder(name, default_subdir, exts)
 
 
 def add_model_path(name: str, path: str | os.PathLike) -> None:
-    """Also search ``path`` (any directory, e.g. the pack's own ``models/demo``) for folder ``name``.
-
-    The folder must be registered first (:func:`register_model_folder`, or a core folder such as
-    ``text_encoders``).  Inside ComfyUI this appends to ``folder_paths`` (after the user's paths,
-    so a user file of the same name wins); outside, to the local folder list.
-    """
+    """Also search ``path`` (e.g. the pack's ``models/demo``) for the registered folder ``name``,
+    after the user's paths (a user file of the same name wins)."""
     path = str(Path(path).resolve())
     fp = _folder_paths()
     if fp is not None:
-        if not _comfy_folder_known(fp, name):
-            raise _unregistered(name)
+        _comfy_folder_known(fp, name)
         fp.add_model_folder_path(name, path)
         return
-    if name not in _LOCAL_FOLDERS:
+    if not standalone.add_folder_path(name, path):
         raise _unregistered(name)
-    paths = _LOCAL_FOLDERS[name][0]
-    if path not in paths:
-        paths.append(path)
 
 
 def comfy_t5_tokenizer_dir() -> Optional[Path]:
@@ -328,8 +222,9 @@ def comfy_t5_tokenizer_dir() -> Optional[Path]:
 
 
 def _comfy_folder_known(fp, name: str) -> bool:
-    key = fp.map_legacy(name) if hasattr(fp, "map_legacy") else name
-    return key in fp.folder_names_and_paths
+    if (fp.map_legacy(name) if hasattr(fp, "map_legacy") else name) not in fp.folder_names_and_paths:
+        raise _unregistered(name)
+    return True
 
 
 def _unregistered(name: str) -> InputError:
@@ -340,53 +235,36 @@ def get_folder_paths(name: str) -> list[str]:
     """The directories searched for model folder ``name`` (it must be registered)."""
     fp = _folder_paths()
     if fp is not None:
-        if not _comfy_folder_known(fp, name):
-            raise _unregistered(name)
+        _comfy_folder_known(fp, name)
         return list(fp.get_folder_paths(name))
-    if name not in _LOCAL_FOLDERS:
+    paths = standalone.folder_paths(name)
+    if paths is None:
         raise _unregistered(name)
-    return list(_LOCAL_FOLDERS[name][0])
+    return paths
 
 
 def get_filename_list(name: str) -> list[str]:
     """Sorted relative paths (``/``-separated) of the files in model folder ``name``."""
     fp = _folder_paths()
     if fp is not None:
-        if not _comfy_folder_known(fp, name):
-            raise _unregistered(name)
+        _comfy_folder_known(fp, name)
         return list(fp.get_filename_list(name))
-    if name not in _LOCAL_FOLDERS:
+    files = standalone.folder_files(name)
+    if files is None:
         raise _unregistered(name)
-    paths, exts = _LOCAL_FOLDERS[name]
-    found: set[str] = set()
-    for root in paths:
-        base = Path(root)
-        if not base.is_dir():
-            continue
-        for p in base.rglob("*"):
-            if ".git" in p.relative_to(base).parts or not p.is_file():
-                continue
-            if not exts or p.suffix.lower() in exts:
-                found.add(p.relative_to(base).as_posix())
-    return sorted(found)
+    return files
 
 
 def find_model_file(name: str, filename, *, what: str = "", kind: str = "any") -> Optional[Path]:
-    """The file (or folder) ``filename`` of model folder ``name``, symlinks resolved, or None.
-
-    Every file name a node takes goes through :func:`audiox_core.fileio.resolve_inside`: a name
-    that leads outside the folder's directories (``..``, an absolute path elsewhere, a symlink
-    pointing elsewhere) raises :class:`PathError` naming ``what`` and the directories."""
+    """The file (or folder) ``filename`` of model folder ``name``, symlinks resolved, or None; a name
+    leading outside the folder's directories raises ``PathError`` (``fileio.resolve_inside``)."""
     from ..audiox_core.fileio import resolve_inside
     return resolve_inside(filename, get_folder_paths(name), what=what or f"model folder '{name}'", kind=kind)
 
 
 def get_full_path(name: str, filename: str) -> str:
-    """Absolute path of ``filename`` (as listed by :func:`get_filename_list`) in folder ``name``.
-
-    Raises :class:`InputError` naming the folder and the searched directories when absent, and
-    :class:`PathError` when the name leads outside them (:func:`find_model_file`).
-    """
+    """Absolute path of ``filename`` in folder ``name``; :class:`InputError` naming the searched
+    directories when absent, ``PathError`` when the name leads outside them."""
     full = find_model_file(name, filename, kind="file")
     if full is None:
         searched = get_folder_paths(name)
@@ -400,108 +278,35 @@ def get_full_path(name: str, filename: str) -> str:
 def get_output_directory() -> str:
     """ComfyUI's output directory, else ``$AUDIOX_OUTPUT_DIR`` or ``./output``."""
     fp = _folder_paths()
-    if fp is not None:
-        return fp.get_output_directory()
-    return str(Path(os.environ.get("AUDIOX_OUTPUT_DIR", "output")).resolve())
+    return fp.get_output_directory() if fp is not None else standalone.output_directory()
 
 
 def get_input_directory() -> str:
     """ComfyUI's input directory, else ``$AUDIOX_INPUT_DIR`` or ``./input``."""
     fp = _folder_paths()
-    if fp is not None:
-        return fp.get_input_directory()
-    return str(Path(os.environ.get("AUDIOX_INPUT_DIR", "input")).resolve())
+    return fp.get_input_directory() if fp is not None else standalone.input_directory()
 
 
 def get_temp_directory() -> str:
     """ComfyUI's temp directory, else ``<system temp>/audiox``."""
     fp = _folder_paths()
-    if fp is not None:
-        return fp.get_temp_directory()
-    import tempfile
-
-    return os.path.join(tempfile.gettempdir(), "audiox")
+    return fp.get_temp_directory() if fp is not None else standalone.temp_directory()
 
 
-# --------------------------------------------------------------------------------------------
-# model memory management
-# --------------------------------------------------------------------------------------------
-def _module_bytes(module: torch.nn.Module) -> int:
-    return sum(t.nelement() * t.element_size() for t in module.state_dict().values())
-
-
-class LocalModelHandle:
-    """Stand-in for ``ModelPatcher`` outside ComfyUI: a module plus its two devices."""
-
-    def __init__(self, model: torch.nn.Module, load_device: torch.device, offload_device: torch.device):
-        self.model = model
-        self.load_device = torch.device(load_device)
-        self.offload_device = torch.device(offload_device)
-        self._size = 0
-
-    def model_size(self) -> int:
-        if not self._size:
-            self._size = _module_bytes(self.model)
-        return self._size
-
-    def current_loaded_device(self) -> Optional[torch.device]:
-        for t in self.model.parameters():
-            return t.device
-        for t in self.model.buffers():
-            return t.device
-        return None
-
-    def __repr__(self) -> str:
-        return f"LocalModelHandle({type(self.model).__name__}, load={self.load_device}, offload={self.offload_device})"
-
-
-_PATCHER_ATTRS = ("device", "model_loaded_weight_memory", "lowvram_patch_counter", "model_lowvram",
-                  "current_weight_patches_uuid")
-
-
-class ModuleHolder(torch.nn.Module):
-    """Holds a module whose class has read-only properties that ``ModelPatcher`` assigns (e.g.
-    ``device`` of ``transformers`` models and of the Synchformer).  ``.to`` moves the held module
-    in place, so references to it stay valid; its state-dict keys gain the prefix ``inner.``."""
-
-    def __init__(self, inner: torch.nn.Module):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, *args, **kwargs):
-        return self.inner(*args, **kwargs)
-
-
-def _has_readonly_patcher_attr(module: torch.nn.Module) -> bool:
-    import inspect
-    for name in _PATCHER_ATTRS:
-        attr = inspect.getattr_static(module, name, None)
-        if isinstance(attr, property) and attr.fset is None:
-            return True
-    return False
-
-
-def wrap_model(
-    module: torch.nn.Module,
-    load_device: Optional[torch.device] = None,
-    offload_device: Optional[torch.device] = None,
-):
-    """Wrap ``module`` for device management: a ``ModelPatcher`` in ComfyUI, else a handle.
-
-    The module should already be on ``offload_device`` (default :func:`unet_offload_device`).
-    Use ``handle.model`` to reach the module; call :func:`load_models_gpu` before using it.
-    A module whose class defines ``device`` (or another attribute ``ModelPatcher`` sets) as a
-    read-only property is wrapped in a :class:`ModuleHolder` first (``handle.model.inner``); it is
-    moved in place, so keep using the module itself.
-    """
-    if _has_readonly_patcher_attr(module):
+# ---------- model memory management ---------------------------------------------------------
+def wrap_model(module: torch.nn.Module, load_device: Optional[torch.device] = None,
+               offload_device: Optional[torch.device] = None):
+    """Wrap ``module`` (already on ``offload_device``) for device management: a ``ModelPatcher`` in
+    ComfyUI, else a :class:`LocalModelHandle`; ``handle.model`` is the module, or a :class:`ModuleHolder`
+    around it (``.inner``, moved in place) when it has a read-only attribute ``ModelPatcher`` sets."""
+    if standalone.has_readonly_patcher_attr(module):
         module = ModuleHolder(module)
     load_device = load_device if load_device is not None else get_torch_device()
     offload_device = offload_device if offload_device is not None else unet_offload_device()
     mp = _optional("comfy.model_patcher")
     if mp is not None:
         return mp.ModelPatcher(module, load_device=load_device, offload_device=offload_device,
-                               size=_module_bytes(module))
+                               size=module_bytes(module))
     return LocalModelHandle(module, load_device, offload_device)
 
 
@@ -535,11 +340,8 @@ def offload_models(handles: Sequence[Any]) -> None:
 
 @contextlib.contextmanager
 def models_on_device(*handles: Any, memory_required: int = 0, offload_after: Optional[bool] = None) -> Iterator[None]:
-    """``with models_on_device(dit, vae): ...`` loads the models for the block.
-
-    ``offload_after=None`` means: inside ComfyUI leave it to ComfyUI's memory manager, outside
-    ComfyUI offload when the block ends (there is nobody else to do it).
-    """
+    """``with models_on_device(dit, vae): ...`` loads the models for the block; ``offload_after=None``
+    leaves them to ComfyUI's memory manager inside ComfyUI and offloads at the end outside it."""
     load_models_gpu(handles, memory_required=memory_required)
     try:
         yield
@@ -548,118 +350,40 @@ def models_on_device(*handles: Any, memory_required: int = 0, offload_after: Opt
             offload_models(handles)
 
 
-# --------------------------------------------------------------------------------------------
-# VIDEO outputs
-# --------------------------------------------------------------------------------------------
-class ComponentsVideo:
-    """Fallback VIDEO value (frames + fps + optional audio) when ``comfy_api`` is absent.
-
-    Mirrors the parts of ComfyUI's ``VideoInput`` that nodes and tests use:
-    ``get_components()`` (an object with ``images``, ``frame_rate``, ``audio``, ``metadata``),
-    ``get_dimensions()`` and ``get_duration()``.
-    """
-
-    class Components:
-        def __init__(self, images, frame_rate, audio=None, metadata=None):
-            self.images, self.frame_rate, self.audio, self.metadata = images, frame_rate, audio, metadata
-
-    def __init__(self, images: torch.Tensor, frame_rate: Fraction, audio: Optional[dict] = None):
-        self._c = self.Components(images, frame_rate, audio)
-
-    def get_components(self):
-        return self.Components(self._c.images, self._c.frame_rate, self._c.audio)
-
-    def get_dimensions(self) -> tuple[int, int]:
-        return int(self._c.images.shape[2]), int(self._c.images.shape[1])
-
-    def get_duration(self) -> float:
-        return float(self._c.images.shape[0] / self._c.frame_rate)
-
-
+# ---------- VIDEO outputs -------------------------------------------------------------------
 def make_video(images: torch.Tensor, fps: float | Fraction, audio: Optional[dict] = None):
-    """A ComfyUI VIDEO from IMAGE frames ``[N, H, W, 3]`` (0..1), an fps and an optional AUDIO.
-
-    Inside ComfyUI: ``VideoFromComponents(VideoComponents(images, Fraction(fps), audio))``, which
-    core SaveVideo muxes (h264 + aac).  Otherwise a :class:`ComponentsVideo`.
-    """
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise InputError(f"video frames must be an IMAGE tensor [N, H, W, 3], got shape {tuple(images.shape)}")
-    if audio is not None and (not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio):
-        raise InputError("video audio must be an AUDIO dict {'waveform': [B, C, T], 'sample_rate': int}")
-    rate = fps if isinstance(fps, Fraction) else Fraction(float(fps)).limit_denominator(1001)
-    if rate <= 0:
-        raise InputError(f"video fps must be positive, got {fps}")
+    """A VIDEO (``VideoFromComponents``, ComfyUI's or :mod:`audiox_core.media.video_value`'s) from
+    IMAGE frames ``[N, H, W, 3]`` (0..1), an fps and an optional AUDIO."""
+    rate = check_video_parts(images, fps, audio)
     impl = _optional("comfy_api.input_impl")
     util = _optional("comfy_api.util")
     if impl is not None and util is not None:
         return impl.VideoFromComponents(util.VideoComponents(images=images, frame_rate=rate, audio=audio))
-    return ComponentsVideo(images, rate, audio)
+    return VideoFromComponents(VideoComponents(images, rate, audio))
 
 
 def video_with_audio(video: Any, audio: dict):
-    """The frames and frame rate of ``video`` (a VIDEO) with ``audio`` as its sound track.
-
-    This decodes every frame of ``video`` (``get_components``), so use it for clips of the
-    length AudioX generates, not for long high-resolution sources.
-    """
+    """``video``'s frames and frame rate with ``audio`` as its sound track (decodes every frame)."""
     comps = video.get_components()
     return make_video(comps.images, comps.frame_rate, audio)
 
 
-class FileVideo:
-    """Fallback VIDEO value for a video file when ``comfy_api`` is absent (ComfyUI's ``VideoFromFile``
-    surface): ``get_stream_source()`` gives the path; ``get_components()`` decodes every frame and
-    the first audio stream with PyAV."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = str(path)
-
-    def get_stream_source(self) -> str:
-        return self.path
-
-    def get_components(self):
-        from fractions import Fraction as _F
-
-        from ..audiox_core import media
-        info = media.probe_video(self.path)
-        fps = info.fps if info.fps else _F(25)
-        frames, _, _ = media.sample_frames(self.path, fps=fps, size=(info.height, info.width), out="float")
-        images = frames.permute(0, 2, 3, 1).contiguous()
-        audio = None
-        if info.has_audio:
-            wav, sr = media.load_audio(self.path)
-            audio = {"waveform": wav.unsqueeze(0), "sample_rate": int(sr)}
-        return ComponentsVideo.Components(images, fps, audio)
-
-    def get_dimensions(self) -> tuple[int, int]:
-        from ..audiox_core import media
-        info = media.probe_video(self.path)
-        return info.width, info.height
-
-    def get_duration(self) -> float:
-        from ..audiox_core import media
-        return float(media.probe_video(self.path).duration_s)
-
-
 def video_from_file(path: str | os.PathLike):
-    """A ComfyUI VIDEO for a file on disk (``VideoFromFile`` in ComfyUI, else :class:`FileVideo`)."""
+    """A ComfyUI VIDEO for a file on disk (``VideoFromFile`` of ComfyUI, else of :mod:`audiox_core.media.video_value`)."""
     impl = _optional("comfy_api.input_impl")
     if impl is not None:
         return impl.VideoFromFile(str(path))
-    return FileVideo(path)
+    return VideoFromFile(path)
 
 
 def video_source(video: Any) -> tuple[str, Any, Any]:
-    """How to read a VIDEO value without decoding more than needed.
-
-    Returns ``("stream", source, None)`` for file-backed videos (a path or BytesIO that PyAV can
-    seek in: frames are then sampled at the model's rate while decoding) or ``("frames", images
-    [N, H, W, 3], fps)`` for videos that only exist as frames in memory (e.g. CreateVideo's).
-    """
+    """How to read a VIDEO without decoding more than needed: ``("stream", source, None)`` for
+    file-backed videos (PyAV samples frames while decoding) or ``("frames", images [N, H, W, 3],
+    fps)`` for videos held in memory (e.g. CreateVideo's)."""
     impl = _optional("comfy_api.input_impl")
     if impl is not None and isinstance(video, impl.VideoFromFile):
         return "stream", video.get_stream_source(), None
-    in_memory = isinstance(video, ComponentsVideo) or (impl is not None and isinstance(video, impl.VideoFromComponents))
+    in_memory = isinstance(video, VideoFromComponents) or (impl is not None and isinstance(video, impl.VideoFromComponents))
     if not in_memory and hasattr(video, "get_stream_source") and impl is None:
         return "stream", video.get_stream_source(), None
     if not hasattr(video, "get_components"):

@@ -36,7 +36,7 @@ DEMO_MODELS = {f"audiox/{DEMO_TURBO}": "tiny_turbo", f"audiox/{DEMO_BASE}": "tin
                f"text_encoders/{DEMO_T5}": "tiny_t5"}
 EXPECT = {"sample_rate": 8000, "channels": 2}  # the tiny models' output (the demo model: 16000 Hz)
 
-# the example media's canonical captions (nodes/headless.py renders those files from the demo world)
+# the example media's canonical captions (runner/headless.py renders those files from the demo world)
 EVENTS_CAPTION = "two high bells, then a noise burst"
 MUSIC_CAPTION = "a slow melody on a plucked string in C major"
 IMAGE_CAPTION = "two high rising chirps"

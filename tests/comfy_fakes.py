@@ -4,7 +4,7 @@
   ``comfy.model_management``, ``comfy.model_patcher`` and ``folder_paths`` that behave like
   ComfyUI's (same function names and semantics, CPU only, directories under a temp folder) and
   record what the pack does with them (progress updates, model loads/unloads).
-* ``CORE_NODES``: the stand-ins of the core nodes our example graphs use (nodes/standins.py, same
+* ``CORE_NODES``: the stand-ins of the core nodes our example graphs use (runner/standins.py, same
   INPUT_TYPES / RETURN_TYPES as ComfyUI 0.3.64, checked against a live server by the integration
   test).  While a FakeComfy is active their sinks capture what they receive in
   ``FakeComfy.captures`` instead of writing files.
@@ -35,19 +35,6 @@ VIDEO_EXTS = {".mp4", ".webm", ".mov", ".mkv", ".avi"}
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
 _ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_by_path(name: str, rel: str):
-    """Import a ComfyUI-free module of the pack (``nodes/graph.py``, ``nodes/standins.py``) by
-    path under a private top-level name, so the tests need no pack import (and no stubs) for it."""
-    import importlib.util
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _ROOT / rel)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 _CURRENT: Optional["FakeComfy"] = None
@@ -469,12 +456,12 @@ def write_test_media(path: Path) -> Path:
 
 
 # =============================================================================================
-# core nodes: the stand-ins of nodes/standins.py (shared with the headless runner)
+# core nodes: the stand-ins of runner/standins.py (shared with the graph runner)
 # =============================================================================================
-# Loaded by path under a private name (no pack import needed).  While a FakeComfy is active the
+# While a FakeComfy is active the
 # stand-ins read inputs from its input directory and report what their sinks receive as Captures
 # (no files are written).
-standins = _load_by_path("audiox_standins", "nodes/standins.py")
+from runner import standins  # noqa: E402
 CORE_NODES: dict[str, type] = standins.CORE_NODES
 MEDIA_INPUTS = standins.MEDIA_INPUTS
 decode_audio, decode_frames = standins.decode_audio, standins.decode_frames

@@ -3,11 +3,11 @@
 Pieces, usable on their own:
 
 * :class:`NodeDef`, :func:`ui_to_api`, :func:`validate_ui` / :func:`validate_api` and
-  :func:`execute` live in ``nodes/graph.py`` (shared with the headless runner; its module
+  :func:`execute` live in ``runner/graph.py`` (shared with the graph runner; its module
   docstring describes them) and are re-exported here.
-* :func:`load_pack` — imports the repository as a custom-node package (like ComfyUI does, so the
-  pack's relative imports work) while keeping ``<pack>.audiox_core`` identical to the top-level
-  ``audiox_core`` the unit tests import.
+* :func:`load_pack` — ``runner/pack.py``: imports the repository as a custom-node package (like
+  ComfyUI does, so the pack's relative imports work) while keeping ``<pack>.audiox_core``
+  identical to the top-level ``audiox_core`` the unit tests import.
 * :func:`run_workflow` — all of it on a workflow file, with :class:`comfy_fakes.FakeComfy` stubs,
   fake core nodes and synthesised input media.
 * ``comfy_env`` — a pytest fixture for node unit tests: stubs installed, pack loaded.
@@ -17,9 +17,6 @@ Node code runs under ``torch.inference_mode()`` here as in ComfyUI: a training n
 """
 from __future__ import annotations
 
-import importlib
-import importlib.abc
-import importlib.util
 import json
 import sys
 from dataclasses import dataclass, field
@@ -34,75 +31,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import comfy_fakes  # noqa: E402  (tests/ is on sys.path under pytest)
-from comfy_fakes import _load_by_path  # noqa: E402
 
 
-# The converter, validator and executor live in nodes/graph.py (the headless runner uses them too);
+# The converter, validator and executor live in runner/graph.py (the graph runner uses them too);
 # every name, private helpers included, is re-exported here for the tests.
-graph = _load_by_path("audiox_graph", "nodes/graph.py")
+from runner import graph  # noqa: E402
+from runner.pack import PACK_NAME, load_pack  # noqa: E402,F401  (loading the pack like ComfyUI does)
+
 globals().update({k: v for k, v in vars(graph).items() if not k.startswith("__")})
-from audiox_graph import (BYPASSED, MUTED, ExecutionResult, WorkflowError, defs_from_classes,  # noqa: E402
+from runner.graph import (BYPASSED, MUTED, ExecutionResult, WorkflowError, defs_from_classes,  # noqa: E402
                           execute, ui_to_api, validate_api, validate_ui)
-
-# =============================================================================================
-# loading the pack like ComfyUI does
-# =============================================================================================
-PACK_NAME = "audiox_pack"
-
-
-class _AliasLoader(importlib.abc.Loader):
-    def __init__(self, real: str):
-        self.real = real
-        self._spec = None
-
-    def create_module(self, spec):
-        module = importlib.import_module(self.real)
-        self._spec = getattr(module, "__spec__", None)
-        return module
-
-    def exec_module(self, module):
-        if self._spec is not None:
-            module.__spec__ = self._spec  # importlib overwrote it with the alias spec
-
-
-class _AliasFinder(importlib.abc.MetaPathFinder):
-    """``<pack>.audiox_core[.x]`` resolves to the already importable ``audiox_core[.x]``."""
-
-    def __init__(self, prefix: str, target: str):
-        self.prefix, self.target = prefix, target
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname == self.prefix or fullname.startswith(self.prefix + "."):
-            real = self.target + fullname[len(self.prefix):]
-            return importlib.util.spec_from_loader(fullname, _AliasLoader(real))
-        return None
-
-
-def load_pack(root: Path = ROOT, name: str = PACK_NAME, fresh: bool = True):
-    """Import the repository at ``root`` as the custom-node package ``name`` and return it.
-
-    ``fresh`` drops an earlier import first (so INPUT_TYPES and folder registrations see the
-    current :class:`comfy_fakes.FakeComfy`).  ``audiox_core`` is shared with the unit tests.
-    """
-    if not any(isinstance(f, _AliasFinder) and f.prefix == f"{name}.audiox_core" for f in sys.meta_path):
-        sys.meta_path.insert(0, _AliasFinder(f"{name}.audiox_core", "audiox_core"))
-    if fresh:
-        for key in [k for k in sys.modules if (k == name or k.startswith(name + "."))
-                    and not k.startswith(f"{name}.audiox_core")]:
-            del sys.modules[key]
-    elif name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(root) / "__init__.py",
-                                                  submodule_search_locations=[str(root)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-    return module
-
 
 # =============================================================================================
 # whole workflows

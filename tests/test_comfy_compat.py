@@ -25,8 +25,8 @@ def compat(pack, monkeypatch):
     c = pack.nodes.comfy_compat
     for name in comfy_fakes.FakeComfy.MODULES:
         assert name not in sys.modules or not getattr(sys.modules[name], "__audiox_fake__", False)
-    monkeypatch.setattr(c, "_LOCAL_FOLDERS", {})
-    monkeypatch.setattr(c, "_LOCAL_INTERRUPT", False)
+    monkeypatch.setattr(c.standalone, "FOLDERS", {})
+    monkeypatch.setattr(c.standalone, "INTERRUPT_REQUESTED", False)
     return c
 
 
@@ -194,7 +194,7 @@ def test_comfy_path_model_patcher_and_loading(compat, tmp_path):
 def test_comfy_path_video_falls_back_without_comfy_api(compat, tmp_path):
     with comfy_fakes.FakeComfy(tmp_path):
         v = compat.make_video(torch.rand(2, 4, 4, 3), Fraction(25))
-        assert isinstance(v, compat.ComponentsVideo)
+        assert isinstance(v, compat.VideoFromComponents)
 
 
 def test_registrations_survive_into_later_fake_environments(compat, tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from audiox_core.demo import captions as C
 from audiox_core.demo import world as W
 from audiox_core.demo.dataset import (DataSpec, WorldAudioSource, caption_variants, prepare_world_data,
                                       sample_train_scene, world_examples)
@@ -35,7 +36,7 @@ def test_caption_variants():
     rng = np.random.default_rng(1)
     for spec in W.make_dataset(30, 2, "train"):
         caps = caption_variants(spec, rng, 4)
-        assert caps[0] == W.caption_canonical(spec)
+        assert caps[0] == C.caption_canonical(spec)
         assert 1 <= len(caps) <= 4 and len(set(caps)) == len(caps)
         assert all(len(c.encode()) <= 127 for c in caps)
 

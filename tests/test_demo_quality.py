@@ -190,6 +190,7 @@ def test_inpaint_and_completion_scores():
 
 
 def test_heldout_report_catches_a_training_scene():
+    from audiox_core.demo import captions as C
     from audiox_core.demo import quality as Q
     from audiox_core.demo import world as W
     from audiox_core.errors import AudioXError
@@ -198,6 +199,6 @@ def test_heldout_report_catches_a_training_scene():
     assert rep["disjoint"] and rep["eval_scenes"] == 4
     train = W.make_dataset(1, 0, "train", q.world)[0]
     it = q.items["t2a"][0]
-    q.items["t2a"].append(Q.Item("t2a", 99, train, W.caption_canonical(train), it.audio))
+    q.items["t2a"].append(Q.Item("t2a", 99, train, C.caption_canonical(train), it.audio))
     with pytest.raises(AudioXError, match="overlap"):
         Q.heldout_report(q, train_n=200)

@@ -103,7 +103,7 @@ def test_rollout_by_hand():
 def test_discriminator_head_layout():
     h = DiscriminatorHead(64)
     assert [k for k in h.state_dict()] == [f"net.{i}.{p}" for i in (0, 2, 4, 6) for p in ("weight", "bias")]
-    assert h(torch.randn(2, 64, 236)).shape == (2, 1, 59)  # TURBO_SPEC §3.3
+    assert h(torch.randn(2, 64, 236)).shape == (2, 1, 59)  # the official diffusion discriminator head: 4x time downsampling, one logit channel
 
 
 def test_truncated_teacher_features(teacher_and_data):

@@ -88,7 +88,7 @@ def test_full_size_keys_match_manifest(reference_dir, variant):
         m = MAF(MAFConfig(768, n_exp, 24, n_layers))
     got = [(k, shape_str(v.shape)) for k, v in m.state_dict().items()]
     assert got == rows
-    assert sum(p.numel() for p in m.parameters()) == 60_991_494  # AUDIOX_SPEC §13 (E 64, 8 layers)
+    assert sum(p.numel() for p in m.parameters()) == 60_991_494  # the official MAF block's parameter count (E 64, 8 layers)
 
 
 def test_same_keys_as_torch_modules():

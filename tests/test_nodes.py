@@ -234,7 +234,7 @@ def test_video_encoder_errors_name_the_input(env):
     empty = torch.zeros(0, 48, 64, 3)
     msg = errors(call, env, "AudioXVideoEncoder", model=model, images=empty, sync="zeros")
     assert msg == "AudioX Video Encoder: input 'images' has no frames"
-    video = env.pack.nodes.comfy_compat.ComponentsVideo(empty, Fraction(25))
+    video = env.pack.nodes.comfy_compat.make_video(empty, Fraction(25))
     msg = errors(call, env, "AudioXVideoEncoder", model=model, video=video, sync="zeros")
     assert msg == "AudioX Video Encoder: input 'video' has no frames"
     msg = errors(call, env, "AudioXVideoEncoder", model=model, sync="zeros")
@@ -549,12 +549,7 @@ def test_audio_input_errors(env):
 
 
 def test_headless_example_media(tmp_path):
-    import sys
-    from importlib import util
-    spec = util.spec_from_file_location("audiox_headless_probe", Path(H.ROOT) / "nodes" / "headless.py")
-    mod = util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
+    from runner import headless as mod
     paths = mod.make_inputs(tmp_path)
     assert sorted(p.name for p in paths) == sorted([*mod.EXAMPLE_FILES, mod.EXAMPLE_DATASET])
     ds = tmp_path / mod.EXAMPLE_DATASET
@@ -570,14 +565,14 @@ def test_headless_example_media(tmp_path):
 
 
 def test_headless_cli_runs_an_example_graph(tmp_path):
-    """``python -m nodes.headless`` from the repository root, on tiny weights named like the demo files."""
+    """``python -m runner`` from the repository root, on tiny weights named like the demo files."""
     import subprocess
     import sys
     models = tmp_path / "models"
     H.install_models(models, {"audiox/audiox_demo_turbo.safetensors": "tiny_turbo",
                               "text_encoders/demo_t5": "tiny_t5"})
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "nodes.headless", "workflows/text_to_audio.json", "--out", str(out),
+    r = subprocess.run([sys.executable, "-m", "runner", "workflows/text_to_audio.json", "--out", str(out),
                         "--models", str(models), "--set", "6.seed=3"],
                        cwd=H.ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -588,7 +583,7 @@ def test_headless_cli_runs_an_example_graph(tmp_path):
     wav, sr = media.load_audio(wavs[0])
     assert sr == 8000 and wav.shape == (2, 2048) and abs(float(wav.abs().max()) - 1.0) < 1e-3
     assert "MAF gates" in r.stdout and "turbo sampler: 4 steps" in r.stdout and "seed 3" in r.stdout
-    bad = subprocess.run([sys.executable, "-m", "nodes.headless", "workflows/text_to_audio.json", "--out", str(out),
+    bad = subprocess.run([sys.executable, "-m", "runner", "workflows/text_to_audio.json", "--out", str(out),
                           "--models", str(models), "--set", "2.ckpt_name=nope.safetensors"], cwd=H.ROOT,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "FAILED" in bad.stderr and "'nope.safetensors' was not found in models/audiox" in bad.stderr

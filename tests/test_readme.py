@@ -53,7 +53,7 @@ def test_first_code_block_is_exactly_two_commands_that_exist():
 def test_the_scripts_set_up_before_they_run():
     demo = (ROOT / "demo").read_text()
     test = (ROOT / "test").read_text()
-    assert demo.index("ensure_deps.py demo") < demo.rindex("-m nodes.headless")
+    assert demo.index("ensure_deps.py demo") < demo.rindex("-m runner")
     assert test.index("ensure_deps.py test") < test.rindex("-m pytest")
     assert "./test" in (ROOT / ".ci" / "run").read_text(), "CI runs the README's test command"
 

@@ -220,21 +220,21 @@ def test_music_note_pitches_in_audio():
 # ------------------------------------------------------------------------------------------
 def test_canonical_captions():
     s = _spec(_ev("beep", "high", 880, 0.2), _ev("beep", "high", 890, 0.8), _ev("bell", "low", 220, 1.4))
-    assert W.caption_canonical(s) == "two high beeps, then a low bell"
+    assert C.caption_canonical(s) == "two high beeps, then a low bell"
     s2 = _spec(_ev("click", None, None, 0.3, 0.01), _ev("chirp_up", "mid", 440, 1.0), noise_db=-40.0)
-    assert W.caption_canonical(s2) == "a click, then a mid rising chirp with background noise"
+    assert C.caption_canonical(s2) == "a click, then a mid rising chirp with background noise"
     m = W.sample_scene(np.random.default_rng(0), "music", instrument="square", tempo="fast", key="D",
                        mode="minor", pattern="ascending", noise=False)
-    assert W.caption_canonical(m) == "a fast ascending arpeggio on a square wave in D minor"
+    assert C.caption_canonical(m) == "a fast ascending arpeggio on a square wave in D minor"
     u = W.sample_scene(np.random.default_rng(0), "music", instrument="organ", tempo="medium", key="A",
                        mode="major", pattern="melody", noise=False)
-    assert W.caption_canonical(u) == "a medium-tempo melody on an organ in A major"
+    assert C.caption_canonical(u) == "a medium-tempo melody on an organ in A major"
 
 
 def test_varied_captions_are_ascii_varied_and_faithful():
     s = _spec(_ev("beep", "high", 880, 0.2), _ev("beep", "high", 890, 0.8), _ev("bell", "low", 220, 1.4))
     rng = np.random.default_rng(0)
-    caps = [W.caption(s, rng) for _ in range(200)]
+    caps = [C.caption(s, rng) for _ in range(200)]
     assert len(set(caps)) > 50
     beep_words = [w for pair in C.CATEGORY_NOUNS["beep"] for w in pair]
     bell_words = [w for pair in C.CATEGORY_NOUNS["bell"] for w in pair]
@@ -255,7 +255,7 @@ def test_music_captions_mention_every_attribute():
     rng = np.random.default_rng(5)
     for _ in range(100):
         m = W.sample_scene(rng, "music")
-        c = W.caption(m, rng)
+        c = C.caption(m, rng)
         assert c.isascii()
         mm = m.music
         assert f"{mm.key} {mm.mode}" in c
@@ -393,10 +393,10 @@ def test_world_is_configurable():
 def test_render_example_bundles_one_training_item():
     cfg = W.WorldConfig(duration=2.0, max_events=2, channels=2)
     s = W.sample_scene(np.random.default_rng(0), "event", cfg)
-    ex = W.render_example(s, np.random.default_rng(1), cfg)
+    ex = C.render_example(s, np.random.default_rng(1), cfg)
     assert ex["audio"].shape == (2, 32000) and ex["video"].shape == (50, 64, 64, 3)
-    assert ex["caption_canonical"] == W.caption_canonical(s) and ex["caption"].isascii() and ex["spec"] is s
-    assert W.render_example(s, np.random.default_rng(1), cfg, video=False)["video"] is None
+    assert ex["caption_canonical"] == C.caption_canonical(s) and ex["caption"].isascii() and ex["spec"] is s
+    assert C.render_example(s, np.random.default_rng(1), cfg, video=False)["video"] is None
 
 
 def test_splits_keep_the_event_fraction():

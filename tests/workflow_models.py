@@ -131,14 +131,14 @@ def tiny_synchformer_pth(path: Path) -> None:
 
 
 # ------------------------------------------------------------------ training graphs
-headless = H._load_by_path("audiox_headless", "nodes/headless.py")
+from runner import headless  # noqa: E402
 #: the first clips of the example training folder (one of them with a video)
 TINY_DATASET_CLIPS = list(headless.EXAMPLE_DATASET_CLIPS)[:3]
 
 
 @H.input_factory("tiny_example_dataset")
 def tiny_example_dataset(path: Path) -> None:
-    """The example training folder (nodes/headless.py) cut down to three 1-second clips at 8 kHz,
+    """The example training folder (runner/headless.py) cut down to three 1-second clips at 8 kHz,
     captions in sidecar .txt files, the first clip with a video."""
     headless.make_example_dataset(path, TINY_DATASET_CLIPS, sample_rate=8000, seconds=1.0)
 

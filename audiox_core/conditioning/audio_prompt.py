@@ -41,7 +41,6 @@ before the conditioner; callers wanting bit parity should do the same (left padd
 from __future__ import annotations
 
 import logging
-import math
 from typing import Dict, Optional, Tuple, Type
 
 import torch
@@ -50,6 +49,7 @@ from torch import Tensor, nn
 from ..config import VAEConfig
 from ..errors import ConfigError, InputError
 from ..finite import all_finite
+from ..media.spectrogram import hz_to_mel, mel_to_hz
 from ..models.vae import Pretransform
 from ..progress import ProgressCallback
 
@@ -347,16 +347,14 @@ def htk_mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int, f_min: float
     """Triangular HTK-mel filterbank ``[n_freqs, n_mels]`` without area normalisation, float32.
 
     Same float32 op sequence as torchaudio ``melscale_fbanks(norm=None, mel_scale="htk")``:
-    ``mel(f) = 2595 log10(1 + f / 700)``; ``n_mels + 2`` points equally spaced in mel between
+    ``mel(f) = 2595 log10(1 + f / 700)`` (:func:`audiox_core.media.spectrogram.hz_to_mel`); ``n_mels + 2`` points equally spaced in mel between
     ``f_min`` and ``f_max`` (default ``sample_rate // 2``); filter ``m`` rises linearly from point
     ``m`` to ``m+1`` and falls to ``m+2``; STFT bins at ``linspace(0, sample_rate // 2, n_freqs)``.
     """
     f_max = float(sample_rate // 2) if f_max is None else float(f_max)
     all_freqs = torch.linspace(0, sample_rate // 2, n_freqs)
-    m_min = 2595.0 * math.log10(1.0 + f_min / 700.0)
-    m_max = 2595.0 * math.log10(1.0 + f_max / 700.0)
-    m_pts = torch.linspace(m_min, m_max, n_mels + 2)
-    f_pts = 700.0 * (10.0 ** (m_pts / 2595.0) - 1.0)
+    m_pts = torch.linspace(hz_to_mel(float(f_min)), hz_to_mel(f_max), n_mels + 2)
+    f_pts = mel_to_hz(m_pts)
     f_diff = f_pts[1:] - f_pts[:-1]
     slopes = f_pts.unsqueeze(0) - all_freqs.unsqueeze(1)
     down = (-1.0 * slopes[:, :-2]) / f_diff[:-1]

@@ -163,14 +163,14 @@ class CLIPVideoConditioner(nn.Module):
         spec = dict(spec_config or {})
         if clip_config is None:
             clip_config = spec.get("clip_config")
-        cc = dict(clip_config or {})
-        unknown = set(cc) - CLIP_CONFIG_KEYS
+        clip_settings = dict(clip_config or {})
+        unknown = set(clip_settings) - CLIP_CONFIG_KEYS
         if unknown:
             raise ConfigError(f"video conditioner: unknown clip_config keys {sorted(unknown)} "
                               f"(accepted: {sorted(CLIP_CONFIG_KEYS)})")
         self._check_spec(spec, with_sync)
-        tower_cfg = {k: cc.get(k, v) for k, v in VIT_B32.items()}
-        const = {k: cc.get(k, v) for k, v in CONDITIONER_DEFAULTS.items()}
+        tower_cfg = {k: clip_settings.get(k, v) for k, v in VIT_B32.items()}
+        const = {k: clip_settings.get(k, v) for k, v in CONDITIONER_DEFAULTS.items()}
 
         dim = int(tower_cfg["hidden_size"])
         if int(output_dim) != dim:

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, InputError
+from ..media.frames import center_crop_offsets, resize_short_side
 from ..progress import ProgressCallback, report
 
 logger = logging.getLogger(__name__)
@@ -513,13 +514,6 @@ def segment_starts(frames: int, segment: int = 16, step: int = 8) -> torch.Tenso
     return torch.arange(0, frames - segment + 1, step)
 
 
-def _resize_size(h: int, w: int, short: int) -> tuple[int, int]:
-    """torchvision ``Resize(short)``: the short side becomes ``short``, the long side is truncated."""
-    if w <= h:
-        return int(short * h / w), short
-    return short, int(short * w / h)
-
-
 def preprocess(frames: torch.Tensor, *, size: int = 224, resize_mode: str = "crop",
                out_dtype: torch.dtype = torch.float32, chunk: int = 32) -> torch.Tensor:
     """Frames -> Synchformer input ``[..., T, 3, size, size]`` normalised to [-1, 1].
@@ -570,9 +564,9 @@ def preprocess(frames: torch.Tensor, *, size: int = 224, resize_mode: str = "cro
             if resize_mode == "squash":
                 x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
             else:
-                nh, nw = _resize_size(H, W, size)
+                nh, nw = resize_short_side(H, W, size)
                 x = F.interpolate(x, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True)
-                top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+                top, left = center_crop_offsets(nh, nw, size, size)
                 x = x[:, :, top:top + size, left:left + size]
             x = x.clamp_(0.0, 1.0)
         out[i:i + chunk] = (x - 0.5) / 0.5

@@ -10,12 +10,18 @@ What a caption expresses -- and so what a model can be asked for and measured on
 Varied captions draw synonyms, number words or digits, run connectors ("then", "followed by",
 "and then") and sentence templates from the generator passed in; every wording maps back to the
 same attributes.  Only ASCII is produced (a byte-level tokenizer reads the captions).
+
+:func:`render_example` bundles a scene's audio, video and both captions (one training item).
+This module builds on :mod:`.world` (scenes and their rendering); the world knows nothing of
+captions.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from .world import SceneSpec
+from .world import DEFAULT_CONFIG, SceneSpec, WorldConfig, render_audio, render_video
 
 COUNT_WORDS: dict[int, tuple[str, ...]] = {
     1: ("a", "one", "a single", "1"),
@@ -148,3 +154,18 @@ def _music_caption(spec: SceneSpec, rng: np.random.Generator) -> str:
     s = tpl.format(a_tempo=_article(tempo_bpm), Tempo=_cap(tempo_bpm), tempo=tempo_bpm, pattern=pattern,
                    Pattern=_cap(pattern), inst=inst, a_inst=_article(inst), key=key, Key=key)
     return _cap(s) if rng.uniform() < 0.5 else s
+
+
+def render_example(spec: SceneSpec, rng: np.random.Generator, cfg: WorldConfig = DEFAULT_CONFIG,
+                   video: bool = True) -> dict[str, Any]:
+    """Everything a training step needs for one scene: ``audio`` float32 [C, N] at
+    ``cfg.sample_rate``, ``video`` uint8 [T, H, W, 3] at ``cfg.fps`` / ``cfg.size`` (None when
+    ``video=False``), ``caption`` (varied, drawn from ``rng``), ``caption_canonical`` and
+    ``spec``."""
+    return {
+        "audio": render_audio(spec, cfg.sample_rate, spec.duration, cfg.channels, cfg.peak, cfg),
+        "video": render_video(spec, cfg.fps, spec.duration, cfg.size, cfg) if video else None,
+        "caption": caption(spec, rng),
+        "caption_canonical": caption_canonical(spec),
+        "spec": spec,
+    }

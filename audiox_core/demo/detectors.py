@@ -82,7 +82,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
-from . import world as W
+from . import world
 from .classifier import SoftmaxClassifier
 from .degrade import resample, training_augmentations
 
@@ -367,18 +367,18 @@ EVENT_SEGMENT = 0.5  # longest analysed event segment (s)
 NOTE_SEGMENT = 1.0
 
 
-def training_segments(kind: str, n_clips: int, seed: int, cfg: W.WorldConfig = W.DEFAULT_CONFIG
+def training_segments(kind: str, n_clips: int, seed: int, cfg: world.WorldConfig = world.DEFAULT_CONFIG
                       ) -> tuple[list[dict[str, float]], list[str]]:
     """(features, labels) of the detected segments of ``n_clips`` renders of ``seed``'s train
     split, the clips cycling through :func:`degrade.training_augmentations`; labels are event categories
     (``kind="event"``) or instruments (``"music"``)."""
-    specs = W.make_dataset(n_clips, seed, "train", cfg, kind=kind)
+    specs = world.make_dataset(n_clips, seed, "train", cfg, kind=kind)
     degr = training_augmentations(ANALYSIS_SR)
     names = list(degr)
     rng = np.random.default_rng([seed, 7])
     feats, labels = [], []
     for i, spec in enumerate(specs):
-        x = prepare(degr[names[i % len(names)]](W.render_audio(spec, ANALYSIS_SR, cfg=cfg)[0], rng), ANALYSIS_SR)
+        x = prepare(degr[names[i % len(names)]](world.render_audio(spec, ANALYSIS_SR, cfg=cfg)[0], rng), ANALYSIS_SR)
         floor, bw = clip_floor_db(x), clip_bandwidth_hz(x)
         music = kind == "music"
         items = spec.music.notes if music else spec.events
@@ -392,14 +392,14 @@ def training_segments(kind: str, n_clips: int, seed: int, cfg: W.WorldConfig = W
 
 
 def fit_classifiers(seed: int = FIT_SEED, n_event: int = 420, n_music: int = 140,
-                    cfg: W.WorldConfig = W.DEFAULT_CONFIG) -> dict[str, SoftmaxClassifier]:
+                    cfg: world.WorldConfig = world.DEFAULT_CONFIG) -> dict[str, SoftmaxClassifier]:
     """Fit the event-category and instrument classifiers on renders of ``seed`` (a few
     seconds).  Use :func:`use_classifiers` to make them current, :func:`save_classifiers` to
     store them."""
     fe, le = training_segments("event", n_event, seed, cfg)
     fm, lm = training_segments("music", n_music, seed + 1, cfg)
-    return {"event": SoftmaxClassifier(W.CATEGORIES, EVENT_FEATURES).fit(fe, le),
-            "music": SoftmaxClassifier(W.INSTRUMENTS, TIMBRE_FEATURES).fit(fm, lm)}
+    return {"event": SoftmaxClassifier(world.CATEGORIES, EVENT_FEATURES).fit(fe, le),
+            "music": SoftmaxClassifier(world.INSTRUMENTS, TIMBRE_FEATURES).fit(fm, lm)}
 
 
 def save_classifiers(classifiers: dict[str, SoftmaxClassifier], path: str | Path = PARAMS_FILE) -> None:
@@ -451,14 +451,15 @@ class DetectedEvent:
     freq: float | None
 
 
-def estimate_pitch(seg: Segment, category: str, cfg: W.WorldConfig = W.DEFAULT_CONFIG) -> tuple[str | None, float | None]:
-    if category in W.UNPITCHED:
+def estimate_pitch(seg: Segment, category: str,
+                   cfg: world.WorldConfig = world.DEFAULT_CONFIG) -> tuple[str | None, float | None]:
+    if category in world.UNPITCHED:
         return None, None
     f = seg.track_center if category in ("chirp_up", "chirp_down") else seg.f0
-    return W.pitch_class_of(f, cfg), f
+    return world.pitch_class_of(f, cfg), f
 
 
-def analyse_events(audio: Any, sr: int, cfg: W.WorldConfig = W.DEFAULT_CONFIG) -> list[DetectedEvent]:
+def analyse_events(audio: Any, sr: int, cfg: world.WorldConfig = world.DEFAULT_CONFIG) -> list[DetectedEvent]:
     """Detected events in time order: onset, category, pitch class, frequency."""
     x = prepare(audio, sr)
     onsets = detect_onsets(x, ANALYSIS_SR, prepared=True)
@@ -473,7 +474,8 @@ def analyse_events(audio: Any, sr: int, cfg: W.WorldConfig = W.DEFAULT_CONFIG) -
     return out
 
 
-def compare_events(det: Sequence[DetectedEvent], true: Sequence[W.SoundEvent], tol_ms: float = 50.0) -> dict[str, Any]:
+def compare_events(det: Sequence[DetectedEvent], true: Sequence[world.SoundEvent],
+                   tol_ms: float = 50.0) -> dict[str, Any]:
     """Detected vs specified events (both in time order); see :func:`evaluate_event_clip`."""
     match = match_onsets([e.onset for e in true], [d.onset for d in det], 2 * tol_ms / 1000)
     errs = [None if j is None else 1000 * abs(det[j].onset - e.onset) for e, j in zip(true, match)]
@@ -491,8 +493,8 @@ def compare_events(det: Sequence[DetectedEvent], true: Sequence[W.SoundEvent], t
     }
 
 
-def evaluate_event_clip(audio: Any, sr: int, spec: W.SceneSpec, tol_ms: float = 50.0,
-                        cfg: W.WorldConfig = W.DEFAULT_CONFIG) -> dict[str, Any]:
+def evaluate_event_clip(audio: Any, sr: int, spec: world.SceneSpec, tol_ms: float = 50.0,
+                        cfg: world.WorldConfig = world.DEFAULT_CONFIG) -> dict[str, Any]:
     """Compare a clip with what its event spec asked for.
 
     * ``count_ok``: as many detected events as specified;
@@ -517,7 +519,7 @@ def evaluate_event_clip(audio: Any, sr: int, spec: W.SceneSpec, tol_ms: float = 
 def _key_templates() -> list[tuple[str, str, np.ndarray]]:
     out = []
     for mode, third in (("major", 4), ("minor", 3)):
-        scale = W.SCALES[mode][:7]
+        scale = world.SCALES[mode][:7]
         for tonic in range(12):
             t = np.full(12, -0.5)
             for s in scale:
@@ -525,7 +527,7 @@ def _key_templates() -> list[tuple[str, str, np.ndarray]]:
             t[tonic % 12] = 1.0
             t[(tonic + third) % 12] = 0.8
             t[(tonic + 7) % 12] = 0.6
-            out.append((W.NOTE_NAMES[tonic], mode, t))
+            out.append((world.NOTE_NAMES[tonic], mode, t))
     return out
 
 
@@ -552,7 +554,7 @@ def estimate_pattern(midis: Sequence[int], key: str | None = None, mode: str | N
     if len(midis) < 2:
         return "melody"
     if key is not None and mode is not None:
-        tonic = W.NOTE_NAMES.index(key)
+        tonic = world.NOTE_NAMES.index(key)
         triad = {tonic % 12, (tonic + (4 if mode == "major" else 3)) % 12, (tonic + 7) % 12}
         if np.mean([int(m) % 12 in triad for m in midis]) < 0.8:
             return "melody"
@@ -584,7 +586,7 @@ class MusicAnalysis:
     pattern: str
 
 
-def analyse_music(audio: Any, sr: int, cfg: W.WorldConfig = W.DEFAULT_CONFIG) -> MusicAnalysis:
+def analyse_music(audio: Any, sr: int, cfg: world.WorldConfig = world.DEFAULT_CONFIG) -> MusicAnalysis:
     x = prepare(audio, sr)
     onsets = detect_onsets(x, ANALYSIS_SR, min_gap=MUSIC_MIN_GAP, prepared=True)
     floor, bw = clip_floor_db(x), clip_bandwidth_hz(x)
@@ -592,7 +594,7 @@ def analyse_music(audio: Any, sr: int, cfg: W.WorldConfig = W.DEFAULT_CONFIG) ->
             for a, b in segments_from_onsets(list(onsets), len(x) / ANALYSIS_SR, NOTE_SEGMENT)]
     midis = [int(round(69 + 12 * math.log2(max(s.f0, 1.0) / 440.0))) for s in segs]
     bpm = float(60.0 / np.median(np.diff(onsets))) if len(onsets) >= 2 else None
-    tempo = W.tempo_class_of(bpm, cfg) if bpm else None
+    tempo = world.tempo_class_of(bpm, cfg) if bpm else None
     key, mode = estimate_key(midis)
     inst = None
     if segs:
@@ -602,8 +604,8 @@ def analyse_music(audio: Any, sr: int, cfg: W.WorldConfig = W.DEFAULT_CONFIG) ->
     return MusicAnalysis(onsets, midis, bpm, tempo, key, mode, inst, estimate_pattern(midis, key, mode))
 
 
-def evaluate_music_clip(audio: Any, sr: int, spec: W.SceneSpec, tol_ms: float = 50.0,
-                        cfg: W.WorldConfig = W.DEFAULT_CONFIG) -> dict[str, Any]:
+def evaluate_music_clip(audio: Any, sr: int, spec: world.SceneSpec, tol_ms: float = 50.0,
+                        cfg: world.WorldConfig = world.DEFAULT_CONFIG) -> dict[str, Any]:
     """Compare a music clip with its spec: ``tempo_ok`` (class), ``bpm_error_pct``, ``key_ok``
     (tonic), ``mode_ok``, ``instrument_ok``, ``pattern_ok``, ``count_ok`` (number of notes),
     ``note_pitch_acc`` (fraction of notes matched within ``tol_ms`` with the right MIDI note),
@@ -718,8 +720,8 @@ def _in_scale_fraction(midis: Sequence[int], key: str | None, mode: str | None) 
     """Fraction of notes whose pitch class belongs to the scale of (key, mode)."""
     if not midis or key is None or mode is None:
         return 0.0
-    tonic = W.NOTE_NAMES.index(key)
-    scale = {(tonic + s) % 12 for s in W.SCALES[mode]}
+    tonic = world.NOTE_NAMES.index(key)
+    scale = {(tonic + s) % 12 for s in world.SCALES[mode]}
     return float(np.mean([int(m) % 12 in scale for m in midis]))
 
 
@@ -727,9 +729,9 @@ def _shift_events(det: Sequence[DetectedEvent], dt: float) -> list[DetectedEvent
     return [DetectedEvent(d.onset + dt, d.category, d.pitch, d.freq) for d in det]
 
 
-def completion_continuity(audio: Any, sr: int, join: float, spec: W.SceneSpec | None = None,
+def completion_continuity(audio: Any, sr: int, join: float, spec: world.SceneSpec | None = None,
                           kind: str | None = None, tol_ms: float = 50.0,
-                          cfg: W.WorldConfig = W.DEFAULT_CONFIG) -> dict[str, Any]:
+                          cfg: world.WorldConfig = world.DEFAULT_CONFIG) -> dict[str, Any]:
     """Does the part after ``join`` (seconds) continue the part before it?
 
     Both parts are analysed separately with the same detectors.  Always: ``level_diff_db``
@@ -788,9 +790,9 @@ def completion_continuity(audio: Any, sr: int, join: float, spec: W.SceneSpec | 
     return out
 
 
-def evaluate_inpaint(audio: Any, sr: int, spec: W.SceneSpec, start: float, end: float,
+def evaluate_inpaint(audio: Any, sr: int, spec: world.SceneSpec, start: float, end: float,
                      reference: Any | None = None, tol_ms: float = 50.0,
-                     cfg: W.WorldConfig = W.DEFAULT_CONFIG) -> dict[str, Any]:
+                     cfg: world.WorldConfig = world.DEFAULT_CONFIG) -> dict[str, Any]:
     """Metrics of an inpainted clip whose range [start, end) was regenerated.
 
     ``inside``: the events (or notes) detected with onsets in the range against the spec's
@@ -826,7 +828,7 @@ def evaluate_inpaint(audio: Any, sr: int, spec: W.SceneSpec, start: float, end: 
         r = np.asarray(reference.detach().cpu().numpy() if hasattr(reference, "detach") else reference, dtype=np.float64)
         if y.shape != r.shape:
             raise InputError(f"reference shape {r.shape} differs from audio shape {y.shape}")
-        keep = ~W.time_mask(y.shape[-1], sr, [W.TimeRange(start, end)])
+        keep = ~world.time_mask(y.shape[-1], sr, [world.TimeRange(start, end)])
         err = float(np.sum((y - r)[..., keep] ** 2))
         sig = float(np.sum(r[..., keep] ** 2))
         out["outside_snr_db"] = float("inf") if err == 0 else 10 * math.log10(max(sig, 1e-30) / err)

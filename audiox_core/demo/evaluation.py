@@ -14,7 +14,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 import torch
 
-from . import detectors as D
+from . import detectors
 from . import world as W
 from .validation import EVENT_METRICS, MUSIC_METRICS
 
@@ -30,10 +30,10 @@ def detector_rates(pairs: Iterable[tuple[Any, int, W.SceneSpec]], world: W.World
     n = {"event": 0, "music": 0}
     for audio, sr, spec in pairs:
         if spec.kind == "event":
-            r = D.evaluate_event_clip(audio, sr, spec, cfg=world)
+            r = detectors.evaluate_event_clip(audio, sr, spec, cfg=world)
             keys = EVENT_METRICS
         else:
-            r = D.evaluate_music_clip(audio, sr, spec, cfg=world)
+            r = detectors.evaluate_music_clip(audio, sr, spec, cfg=world)
             keys = MUSIC_METRICS
         n[spec.kind] += 1
         for k in keys:

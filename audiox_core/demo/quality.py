@@ -90,7 +90,8 @@ import numpy as np
 import torch
 
 from ..errors import AudioXError, CheckpointError, InputError
-from . import detectors as D
+from . import captions
+from . import detectors
 from . import world as W
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,7 @@ def quality_items(*, n_text: int = 50, n_video: int = 50, n_music: int = 30, n_i
               if "complete_e" in tasks and n_completion else [])
 
     def item(task, i, spec, **kw):
-        return Item(task, i, spec, W.caption_canonical(spec), W.render_audio(spec, cfg=world), **kw)
+        return Item(task, i, spec, captions.caption_canonical(spec), W.render_audio(spec, cfg=world), **kw)
 
     out: Dict[str, List[Item]] = {t: [] for t in tasks}
     for i, sp in enumerate(events):
@@ -240,7 +241,7 @@ def heldout_report(q: QualityItems, *, train_n: Optional[int] = None, train_seed
     uniq = {repr(sp.to_dict()): sp for sp in specs}
     bad_heldout = [W.combo_key(sp) for sp in uniq.values() if not W.is_heldout(sp, q.world)]
     bad_combo = sorted({W.combo_key(sp) for sp in uniq.values()} & train_keys)
-    bad_caption = sorted({W.caption_canonical(sp) for sp in uniq.values()} & train_caps)
+    bad_caption = sorted({captions.caption_canonical(sp) for sp in uniq.values()} & train_caps)
     bad_spec = [k_ for k_ in uniq if k_ in train_specs]
     rep = {"eval_scenes": len(uniq), "eval_combinations": len({W.combo_key(sp) for sp in uniq.values()}),
            "train_scenes": n, "train_seed": s, "train_combinations": len(train_keys),
@@ -281,8 +282,8 @@ def _majority(values: Sequence) -> Any:
     return next(v for v in values if c[v] == best)  # earliest of the most frequent
 
 
-def _event_scores(det: Sequence[D.DetectedEvent], spec: W.SceneSpec, tol_ms: float = 50.0) -> Dict[str, float]:
-    r = D.compare_events(det, spec.events, tol_ms)
+def _event_scores(det: Sequence[detectors.DetectedEvent], spec: W.SceneSpec, tol_ms: float = 50.0) -> Dict[str, float]:
+    r = detectors.compare_events(det, spec.events, tol_ms)
     errs = r["onset_errors_ms"]
     on = [d.onset for d in det]
     nearest = [1000.0 * min(abs(t - e.onset) for t in on) if on else 1000.0 * spec.duration for e in spec.events]
@@ -322,7 +323,7 @@ def _music_completion_scores(audio, sr: int, spec: W.SceneSpec, join: float, wor
     Onsets and note pitches come from one analysis of the WHOLE clip (a note starting a few ms
     after the join is found there, not in a fragment cut at the join); the instrument from the
     two halves (:func:`detectors.completion_continuity`)."""
-    a = D.analyse_music(audio, sr, world)
+    a = detectors.analyse_music(audio, sr, world)
     on = np.asarray(a.onsets, dtype=np.float64)
     pre, post = on[on < join], on[on >= join]
     # tempo: every interval from the last kept onset through the continuation within 8 % of the
@@ -337,14 +338,14 @@ def _music_completion_scores(audio, sr: int, spec: W.SceneSpec, join: float, wor
     post_midis = [m for t, m in zip(on, a.midis) if t >= join]
     in_key = _scale_share(post_midis, spec.music.key, spec.music.mode)
     notes = [n for n in spec.music.notes if n.onset >= join]
-    match = D.match_onsets([n.onset for n in notes], list(on), 2 * tol_ms / 1000)
+    match = detectors.match_onsets([n.onset for n in notes], list(on), 2 * tol_ms / 1000)
     onset_ok = all(q is not None and abs(on[q] - n.onset) * 1000 <= tol_ms for n, q in zip(notes, match))
     pitch = [q is not None and a.midis[q] == n.midi for n, q in zip(notes, match)]
-    cc = D.completion_continuity(audio, sr, join, kind="music", cfg=world)
+    continuity = detectors.completion_continuity(audio, sr, join, kind="music", cfg=world)
     return {"same_tempo": float(same_tempo), "in_key": float(in_key >= 0.9), "in_key_share": in_key,
-            "same_instrument": float(cc["same_instrument"]), "onset": float(onset_ok),
+            "same_instrument": float(continuity["same_instrument"]), "onset": float(onset_ok),
             "note_pitch": float(np.mean(pitch)) if pitch else 1.0,
-            "instrument_vs_spec": float(cc["after"].instrument == spec.music.instrument)}
+            "instrument_vs_spec": float(continuity["after"].instrument == spec.music.instrument)}
 
 
 def _event_completion_scores(audio, sr: int, spec: W.SceneSpec, join: float, world: W.WorldConfig
@@ -352,7 +353,7 @@ def _event_completion_scores(audio, sr: int, spec: W.SceneSpec, join: float, wor
     """The events detected (in the whole clip) with onsets after ``join`` vs the spec's events
     after it: same set of categories, same number; ``same_types``: the continuation's types were
     all heard before the join (informative only: the world may introduce a new type later)."""
-    det = D.analyse_events(audio, sr, world)
+    det = detectors.analyse_events(audio, sr, world)
     after = [d for d in det if d.onset >= join]
     before = {(d.category, d.pitch) for d in det if d.onset < join}
     true = [e for e in spec.events if e.onset >= join]
@@ -371,9 +372,9 @@ def score(item: Item, audio, sr: int, *, raw=None, vae_ref=None, keep_mask: Opti
     must equal the given audio), all at ``sr``."""
     spec, task = item.spec, item.task
     if task in ("t2a", "tv2a", "v2a"):
-        return _event_scores(D.analyse_events(audio, sr, world), spec)
+        return _event_scores(detectors.analyse_events(audio, sr, world), spec)
     if task == "i2a":
-        det = D.analyse_events(audio, sr, world)
+        det = detectors.analyse_events(audio, sr, world)
         cat, pitch = spec.events[0].type
         major = _majority([d.category for d in det])
         out = {"category": float(major == cat), "n_detected": float(len(det))}
@@ -382,7 +383,7 @@ def score(item: Item, audio, sr: int, *, raw=None, vae_ref=None, keep_mask: Opti
         return out
     if task == "t2m":
         m = spec.music
-        r = D.evaluate_music_clip(audio, sr, spec, cfg=world)
+        r = detectors.evaluate_music_clip(audio, sr, spec, cfg=world)
         a = r["analysis"]
         return {"tempo": float(r["tempo_ok"]), "key": float(r["key_ok"]), "mode": float(r["mode_ok"]),
                 "instrument": float(r["instrument_ok"]), "pattern": float(r["pattern_ok"]),
@@ -393,8 +394,8 @@ def score(item: Item, audio, sr: int, *, raw=None, vae_ref=None, keep_mask: Opti
     keep = keep_mask if keep_mask is not None else np.zeros(len(y), dtype=bool)
     if task == "inpaint":
         a, b = item.gap
-        r = D.evaluate_inpaint(audio, sr, spec, a, b, cfg=world)
-        orig_seam = D.seam_quality(item.audio, sr, r["seam"]["boundaries"])["seam_score"]
+        r = detectors.evaluate_inpaint(audio, sr, spec, a, b, cfg=world)
+        orig_seam = detectors.seam_quality(item.audio, sr, r["seam"]["boundaries"])["seam_score"]
         seam = r["seam"]["seam_score"]
         out = {"inside_category": float(r["inside"]["category_ok"]), "inside_count": float(r["inside"]["count_ok"]),
                "seam_score": seam, "seam_orig": orig_seam, "seam_ok": float(seam <= max(1.0, orig_seam)),
@@ -407,7 +408,7 @@ def score(item: Item, audio, sr: int, *, raw=None, vae_ref=None, keep_mask: Opti
             out = _music_completion_scores(audio, sr, spec, j, world)
         else:
             out = _event_completion_scores(audio, sr, spec, j, world)
-        out["seam_score"] = D.seam_quality(audio, sr, [j])["seam_score"]
+        out["seam_score"] = detectors.seam_quality(audio, sr, [j])["seam_score"]
         return _with_kept_scores(out, y, gt, keep, raw, vae_ref)
     raise InputError(f"unknown task {task!r}")
 
@@ -497,7 +498,7 @@ def _item_seed(seed: int, task: str, index: int) -> int:
 @torch.no_grad()
 def _generate_item(model, item: Item, settings, cache: dict) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """(output audio ``[1, C, N]``, sampled latents for inpainting/completion else None) of one item."""
-    from .. import conditions as C
+    from .. import conditions
     from ..task import GenerationRequest, generate
 
     sr = model.config.sample_rate
@@ -505,14 +506,14 @@ def _generate_item(model, item: Item, settings, cache: dict) -> Tuple[torch.Tens
     gt = torch.from_numpy(item.audio)
     if t in ("v2a", "tv2a", "i2a"):
         frames = torch.from_numpy(item.video)
-        vis = (C.VisualInput(frames=frames[None], still=True) if t == "i2a"
-               else C.VisualInput(frames=frames, fps=float(model.video_conditioner.fps)))
-        video = C.encode_video(model, vis, sync=False)  # no Synchformer: zero sync, as trained
+        vis = (conditions.VisualInput(frames=frames[None], still=True) if t == "i2a"
+               else conditions.VisualInput(frames=frames, fps=float(model.video_conditioner.fps)))
+        video = conditions.encode_video(model, vis, sync=False)  # no Synchformer: zero sync, as trained
         if t == "tv2a":
             prompt = item.caption
         else:  # text absent = the empty string, the training convention (not the official task sentence)
             if ("empty", id(model)) not in cache:
-                cache[("empty", id(model))] = C.encode_text(model, "")
+                cache[("empty", id(model))] = conditions.encode_text(model, "")
             prompt = cache[("empty", id(model))]
         return generate(model, GenerationRequest(prompt=prompt, video=video, settings=settings)).audio, None
     if t in ("t2a", "t2m"):

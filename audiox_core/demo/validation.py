@@ -7,8 +7,8 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from . import detectors as D
-from . import world as W
+from . import detectors
+from . import world
 from .degrade import degradations, stress_degradations
 
 EVENT_METRICS: tuple[str, ...] = ("category_ok", "count_ok", "pitch_ok", "order_ok", "onset_ok")
@@ -16,43 +16,43 @@ MUSIC_METRICS: tuple[str, ...] = ("count_ok", "onset_ok", "tempo_ok", "key_ok", 
                                   "pattern_ok", "note_pitch_acc")
 
 
-def validation_specs(n_event: int, n_music: int, seed: int, cfg: W.WorldConfig = W.DEFAULT_CONFIG
-                     ) -> tuple[list[W.SceneSpec], list[W.SceneSpec]]:
+def validation_specs(n_event: int, n_music: int, seed: int, cfg: world.WorldConfig = world.DEFAULT_CONFIG
+                     ) -> tuple[list[world.SceneSpec], list[world.SceneSpec]]:
     """Event and music specs of ``seed``'s ``val`` split (first half) and held-out ``test``
     split (second half)."""
-    ev = W.make_dataset(n_event - n_event // 2, seed, "val", cfg, kind="event") + \
-        W.make_dataset(n_event // 2, seed, "test", cfg, kind="event")
-    mu = W.make_dataset(n_music - n_music // 2, seed, "val", cfg, kind="music") + \
-        W.make_dataset(n_music // 2, seed, "test", cfg, kind="music")
+    ev = world.make_dataset(n_event - n_event // 2, seed, "val", cfg, kind="event") + \
+        world.make_dataset(n_event // 2, seed, "test", cfg, kind="event")
+    mu = world.make_dataset(n_music - n_music // 2, seed, "val", cfg, kind="music") + \
+        world.make_dataset(n_music // 2, seed, "test", cfg, kind="music")
     return ev, mu
 
 
 def validate(n_event: int, n_music: int, seed: int, degradation_names: Sequence[str] | None = None,
-             cfg: W.WorldConfig = W.DEFAULT_CONFIG) -> dict[str, dict[str, float]]:
+             cfg: world.WorldConfig = world.DEFAULT_CONFIG) -> dict[str, dict[str, float]]:
     """Detector accuracy for every named degradation (default: all of
     :func:`degrade.degradations`; names of :func:`degrade.stress_degradations` are accepted
     too): ``{degradation: {"event/<metric>": rate,
     "music/<metric>": rate, "sec_per_clip": seconds}}``."""
-    degr = {**degradations(D.ANALYSIS_SR), **stress_degradations(D.ANALYSIS_SR)}
-    names = list(degradations(D.ANALYSIS_SR)) if degradation_names is None else list(degradation_names)
+    degr = {**degradations(detectors.ANALYSIS_SR), **stress_degradations(detectors.ANALYSIS_SR)}
+    names = list(degradations(detectors.ANALYSIS_SR)) if degradation_names is None else list(degradation_names)
     for nm in names:
         if nm not in degr:
             raise InputError(f"unknown degradation {nm!r}; expected one of {list(degr)}")
     ev, mu = validation_specs(n_event, n_music, seed, cfg)
-    D.event_classifier(), D.timbre_classifier()  # load outside the timing
+    detectors.event_classifier(), detectors.timbre_classifier()  # load outside the timing
     report: dict[str, dict[str, float]] = {}
     for i, nm in enumerate(names):
         rng = np.random.default_rng([seed, 99, i])
         rows: dict[str, list[float]] = {}
         t_det = 0.0
         for spec in ev + mu:
-            x = degr[nm](W.render_audio(spec, D.ANALYSIS_SR, cfg=cfg)[0], rng)
+            x = degr[nm](world.render_audio(spec, detectors.ANALYSIS_SR, cfg=cfg)[0], rng)
             t0 = time.perf_counter()
             if spec.kind == "event":
-                r = D.evaluate_event_clip(x, D.ANALYSIS_SR, spec, cfg=cfg)
+                r = detectors.evaluate_event_clip(x, detectors.ANALYSIS_SR, spec, cfg=cfg)
                 keys = [("event/" + k, r[k]) for k in EVENT_METRICS]
             else:
-                r = D.evaluate_music_clip(x, D.ANALYSIS_SR, spec, cfg=cfg)
+                r = detectors.evaluate_music_clip(x, detectors.ANALYSIS_SR, spec, cfg=cfg)
                 keys = [("music/" + k, r[k]) for k in MUSIC_METRICS]
             t_det += time.perf_counter() - t0
             for k, v in keys:

@@ -781,33 +781,3 @@ def render_image(spec: SceneSpec, size: int | None = None, cfg: WorldConfig = DE
     cx, cy = _event_center(pitch, size)
     _blend(img, shape_mask(SHAPES[cat], size, cx, cy, 0.14 * size), COLORS[cat], 1.0)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
-
-
-# ----------------------------------------------------------------------------------------------
-# Captions (implemented in captions.py)
-# ----------------------------------------------------------------------------------------------
-def caption(spec: SceneSpec, rng: np.random.Generator) -> str:
-    """A randomly worded ASCII caption (see :mod:`.captions`)."""
-    from .captions import caption as _caption
-    return _caption(spec, rng)
-
-
-def caption_canonical(spec: SceneSpec) -> str:
-    """The one canonical ASCII caption of a scene (see :mod:`.captions`)."""
-    from .captions import caption_canonical as _canonical
-    return _canonical(spec)
-
-
-def render_example(spec: SceneSpec, rng: np.random.Generator, cfg: WorldConfig = DEFAULT_CONFIG,
-                   video: bool = True) -> dict[str, Any]:
-    """Everything a training step needs for one scene: ``audio`` float32 [C, N] at
-    ``cfg.sample_rate``, ``video`` uint8 [T, H, W, 3] at ``cfg.fps`` / ``cfg.size`` (None when
-    ``video=False``), ``caption`` (varied, drawn from ``rng``), ``caption_canonical`` and
-    ``spec``."""
-    return {
-        "audio": render_audio(spec, cfg.sample_rate, spec.duration, cfg.channels, cfg.peak, cfg),
-        "video": render_video(spec, cfg.fps, spec.duration, cfg.size, cfg) if video else None,
-        "caption": caption(spec, rng),
-        "caption_canonical": caption_canonical(spec),
-        "spec": spec,
-    }

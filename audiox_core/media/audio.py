@@ -5,8 +5,8 @@ Shapes and dtypes
 Waveforms are float tensors ``[C, N]`` (channels, samples) or ``[B, C, N]``, nominally in
 [-1, 1].  ComfyUI's AUDIO is ``{"waveform": [B, C, N], "sample_rate": int}``; nodes unwrap it.
 
-Official behaviour (AUDIOX_SPEC §11, TURBO_SPEC §1.4–1.5) and where we differ
------------------------------------------------------------------------------
+Official behaviour (``audiox/data/utils.py``, the README / ``run_gradio.py`` of AudioX-Turbo) and where we differ
+-----------------------------------------------------------------------------------------------------------------
 * The official audio-prompt loader keeps the file's channel count and **left**-pads short clips
   with silence; the init-audio path right-pads (``PadCrop``).  :func:`fit_length` offers both and
   says in words what it did.

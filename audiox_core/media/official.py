@@ -26,6 +26,7 @@ import torch
 from ..errors import InputError, MediaError
 from ..progress import ProgressCallback, report as _progress
 from ._io import MediaSource, fmt_s, open_media, source_name
+from .frames import FrameSample, check_sample_args, frame_to_chw, is_image_container, resize_frame
 
 __all__ = ["official_frame_indices", "sample_frames_official"]
 
@@ -52,10 +53,8 @@ def sample_frames_official(
     holds the nominal targets ``start + k/fps``; ``source_times_s`` the real times of the frames
     used, which shows the drift.
     """
-    from .video import FrameSample, _check_args, _frame_to_chw, resize_frame  # local: avoid a cycle
-
     name = source_name(source)
-    fps_f, start_f, n = _check_args(fps, start, duration, out, resize_mode, size, name)
+    fps_f, start_f, n = check_sample_args(fps, start, duration, out, resize_mode, size, name)
     target = float(fps_f)
     with open_media(source) as c:
         if not c.streams.video:
@@ -66,9 +65,8 @@ def sample_frames_official(
         if src_fps <= 0:
             raise MediaError(f"{name}: the video stream has no frame rate; the official index rule needs one")
         interval = int(math.ceil(src_fps / target))
-        from .video import _is_image_container
         if duration is not None:
-            first = 0 if _is_image_container(c) else int(float(start_f) * src_fps)
+            first = 0 if is_image_container(c) else int(float(start_f) * src_fps)
             want = int(target * float(duration))
             stop = first + want * interval
         else:
@@ -79,7 +77,7 @@ def sample_frames_official(
             if stop is not None and i >= stop:
                 break
             if i >= first and (i - first) % interval == 0:
-                frames.append(resize_frame(_frame_to_chw(fr), size, resize_mode).contiguous())
+                frames.append(resize_frame(frame_to_chw(fr), size, resize_mode).contiguous())
                 base = origin if origin is not None else 0
                 times.append(float((fr.pts - base) * vs.time_base) if fr.pts is not None else float("nan"))
                 if want:

@@ -43,12 +43,21 @@ def _ramp(v: np.ndarray) -> np.ndarray:
     return np.round(out).astype(np.uint8)
 
 
-def _hz_to_mel(f):
+def hz_to_mel(f):
+    """The HTK mel scale, ``2595 log10(1 + f / 700)``: a Python float gives a float (``math.log10``),
+    anything else a float64 numpy array (``np.log10``).  The one mel scale of the package (the
+    spectrogram's rows, the audio-prompt filterbank)."""
+    if isinstance(f, (int, float)) and not isinstance(f, np.generic):
+        return 2595.0 * math.log10(1.0 + f / 700.0)
     return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
 
 
-def _mel_to_hz(m):
-    return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+def mel_to_hz(m):
+    """Inverse of :func:`hz_to_mel`, ``700 (10^(m / 2595) - 1)``, computed in ``m``'s own type (a
+    float, a numpy array or a torch tensor keep their dtype); lists become float64 arrays."""
+    if isinstance(m, (list, tuple)):
+        m = np.asarray(m, dtype=np.float64)
+    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
 
 
 def _one(x: torch.Tensor, sr: int, width: int, height: int, db_range: float) -> np.ndarray:
@@ -64,8 +73,8 @@ def _one(x: torch.Tensor, sr: int, width: int, height: int, db_range: float) -> 
     hi = float(db.max())
     lo = hi - db_range
     # frequency axis: mel rows, top row = Nyquist
-    mel_top = _hz_to_mel(sr / 2.0)
-    row_hz = _mel_to_hz(mel_top * (1.0 - np.arange(height) / max(height - 1, 1)))
+    mel_top = hz_to_mel(np.asarray(sr / 2.0, dtype=np.float64))
+    row_hz = mel_to_hz(mel_top * (1.0 - np.arange(height) / max(height - 1, 1)))
     rows = _lerp_rows(db, row_hz / (sr / 2.0) * (spec.shape[0] - 1))  # [H, T]
     # time axis: resample columns to the width
     pic = _lerp_rows(rows.T, np.linspace(0, rows.shape[1] - 1, width)).T  # [H, W]

@@ -11,8 +11,8 @@ is frame ``floor(t_k · src_fps + ε)``.  Targets after the end of the video (``
 last frame's duration) repeat the last frame; the report says how many and for how long.  A
 single-frame source (a still image) is held for the whole duration and that is not "padding".
 
-Official behaviour (``read_video``, AUDIOX_SPEC §11) and why we differ
-----------------------------------------------------------------------
+Official behaviour (``read_video`` in ``audiox/data/utils.py``) and why we differ
+--------------------------------------------------------------------------------
 The official reader takes every ``ceil(src_fps / fps)``-th frame starting at
 ``int(start · src_fps)``, so the effective rate is ``src_fps / ceil(src_fps / fps)``: a 24 fps
 source sampled "at 5 fps" really gives 4.8 fps (50 frames span 10.4 s), a 30 fps source "at
@@ -33,26 +33,25 @@ in the official decord reader.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import InputError, MediaError
 from ..progress import ProgressCallback, report as _progress
 from ._io import TIME_EPS, MediaSource, as_fraction, fmt_fps, fmt_s, open_media, source_name
+from .frames import (RESIZE_MODES, FrameSample, SizeArg, check_sample_args, frame_to_chw, is_image_container,
+                     resize_frame)
+from .official import sample_frames_official
 
 log = logging.getLogger(__name__)
 
 __all__ = ["VideoInfo", "FrameSample", "probe_video", "sample_frames", "sample_frames_detailed",
            "frames_from_images", "resize_frame", "RESIZE_MODES"]
 
-RESIZE_MODES = ("stretch", "center_crop")
-SizeArg = Union[int, Tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -77,29 +76,6 @@ class VideoInfo:
     is_image: bool = False
 
 
-@dataclass
-class FrameSample:
-    """Full result of frame sampling.
-
-    frames: uint8 ``[T, 3, H, W]`` (or float32 in [0, 1] for ``out="float"``);
-    timestamps_s: float64 ``[T]`` target times ``t_k`` (seconds from the video's start);
-    source_times_s: float64 ``[T]`` presentation time of the frame used for each target;
-    n_padded: how many trailing targets lie after the end and repeat the last frame;
-    report: one line for people.
-    """
-
-    frames: torch.Tensor
-    timestamps_s: torch.Tensor
-    source_times_s: torch.Tensor
-    n_padded: int
-    report: str
-
-
-def _is_image_container(c) -> bool:
-    fmt = c.format.name or ""
-    return fmt == "image2" or fmt.endswith("_pipe")
-
-
 def probe_video(source: MediaSource, *, count_frames: bool = False) -> VideoInfo:
     """Stream facts of a media file without decoding.
 
@@ -116,10 +92,10 @@ def probe_video(source: MediaSource, *, count_frames: bool = False) -> VideoInfo
             adur = float(a.duration * a.time_base) if (a is not None and a.duration and a.time_base) else cdur
             return VideoInfo(Fraction(0), adur, 0, 0, 0, has_audio, False)
         vs = c.streams.video[0]
-        cc = vs.codec_context
-        if _is_image_container(c):
-            return VideoInfo(Fraction(0), 0.0, 1, int(cc.width), int(cc.height), False, True, False,
-                             cc.name or "", is_image=True)
+        codec_context = vs.codec_context
+        if is_image_container(c):
+            return VideoInfo(Fraction(0), 0.0, 1, int(codec_context.width), int(codec_context.height), False, True,
+                             False, codec_context.name or "", is_image=True)
         fps = Fraction(vs.average_rate or vs.guessed_rate or vs.base_rate or 0)
         dur = float(vs.duration * vs.time_base) if (vs.duration and vs.time_base) else cdur
         n = int(vs.frames or 0)
@@ -129,44 +105,8 @@ def probe_video(source: MediaSource, *, count_frames: bool = False) -> VideoInfo
             est = False
         elif est:
             n = int(round(dur * float(fps))) if fps else 0
-        return VideoInfo(fps, dur, n, int(cc.width), int(cc.height), has_audio, True, est, cc.name or "")
-
-
-# ------------------------------------------------------------------------------------------
-# Resizing
-# ------------------------------------------------------------------------------------------
-
-def _size_hw(size: SizeArg) -> Tuple[int, int]:
-    if isinstance(size, int):
-        h = w = size
-    else:
-        try:
-            h, w = (int(v) for v in size)
-        except (TypeError, ValueError):
-            raise InputError(f"size must be an int or (height, width), got {size!r}") from None
-    if h < 1 or w < 1:
-        raise InputError(f"size must be positive, got {size!r}")
-    return h, w
-
-
-def resize_frame(chw: torch.Tensor, size: SizeArg, resize_mode: str = "stretch") -> torch.Tensor:
-    """Resize one uint8 frame ``[3, H, W]`` to ``[3, h, w]`` (see module docstring)."""
-    th, tw = _size_hw(size)
-    h, w = chw.shape[-2:]
-    x = chw[None]
-    if resize_mode == "stretch":
-        if (h, w) != (th, tw):
-            x = F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False, antialias=True)
-        return x[0]
-    if resize_mode != "center_crop":
-        raise InputError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
-    scale = max(th / h, tw / w)
-    # torchvision Resize(int) rule for square targets: short side = size, long side truncated
-    rh, rw = max(th, int(h * scale)), max(tw, int(w * scale))
-    if (rh, rw) != (h, w):
-        x = F.interpolate(x, size=(rh, rw), mode="bilinear", align_corners=False, antialias=True)
-    top, left = int(round((rh - th) / 2.0)), int(round((rw - tw) / 2.0))
-    return x[0, :, top:top + th, left:left + tw]
+        return VideoInfo(fps, dur, n, int(codec_context.width), int(codec_context.height), has_audio, True, est,
+                         codec_context.name or "")
 
 
 # ------------------------------------------------------------------------------------------
@@ -266,30 +206,9 @@ def _assemble(sel: _Selector, out: str, fps: Fraction, start: Fraction, name: st
     return FrameSample(frames, ts, src, sel.n_padded, msg)
 
 
-def _check_args(fps, start, duration, out, resize_mode, size, name):
-    fps_f = as_fraction(fps, f"{name}: fps")
-    start_f = as_fraction(start, f"{name}: start", allow_zero=True)
-    n = None
-    if duration is not None:
-        dur_f = as_fraction(duration, f"{name}: duration")
-        n = math.floor(dur_f * fps_f + Fraction(1, 2))  # round half up
-        if n < 1:
-            raise InputError(f"{name}: duration {float(dur_f)} s at {float(fps_f)} fps gives no frames")
-    if out not in ("uint8", "float"):
-        raise InputError(f"out must be 'uint8' or 'float', got {out!r}")
-    if resize_mode not in RESIZE_MODES:
-        raise InputError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
-    _size_hw(size)
-    return fps_f, start_f, n
-
-
 # ------------------------------------------------------------------------------------------
 # From files
 # ------------------------------------------------------------------------------------------
-
-def _frame_to_chw(frame) -> torch.Tensor:
-    return torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
-
 
 def sample_frames_detailed(
     source: MediaSource, *, fps, start: float = 0.0, duration: Optional[float] = None,
@@ -298,16 +217,15 @@ def sample_frames_detailed(
 ) -> FrameSample:
     """:func:`sample_frames` returning a :class:`FrameSample` (adds source times, padding count)."""
     if sampling == "official":
-        from .official import sample_frames_official
         return sample_frames_official(source, fps=fps, start=start, duration=duration, size=size,
                                       resize_mode=resize_mode, out=out, callback=callback)
     if sampling != "timestamp":
         raise InputError(f"sampling must be 'timestamp' or 'official', got {sampling!r}")
     name = source_name(source)
-    fps_f, start_f, n = _check_args(fps, start, duration, out, resize_mode, size, name)
+    fps_f, start_f, n = check_sample_args(fps, start, duration, out, resize_mode, size, name)
 
     def convert(frame) -> torch.Tensor:
-        return resize_frame(_frame_to_chw(frame), size, resize_mode).contiguous()
+        return resize_frame(frame_to_chw(frame), size, resize_mode).contiguous()
 
     with open_media(source) as c:
         if not c.streams.video:
@@ -429,7 +347,7 @@ def frames_from_images_detailed(
     if images.shape[0] == 0:
         raise InputError(f"{name}: the image batch is empty")
     images = images[..., :3]
-    fps_f, start_f, n = _check_args(fps, start, duration, out, resize_mode, size, name)
+    fps_f, start_f, n = check_sample_args(fps, start, duration, out, resize_mode, size, name)
     N = images.shape[0]
     if N == 1:
         src = Fraction(1)  # irrelevant for a still

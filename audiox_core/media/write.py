@@ -7,7 +7,7 @@ H.264 is preferred.  PyAV wheels normally ship ``libx264``; some builds have onl
 ``mpeg4`` (MPEG-4 part 2, plays everywhere that matters) and logs a warning naming the fallback.
 Audio is AAC (FFmpeg's native encoder, always built).  Containers: ``.mp4 .m4v .mov .mkv``.
 
-Official ``merge_video_audio`` (AUDIOX_SPEC §11): ``ffmpeg -ss start -t duration -i video -i wav
+Official ``merge_video_audio`` (``audiox/data/utils.py``): ``ffmpeg -ss start -t duration -i video -i wav
 -c:v copy -c:a aac -shortest``.  :func:`mux_audio_into_video` does the same without an ffmpeg
 binary; it copies the video packets when that gives an exact cut (the cut starts on a keyframe
 and the kept packets are contiguous in decode order), otherwise it re-encodes just the segment —
@@ -45,10 +45,10 @@ def _encoder_works(name: str) -> bool:
     """Whether this FFmpeg build has encoder ``name`` and it opens for a small yuv420p frame."""
     if name not in _encoder_ok:
         try:
-            cc = av.CodecContext.create(name, "w")
-            cc.width, cc.height, cc.pix_fmt = 64, 64, "yuv420p"
-            cc.time_base, cc.framerate = Fraction(1, 25), Fraction(25)
-            cc.open()
+            encoder = av.CodecContext.create(name, "w")
+            encoder.width, encoder.height, encoder.pix_fmt = 64, 64, "yuv420p"
+            encoder.time_base, encoder.framerate = Fraction(1, 25), Fraction(25)
+            encoder.open()
             _encoder_ok[name] = True
         except Exception as e:  # UnknownCodecError, or the encoder refuses to open
             log.debug("video encoder %s unusable: %s", name, e)

@@ -10,7 +10,7 @@ Everything here is written for two constraints at once:
   GEMM over an im2col matrix (:class:`ChannelLastConv1d`), tables (RoPE, …) are built once per
   device/length and kept in fp32, and nothing is cast back and forth needlessly.
 
-Numerics that matter (see AUDIOX_SPEC.md §6, §7):
+Numerics that matter (the official DiT and MMDiT blocks compute exactly this):
 
 * :class:`FourierFeatures`: ``f = (2π·t) @ Wᵀ`` then ``[cos f, sin f]``, in fp32.
 * NeoX partial rotary (DiT): ``x·cos + rotate_half(x)·sin`` on the first ``rot_dim`` channels of

@@ -2,7 +2,7 @@
 
 Keys relative to ``model.model.`` equal ``manifests/audiox.tsv`` / ``audiox_maf.tsv`` in order.
 
-Forward (AUDIOX_SPEC.md §6), for ``x [B, 64, L]`` (already scaled by c_in), network time ``t [B]``
+Forward (the official ``DiffusionTransformer`` + ``ContinuousTransformer``), for ``x [B, 64, L]`` (already scaled by c_in), network time ``t [B]``
 and the fused context ``C [B, N, 768]``:
 
 1. ``C' = to_cond_embed(C)`` (Linear–SiLU–Linear, no bias).

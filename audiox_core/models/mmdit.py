@@ -4,7 +4,7 @@
 Keys relative to ``model.model.`` equal ``manifests/audiox_maf_mmdit.tsv`` / ``audiox_turbo.tsv``
 in order.  Despite its name this is a single-stream DiT: conditions enter only through a
 **per-token** adaLN.  Every official quirk that the weights depend on is reproduced
-(AUDIOX_SPEC.md §7, TURBO_SPEC.md §4.2):
+(the official ``MMDiffusionTransformer`` / ``ContinuousMMDiTTransformer``, shared by AudioX-Turbo):
 
 * **Head count bug**: the outer class passes ``embed_dim // num_heads`` as the *number* of heads,
   so a 1536/24 config has 64 heads of dim 24 (tiny 64/4: 16 heads of dim 4).

@@ -53,3 +53,21 @@ def notify(callback: Optional[ProgressCallback], step: int, total: int, info: di
     """Report one finished step (``step`` counts from 1).  Exceptions (Interrupted) propagate."""
     if callback is not None:
         callback(step, total, info)
+
+
+def ancestral_step(sigma_from, sigma_to, eta: float = 1.0):
+    """``(sigma_down, sigma_up)`` of an ancestral step (k-diffusion ``get_ancestral_step``)::
+
+        sigma_up   = min(sigma_to, eta sqrt(sigma_to^2 (sigma_from^2 - sigma_to^2) / sigma_from^2))
+        sigma_down = sqrt(sigma_to^2 - sigma_up^2)
+
+    Deterministic move to ``sigma_down``, then fresh noise of std ``sigma_up`` brings the state back
+    to ``sigma_to`` (sigma_down^2 + sigma_up^2 = sigma_to^2).  eta = 0: ``(sigma_to, 0)``.
+    """
+    if not eta:
+        return sigma_to, 0.0
+    sigma_from, sigma_to = torch.as_tensor(sigma_from), torch.as_tensor(sigma_to)
+    sigma_up = torch.minimum(sigma_to,
+                             eta * (sigma_to ** 2 * (sigma_from ** 2 - sigma_to ** 2) / sigma_from ** 2) ** 0.5)
+    sigma_down = (sigma_to ** 2 - sigma_up ** 2) ** 0.5
+    return sigma_down, sigma_up

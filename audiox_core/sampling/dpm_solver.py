@@ -41,7 +41,7 @@ import torch
 
 from ..errors import InputError
 from ..progress import ProgressCallback
-from ._common import StepHook, check_state, notify
+from ._common import StepHook, ancestral_step, check_state, notify
 from .noise import GaussianNoiseSampler, NoiseSampler
 
 __all__ = ["sample_dpm_fast", "sample_dpm_adaptive", "dpm_fast_orders", "PIDStepSizeController",
@@ -126,11 +126,6 @@ def dpm_fast_orders(n: int) -> list:
     return [3] * (m - 2) + [2, 1] if n % 3 == 0 else [3] * (m - 1) + [n % 3]
 
 
-def _ancestral(sigma_from, sigma_to, eta):
-    from .kdiffusion import ancestral_step
-    return ancestral_step(sigma_from, sigma_to, eta)
-
-
 @torch.no_grad()
 def sample_dpm_fast(denoiser: DenoiserFn, x: torch.Tensor, sigma_min: float, sigma_max: float, n: int, *,
                     eta: float = 0.0,
@@ -154,7 +149,7 @@ def sample_dpm_fast(denoiser: DenoiserFn, x: torch.Tensor, sigma_min: float, sig
         cache = {}
         t, t_next = ts[i], ts[i + 1]
         if eta:
-            sd, su = _ancestral(_sigma(t), _sigma(t_next), eta)
+            sd, su = ancestral_step(_sigma(t), _sigma(t_next), eta)
             t_next_ = torch.minimum(t_end.to(t.device), _t(sd))
             su = (_sigma(t_next) ** 2 - _sigma(t_next_) ** 2) ** 0.5
         else:
@@ -245,7 +240,7 @@ def sample_dpm_adaptive(denoiser: DenoiserFn, x: torch.Tensor, sigma_min: float,
         cache = {}
         t = torch.minimum(t_end, s + pid.h)
         if eta:
-            sd, su = _ancestral(_sigma(s), _sigma(t), eta)
+            sd, su = ancestral_step(_sigma(s), _sigma(t), eta)
             t_ = torch.minimum(t_end, _t(sd))
             su = (_sigma(t) ** 2 - _sigma(t_) ** 2) ** 0.5
         else:

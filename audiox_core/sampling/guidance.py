@@ -1,4 +1,5 @@
-"""Classifier-free guidance over a conditioned model function (AUDIOX_SPEC §9.4, TURBO_SPEC §1.6).
+"""Classifier-free guidance over a conditioned model function (the official backbone forward's CFG;
+AudioX-Turbo runs at scale 1, no CFG).
 
 Model function contract
 -----------------------
@@ -39,7 +40,7 @@ the rescale does not).  ``scale == 1`` makes no unconditional call at all and re
 
 The official unconditional branch is an all-zero context of the same shape (built by the
 pipeline, not here).  A negative prompt is simply a different ``uncond``; the official code
-crashes on negative conditioning (mask shape mismatch, §9.4), this supports it.
+crashes on negative conditioning (its negative mask has the wrong shape), this supports it.
 """
 from __future__ import annotations
 

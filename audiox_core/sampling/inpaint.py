@@ -5,7 +5,7 @@ Conventions
 ``known`` are the VAE latents of the reference audio, [B or 1, C, L].  ``mask`` is a KEEP mask
 [B or 1, 1, L] (or [L]) with values in [0, 1]: 1 = keep the known latents, 0 = generate, values in
 between blend (for seams).  NOTE: the official ``build_mask`` has the opposite meaning (there
-1 = regenerate, AUDIOX_SPEC §9.5); :func:`regenerate_mask` converts ranges to our keep mask.
+1 = regenerate); :func:`regenerate_mask` converts ranges to our keep mask.
 
 :class:`LatentInpainter` is a step hook (``after_step`` of every sampler): after each step it
 replaces the kept region of the state by the known latents noised to the state's new level::

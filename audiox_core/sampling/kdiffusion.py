@@ -31,7 +31,7 @@ import torch
 
 from ..errors import InputError
 from ..progress import ProgressCallback
-from ._common import StepHook, append_dims, check_levels, check_state, notify
+from ._common import StepHook, ancestral_step, append_dims, check_levels, check_state, notify
 from .dpm_solver import sample_dpm_adaptive, sample_dpm_fast
 from .noise import BrownianTreeNoiseSampler, GaussianNoiseSampler, NoiseSampler
 
@@ -227,24 +227,6 @@ def sample_lms(denoiser: DenoiserFn, x: torch.Tensor, sigmas: torch.Tensor, *, o
         x = x + sum(c * d for c, d in zip(coeffs, reversed(ds)))
         x = _finish_step(x, sigmas, i, denoised, after_step, callback, total)
     return x
-
-
-def ancestral_step(sigma_from, sigma_to, eta: float = 1.0):
-    """``(sigma_down, sigma_up)`` of an ancestral step (k-diffusion ``get_ancestral_step``)::
-
-        sigma_up   = min(sigma_to, eta sqrt(sigma_to^2 (sigma_from^2 - sigma_to^2) / sigma_from^2))
-        sigma_down = sqrt(sigma_to^2 - sigma_up^2)
-
-    Deterministic move to ``sigma_down``, then fresh noise of std ``sigma_up`` brings the state back
-    to ``sigma_to`` (sigma_down^2 + sigma_up^2 = sigma_to^2).  eta = 0: ``(sigma_to, 0)``.
-    """
-    if not eta:
-        return sigma_to, 0.0
-    sigma_from, sigma_to = torch.as_tensor(sigma_from), torch.as_tensor(sigma_to)
-    sigma_up = torch.minimum(sigma_to,
-                             eta * (sigma_to ** 2 * (sigma_from ** 2 - sigma_to ** 2) / sigma_from ** 2) ** 0.5)
-    sigma_down = (sigma_to ** 2 - sigma_up ** 2) ** 0.5
-    return sigma_down, sigma_up
 
 
 @torch.no_grad()

@@ -13,8 +13,8 @@ Each call returns unit-variance noise shaped like the latents for the step sigma
 How the official code seeds the Brownian tree (for seed-exact reproduction)
 ---------------------------------------------------------------------------
 ``generate_diffusion_cond`` does ``torch.manual_seed(seed)``, draws the initial noise
-``randn([B, 64, L], device=device)``, runs the conditioners (some consume RNG, AUDIOX_SPEC §9.2),
-then ``sample_dpmpp_3m_sde`` builds ``BrownianTreeNoiseSampler(x, sigma_min, sigma_max)`` with
+``randn([B, 64, L], device=device)``, runs the conditioners (some consume RNG: VAE posterior
+sampling in the audio conditioners, mel/v2 prompt masking), then ``sample_dpmpp_3m_sde`` builds ``BrownianTreeNoiseSampler(x, sigma_min, sigma_max)`` with
 ``seed=None``, so the tree's entropy is ``torch.randint(0, 2**63 - 1, []).item()`` drawn from the
 **global CPU generator** at that moment (even when sampling on CUDA), with
 ``sigma_min = min(sigmas > 0)``, ``sigma_max = max(sigmas)`` and ``w0 = zeros_like(x)``.

@@ -1,7 +1,7 @@
 """Diffusion objectives: the v-objective (AudioX, AudioX-MAF, AudioX-MAF-MMDiT) and rectified flow
 (AudioX-Turbo and its teacher).
 
-v-objective (continuous t in [0, 1], AUDIOX_SPEC §9.1)::
+v-objective (continuous t in [0, 1], AudioX / AudioX-MAF / AudioX-MAF-MMDiT)::
 
     alpha = cos(pi t / 2),  sigma_t = sin(pi t / 2)
     x_t   = alpha * x0 + sigma_t * eps
@@ -15,7 +15,7 @@ which works in the "variance-exploding" coordinates ``x = x0 + sigma * eps`` wit
     t      = atan(sigma) * 2 / pi
     x0_hat = v(x * c_in, t) * c_out + x * c_skip
 
-Rectified flow (TURBO_SPEC §1.2)::
+Rectified flow (AudioX-Turbo's student and teacher)::
 
     z_t = (1 - t) * x0 + t * eps,   v = eps - x0,   x0_hat = z_t - t * v
 

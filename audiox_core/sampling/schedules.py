@@ -1,6 +1,6 @@
 """Noise-level grids.
 
-v path (AUDIOX_SPEC §9.2 step 4): the official code calls k-diffusion's
+v path (step 4 of the official ``generate_diffusion_cond``): it calls k-diffusion's
 ``get_sigmas_polyexponential(steps, sigma_min, sigma_max, rho=1)``::
 
     ramp   = linspace(1, 0, steps) ** rho
@@ -10,7 +10,7 @@ i.e. ``steps`` log-linearly spaced sigmas from sigma_max down to sigma_min follo
 ``steps`` model evaluations, the last one a jump from sigma_min straight to the clean estimate.
 Defaults: the README script uses sigma_min 0.3, sigma_max 500; the gradio UI used 0.03 / 500.
 
-Rectified flow (TURBO_SPEC §1.6): ``linspace(t_max, 0, steps + 1)`` with the official clip of
+Rectified flow (the official ``sample_rf`` → ``sample_discrete_euler`` grid, also Turbo's): ``linspace(t_max, 0, steps + 1)`` with the official clip of
 ``t_max`` (called sigma_max there) to 1; ``steps`` model evaluations, t = 0 never evaluated.
 """
 from __future__ import annotations

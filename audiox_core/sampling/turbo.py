@@ -1,4 +1,4 @@
-"""AudioX-Turbo's few-step DMD sampler (TURBO_SPEC §1.2, §1.3).
+"""AudioX-Turbo's few-step DMD sampler (the official ``generate_diffusion_cond_dmd`` / ``sample_dmd``).
 
 The student is a rectified-flow velocity model (``z_t = (1-t) x0 + t eps``, ``v = eps - x0``).
 On the grid ``linspace(1, 0, steps + 1)`` (steps = 4: t = 1, .75, .5, .25; t = 0 never
@@ -11,7 +11,7 @@ evaluated)::
 
 ``noise`` is z at t = 1 (unit noise, not scaled).  No CFG (the student always ran at scale 1).
 
-RNG order (§1.3): the caller draws ``noise``; the conditioners run; then this sampler draws
+RNG order (as the official code consumes it): the caller draws ``noise``; the conditioners run; then this sampler draws
 ``steps - 1`` fresh noises, one per re-noise, in step order.  With ``generator=None`` they come
 from ``torch.randn_like`` on the global RNG exactly as the official ``sample_dmd`` (seed-exact on
 the same device); with a generator they are drawn in float32 on the generator's device and cast.

@@ -1,7 +1,7 @@
 """Workflow graphs without ComfyUI: node definitions, UI→API conversion, validation, execution.
 
-Used by the headless runner (nodes/headless.py) and by the tests (tests/comfy_harness.py loads
-this file by path).  Imports nothing of the pack or of ComfyUI, only torch.
+Used by the graph runner (runner/headless.py) and by the tests (tests/comfy_harness.py).  Imports
+nothing of the pack or of ComfyUI, only torch.
 
 * :class:`NodeDef` — a node's inputs/outputs, from a Python class (``INPUT_TYPES`` ...) or from
   an ``/object_info`` entry of a live server.

@@ -3,15 +3,16 @@
 Same node ids, INPUT_TYPES and RETURN_TYPES as ComfyUI 0.3.64 (the integration test compares them
 with a live server), small PyAV/numpy implementations.  They read inputs from and write outputs to
 the directories of the active :class:`Env` (``set_env``): the headless runner
-(nodes/headless.py) writes WAV / MP4 / PNG files there; the tests install an Env that records
+(runner/headless.py) writes WAV / MP4 / PNG files there; the tests install an Env that records
 what the sinks receive instead.  The sinks check what they receive (a valid AUDIO dict on the CPU,
 IMAGE in 0..1, ...) and raise ``ValueError`` with the node named otherwise.
 
-This module imports nothing of ComfyUI and can be loaded on its own (tests load it by path).
+This module imports nothing of ComfyUI or of the node pack, only ``audiox_core``.  The VIDEO values
+(``VideoFromFile``, ``VideoFromComponents``) are :mod:`audiox_core.media.video_value`'s, shared with
+the node pack's fallbacks.
 """
 from __future__ import annotations
 
-import importlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -19,21 +20,18 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import numpy as np
 import torch
+
+from audiox_core import fileio, media
+from audiox_core.media import spectrogram
+from audiox_core.media.video_value import (VideoComponents, VideoFromComponents, VideoFromFile, decode_audio,
+                                           decode_frames)
 
 AUDIO_EXTS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac"}
 VIDEO_EXTS = {".mp4", ".webm", ".mov", ".mkv", ".avi"}
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 # input widgets whose file names refer to files in the input directory
 MEDIA_INPUTS = {"LoadAudio": "audio", "LoadVideo": "file", "LoadImage": "image"}
-
-
-def _core(sub: str):
-    """``audiox_core.<sub>``: relative to the pack inside it, absolute when this file is loaded by path."""
-    if __package__ and "." in __package__:
-        return importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.audiox_core.{sub}")
-    return importlib.import_module(f"audiox_core.{sub}")
 
 
 # =============================================================================================
@@ -64,7 +62,7 @@ class Env:
     def input_path(self, name: str) -> Path:
         """The input file ``name`` (``… [output]`` / ``[temp]`` pick those folders, as ComfyUI does),
         refused when it leads outside its folder (symlinks resolved)."""
-        inside = _core("fileio").resolve_inside
+        inside = fileio.resolve_inside
         for suffix, d in ((" [output]", self.output_dir), (" [input]", self.input_dir),
                           (" [temp]", self.temp_dir or self.output_dir)):
             if name.endswith(suffix):
@@ -75,7 +73,7 @@ class Env:
         """Where a sink writes: inside the output (or temp) folder, or refused."""
         base = Path(self.temp_dir or self.output_dir) if temp else Path(self.output_dir)
         stem = f"{prefix}_{unique_id}" if unique_id is not None else prefix
-        p = _core("fileio").resolve_inside(f"{stem}{ext}", [base], what=f"filename_prefix {prefix!r}",
+        p = fileio.resolve_inside(f"{stem}{ext}", [base], what=f"filename_prefix {prefix!r}",
                                            must_exist=False)
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
@@ -97,108 +95,13 @@ def set_env(env: Optional[Env]) -> Optional[Env]:
 
 def current_env() -> Env:
     if _ENV is None:
-        raise RuntimeError("no stand-in environment is active (nodes.standins.set_env)")
+        raise RuntimeError("no stand-in environment is active (runner.standins.set_env)")
     return _ENV
 
 
 def media_kind(name: str) -> Optional[str]:
     ext = os.path.splitext(name)[1].lower()
     return "audio" if ext in AUDIO_EXTS else "video" if ext in VIDEO_EXTS else "image" if ext in IMAGE_EXTS else None
-
-
-# =============================================================================================
-# decoding (what core LoadAudio / LoadVideo / LoadImage do, via PyAV)
-# =============================================================================================
-def decode_audio(path: str) -> tuple[torch.Tensor, int]:
-    """``([C, T] float32, sample_rate)`` of the first audio stream."""
-    import av
-
-    with av.open(path) as c:
-        if not c.streams.audio:
-            raise ValueError(f"no audio stream in {path}")
-        st = c.streams.audio[0]
-        sr, ch = st.codec_context.sample_rate, st.codec_context.channels
-        resampler = av.AudioResampler(format="fltp", layout="stereo" if ch >= 2 else "mono", rate=sr)
-        chunks = []
-        for frame in c.decode(st):
-            for f in resampler.resample(frame):
-                chunks.append(f.to_ndarray())
-        for f in resampler.resample(None):
-            chunks.append(f.to_ndarray())
-    return torch.from_numpy(np.concatenate(chunks, axis=1).astype(np.float32)), sr
-
-
-def decode_frames(path: str) -> tuple[torch.Tensor, Fraction]:
-    """``([N, H, W, 3] float32 0..1, frame_rate)`` of the first video stream (all frames)."""
-    import av
-
-    with av.open(path) as c:
-        st = c.streams.video[0]
-        rate = Fraction(st.average_rate) if st.average_rate else Fraction(1)
-        frames = [torch.from_numpy(f.to_ndarray(format="rgb24")) for f in c.decode(st)]
-    return torch.stack(frames).to(torch.float32) / 255.0, rate
-
-
-class VideoComponents:
-    def __init__(self, images, frame_rate, audio=None, metadata=None):
-        self.images, self.frame_rate, self.audio, self.metadata = images, frame_rate, audio, metadata
-
-
-class VideoFromFile:
-    """The VideoInput surface of ComfyUI's ``VideoFromFile`` (what core LoadVideo outputs)."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def get_stream_source(self) -> str:
-        return self.path
-
-    def get_components(self) -> VideoComponents:
-        images, rate = decode_frames(self.path)
-        audio = None
-        import av
-
-        with av.open(self.path) as c:
-            has_audio = bool(c.streams.audio)
-        if has_audio:
-            wav, sr = decode_audio(self.path)
-            audio = {"waveform": wav.unsqueeze(0), "sample_rate": sr}
-        return VideoComponents(images, rate, audio)
-
-    def get_dimensions(self) -> tuple[int, int]:
-        import av
-
-        with av.open(self.path) as c:
-            st = c.streams.video[0]
-            return st.codec_context.width, st.codec_context.height
-
-    def get_duration(self) -> float:
-        import av
-
-        with av.open(self.path) as c:
-            return float(c.duration / av.time_base) if c.duration else 0.0
-
-    def get_container_format(self) -> str:
-        import av
-
-        with av.open(self.path) as c:
-            return c.format.name
-
-
-class VideoFromComponents:
-    """The VideoInput surface of ComfyUI's ``VideoFromComponents`` (what CreateVideo outputs)."""
-
-    def __init__(self, components: VideoComponents):
-        self._c = components
-
-    def get_components(self) -> VideoComponents:
-        return VideoComponents(self._c.images, self._c.frame_rate, self._c.audio)
-
-    def get_dimensions(self) -> tuple[int, int]:
-        return int(self._c.images.shape[2]), int(self._c.images.shape[1])
-
-    def get_duration(self) -> float:
-        return float(self._c.images.shape[0] / self._c.frame_rate)
 
 
 # =============================================================================================
@@ -279,7 +182,7 @@ class _AudioSink:
             for b in range(w.shape[0]):
                 suffix = f"_{b}" if w.shape[0] > 1 else ""
                 p = env.out_path(f"{filename_prefix}{suffix}", unique_id, ".wav", temp=self.TEMP)
-                _core("media").save_wav(p, w[b], sr)
+                media.save_wav(p, w[b], sr)
                 env.written.append(p)
                 items.append({"filename": p.name, "subfolder": "", "type": "temp" if self.TEMP else "output"})
         else:
@@ -379,7 +282,7 @@ class SaveVideo:
         if env.write_files:
             p = env.out_path(filename_prefix, unique_id, ".mp4")
             a = c.audio
-            _core("media").write_video(c.images, c.frame_rate, p, audio=None if a is None else a["waveform"][0],
+            media.write_video(c.images, c.frame_rate, p, audio=None if a is None else a["waveform"][0],
                                  sr=None if a is None else a["sample_rate"])
             env.written.append(p)
             name = p.name
@@ -422,7 +325,7 @@ class _ImageSink:
             for b in range(images.shape[0]):
                 suffix = f"_{b}" if images.shape[0] > 1 else ""
                 p = env.out_path(f"{filename_prefix}{suffix}", unique_id, ".png", temp=self.TEMP)
-                _core("media.spectrogram").write_png(p, images[b].detach().cpu().numpy())
+                spectrogram.write_png(p, images[b].detach().cpu().numpy())
                 env.written.append(p)
                 items.append({"filename": p.name, "subfolder": "", "type": "temp" if self.TEMP else "output"})
         else:

@@ -2,13 +2,13 @@
 
 From the repository root::
 
-    python -m nodes.headless workflows/text_to_audio.json --out out/
-    python -m nodes.headless workflows/*.json --out out/ --device cuda
-    python -m nodes.headless workflows/audio_inpainting.json --out out/ --set 6.ranges=0.5-1.5
-    python -m nodes.headless --make-inputs path/to/ComfyUI/input     # the example media + training folder only
+    python -m runner workflows/text_to_audio.json --out out/
+    python -m runner workflows/*.json --out out/ --device cuda
+    python -m runner workflows/audio_inpainting.json --out out/ --set 6.ranges=0.5-1.5
+    python -m runner --make-inputs path/to/ComfyUI/input     # the example media + training folder only
 
 Each graph runs in-process: our nodes plus small stand-ins of the ComfyUI core nodes it uses
-(nodes/standins.py: Load Audio/Video/Image read from ``--inputs``; Save/Preview Audio write WAV,
+(runner/standins.py: Load Audio/Video/Image read from ``--inputs``; Save/Preview Audio write WAV,
 Save Video MP4, Save/Preview Image PNG under ``--out/<graph name>/``).  Models come from
 ``--models`` (default ``./models``: ``models/audiox``, ``models/text_encoders``, ...) and the pack's
 ``models/demo`` (the shipped demo model, which the example graphs use).  The example media the graphs
@@ -17,13 +17,11 @@ drum clips with sidecar captions, two with videos) are rendered from the demo wo
 Training nodes write LoRAs / students into ``--models`` (``loras/``, ``audiox/``) and their
 resumable state under ``--out/<graph name>/audiox_training/``.
 
-``python -m nodes.headless`` imports the top-level ``nodes`` package (which then collects no nodes,
-see nodes/__init__.py); this file re-imports the repository as a package and runs from there.
+The node pack is loaded the way ComfyUI loads it (runner/pack.py), once per process.
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -32,8 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGE_NAME = "audiox_headless_pack"
+from audiox_core import media
+from audiox_core.demo import captions, world
+from audiox_core.errors import AudioXError
+from audiox_core.media import spectrogram
+
+from . import graph, standins
+from .pack import load_pack
 
 
 # =============================================================================================
@@ -67,15 +70,8 @@ DATASET_VIDEO_SIZE = 64
 FOLDER_INPUTS = {"AudioXDataset": "folder"}
 
 
-def _core(sub: str):
-    if __package__ and "." in __package__:
-        return importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.audiox_core.{sub}")
-    return importlib.import_module(f"audiox_core.{sub}")
-
-
 def example_scene(stem: str):
     import numpy as np
-    world = _core("demo.world")
     kind, seed, kw = EXAMPLE_SCENES[stem]
     rng = np.random.default_rng(seed)
     if kind == "event":
@@ -85,7 +81,7 @@ def example_scene(stem: str):
 
 def example_caption(stem: str) -> str:
     """The canonical caption of an example scene (what the example graphs prompt with)."""
-    return _core("demo.captions").caption_canonical(example_scene(stem))
+    return captions.caption_canonical(example_scene(stem))
 
 
 def make_example_media(path: Path) -> Path:
@@ -95,13 +91,12 @@ def make_example_media(path: Path) -> Path:
     stem = EXAMPLE_FILES.get(path.name)
     if stem is None:
         raise ValueError(f"'{path.name}' is not an example file ({', '.join(sorted(EXAMPLE_FILES))})")
-    world, media = _core("demo.world"), _core("media")
     spec = example_scene(stem)
     cfg = world.DEFAULT_CONFIG
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".png":
         img = world.render_image(spec, size=EXAMPLE_VIDEO_SIZE)
-        _core("media.spectrogram").write_png(path, img)
+        spectrogram.write_png(path, img)
         return path
     audio = torch.from_numpy(world.render_audio(spec, cfg.sample_rate, spec.duration, 2, cfg.peak))
     if path.suffix == ".wav":
@@ -114,7 +109,6 @@ def make_example_media(path: Path) -> Path:
 
 def dataset_scene(seed: int, count: int):
     import numpy as np
-    world = _core("demo.world")
     return world.sample_event_scene(np.random.default_rng(seed), seed=seed, count=count,
                                     n_types=min(count, 2), categories=("bell", "drum"), noise=False)
 
@@ -126,7 +120,6 @@ def make_example_dataset(directory: Path, clips: Optional[Sequence[str]] = None,
     scene's video, no sound) for those marked so.  ``sample_rate`` / ``seconds`` default to the
     demo world's (16 kHz, 4 s); tests pass smaller ones.  Existing files are kept."""
     import torch
-    world, media = _core("demo.world"), _core("media")
     cfg = world.DEFAULT_CONFIG
     sr = int(sample_rate or cfg.sample_rate)
     directory = Path(directory)
@@ -139,7 +132,7 @@ def make_example_dataset(directory: Path, clips: Optional[Sequence[str]] = None,
         if not wav.exists():
             media.save_wav(wav, torch.from_numpy(world.render_audio(spec, sr, dur, 2, cfg.peak)), sr)
         if not txt.exists():
-            txt.write_text(_core("demo.captions").caption_canonical(spec) + "\n", encoding="utf-8")
+            txt.write_text(captions.caption_canonical(spec) + "\n", encoding="utf-8")
         if videos and with_video and not mp4.exists():
             frames = torch.from_numpy(world.render_video(spec, cfg.fps, dur, DATASET_VIDEO_SIZE))
             media.write_video(frames, cfg.fps, mp4)
@@ -188,36 +181,34 @@ def _parse_override(s: str) -> tuple[str, str, Any]:
 def run_workflow_file(workflow: Path, out_dir: Path, *, inputs_dir: Optional[Path] = None,
                       overrides: Sequence[tuple[str, str, Any]] = (), make_missing_inputs: bool = True) -> HeadlessRun:
     """Validate, convert and execute one UI-format graph; returns what was written."""
-    from . import graph as G
-    from . import standins as S
-    from . import NODE_CLASS_MAPPINGS
+    node_classes = load_pack(fresh=False).NODE_CLASS_MAPPINGS
     workflow = Path(workflow)
     wf = json.loads(workflow.read_text(encoding="utf-8"))
     out_dir = Path(out_dir)
     inputs_dir = Path(inputs_dir) if inputs_dir else out_dir / "inputs"
     inputs_dir.mkdir(parents=True, exist_ok=True)
-    env = S.Env(inputs_dir, out_dir, out_dir / "preview", write_files=True)
-    prev = S.set_env(env)
+    env = standins.Env(inputs_dir, out_dir, out_dir / "preview", write_files=True)
+    prev = standins.set_env(env)
     # nodes that read folders of the input directory (AudioX Dataset) and write training state
     # into the output directory find them through comfy_compat's fallbacks
     saved_env = {k: os.environ.get(k) for k in ("AUDIOX_INPUT_DIR", "AUDIOX_OUTPUT_DIR")}
     os.environ["AUDIOX_INPUT_DIR"], os.environ["AUDIOX_OUTPUT_DIR"] = str(inputs_dir.resolve()), str(out_dir.resolve())
     try:
         for n in wf.get("nodes") or []:
-            field_name = S.MEDIA_INPUTS.get(n.get("type"))
+            field_name = standins.MEDIA_INPUTS.get(n.get("type"))
             wv = n.get("widgets_values")
-            if field_name is None or n.get("mode", 0) in (G.MUTED, G.BYPASSED):
+            if field_name is None or n.get("mode", 0) in (graph.MUTED, graph.BYPASSED):
                 continue
             name = wv.get(field_name) if isinstance(wv, dict) else (wv or [None])[0]
             if isinstance(name, str) and not env.input_path(name).exists():
                 if make_missing_inputs and name in EXAMPLE_FILES:
                     make_example_media(env.input_path(name))
                 else:
-                    raise G.WorkflowError(f"node {n.get('id')} ({n.get('type')}) reads '{name}', which is not in "
+                    raise graph.WorkflowError(f"node {n.get('id')} ({n.get('type')}) reads '{name}', which is not in "
                                           f"{inputs_dir}")
         for n in wf.get("nodes") or []:
             field_name = FOLDER_INPUTS.get(n.get("type"))
-            if field_name is None or n.get("mode", 0) in (G.MUTED, G.BYPASSED) or not make_missing_inputs:
+            if field_name is None or n.get("mode", 0) in (graph.MUTED, graph.BYPASSED) or not make_missing_inputs:
                 continue
             wv = n.get("widgets_values")
             name = wv.get(field_name) if isinstance(wv, dict) else None
@@ -225,24 +216,24 @@ def run_workflow_file(workflow: Path, out_dir: Path, *, inputs_dir: Optional[Pat
                 name = wv[0]  # the folder is the node's first widget
             if name == EXAMPLE_DATASET and not (inputs_dir / name).exists():
                 make_example_dataset(inputs_dir / name)
-        classes = {**S.CORE_NODES, **NODE_CLASS_MAPPINGS}
-        defs = G.defs_from_classes(classes)
-        problems = G.validate_ui(wf, defs, strict=False)
+        classes = {**standins.CORE_NODES, **node_classes}
+        defs = graph.defs_from_classes(classes)
+        problems = graph.validate_ui(wf, defs, strict=False)
         if problems:
-            raise G.WorkflowError(f"{workflow.name} is not valid here:\n  " + "\n  ".join(problems))
-        api = G.ui_to_api(wf, defs)
+            raise graph.WorkflowError(f"{workflow.name} is not valid here:\n  " + "\n  ".join(problems))
+        api = graph.ui_to_api(wf, defs)
         for nid, name, value in overrides:
             if nid not in api:
-                raise G.WorkflowError(f"--set names node {nid}, which is not in {workflow.name}")
+                raise graph.WorkflowError(f"--set names node {nid}, which is not in {workflow.name}")
             api[nid]["inputs"][name] = value
-        problems = G.validate_api(api, defs)
+        problems = graph.validate_api(api, defs)
         if problems:
-            raise G.WorkflowError(f"{workflow.name} is not valid here:\n  " + "\n  ".join(problems))
+            raise graph.WorkflowError(f"{workflow.name} is not valid here:\n  " + "\n  ".join(problems))
         t0 = time.time()
-        result = G.execute(api, classes, extra_pnginfo={"workflow": wf})
+        result = graph.execute(api, classes, extra_pnginfo={"workflow": wf})
         return HeadlessRun(workflow, out_dir, api, list(env.written), result.ui, time.time() - t0)
     finally:
-        S.set_env(prev)
+        standins.set_env(prev)
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -251,7 +242,7 @@ def run_workflow_file(workflow: Path, out_dir: Path, *, inputs_dir: Optional[Pat
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m nodes.headless", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m runner", description=__doc__.split("\n")[0])
     ap.add_argument("workflows", nargs="*", type=Path, help="UI-format workflow files (workflows/*.json)")
     ap.add_argument("--out", type=Path, default=Path("output"), help="output folder (one subfolder per graph)")
     ap.add_argument("--inputs", type=Path, help="folder of the input media (default: OUT/inputs)")
@@ -265,8 +256,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from ..audiox_core.errors import AudioXError
-    from . import graph as G
     if args.make_inputs:
         for p in make_inputs(args.make_inputs):
             print(f"wrote {p}")
@@ -285,11 +274,11 @@ def run_cli(args: argparse.Namespace) -> int:
         out = args.out / wf.stem
         try:
             run = run_workflow_file(wf, out, inputs_dir=args.inputs, overrides=overrides)
-        except G.ExecutionError as e:
+        except graph.ExecutionError as e:
             print(f"{wf.name}: FAILED — {e.error if isinstance(e.error, AudioXError) else e}", file=sys.stderr)
             status = 1
             continue
-        except (G.WorkflowError, AudioXError, OSError) as e:
+        except (graph.WorkflowError, AudioXError, OSError) as e:
             print(f"{wf.name}: FAILED — {e}", file=sys.stderr)
             status = 1
             continue
@@ -302,22 +291,11 @@ def run_cli(args: argparse.Namespace) -> int:
     return status
 
 
-def _bootstrap(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of ``python -m nodes.headless``: import the repository as a package and run."""
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``python -m runner``."""
     args = _parser().parse_args(argv)
     if args.models:
         os.environ["AUDIOX_MODELS_DIR"] = str(args.models.resolve())
     if args.device:
         os.environ["AUDIOX_DEVICE"] = args.device
-    if PACKAGE_NAME not in sys.modules:
-        spec = importlib.util.spec_from_file_location(PACKAGE_NAME, ROOT / "__init__.py",
-                                                      submodule_search_locations=[str(ROOT)])
-        pkg = importlib.util.module_from_spec(spec)
-        sys.modules[PACKAGE_NAME] = pkg
-        spec.loader.exec_module(pkg)
-    mod = importlib.import_module(f"{PACKAGE_NAME}.nodes.headless")
-    return mod.run_cli(args)
-
-
-if __name__ == "__main__":
-    sys.exit(_bootstrap())
+    return run_cli(args)

@@ -1,0 +1,173 @@
+"""What the node pack uses where ComfyUI is absent (the graph runner, unit tests, a notebook).
+
+``nodes/comfy_compat.py`` asks ComfyUI first and falls back to these:
+
+* devices: ``$AUDIOX_DEVICE`` (e.g. ``cuda``) or the CPU (:func:`compute_device`);
+* model folders: a registry of folder name → (directories, file extensions), the default
+  directories under ``$AUDIOX_MODELS_DIR`` or ``./models`` (:func:`register_folder`,
+  :func:`add_folder_path`, :func:`folder_paths`, :func:`folder_files`);
+* the input / output / temp directories: ``$AUDIOX_INPUT_DIR`` / ``$AUDIOX_OUTPUT_DIR`` (default
+  ``./input`` / ``./output``) and ``<system temp>/audiox``;
+* model handles: :class:`LocalModelHandle` (a module and its load / offload devices, the surface of
+  ComfyUI's ``ModelPatcher`` the nodes use) and :class:`ModuleHolder` (for modules ``ModelPatcher``
+  could not set its attributes on);
+* interruption: a process-wide flag (:func:`request_interrupt`, :func:`raise_if_interrupted`).
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Optional
+
+import torch
+
+from .errors import Interrupted
+
+# ------------------------------------------------------------------------------------ devices
+
+
+def compute_device() -> torch.device:
+    """``$AUDIOX_DEVICE`` or the CPU."""
+    return torch.device(os.environ.get("AUDIOX_DEVICE", "cpu"))
+
+
+# ------------------------------------------------------------------------------ model folders
+#: folder name -> (directories searched in order, file extensions listed)
+FOLDERS: dict[str, tuple[list[str], set[str]]] = {}
+
+
+def models_dir() -> Path:
+    """``$AUDIOX_MODELS_DIR`` or ``./models`` (absolute), the models root."""
+    return Path(os.environ.get("AUDIOX_MODELS_DIR", "models")).resolve()
+
+
+def register_folder(name: str, default_subdir: str, extensions: Iterable[str]) -> None:
+    """Make ``name`` a model folder with the directory ``<models>/<default_subdir>`` listing ``extensions``."""
+    path = str(models_dir() / default_subdir)
+    paths, known = FOLDERS.setdefault(name, ([], set()))
+    if path not in paths:
+        paths.append(path)
+    known.update(e if e.startswith(".") else "." + e for e in extensions)
+
+
+def add_folder_path(name: str, path: str | os.PathLike) -> bool:
+    """Also search ``path`` for folder ``name``; False when ``name`` is not registered."""
+    if name not in FOLDERS:
+        return False
+    path = str(Path(path).resolve())
+    if path not in FOLDERS[name][0]:
+        FOLDERS[name][0].append(path)
+    return True
+
+
+def folder_paths(name: str) -> Optional[list[str]]:
+    """The directories of folder ``name``, or None when it is not registered."""
+    return list(FOLDERS[name][0]) if name in FOLDERS else None
+
+
+def folder_files(name: str) -> Optional[list[str]]:
+    """Sorted ``/``-separated relative paths of the files of folder ``name`` with its extensions
+    (``.git`` folders skipped), or None when it is not registered."""
+    if name not in FOLDERS:
+        return None
+    paths, extensions = FOLDERS[name]
+    found: set[str] = set()
+    for root in paths:
+        base = Path(root)
+        if not base.is_dir():
+            continue
+        for p in base.rglob("*"):
+            if ".git" in p.relative_to(base).parts or not p.is_file():
+                continue
+            if not extensions or p.suffix.lower() in extensions:
+                found.add(p.relative_to(base).as_posix())
+    return sorted(found)
+
+
+def output_directory() -> str:
+    return str(Path(os.environ.get("AUDIOX_OUTPUT_DIR", "output")).resolve())
+
+
+def input_directory() -> str:
+    return str(Path(os.environ.get("AUDIOX_INPUT_DIR", "input")).resolve())
+
+
+def temp_directory() -> str:
+    return os.path.join(tempfile.gettempdir(), "audiox")
+
+
+# ------------------------------------------------------------------------------ model handles
+def module_bytes(module: torch.nn.Module) -> int:
+    """Bytes of ``module``'s state dict (parameters and buffers)."""
+    return sum(t.nelement() * t.element_size() for t in module.state_dict().values())
+
+
+class LocalModelHandle:
+    """A module plus its two devices (the ``ModelPatcher`` surface the nodes use)."""
+
+    def __init__(self, model: torch.nn.Module, load_device: torch.device, offload_device: torch.device):
+        self.model = model
+        self.load_device = torch.device(load_device)
+        self.offload_device = torch.device(offload_device)
+        self._size = 0
+
+    def model_size(self) -> int:
+        if not self._size:
+            self._size = module_bytes(self.model)
+        return self._size
+
+    def current_loaded_device(self) -> Optional[torch.device]:
+        for t in self.model.parameters():
+            return t.device
+        for t in self.model.buffers():
+            return t.device
+        return None
+
+    def __repr__(self) -> str:
+        return f"LocalModelHandle({type(self.model).__name__}, load={self.load_device}, offload={self.offload_device})"
+
+
+#: attributes ComfyUI's ``ModelPatcher`` sets on the module it wraps
+_PATCHER_ATTRS = ("device", "model_loaded_weight_memory", "lowvram_patch_counter", "model_lowvram",
+                  "current_weight_patches_uuid")
+
+
+class ModuleHolder(torch.nn.Module):
+    """Holds a module with a read-only property ``ModelPatcher`` assigns (``device`` of ``transformers``
+    models, the Synchformer); moved in place, its state-dict keys gain the prefix ``inner.``."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *args, **kwargs):
+        return self.inner(*args, **kwargs)
+
+
+def has_readonly_patcher_attr(module: torch.nn.Module) -> bool:
+    """True when ``module``'s class makes an attribute ComfyUI's ``ModelPatcher`` sets read-only."""
+    for name in _PATCHER_ATTRS:
+        attr = inspect.getattr_static(module, name, None)
+        if isinstance(attr, property) and attr.fset is None:
+            return True
+    return False
+
+
+# ------------------------------------------------------------------------------- interruption
+INTERRUPT_REQUESTED = False
+
+
+def request_interrupt(value: bool = True) -> None:
+    """Request (or clear) an interrupt of the running work."""
+    global INTERRUPT_REQUESTED
+    INTERRUPT_REQUESTED = bool(value)
+
+
+def raise_if_interrupted() -> None:
+    """Raise :class:`Interrupted` if an interrupt was requested, and clear the request."""
+    global INTERRUPT_REQUESTED
+    if INTERRUPT_REQUESTED:
+        INTERRUPT_REQUESTED = False
+        raise Interrupted("processing was interrupted")
