@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import comfy_compat
+from .preview import audio_preview
 from .common import (DATASET, MODEL, ModelBundle, about_input, expect, node_error, node_function)
 from .training import (HIDDEN, TRAIN_CATEGORY, PRECISIONS, PRECISION_TOOLTIP, output_file, output_name, state_dir,
                        resolve_precision, TrainProgress, check_dataset, check_plain_model, loss_image, loss_summary,
@@ -53,6 +54,13 @@ DISTILL_REQUIRED_INPUTS = {
                                       "end and on Cancel)."}),
 }
 
+DISTILL_OPTIONAL_INPUTS = {
+    "preview_every": ("INT", {"default": 0, "min": 0, "max": 1_000_000, "step": 1,
+                              "tooltip": "Every this many steps, generate one clip with the student so far "
+                                         "(the first item's conditions, its own few-step sampler, seed 0) "
+                                         "and play it in the node's live view. 0: off."}),
+}
+
 
 class AudioXDistill(OutputNameCheck):
     DISPLAY_NAME = "AudioX Distill"
@@ -75,6 +83,7 @@ class AudioXDistill(OutputNameCheck):
     def INPUT_TYPES(cls):
         return {
             "required": dict(DISTILL_REQUIRED_INPUTS),
+            "optional": dict(DISTILL_OPTIONAL_INPUTS),
             "hidden": dict(HIDDEN),
         }
 
@@ -85,7 +94,7 @@ class AudioXDistill(OutputNameCheck):
     @node_function
     def distill(self, model, dataset, output_name="audiox_turbo_student", steps=2000, mode="lora", lora_rank=64,
                 learning_rate=1e-5, guidance=6.0, student_steps=4, gan=True, precision="auto",
-                gradient_checkpointing=True, seed=0, resume=True, save_every=250, unique_id=None):
+                gradient_checkpointing=True, seed=0, resume=True, save_every=250, preview_every=0, unique_id=None):
         from ..audiox_core.training import DistillConfig, Distiller
         node = self.DISPLAY_NAME
         self._check_inputs(output_name=output_name, learning_rate=learning_rate, guidance=guidance)
@@ -111,8 +120,7 @@ class AudioXDistill(OutputNameCheck):
         d, start, seconds = run_training(
             node, m, lambda: Distiller(m.model, ds.data, cfg, out_dir=run_dir), lambda d: d.close(), run_dir=run_dir,
             resume=resume, src=run_dir / f"{cfg.name}.safetensors", dst=dst,
-            progress=lambda d: TrainProgress(unique_id, "distill", d.history, keys=("loss", "loss_dmd", "loss_fake"),
-                                             checkpoint_dir=lambda: d.checkpoint_dir))
+            progress=lambda d: _progress(unique_id, d, preview_every))
         trained = d.num_trainable()  # a fixed parameter list: the same before and after the run
         with about_input(node, "output_name"):
             bundle = _student_bundle(dst, wdtype, m.offload_after)
@@ -124,6 +132,17 @@ class AudioXDistill(OutputNameCheck):
                                      ("loss_fake", "fake critic flow-matching loss")])
         return {"ui": {"text": [report]}, "result": (bundle, image, report)}
 
+
+
+def _progress(unique_id, distiller, preview_every: int) -> TrainProgress:
+    """The live view of a distillation: DMD and fake losses, and every ``preview_every`` steps the
+    student's own generation as a playable temp WAV."""
+    def preview(step: int) -> dict:
+        audio = distiller.preview()
+        return audio_preview(audio, int(distiller.teacher.config.sample_rate), f"distill_preview_step{step}")[0]
+    return TrainProgress(unique_id, "distill", distiller.history, keys=("loss", "loss_dmd", "loss_fake"),
+                         checkpoint_dir=lambda: distiller.checkpoint_dir, preview_every=int(preview_every or 0),
+                         preview=preview)
 
 
 def _teacher(node: str, model) -> ModelBundle:

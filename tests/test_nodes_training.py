@@ -414,3 +414,30 @@ def test_distill_makes_a_student_the_turbo_sampler_runs(env):
     cfg = teacher.config
     samples = latent["samples"]
     assert tuple(samples.shape) == (1, cfg.io_channels, cfg.latent_length) and torch.isfinite(samples).all()
+
+
+def test_distill_previews_the_student_every_n_steps_without_changing_it(env, monkeypatch):
+    from audiox_core import media
+    from safetensors.torch import load_file
+    teacher = load(env)
+    ds, _ = dataset(env, teacher, t5(env))
+    server = _FakeServer(env)
+    monkeypatch.setitem(sys.modules, "server", server.module)
+    monkeypatch.setattr(env.pack.nodes.training.TrainProgress, "LIVE_SECONDS", 3600.0)
+    call(env, "AudioXDistill", model=teacher, dataset=ds, output_name="previewed", steps=4, preview_every=2,
+         **dict(DISTILL, resume=False))
+    clips = [(d["step"], d["preview"]) for _, d in server.events if "preview" in d]
+    assert [st for st, _ in clips] == [2, 4], server.events
+    waves = []
+    for _, clip in clips:
+        ref = clip["audio"]
+        assert ref["type"] == "temp" and "distill_preview_step" in ref["filename"]
+        wave, sr = media.load_audio(str(env.temp_dir / ref["subfolder"] / ref["filename"]))
+        assert sr == teacher.config.sample_rate and wave.shape[-1] > 0 and torch.isfinite(wave).all()
+        waves.append(wave)
+    assert not torch.equal(waves[0], waves[1])  # the student changed between steps 2 and 4
+    call(env, "AudioXDistill", model=teacher, dataset=ds, output_name="unpreviewed", steps=4,
+         **dict(DISTILL, resume=False))
+    a = load_file(str(env.models_dir / "audiox" / "previewed.safetensors"))
+    b = load_file(str(env.models_dir / "audiox" / "unpreviewed.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # previews leave training alone

@@ -574,6 +574,27 @@ class Distiller(TrainingLoop):
         return DistillResult(out["step"], out["history"], out.get("student"), out.get("student_lora"),
                              out.get("checkpoint"))
 
+    @torch.no_grad()
+    def preview(self, item: int = 0, seed: int = 0) -> torch.Tensor:
+        """The student's own few-step generation (the rollout over its grid ``ts``, as AudioX Turbo
+        Sampler runs it) for dataset item ``item`` with its conditions unmasked, from noise of
+        ``seed``; decoded audio ``[1, C, N]``.  Draws only from its own generator and restores the
+        training modes, so the training continues exactly as without it."""
+        from ..generate import decode
+        from .conditions import NO_MASKING
+        g = torch.Generator().manual_seed(seed)
+        batch = self.data.batch([item], g, self.device, random_crop=False, sample_posterior=False)
+        self._set_modes(False)
+        try:
+            with autocast_for(self.device, self.config.precision):
+                ctx = self.roles.fuse("student", self.cond.tokens(batch, NO_MASKING, g))
+                noise = torch.randn(batch.x0.shape, generator=g).to(self.device)
+                x0 = rollout(lambda z, t: self.roles.velocity("student", z, t, ctx), noise,
+                             self.config.student_steps - 1, self.ts, g, grad=False)
+        finally:
+            self._set_modes(True)
+        return decode(self.teacher, x0.float())
+
     def student_state_dict(self) -> "Dict[str, torch.Tensor]":
         """Full-model state dict of the student (LoRA mode: the student LoRA merged into a copy)."""
         if self.roles.full:
