@@ -136,6 +136,27 @@ def save_error(path: PathLike, e: OSError, what: str = "file") -> SaveError:
 
 
 @contextlib.contextmanager
+def _replacing(path: Path, tmp: str, what: str) -> Iterator[None]:
+    """Rename the temporary file ``tmp`` over ``path`` (with the permissions a normally created
+    file would have) when the block succeeds; remove it when anything fails.  ``OSError`` becomes
+    :class:`SaveError` naming ``path``."""
+    done = False
+    try:
+        yield
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+        done = True
+    except OSError as e:
+        if isinstance(e, SaveError):
+            raise
+        raise save_error(path, e, what) from None
+    finally:
+        if not done:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+@contextlib.contextmanager
 def atomic_write(path: PathLike, *, what: str = "file", make_dirs: bool = True) -> Iterator[IO[bytes]]:
     """``with atomic_write(p) as fh: fh.write(...)`` — ``p`` appears complete or not at all.
 
@@ -151,23 +172,10 @@ def atomic_write(path: PathLike, *, what: str = "file", make_dirs: bool = True) 
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
         raise save_error(path, e, what) from None
-    done = False
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-        done = True
-    except OSError as e:
-        if isinstance(e, SaveError):
-            raise
-        raise save_error(path, e, what) from None
-    finally:
-        if not done:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    with _replacing(path, tmp, what), os.fdopen(fd, "wb") as fh:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 @contextlib.contextmanager
@@ -181,20 +189,8 @@ def atomic_path(path: PathLike, *, what: str = "file") -> Iterator[Path]:
         os.close(fd)
     except OSError as e:
         raise save_error(path, e, what) from None
-    done = False
-    try:
+    with _replacing(path, tmp, what):
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-        done = True
-    except OSError as e:
-        if isinstance(e, SaveError):
-            raise
-        raise save_error(path, e, what) from None
-    finally:
-        if not done:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
 def atomic_copy(src: PathLike, dst: PathLike, *, what: str = "file") -> Path:
