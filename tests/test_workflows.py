@@ -11,6 +11,7 @@ and every saved VIDEO must carry audio (unless the block says otherwise).
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +93,14 @@ def test_every_graph_has_a_template_thumbnail_title_and_description():
     for name, entry in info.items():
         assert entry["title"] and entry["title"] != name and "\n" not in entry["description"]
         assert 10 < len(entry["description"]) <= 90, name
+
+
+def test_build_workflows_script_runs_from_a_shell_and_matches_the_files():
+    """``python tests/build_workflows.py --check`` (as the README and contributors run it, not
+    imported): every graph, thumbnail and the web template list are what the builder writes."""
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "tests" / "build_workflows.py"), "--check"],
+                         capture_output=True, text=True, timeout=300, cwd=root)
+    assert out.returncode == 0, out.stdout + out.stderr
