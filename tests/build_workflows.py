@@ -572,16 +572,15 @@ def _generate_with_lora(g):
        "a diffusion-discriminator GAN); mode lora keeps one frozen teacher with two LoRAs, full trains copies. The "
        "student is saved to models/audiox/audiox_demo_student.safetensors (load it later with AudioX Model "
        "Loader) and goes straight to AudioX Turbo Sampler; the teacher renders the same prompt with AudioX "
-       "Sampler for comparison. The defaults (150 updates) finish in about ten minutes on two CPU cores; the "
-       "node shows steps/s and the time left from the first update on. For a better student raise steps "
-       "(the recipe uses 300 full-copy updates): with resume on, queueing again continues from the last checkpoint. "
-       "Cancel saves a checkpoint.")
+       "Sampler for comparison. The defaults (1000 updates, no gradient checkpointing: the demo model is small) "
+       "take about five minutes on two CPU cores; the node shows steps/s and the time left from the first update "
+       "on. With resume on, raising steps and queueing again continues from the last checkpoint; Cancel saves one.")
 def _distillation(g):
     model, t5 = loaders(g, DEMO_BASE)
     ds = dataset(g, model, t5)
-    dn = training(g, "AudioXDistill", model, ds, output_name=DEMO_STUDENT, steps=150, mode="lora", lora_rank=32,
+    dn = training(g, "AudioXDistill", model, ds, output_name=DEMO_STUDENT, steps=1000, mode="lora", lora_rank=32,
                   learning_rate=1e-4, guidance=6.0, student_steps=4, gan=True, precision="auto",
-                  gradient_checkpointing=False, seed=0, resume=True, save_every=50)
+                  gradient_checkpointing=False, seed=0, resume=True, save_every=250)
     ts = g.add("AudioXTurboSampler", seed=42, steps=4)
     g.link(dn, "student", ts, "model")
     g.link(text_fused(g, dn, t5, DATASET_CAPTION, "Text (student)", model_out="student"), "context", ts, "context")
