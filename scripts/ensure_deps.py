@@ -45,39 +45,11 @@ def read_requirements(paths: Iterable[Path]) -> List[str]:
     return out
 
 
-def _version_tuple(text: str) -> Tuple:
-    parts = []
-    for piece in re.split(r"[.+-]", text):
-        m = re.match(r"(\d+)", piece)
-        if not m:
-            break
-        parts.append(int(m.group(1)))
-    return tuple(parts)
-
-
 def _satisfies(version: str, spec: str) -> bool:
-    """Whether ``version`` satisfies a comma-separated specifier list (==, !=, >=, <=, >, <, ~=).
-    pip's own ``packaging`` is used when importable; the fallback compares numeric release parts."""
-    if not spec:
-        return True
-    try:
-        from pip._vendor.packaging.specifiers import SpecifierSet
-        return SpecifierSet(spec).contains(version, prereleases=True)
-    except ImportError:
-        pass
-    have = _version_tuple(version)
-    for clause in (c.strip() for c in spec.split(",") if c.strip()):
-        m = re.match(r"(==|!=|>=|<=|~=|>|<)\s*(.+)", clause)
-        if not m:
-            return False
-        op, want = m.group(1), _version_tuple(m.group(2))
-        n = max(len(have), len(want))
-        a, b = have + (0,) * (n - len(have)), want + (0,) * (n - len(want))
-        ok = {"==": a == b, "!=": a != b, ">=": a >= b, "<=": a <= b, ">": a > b, "<": a < b,
-              "~=": a >= b and a[:len(want) - 1] == b[:len(want) - 1]}[op]
-        if not ok:
-            return False
-    return True
+    """Whether ``version`` satisfies a specifier list such as ``>=4.40,<5`` (pip's own ``packaging``:
+    this script installs with pip, so it is there whenever the script can do anything)."""
+    from pip._vendor.packaging.specifiers import SpecifierSet
+    return SpecifierSet(spec).contains(version, prereleases=True)
 
 
 def unmet(requirements: Iterable[str], installed=md.version) -> List[Tuple[str, str]]:

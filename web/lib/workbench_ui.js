@@ -42,6 +42,23 @@ function button(label, title, onClick) {
 }
 
 /** Size a canvas to its CSS box at the device pixel ratio; returns [ctx, cssWidth, cssHeight]. */
+/** Redraw ``view`` (its ``_draw()``) once on the next animation frame, however often asked. */
+function drawOnNextFrame(view) {
+  if (view._raf) return;
+  view._raf = requestAnimationFrame(() => {
+    view._raf = null;
+    view._draw();
+  });
+}
+
+/** The canvas sized to its box and filled with the background: ``[ctx, width, height]``. */
+function clearedCanvas(canvas) {
+  const [ctx, w, h] = fitCanvas(canvas);
+  ctx.fillStyle = COLORS.bg;
+  ctx.fillRect(0, 0, w, h);
+  return [ctx, w, h];
+}
+
 function fitCanvas(canvas) {
   const r = window.devicePixelRatio || 1;
   const w = Math.max(10, canvas.clientWidth || canvas.parentElement?.clientWidth || 300);
@@ -317,17 +334,11 @@ export class WaveView {
 
   // ------------------------------------------------------------------ drawing
   draw() {
-    if (this._raf) return;
-    this._raf = requestAnimationFrame(() => {
-      this._raf = null;
-      this._draw();
-    });
+    drawOnNextFrame(this);
   }
 
   _draw() {
-    const [ctx, w, h] = fitCanvas(this.canvas);
-    ctx.fillStyle = COLORS.bg;
-    ctx.fillRect(0, 0, w, h);
+    const [ctx, w, h] = clearedCanvas(this.canvas);
     const a = this.audio;
     if (!a || !(a.duration > 0)) {
       ctx.fillStyle = COLORS.text;
@@ -515,17 +526,11 @@ export class CurveView {
   }
 
   draw() {
-    if (this._raf) return;
-    this._raf = requestAnimationFrame(() => {
-      this._raf = null;
-      this._draw();
-    });
+    drawOnNextFrame(this);
   }
 
   _draw() {
-    const [ctx, w, h] = fitCanvas(this.canvas);
-    ctx.fillStyle = COLORS.bg;
-    ctx.fillRect(0, 0, w, h);
+    const [ctx, w, h] = clearedCanvas(this.canvas);
     const pad = 6;
     const key = this.keys[0];
     const c = L.curvePoints(this.history, w - 2 * pad, h - 2 * pad - 10, key);
@@ -580,13 +585,11 @@ export class GateBars {
   set(data) {
     this.data = data;
     this.element.dataset.gates = JSON.stringify(data?.gates ?? []);
-    requestAnimationFrame(() => this._draw());
+    drawOnNextFrame(this);
   }
 
   _draw() {
-    const [ctx, w, h] = fitCanvas(this.canvas);
-    ctx.fillStyle = COLORS.bg;
-    ctx.fillRect(0, 0, w, h);
+    const [ctx, w, h] = clearedCanvas(this.canvas);
     const d = this.data;
     if (!d) return;
     const n = d.gates.length;
