@@ -62,6 +62,39 @@ MAX_SECONDS = 300.0
 
 
 # ============================================================================================
+# input declarations: one line per input
+# ============================================================================================
+def socket_input(type_name: str, tooltip: str, **options) -> tuple:
+    """``(type, {"tooltip": ..., **options})``: a link socket (or any type) with its tooltip."""
+    return (type_name, {"tooltip": tooltip, **options})
+
+
+def float_input(default: float, min: float, max: float, step: float, tooltip: str, **options) -> tuple:
+    """A FLOAT widget: default, range, step and tooltip."""
+    return ("FLOAT", {"default": default, "min": min, "max": max, "step": step, "tooltip": tooltip, **options})
+
+
+def int_input(default: int, min: int, max: int, tooltip: str, **options) -> tuple:
+    """An INT widget: default, range and tooltip."""
+    return ("INT", {"default": default, "min": min, "max": max, "tooltip": tooltip, **options})
+
+
+def string_input(default: str, tooltip: str, **options) -> tuple:
+    """A STRING widget (``multiline=True`` for a text box)."""
+    return ("STRING", {"default": default, "tooltip": tooltip, **options})
+
+
+def bool_input(default: bool, tooltip: str, **options) -> tuple:
+    """A BOOLEAN toggle."""
+    return ("BOOLEAN", {"default": default, "tooltip": tooltip, **options})
+
+
+def choice_input(options: "list | tuple", default: str, tooltip: str, **extra) -> tuple:
+    """A combo box of ``options``."""
+    return (list(options), {"default": default, "tooltip": tooltip, **extra})
+
+
+# ============================================================================================
 # errors
 # ============================================================================================
 class NodeError(AudioXError, ValueError):

@@ -75,6 +75,7 @@ class RecipeConfig:
     vae_batch: int = 8
     vae_segment: int = 16000
     vae_lr: float = 1.5e-3
+    vae_stft_floor: float = 1e-4  # MRSTFT log-power floor relative to each clip's loudest bin
     vae_eval_event: int = 40
     vae_eval_music: int = 40
     vae_scale_clips: int = 64
@@ -181,7 +182,7 @@ class Recipe:
         d = self.stage_dir("vae")
         ckpt = d / "trainer.pt"
         tc = VAETrainConfig(steps=c.vae_steps, batch_size=c.vae_batch, segment=c.vae_segment, lr=c.vae_lr,
-                            seed=c.seed)
+                            stft_floor=c.vae_stft_floor, seed=c.seed)
         source = WorldAudioSource(self.world, seed=c.seed, segment=c.vae_segment)
         if ckpt.is_file():
             tr = VAETrainer.resume(ckpt, source, train_config=tc)
