@@ -22,7 +22,7 @@ Rows (``--rows``; each in its own process so every row's peak memory is its own)
     python bench/gpu.py --device cpu --warmup 1 --runs 3 # same table on the CPU (slow at full size)
     python bench/gpu.py --tiny --warmup 1 --runs 2       # tiny random model: checks the script (CI)
 
-The full-size config is read from ``../shared/reference/configs`` (as bench/end_to_end.py does)
+The full-size config is the repository copy ``tests/data/reference/configs/audiox_turbo_infer_4step.json`` (as bench/end_to_end.py uses)
 or ``--config``.
 """
 from __future__ import annotations
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--tiny", action="store_true", help="a tiny random model (checks the script in seconds)")
-    ap.add_argument("--config", help="config JSON of the full-size model (default: the shared reference config)")
+    ap.add_argument("--config", help="config JSON of the full-size model (default: the reference config in tests/data/reference/configs)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
     ap.add_argument("--compile-backend", default="inductor",
                     help="torch.compile backend of the bf16+compile row (aot_eager: no code generation, for CI)")

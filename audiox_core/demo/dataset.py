@@ -27,7 +27,9 @@ import torch
 
 from ..errors import InputError
 from ..progress import ProgressCallback, report
-from . import world as W
+from .world import (
+    DEFAULT_CONFIG, SceneSpec, WorldConfig, is_heldout, make_dataset, render_audio, render_image,
+    render_video, sample_scene)
 from .captions import caption, caption_canonical
 
 log = logging.getLogger(__name__)
@@ -36,13 +38,13 @@ __all__ = ["WorldAudioSource", "sample_train_scene", "world_examples", "caption_
            "prepare_world_data", "WorldPreparedDataset", "data_hash"]
 
 
-def sample_train_scene(rng: np.random.Generator, world: W.WorldConfig = W.DEFAULT_CONFIG,
-                       kind: Optional[str] = None) -> W.SceneSpec:
+def sample_train_scene(rng: np.random.Generator, world: WorldConfig = DEFAULT_CONFIG,
+                       kind: Optional[str] = None) -> SceneSpec:
     """One scene of a non-held-out combination (``kind`` None: event with ``world.event_fraction``)."""
     k = kind or ("event" if rng.uniform() < world.event_fraction else "music")
     for _ in range(2000):
-        spec = W.sample_scene(rng, k, world)
-        if not W.is_heldout(spec, world):
+        spec = sample_scene(rng, k, world)
+        if not is_heldout(spec, world):
             return spec
     raise InputError(f"could not sample a non-held-out {k} scene")  # pragma: no cover
 
@@ -59,7 +61,7 @@ class WorldAudioSource:
     teach a VAE nothing.  A pure function of ``step`` (deterministic resume).
     """
 
-    def __init__(self, world: W.WorldConfig = W.DEFAULT_CONFIG, *, seed: int = 0, segment: int = 16000,
+    def __init__(self, world: WorldConfig = DEFAULT_CONFIG, *, seed: int = 0, segment: int = 16000,
                  channels: int = 2, crops_per_clip: int = 2, gain_db: tuple = (-12.0, 0.0), flip: bool = True,
                  p_active: float = 0.8):
         n = int(round(world.duration * world.sample_rate))
@@ -84,7 +86,7 @@ class WorldAudioSource:
         i = 0
         while i < batch_size:
             spec = sample_train_scene(rng, self.world)
-            wav = W.render_audio(spec, cfg=self.world)[0]
+            wav = render_audio(spec, cfg=self.world)[0]
             for _ in range(self.crops_per_clip):
                 if i >= batch_size:
                     break
@@ -100,7 +102,7 @@ class WorldAudioSource:
 # ----------------------------------------------------------------------------------------------
 # Diffusion-training examples
 # ----------------------------------------------------------------------------------------------
-def caption_variants(spec: W.SceneSpec, rng: np.random.Generator, k: int, max_bytes: int = 127) -> List[str]:
+def caption_variants(spec: SceneSpec, rng: np.random.Generator, k: int, max_bytes: int = 127) -> List[str]:
     """Up to ``k`` distinct captions of ``spec``, each at most ``max_bytes`` UTF-8 bytes (what a
     byte-level T5 with ``max_length`` 128 reads whole): the canonical caption first, then varied
     wordings drawn from ``rng`` (over-long drawings are redrawn, at most 8·k draws)."""
@@ -139,7 +141,7 @@ class DataSpec:
     max_caption_bytes: int = 127
 
 
-def world_examples(spec: DataSpec, *, fps: int, size: int, world: W.WorldConfig = W.DEFAULT_CONFIG,
+def world_examples(spec: DataSpec, *, fps: int, size: int, world: WorldConfig = DEFAULT_CONFIG,
                    start: int = 0, stop: Optional[int] = None) -> tuple[list, list]:
     """``(examples, records)`` for scenes ``start:stop`` of ``spec`` (all by default).
 
@@ -152,7 +154,7 @@ def world_examples(spec: DataSpec, *, fps: int, size: int, world: W.WorldConfig 
     """
     from ..training.data import Example
 
-    scenes = W.make_dataset(spec.n, spec.seed, "train", world)
+    scenes = make_dataset(spec.n, spec.seed, "train", world)
     stop = spec.n if stop is None else min(int(stop), spec.n)
     examples, records = [], []
     for i in range(int(start), stop):
@@ -162,12 +164,12 @@ def world_examples(spec: DataSpec, *, fps: int, size: int, world: W.WorldConfig 
         typ = "audio_condition-audio" if rng.uniform() < spec.prompt_fraction else ""
         single = sc.kind == "event" and len({e.type for e in sc.events}) == 1
         use_image = single and rng.uniform() < spec.image_fraction
-        audio = torch.from_numpy(W.render_audio(sc, cfg=world))
+        audio = torch.from_numpy(render_audio(sc, cfg=world))
         if use_image:
-            video = torch.from_numpy(W.render_image(sc, size=size, cfg=world))[None]
+            video = torch.from_numpy(render_image(sc, size=size, cfg=world))[None]
             vfps = None
         else:
-            video = torch.from_numpy(W.render_video(sc, fps=fps, size=size, cfg=world))
+            video = torch.from_numpy(render_video(sc, fps=fps, size=size, cfg=world))
             vfps = float(fps)
         name = f"world{spec.seed}-{i:05d}"
         examples.append(Example(audio=audio, sample_rate=world.sample_rate,
@@ -178,7 +180,7 @@ def world_examples(spec: DataSpec, *, fps: int, size: int, world: W.WorldConfig 
     return examples, records
 
 
-def data_hash(spec: DataSpec, model, world: W.WorldConfig, plan) -> str:
+def data_hash(spec: DataSpec, model, world: WorldConfig, plan) -> str:
     """Key of a prepared world dataset: the data spec, the world, the model config, the VAE
     weights' fingerprint and the cache plan."""
     from ..training.data import CACHE_VERSION, module_fingerprint
@@ -228,7 +230,7 @@ class WorldPreparedDataset(_prepared_base()):
 
 
 def prepare_world_data(model, spec: DataSpec, cache_root: Union[str, Path], *, plan=None,
-                       world: W.WorldConfig = W.DEFAULT_CONFIG, chunk: int = 200,
+                       world: WorldConfig = DEFAULT_CONFIG, chunk: int = 200,
                        callback: Optional[ProgressCallback] = None) -> WorldPreparedDataset:
     """Render ``spec``'s scenes, run the frozen encoders once and cache everything.
 

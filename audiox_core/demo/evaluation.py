@@ -15,13 +15,13 @@ import numpy as np
 import torch
 
 from . import detectors
-from . import world as W
+from .world import DEFAULT_CONFIG, SceneSpec, WorldConfig, make_dataset, render_audio
 from .validation import EVENT_METRICS, MUSIC_METRICS
 
 __all__ = ["detector_rates", "vae_roundtrip_report", "heldout_specs"]
 
 
-def detector_rates(pairs: Iterable[tuple[Any, int, W.SceneSpec]], world: W.WorldConfig = W.DEFAULT_CONFIG
+def detector_rates(pairs: Iterable[tuple[Any, int, SceneSpec]], world: WorldConfig = DEFAULT_CONFIG
                    ) -> dict[str, float]:
     """``{"event/<metric>": rate, "music/<metric>": rate, "n_event", "n_music"}`` over
     ``(audio, sample_rate, spec)`` triples (metrics of :mod:`.validation`; ``note_pitch_acc`` is
@@ -43,16 +43,16 @@ def detector_rates(pairs: Iterable[tuple[Any, int, W.SceneSpec]], world: W.World
     return out
 
 
-def heldout_specs(n_event: int, n_music: int, seed: int, world: W.WorldConfig = W.DEFAULT_CONFIG
-                  ) -> list[W.SceneSpec]:
+def heldout_specs(n_event: int, n_music: int, seed: int, world: WorldConfig = DEFAULT_CONFIG
+                  ) -> list[SceneSpec]:
     """Scenes of the held-out ``test`` split (attribute combinations never trained on)."""
-    return (W.make_dataset(n_event, seed, "test", world, kind="event")
-            + W.make_dataset(n_music, seed, "test", world, kind="music"))
+    return (make_dataset(n_event, seed, "test", world, kind="event")
+            + make_dataset(n_music, seed, "test", world, kind="music"))
 
 
 @torch.no_grad()
 def vae_roundtrip_report(pretransform, *, n_event: int = 40, n_music: int = 40, seed: int = 4242,
-                         world: W.WorldConfig = W.DEFAULT_CONFIG, specs: Optional[Sequence[W.SceneSpec]] = None,
+                         world: WorldConfig = DEFAULT_CONFIG, specs: Optional[Sequence[SceneSpec]] = None,
                          batch: int = 8) -> dict[str, Any]:
     """Detector accuracy on clean renders vs their VAE round trips (posterior mean decoded).
 
@@ -68,7 +68,7 @@ def vae_roundtrip_report(pretransform, *, n_event: int = 40, n_music: int = 40, 
     ch = pretransform.io_channels
     for s in range(0, len(specs), batch):
         part = specs[s:s + batch]
-        x = torch.stack([torch.from_numpy(W.render_audio(sp, cfg=world)).expand(ch, -1) for sp in part]).float()
+        x = torch.stack([torch.from_numpy(render_audio(sp, cfg=world)).expand(ch, -1) for sp in part]).float()
         m = reconstruction_metrics(pretransform, x)
         for i, sp in enumerate(part):
             clean.append((x[i, 0].numpy(), sr, sp))

@@ -92,7 +92,9 @@ import torch
 from ..errors import AudioXError, CheckpointError, InputError
 from . import captions
 from . import detectors
-from . import world as W
+from .world import (
+    DEFAULT_CONFIG, NOTE_NAMES, SCALES, SceneSpec, WorldConfig, combo_key, completion_keep,
+    is_heldout, make_dataset, render_audio, render_image, render_video, sample_inpaint_range)
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +145,7 @@ class Item:
 
     task: str
     index: int
-    spec: W.SceneSpec
+    spec: SceneSpec
     caption: str
     audio: np.ndarray  # float32 [1, N] ground truth at the world's rate
     video: Optional[np.ndarray] = None  # uint8 [T, H, W, 3] (v2a / tv2a) or [H, W, 3] (i2a)
@@ -156,16 +158,16 @@ class QualityItems:
     """The held-out items of every task and the world they come from."""
 
     items: Dict[str, List[Item]]
-    world: W.WorldConfig
+    world: WorldConfig
     seed: int
 
-    def specs(self) -> List[W.SceneSpec]:
+    def specs(self) -> List[SceneSpec]:
         return [it.spec for its in self.items.values() for it in its]
 
 
 def quality_items(*, n_text: int = 50, n_video: int = 50, n_music: int = 30, n_image: int = 30,
                   n_inpaint: int = 30, n_completion: int = 20, seed: int = 2024,
-                  world: W.WorldConfig = W.DEFAULT_CONFIG, tasks: Sequence[str] = TASKS) -> QualityItems:
+                  world: WorldConfig = DEFAULT_CONFIG, tasks: Sequence[str] = TASKS) -> QualityItems:
     """Held-out (``test`` split) scenes of ``seed`` for each task, rendered.
 
     Event scenes (one list, :func:`world.make_dataset` ``kind="event"``) serve ``t2a``/``tv2a``
@@ -177,40 +179,40 @@ def quality_items(*, n_text: int = 50, n_video: int = 50, n_music: int = 30, n_i
             raise InputError(f"unknown task {t!r}; tasks are {', '.join(TASKS)}")
     fps, size = world.fps, world.size
     n_ev = max(n_text if {"t2a", "tv2a"} & set(tasks) else 0, n_video if "v2a" in tasks else 0)
-    events = W.make_dataset(n_ev, seed, "test", world, kind="event") if n_ev else []
-    music = W.make_dataset(n_music, seed, "test", world, kind="music") if "t2m" in tasks and n_music else []
-    single = (W.make_dataset(n_image, seed + 1, "test", world, kind="event", n_types=1)
+    events = make_dataset(n_ev, seed, "test", world, kind="event") if n_ev else []
+    music = make_dataset(n_music, seed, "test", world, kind="music") if "t2m" in tasks and n_music else []
+    single = (make_dataset(n_image, seed + 1, "test", world, kind="event", n_types=1)
               if "i2a" in tasks and n_image else [])
-    inp = W.make_dataset(n_inpaint, seed + 2, "test", world, kind="event") if "inpaint" in tasks and n_inpaint else []
-    comp_m = (W.make_dataset(n_completion, seed + 3, "test", world, kind="music")
+    inp = make_dataset(n_inpaint, seed + 2, "test", world, kind="event") if "inpaint" in tasks and n_inpaint else []
+    comp_m = (make_dataset(n_completion, seed + 3, "test", world, kind="music")
               if "complete_m" in tasks and n_completion else [])
-    comp_e = (W.make_dataset(n_completion, seed + 3, "test", world, kind="event")
+    comp_e = (make_dataset(n_completion, seed + 3, "test", world, kind="event")
               if "complete_e" in tasks and n_completion else [])
 
     def item(task, i, spec, **kw):
-        return Item(task, i, spec, captions.caption_canonical(spec), W.render_audio(spec, cfg=world), **kw)
+        return Item(task, i, spec, captions.caption_canonical(spec), render_audio(spec, cfg=world), **kw)
 
     out: Dict[str, List[Item]] = {t: [] for t in tasks}
     for i, sp in enumerate(events):
         if "t2a" in tasks and i < n_text:
             out["t2a"].append(item("t2a", i, sp))
         if ("tv2a" in tasks and i < n_text) or ("v2a" in tasks and i < n_video):
-            v = W.render_video(sp, fps=fps, size=size, cfg=world)
+            v = render_video(sp, fps=fps, size=size, cfg=world)
             if "tv2a" in tasks and i < n_text:
                 out["tv2a"].append(item("tv2a", i, sp, video=v))
             if "v2a" in tasks and i < n_video:
                 out["v2a"].append(item("v2a", i, sp, video=v))
     for i, sp in enumerate(single):
-        out["i2a"].append(item("i2a", i, sp, video=W.render_image(sp, size=size, cfg=world)))
+        out["i2a"].append(item("i2a", i, sp, video=render_image(sp, size=size, cfg=world)))
     for i, sp in enumerate(music):
         out["t2m"].append(item("t2m", i, sp))
     for i, sp in enumerate(inp):
-        r = W.sample_inpaint_range(sp, np.random.default_rng([seed, 0x1A, i]), mode="event")
+        r = sample_inpaint_range(sp, np.random.default_rng([seed, 0x1A, i]), mode="event")
         out["inpaint"].append(item("inpaint", i, sp, gap=(r.start, r.end)))
     for i, sp in enumerate(comp_m):
-        out["complete_m"].append(item("complete_m", i, sp, keep=W.completion_keep(sp)))
+        out["complete_m"].append(item("complete_m", i, sp, keep=completion_keep(sp)))
     for i, sp in enumerate(comp_e):
-        out["complete_e"].append(item("complete_e", i, sp, keep=W.completion_keep(sp)))
+        out["complete_e"].append(item("complete_e", i, sp, keep=completion_keep(sp)))
     return QualityItems(out, world, int(seed))
 
 
@@ -231,19 +233,19 @@ def heldout_report(q: QualityItems, *, train_n: Optional[int] = None, train_seed
     s = rc.seed if train_seed is None else int(train_seed)
     k = rc.caption_variants if train_captions is None else int(train_captions)
     ds = DataSpec(n=n, seed=s, captions=k)
-    train = W.make_dataset(n, s, "train", q.world)
-    train_keys = {W.combo_key(sp) for sp in train}
+    train = make_dataset(n, s, "train", q.world)
+    train_keys = {combo_key(sp) for sp in train}
     train_caps = set()
     for i, sp in enumerate(train):
         train_caps.update(caption_variants(sp, np.random.default_rng([s, i, 0xDA7A]), k, ds.max_caption_bytes))
     train_specs = {repr(sp.to_dict()) for sp in train}
     specs = q.specs()
     uniq = {repr(sp.to_dict()): sp for sp in specs}
-    bad_heldout = [W.combo_key(sp) for sp in uniq.values() if not W.is_heldout(sp, q.world)]
-    bad_combo = sorted({W.combo_key(sp) for sp in uniq.values()} & train_keys)
+    bad_heldout = [combo_key(sp) for sp in uniq.values() if not is_heldout(sp, q.world)]
+    bad_combo = sorted({combo_key(sp) for sp in uniq.values()} & train_keys)
     bad_caption = sorted({captions.caption_canonical(sp) for sp in uniq.values()} & train_caps)
     bad_spec = [k_ for k_ in uniq if k_ in train_specs]
-    rep = {"eval_scenes": len(uniq), "eval_combinations": len({W.combo_key(sp) for sp in uniq.values()}),
+    rep = {"eval_scenes": len(uniq), "eval_combinations": len({combo_key(sp) for sp in uniq.values()}),
            "train_scenes": n, "train_seed": s, "train_combinations": len(train_keys),
            "train_captions": len(train_caps), "not_heldout": bad_heldout, "combination_overlap": bad_combo,
            "caption_overlap": bad_caption, "scene_overlap": len(bad_spec)}
@@ -282,7 +284,7 @@ def _majority(values: Sequence) -> Any:
     return next(v for v in values if c[v] == best)  # earliest of the most frequent
 
 
-def _event_scores(det: Sequence[detectors.DetectedEvent], spec: W.SceneSpec, tol_ms: float = 50.0) -> Dict[str, float]:
+def _event_scores(det: Sequence[detectors.DetectedEvent], spec: SceneSpec, tol_ms: float = 50.0) -> Dict[str, float]:
     r = detectors.compare_events(det, spec.events, tol_ms)
     errs = r["onset_errors_ms"]
     on = [d.onset for d in det]
@@ -304,8 +306,8 @@ def _event_scores(det: Sequence[detectors.DetectedEvent], spec: W.SceneSpec, tol
 def _scale_share(midis: Sequence[int], key: str, mode: str) -> float:
     if not midis:
         return 0.0
-    tonic = W.NOTE_NAMES.index(key)
-    scale = {(tonic + s) % 12 for s in W.SCALES[mode]}
+    tonic = NOTE_NAMES.index(key)
+    scale = {(tonic + s) % 12 for s in SCALES[mode]}
     return float(np.mean([int(m) % 12 in scale for m in midis]))
 
 
@@ -316,7 +318,7 @@ def _latent_kept_db(raw: Optional[np.ndarray], vae_ref: Optional[np.ndarray], gt
     return _snr_db(raw[keep], gt[keep]) - _snr_db(vae_ref[keep], gt[keep])
 
 
-def _music_completion_scores(audio, sr: int, spec: W.SceneSpec, join: float, world: W.WorldConfig,
+def _music_completion_scores(audio, sr: int, spec: SceneSpec, join: float, world: WorldConfig,
                              tol_ms: float = 50.0) -> Dict[str, float]:
     """Continuation metrics of a music clip whose first ``join`` seconds were given.
 
@@ -348,7 +350,7 @@ def _music_completion_scores(audio, sr: int, spec: W.SceneSpec, join: float, wor
             "instrument_vs_spec": float(continuity["after"].instrument == spec.music.instrument)}
 
 
-def _event_completion_scores(audio, sr: int, spec: W.SceneSpec, join: float, world: W.WorldConfig
+def _event_completion_scores(audio, sr: int, spec: SceneSpec, join: float, world: WorldConfig
                              ) -> Dict[str, float]:
     """The events detected (in the whole clip) with onsets after ``join`` vs the spec's events
     after it: same set of categories, same number; ``same_types``: the continuation's types were
@@ -363,7 +365,7 @@ def _event_completion_scores(audio, sr: int, spec: W.SceneSpec, join: float, wor
 
 
 def score(item: Item, audio, sr: int, *, raw=None, vae_ref=None, keep_mask: Optional[np.ndarray] = None,
-          world: W.WorldConfig = W.DEFAULT_CONFIG) -> Dict[str, float]:
+          world: WorldConfig = DEFAULT_CONFIG) -> Dict[str, float]:
     """The metrics of :data:`METRICS` (plus a few extra diagnostics) for one clip of ``item``'s task.
 
     ``audio``: the clip to score (generated, or the ground truth for the validation);

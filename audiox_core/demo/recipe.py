@@ -56,7 +56,7 @@ from typing import Any, Callable, Dict, Optional
 import torch
 
 from ..errors import AudioXError, CheckpointError, InputError
-from . import world as W
+from .world import DEFAULT_CONFIG, WorldConfig, make_dataset, render_audio
 from .model_config import DEMO_SIZES, SHIPPED_LAYOUT, DemoSizes, demo_config
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def _write_json(p: Path, obj) -> None:
 class Recipe:
     """Runs the stages into ``out`` (see the module docstring)."""
 
-    def __init__(self, out, cfg: Optional[RecipeConfig] = None, *, world: W.WorldConfig = W.DEFAULT_CONFIG,
+    def __init__(self, out, cfg: Optional[RecipeConfig] = None, *, world: WorldConfig = DEFAULT_CONFIG,
                  echo: Callable[[str], None] = lambda s: None):
         self.out = Path(out)
         self.cfg = cfg or RecipeConfig()
@@ -414,13 +414,13 @@ class Recipe:
 
 
 @torch.no_grad()
-def _latent_scale(pt, world: W.WorldConfig, seed: int, n: int = 64) -> float:
+def _latent_scale(pt, world: WorldConfig, seed: int, n: int = 64) -> float:
     """Standard deviation of the posterior means over ``n`` train-split clips (the value the
     pretransform ``scale`` gets, so the diffusion model sees unit-variance latents)."""
-    specs = W.make_dataset(n, seed + 77, "train", world)
+    specs = make_dataset(n, seed + 77, "train", world)
     zs = []
     for s in range(0, n, 8):
-        x = torch.stack([torch.from_numpy(W.render_audio(sp, cfg=world)).expand(pt.io_channels, -1)
+        x = torch.stack([torch.from_numpy(render_audio(sp, cfg=world)).expand(pt.io_channels, -1)
                          for sp in specs[s:s + 8]]).float()
         zs.append(pt.encode(x, sample=False))
     return float(torch.cat(zs).std())

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import world as W
+from .world import DEFAULT_CONFIG, SceneSpec, WorldConfig, make_dataset
 from .dataset import caption_variants
 
 __all__ = ["TextPretrainConfig", "HEADS", "caption_labels", "pretrain_t5", "evaluate"]
@@ -40,7 +40,7 @@ IGNORE = -100
 MAX_RUNS = 4  # max_events 4 → at most 4 runs of equal events
 
 
-def _heads(cfg: W.WorldConfig = W.DEFAULT_CONFIG) -> Dict[str, int]:
+def _heads(cfg: WorldConfig = DEFAULT_CONFIG) -> Dict[str, int]:
     h = {"kind": 2, "noise": 2, "n_runs": MAX_RUNS + 1}
     for i in range(MAX_RUNS):
         h[f"run{i}_count"] = 5            # 0 = no such run, 1..4
@@ -55,7 +55,7 @@ def _heads(cfg: W.WorldConfig = W.DEFAULT_CONFIG) -> Dict[str, int]:
 HEADS = _heads()
 
 
-def caption_labels(spec: W.SceneSpec, cfg: W.WorldConfig = W.DEFAULT_CONFIG) -> Dict[str, int]:
+def caption_labels(spec: SceneSpec, cfg: WorldConfig = DEFAULT_CONFIG) -> Dict[str, int]:
     """The class index of every head for the attributes ``spec``'s captions express
     (``IGNORE`` where a head does not apply: music heads on event scenes and vice versa)."""
     out = {k: IGNORE for k in _heads(cfg)}
@@ -114,7 +114,7 @@ def _encode(t5_model, tokenizer, captions: Sequence[str], max_length: int = 128)
     return h, mask.bool()
 
 
-def _batch_labels(specs, heads, world: W.WorldConfig) -> Dict[str, torch.Tensor]:
+def _batch_labels(specs, heads, world: WorldConfig) -> Dict[str, torch.Tensor]:
     labs = [caption_labels(s, world) for s in specs]
     return {k: torch.tensor([l[k] for l in labs], dtype=torch.long) for k in heads}
 
@@ -132,7 +132,7 @@ def _token_loss(logits: Dict[str, torch.Tensor], labels: Dict[str, torch.Tensor]
 
 
 def pretrain_t5(t5_model, tokenizer, cfg: Optional[TextPretrainConfig] = None, *,
-                world: W.WorldConfig = W.DEFAULT_CONFIG,
+                world: WorldConfig = DEFAULT_CONFIG,
                 callback: Optional[Callable[[int, int, dict], None]] = None) -> dict:
     """Train ``t5_model`` (a ``transformers.T5EncoderModel``, in place) with per-token attribute
     heads on captions of train-split scenes; returns ``{"steps", "seconds", "loss_last_50",
@@ -145,7 +145,7 @@ def pretrain_t5(t5_model, tokenizer, cfg: Optional[TextPretrainConfig] = None, *
     t5_model.train().requires_grad_(True)
     params = list(t5_model.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scenes = W.make_dataset(cfg.n_scenes, cfg.seed + 4242, "train", world)
+    scenes = make_dataset(cfg.n_scenes, cfg.seed + 4242, "train", world)
     rng = np.random.default_rng([cfg.seed, 0x7E47])
     losses: List[float] = []
     t0 = time.perf_counter()
@@ -174,18 +174,18 @@ def pretrain_t5(t5_model, tokenizer, cfg: Optional[TextPretrainConfig] = None, *
             "heldout": evaluate(t5_model, tokenizer, head, n=cfg.eval_scenes, seed=cfg.seed, world=world)}
 
 
-def _random_caption(spec: W.SceneSpec, rng: np.random.Generator) -> str:
+def _random_caption(spec: SceneSpec, rng: np.random.Generator) -> str:
     caps = caption_variants(spec, rng, 2)   # canonical + one varied wording
     return caps[int(rng.integers(len(caps)))]
 
 
 @torch.no_grad()
 def evaluate(t5_model, tokenizer, head: "_Heads", *, n: int = 400, seed: int = 0,
-             world: W.WorldConfig = W.DEFAULT_CONFIG, batch: int = 100) -> Dict[str, float]:
+             world: WorldConfig = DEFAULT_CONFIG, batch: int = 100) -> Dict[str, float]:
     """Per-head accuracy on captions of ``n`` test-split scenes (combinations never used for
     training), predicted from the mean of the per-token logits; ``all_event_runs``: every run's
     count, category and pitch right; ``all_music``: every music attribute right."""
-    scenes = W.make_dataset(n, seed + 9191, "test", world)
+    scenes = make_dataset(n, seed + 9191, "test", world)
     rng = np.random.default_rng([seed, 0xE7A1])
     heads = head.names
     right = {k: 0 for k in heads}

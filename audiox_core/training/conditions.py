@@ -21,7 +21,7 @@ official ``MultiConditioner`` would produce, computing on the fly only what is c
   included).
 
 :class:`Masking` holds the paper's input masking (drop video 0.6, text 0.2, audio 0.6 — the
-public code does not implement it; AUDIOX_SPEC §10) and the official CFG dropout (0.1: the
+public code does not implement it) and the official CFG dropout (0.1: the
 whole fused context of an item is replaced by zeros, after MAF).
 """
 from __future__ import annotations

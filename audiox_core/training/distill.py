@@ -1,6 +1,6 @@
 """DMD + GAN distillation of a rectified-flow teacher into a 4-step student (the AudioX-Turbo recipe).
 
-This follows TURBO_SPEC §3 (the official ``DiffusionDMDTrainingWrapperAblation`` that
+This follows the official Turbo recipe (the official ``DiffusionDMDTrainingWrapperAblation`` that
 ``train_audiox_turbo.py`` runs) step by step:
 
 **Models.**  The teacher is frozen (eval mode).  Student and "fake" (the critic that tracks the
@@ -45,7 +45,7 @@ averaged; ``"last_block"``: one head on the teacher truncated to n blocks.
 Deviations (none changes the math of an update):
 
 * no DeepSpeed / Lightning; plain AdamW skips parameters without gradient (the official DeepSpeed
-  ZeRO path may still move them by momentum / weight decay — TURBO_SPEC §3.4);
+  ZeRO path may still move them by momentum / weight decay);
 * ``all_blocks`` computes the n truncated teacher outputs in ONE pass (the output after block k of
   a truncated forward is the same tensor whatever comes after), instead of n forwards;
 * only the n used heads are built (the official builds one per block and never uses the rest);

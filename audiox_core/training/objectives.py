@@ -1,6 +1,6 @@
 """The diffusion training objective of each model, the time samplers, EMA and LR schedules.
 
-Objectives (AUDIOX_SPEC §9.1, §10; TURBO_SPEC §3.5) for clean latents ``x0``, noise ``ε`` and
+Objectives (the official training wrappers: ``v`` for AudioX and MAF, ``rectified_flow`` for Turbo) for clean latents ``x0``, noise ``ε`` and
 ``t ∈ [0, 1)`` — the network is called with the noised latents and the same ``t``::
 
     v (AudioX, AudioX-MAF, AudioX-MAF-MMDiT):  α = cos(πt/2), σ = sin(πt/2)

@@ -10,7 +10,8 @@ docs/TRAINING.md for several machines).  Every process builds the same model; th
   The forward pass of a step runs *through* that wrapper (:meth:`Parallel.forward`), which is what
   lets DDP find the parameters a step did not use (``find_unused_parameters``): their gradients
   stay ``None`` on every process and AdamW keeps skipping them (the distiller's alternating
-  student / critic updates rely on that — TURBO_SPEC §3.4).
+  student / critic updates rely on that: the official Turbo trainer steps the student only every
+  few critic updates, and parameters outside a step's graph must not move).
 * every random draw of a step is made for the *global* batch (``world × batch_size`` items, the
   same generator seed on every process) and each process keeps its own slice
   (:meth:`Parallel.shard`): data order, noise, timesteps and condition masks of N processes with
