@@ -260,7 +260,11 @@ def test_degradations_do_what_they_say():
     r = G.resample(x, SR, 44100)
     assert len(r) == 44100
     rt = G.resample(r, 44100, SR)
-    np.testing.assert_allclose(rt[200:-200], x[200:-200], atol=2e-3)
+    # torchaudio's windowed sinc (width 6, rolloff 0.99): the 6 kHz tone at 3/4 of the 8 kHz Nyquist
+    # loses ~3 % of its amplitude in the round trip, the 1 kHz tone is kept to 1e-3
+    np.testing.assert_allclose(rt[200:-200], x[200:-200], atol=0.015)
+    low = 0.5 * np.sin(2 * np.pi * 1000 * t)
+    np.testing.assert_allclose(G.resample(G.resample(low, SR, 44100), 44100, SR)[200:-200], low[200:-200], atol=1e-3)
     down = G.resample_roundtrip(x, SR, 8000)
     assert abs(np.std(down) - 0.5 / math.sqrt(2)) < 0.01  # the 6 kHz part is gone
     assert G.gain(x, -6.0206).max() == pytest.approx(x.max() / 2, rel=1e-4)

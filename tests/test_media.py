@@ -708,3 +708,22 @@ def test_mux_errors(tmp_path):
         mux_audio_into_video(src, torch.zeros(1, 100), 16000, tmp_path / "o.avi")
     with pytest.raises(InputError, match="past the end"):
         mux_audio_into_video(src, torch.zeros(1, 100), 16000, tmp_path / "o.mp4", start=5)
+
+
+def test_cover_size_is_torchvision_resize_rule_and_covers_the_target():
+    """One size rule for center_crop and the Synchformer's Resize(int): the limiting side gets its
+    target exactly, the other int(target · other / side) — torchvision's truncation.  The old
+    center_crop rule int(other · (target / side)) gave one pixel less for e.g. 5×330 → 224."""
+    from audiox_core.media.frames import cover_size, resize_short_side
+    assert cover_size(480, 854, 224, 224) == (224, 398)
+    assert resize_short_side(333, 500, 224) == (224, 336)
+    assert cover_size(5, 330, 224, 224) == (224, 14784) != (224, int(330 * (224 / 5)))
+    for h in range(1, 300, 7):
+        for w in range(1, 300, 11):
+            for th, tw in ((224, 224), (32, 48), (50, 20)):
+                rh, rw = cover_size(h, w, th, tw)
+                assert rh >= th and rw >= tw
+                assert rh == th or rw == tw  # one side is exact
+                if th == tw:
+                    short = min(h, w)
+                    assert (rh, rw) == ((th, int(th * w / h)) if h == short else (int(tw * h / w), tw))

@@ -1,7 +1,7 @@
 """Mild degradations used to check that the detectors survive what a VAE or a generator does.
 
 All functions take and return float mono or multi-channel numpy arrays ``[..., N]`` and are
-numpy-only (FFT-domain filtering and resampling, no scipy).
+numpy (FFT-domain filtering; resampling through the library's resampler, no scipy).
 """
 from __future__ import annotations
 
@@ -9,32 +9,22 @@ import math
 from typing import Callable
 
 import numpy as np
+import torch
 
 from ..errors import InputError
+from ..media.audio import resample as media_resample
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    """Band-limited resampling of the whole signal by zero-padding / truncating its spectrum
-    (the bins above the lower Nyquist are tapered over the top 5 % to avoid ringing).
-    Output length is ``round(N * sr_out / sr_in)``."""
+    """Band-limited resampling (float64): the library's one resampler,
+    :func:`audiox_core.media.audio.resample` (torchaudio's windowed sinc), on numpy arrays.
+    Output length is ``ceil(N * sr_out / sr_in)``."""
     x = np.asarray(x, dtype=np.float64)
-    if sr_in == sr_out:
-        return x.copy()
     if sr_in <= 0 or sr_out <= 0:
         raise InputError(f"sample rates must be positive, got {sr_in} -> {sr_out}")
-    n = x.shape[-1]
-    m = int(round(n * sr_out / sr_in))
-    if n == 0 or m == 0:
-        return np.zeros(x.shape[:-1] + (m,))
-    spec = np.fft.rfft(x, axis=-1)
-    k_keep = min(spec.shape[-1], m // 2 + 1)
-    out = np.zeros(x.shape[:-1] + (m // 2 + 1,), dtype=complex)
-    out[..., :k_keep] = spec[..., :k_keep]
-    taper_start = int(0.95 * k_keep)
-    if k_keep - taper_start > 1:
-        w = 0.5 * (1 + np.cos(np.linspace(0, np.pi, k_keep - taper_start)))
-        out[..., taper_start:k_keep] *= w
-    return np.fft.irfft(out, n=m, axis=-1) * (m / n)
+    if sr_in == sr_out:
+        return x.copy()
+    return media_resample(torch.from_numpy(x), int(sr_in), int(sr_out)).numpy()
 
 
 def lowpass(x: np.ndarray, sr: int, cutoff: float = 4000.0, width: float = 0.15) -> np.ndarray:

@@ -2,8 +2,8 @@
 
 :class:`FrameSample` (what both return), the argument checks, PyAV frame → uint8 ``[3, H, W]``,
 and :func:`resize_frame`: ``"stretch"`` resizes straight to the target (bilinear, antialiased);
-``"center_crop"`` scales so the target is covered (the long side truncated to an integer), then
-crops the centre (:func:`center_crop_offsets`).  The torchvision rules the conditioners need live
+``"center_crop"`` scales so the target is covered (:func:`cover_size`, torchvision's
+``Resize`` rule), then crops the centre (:func:`center_crop_offsets`).  The torchvision rules the conditioners need live
 here too: :func:`resize_short_side` (``Resize(int)``) and :func:`center_crop_offsets`
 (``CenterCrop``).
 """
@@ -72,22 +72,26 @@ def resize_frame(chw: torch.Tensor, size: SizeArg, resize_mode: str = "stretch")
         return x[0]
     if resize_mode != "center_crop":
         raise InputError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
-    scale = max(th / h, tw / w)
-    # scale so the target is covered, the long side truncated (torchvision's Resize(int) computes
-    # int(short · long / short_in) instead, which can be one pixel more: see resize_short_side)
-    rh, rw = max(th, int(h * scale)), max(tw, int(w * scale))
+    rh, rw = cover_size(h, w, th, tw)
     if (rh, rw) != (h, w):
         x = F.interpolate(x, size=(rh, rw), mode="bilinear", align_corners=False, antialias=True)
     top, left = center_crop_offsets(rh, rw, th, tw)
     return x[0, :, top:top + th, left:left + tw]
 
 
+def cover_size(h: int, w: int, th: int, tw: int) -> Tuple[int, int]:
+    """The smallest aspect-keeping size of an ``h × w`` picture that covers ``th × tw``, by
+    torchvision's rule: the limiting side becomes its target exactly, the other side
+    ``int(target · other / side)`` (truncated).  For a square target this is ``Resize(int)``."""
+    if th * w >= tw * h:  # th / h >= tw / w: the height limits
+        return th, max(tw, int(th * w / h))
+    return max(th, int(tw * h / w)), tw
+
+
 def resize_short_side(h: int, w: int, short: int) -> Tuple[int, int]:
     """torchvision ``Resize(short)``: the short side becomes ``short``, the long side
     ``int(short · long / short_in)`` (truncated)."""
-    if w <= h:
-        return int(short * h / w), short
-    return short, int(short * w / h)
+    return cover_size(h, w, short, short)
 
 
 def center_crop_offsets(h: int, w: int, th: int, tw: int) -> Tuple[int, int]:
