@@ -15,10 +15,10 @@ import os
 from ..audiox_core.errors import AudioXError, CheckpointError
 from . import comfy_compat
 from .common import (CATEGORY, CLIP_VISION, DTYPE_OPTIONS, DTYPE_TOOLTIP, MODEL, SYNCHFORMER, T5, VAE,
-                     ClipVisionFile, ModelBundle, SynchformerBundle, T5Bundle, VAEBundle, about_input,
-                     expect, node_error, node_function, resolve_dtype)
-from .model_files import (TOKENIZER_FILES, file_present, list_audiox_files, list_files_of_kind,
-                          list_text_encoders, pick_file)
+                     ClipVisionFile, ModelBundle, SynchformerBundle, T5Bundle, VAEBundle, about_input, bool_input,
+                     choice_input, expect, int_input, node_error, node_function, resolve_dtype, socket_input)
+from .model_files import file_present, list_audiox_files, list_files_of_kind, list_text_encoders, pick_file
+from .values import model_parts  # noqa: F401 (AudioX Distill builds its student's bundle with it)
 
 log = logging.getLogger(__name__)
 
@@ -27,29 +27,33 @@ MODEL_DTYPE_OPTIONS = DTYPE_OPTIONS + [FP8]
 MODEL_DTYPE_TOOLTIP = (DTYPE_TOOLTIP + " fp8_e4m3fn: the transformer blocks' weights are stored in 8 bits (half of "
                        "bf16, for 8 GB cards) and cast per layer to the compute dtype (bf16 on a GPU that supports "
                        "it, else fp16; fp32 on the CPU); slightly less exact; no LoRAs or training on such a model.")
+KEEP_TOOLTIP = ("On: after use the weights stay on the GPU until ComfyUI needs the memory for something else "
+                "(fast re-runs). Off: they go back to the CPU as soon as the node that used them finishes "
+                "(less VRAM, slower).")
+KEEP_ON_GPU_INPUT = bool_input(True, KEEP_TOOLTIP, label_on="keep on GPU", label_off="offload after use")
+OTHER_LOADER_HINTS = {"vae": " — load it with AudioX VAE Loader", "t5": " — load it with AudioX T5 Loader",
+                      "synchformer": " — load it with AudioX Synchformer Loader",
+                      "clip_vision": " — load it with AudioX CLIP Vision Loader"}
+VAE_HINTS = {"audiox": " — an AudioX checkpoint brings its own VAE: use the 'vae' output of AudioX Model Loader"}
+CKPT_TOOLTIP = ("Checkpoint in models/audiox (.safetensors, or .ckpt/.pth loaded safely with weights_only). The "
+                "official model.ckpt / audiox_turbo.ckpt load unchanged.")
+VAE_INPUT_TOOLTIP = ("A separate VAE file (AudioX VAE Loader). Needed for checkpoints saved without their VAE, such "
+                     "as the official audiox_turbo.ckpt (vae.ckpt); when given it replaces the checkpoint's own VAE.")
+
 
 def _offload(keep_on_gpu: bool):
     return None if keep_on_gpu else True
 
 
-KEEP_TOOLTIP = ("On: after use the weights stay on the GPU until ComfyUI needs the memory for something else "
-                "(fast re-runs). Off: they go back to the CPU as soon as the node that used them finishes "
-                "(less VRAM, slower).")
-
-
-OTHER_LOADER_HINTS = {"vae": " — load it with AudioX VAE Loader", "t5": " — load it with AudioX T5 Loader",
-                      "synchformer": " — load it with AudioX Synchformer Loader",
-                      "clip_vision": " — load it with AudioX CLIP Vision Loader"}
-
-
-def model_parts(model) -> dict:
-    """One ComfyUI model handle per part of an AudioX model (backbone, conditioner, VAE, MAF)."""
-    parts = {"backbone": comfy_compat.wrap_model(model.model),
-             "conditioner": comfy_compat.wrap_model(model.conditioner),
-             "vae": comfy_compat.wrap_model(model.pretransform)}
-    if model.maf_block is not None:
-        parts["maf"] = comfy_compat.wrap_model(model.maf_block)
-    return parts
+def _file_kind(node: str, input_name: str, path, name: str, kinds: tuple, what: str, hints: dict):
+    """What weights file ``path`` (input ``input_name``, chosen as ``name``) is; refused unless one of ``kinds``."""
+    from ..audiox_core.checkpoint import classify_keys
+    from ..audiox_core.weights import WeightSource
+    with about_input(node, input_name):
+        kind = classify_keys(WeightSource(path).keys())
+    if kind.kind not in kinds:
+        raise node_error(node, input_name, f"'{name}' is {kind.description}, not {what}" + hints.get(kind.kind, ""))
+    return kind
 
 
 def _load_checkpoint(node: str, path, ckpt_name: str, weights_dtype, vae, clip_vision):
@@ -77,6 +81,15 @@ def _load_checkpoint(node: str, path, ckpt_name: str, weights_dtype, vae, clip_v
         raise node_error(node, culprit if culprit in ("vae", "clip_vision") else "ckpt_name", str(e)) from e
 
 
+def _check_separate_files(node: str, vae, clip_vision) -> None:
+    if vae is not None:
+        expect(vae, VAEBundle, node, "vae", "an AUDIOX_VAE from AudioX VAE Loader")
+        if not vae.path:
+            raise node_error(node, "vae", "must come from AudioX VAE Loader (a file), not from another model")
+    if clip_vision is not None:
+        expect(clip_vision, ClipVisionFile, node, "clip_vision", "an AUDIOX_CLIP_VISION")
+
+
 # ============================================================================================
 class AudioXModelLoader:
     DISPLAY_NAME = "AudioX Model Loader"
@@ -93,22 +106,16 @@ class AudioXModelLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        files = list_audiox_files()
         return {
             "required": {
-                "ckpt_name": (files, {"tooltip": "Checkpoint in models/audiox (.safetensors, or .ckpt/.pth loaded "
-                                                 "safely with weights_only). The official model.ckpt / "
-                                                 "audiox_turbo.ckpt load unchanged."}),
-                "dtype": (MODEL_DTYPE_OPTIONS, {"default": "auto", "tooltip": MODEL_DTYPE_TOOLTIP}),
-                "keep_on_gpu": ("BOOLEAN", {"default": True, "label_on": "keep on GPU",
-                                            "label_off": "offload after use", "tooltip": KEEP_TOOLTIP}),
+                "ckpt_name": socket_input(list_audiox_files(), CKPT_TOOLTIP),
+                "dtype": choice_input(MODEL_DTYPE_OPTIONS, "auto", MODEL_DTYPE_TOOLTIP),
+                "keep_on_gpu": KEEP_ON_GPU_INPUT,
             },
             "optional": {
-                "vae": (VAE, {"tooltip": "A separate VAE file (AudioX VAE Loader). Needed for checkpoints saved "
-                                         "without their VAE, such as the official audiox_turbo.ckpt (vae.ckpt); "
-                                         "when given it replaces the checkpoint's own VAE."}),
-                "clip_vision": (CLIP_VISION, {"tooltip": "CLIP ViT-B/32 vision weights (AudioX CLIP Vision "
-                                                         "Loader), for checkpoints saved without the CLIP tower."}),
+                "vae": socket_input(VAE, VAE_INPUT_TOOLTIP),
+                "clip_vision": socket_input(CLIP_VISION, "CLIP ViT-B/32 vision weights (AudioX CLIP Vision "
+                                                         "Loader), for checkpoints saved without the CLIP tower."),
             },
         }
 
@@ -118,31 +125,20 @@ class AudioXModelLoader:
 
     @node_function
     def load(self, ckpt_name, dtype="auto", keep_on_gpu=True, vae=None, clip_vision=None):
-        from ..audiox_core.checkpoint import classify_keys
-        from ..audiox_core.weights import WeightSource
+        from ..audiox_core.acceleration import backbone_weights_fp8, fp8_available
         node = self.DISPLAY_NAME
         path = pick_file(node, "ckpt_name", "audiox", ckpt_name)
-        if vae is not None:
-            expect(vae, VAEBundle, node, "vae", "an AUDIOX_VAE from AudioX VAE Loader")
-            if not vae.path:
-                raise node_error(node, "vae", "must come from AudioX VAE Loader (a file), not from another model")
-        if clip_vision is not None:
-            expect(clip_vision, ClipVisionFile, node, "clip_vision", "an AUDIOX_CLIP_VISION")
-        with about_input(node, "ckpt_name"):
-            kind = classify_keys(WeightSource(path).keys())
-        if kind.kind not in ("audiox", "audiox_training"):
-            raise node_error(node, "ckpt_name", f"'{ckpt_name}' is {kind.description}, not an AudioX model"
-                             + OTHER_LOADER_HINTS.get(kind.kind, ""))
-        wdtype = resolve_dtype("auto" if dtype == FP8 else dtype)
+        _check_separate_files(node, vae, clip_vision)
+        _file_kind(node, "ckpt_name", path, ckpt_name, ("audiox", "audiox_training"), "an AudioX model",
+                   OTHER_LOADER_HINTS)
+        weights_dtype = resolve_dtype("auto" if dtype == FP8 else dtype)
+        if dtype == FP8 and not fp8_available():
+            raise node_error(node, "dtype", "fp8_e4m3fn needs a PyTorch with float8 types (≥ 2.1)")
+        model = _load_checkpoint(node, path, ckpt_name, weights_dtype, vae, clip_vision)
         if dtype == FP8:
-            from ..audiox_core.acceleration import fp8_available
-            if not fp8_available():
-                raise node_error(node, "dtype", "fp8_e4m3fn needs a PyTorch with float8 types (≥ 2.1)")
-        model = _load_checkpoint(node, path, ckpt_name, wdtype, vae, clip_vision)
-        if dtype == FP8:
-            from ..audiox_core.acceleration import backbone_weights_fp8
-            n = backbone_weights_fp8(model, wdtype)
-            model.info["dtype"] = f"fp8_e4m3fn storage ({n} layers), {str(wdtype).replace('torch.', '')} compute"
+            layers = backbone_weights_fp8(model, weights_dtype)
+            compute = str(weights_dtype).replace("torch.", "")
+            model.info["dtype"] = f"fp8_e4m3fn storage ({layers} layers), {compute} compute"
         parts = model_parts(model)
         bundle = ModelBundle(model, parts, _offload(keep_on_gpu), name=os.path.basename(ckpt_name))
         vae_out = VAEBundle(model.pretransform, parts["vae"], bundle.sample_rate, bundle.offload_after,
@@ -167,13 +163,11 @@ class AudioXVAELoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "vae_name": (list_files_of_kind("audiox", ("vae",)), {"tooltip": "VAE file in models/audiox (VAE.ckpt, vae.ckpt or a "
-                                                          ".safetensors conversion)."}),
-            "sample_rate": ("INT", {"default": 44100, "min": 8000, "max": 192000, "step": 1,
-                                    "tooltip": "The rate the VAE was trained at (44100 for every released AudioX "
-                                               "VAE); a VAE file does not store it."}),
-            "keep_on_gpu": ("BOOLEAN", {"default": True, "label_on": "keep on GPU", "label_off": "offload after use",
-                                        "tooltip": KEEP_TOOLTIP}),
+            "vae_name": socket_input(list_files_of_kind("audiox", ("vae",)),
+                                     "VAE file in models/audiox (VAE.ckpt, vae.ckpt or a .safetensors conversion)."),
+            "sample_rate": int_input(44100, 8000, 192000, "The rate the VAE was trained at (44100 for every released "
+                                     "AudioX VAE); a VAE file does not store it.", step=1),
+            "keep_on_gpu": KEEP_ON_GPU_INPUT,
         }}
 
     @classmethod
@@ -182,18 +176,13 @@ class AudioXVAELoader:
 
     @node_function
     def load(self, vae_name, sample_rate=44100, keep_on_gpu=True):
-        from ..audiox_core.checkpoint import classify_keys, load_vae
-        from ..audiox_core.weights import WeightSource
+        from ..audiox_core.checkpoint import load_vae
         node = self.DISPLAY_NAME
         path = pick_file(node, "vae_name", "audiox", vae_name)
+        _file_kind(node, "vae_name", path, vae_name, ("vae",), "a VAE", VAE_HINTS)
         with about_input(node, "vae_name"):
-            kind = classify_keys(WeightSource(path).keys())
-            if kind.kind != "vae":
-                raise node_error(node, "vae_name", f"'{vae_name}' is {kind.description}, not a VAE"
-                                 + (" — an AudioX checkpoint brings its own VAE: use the 'vae' output of AudioX "
-                                    "Model Loader" if kind.kind == "audiox" else ""))
-            pt = load_vae(path, device=comfy_compat.unet_offload_device())
-        return (VAEBundle(pt, comfy_compat.wrap_model(pt), int(sample_rate), _offload(keep_on_gpu),
+            pretransform = load_vae(path, device=comfy_compat.unet_offload_device())
+        return (VAEBundle(pretransform, comfy_compat.wrap_model(pretransform), int(sample_rate), _offload(keep_on_gpu),
                           name=os.path.basename(vae_name), path=str(path)),)
 
 
@@ -212,12 +201,11 @@ class AudioXT5Loader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "t5_name": (list_text_encoders(), {"tooltip": "A T5 folder or file in models/text_encoders (the demo "
-                                                          "model's demo_t5 is listed too)."}),
-            "dtype": (DTYPE_OPTIONS, {"default": "auto", "tooltip": "Precision of T5. auto: fp16 on a GPU (as the "
-                                                                    "official), fp32 on the CPU."}),
-            "keep_on_gpu": ("BOOLEAN", {"default": True, "label_on": "keep on GPU", "label_off": "offload after use",
-                                        "tooltip": KEEP_TOOLTIP}),
+            "t5_name": socket_input(list_text_encoders(), "A T5 folder or file in models/text_encoders (the demo "
+                                                          "model's demo_t5 is listed too)."),
+            "dtype": choice_input(DTYPE_OPTIONS, "auto", "Precision of T5. auto: fp16 on a GPU (as the official), "
+                                                         "fp32 on the CPU."),
+            "keep_on_gpu": KEEP_ON_GPU_INPUT,
         }}
 
     @classmethod
@@ -229,18 +217,16 @@ class AudioXT5Loader:
         import torch
 
         from ..audiox_core.conditioning.t5 import T5TextEncoder
+        from ..audiox_core.model_folders import needs_outside_tokenizer
         node = self.DISPLAY_NAME
         path = pick_file(node, "t5_name", "text_encoders", t5_name)
-        tok = None
-        folder = path if path.is_dir() else path.parent
-        if path.is_file() and not any((folder / n).is_file() for n in TOKENIZER_FILES):
-            tok = comfy_compat.comfy_t5_tokenizer_dir()
-        dev = comfy_compat.get_torch_device()
-        wdtype = (torch.float16 if dev.type != "cpu" else torch.float32) if dtype == "auto" else resolve_dtype(dtype)
+        tokenizer = comfy_compat.comfy_t5_tokenizer_dir() if needs_outside_tokenizer(path) else None
+        on_cpu = comfy_compat.get_torch_device().type == "cpu"
+        weights_dtype = (torch.float32 if on_cpu else torch.float16) if dtype == "auto" else resolve_dtype(dtype)
         with about_input(node, "t5_name"):
-            enc = T5TextEncoder.from_local(path, dtype=wdtype, device=comfy_compat.unet_offload_device(),
-                                           tokenizer_path=tok, expected_dim=None)
-        return (T5Bundle(enc, comfy_compat.wrap_model(enc.model), _offload(keep_on_gpu), name=t5_name),)
+            encoder = T5TextEncoder.from_local(path, dtype=weights_dtype, device=comfy_compat.unet_offload_device(),
+                                               tokenizer_path=tokenizer, expected_dim=None)
+        return (T5Bundle(encoder, comfy_compat.wrap_model(encoder.model), _offload(keep_on_gpu), name=t5_name),)
 
 
 # ============================================================================================
@@ -256,21 +242,15 @@ class AudioXCLIPVisionLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"clip_name": (list_files_of_kind("clip_vision", ("clip_vision",)), {
-            "tooltip": "openai/clip-vit-base-patch32 vision weights (e.g. clip_vision_b32.safetensors or the "
-                       "full CLIP model file)."})}}
+        return {"required": {"clip_name": socket_input(list_files_of_kind("clip_vision", ("clip_vision",)),
+                                                       "openai/clip-vit-base-patch32 vision weights (e.g. "
+                                                       "clip_vision_b32.safetensors or the full CLIP model file).")}}
 
     @node_function
     def load(self, clip_name):
-        from ..audiox_core.checkpoint import classify_keys
-        from ..audiox_core.weights import WeightSource
         node = self.DISPLAY_NAME
         path = pick_file(node, "clip_name", "clip_vision", clip_name)
-        with about_input(node, "clip_name"):
-            src = WeightSource(path)
-            kind = classify_keys(src.keys())
-        if kind.kind != "clip_vision":
-            raise node_error(node, "clip_name", f"'{clip_name}' is {kind.description}, not a CLIP vision model")
+        kind = _file_kind(node, "clip_name", path, clip_name, ("clip_vision",), "a CLIP vision model", {})
         return (ClipVisionFile(str(path), kind.description),)
 
 
@@ -289,10 +269,10 @@ class AudioXSynchformerLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "synchformer_name": (list_files_of_kind("audiox", ("synchformer",)), {"tooltip": "synchformer_state_dict.pth in models/audiox."}),
-            "dtype": (DTYPE_OPTIONS, {"default": "auto", "tooltip": DTYPE_TOOLTIP}),
-            "keep_on_gpu": ("BOOLEAN", {"default": True, "label_on": "keep on GPU", "label_off": "offload after use",
-                                        "tooltip": KEEP_TOOLTIP}),
+            "synchformer_name": socket_input(list_files_of_kind("audiox", ("synchformer",)),
+                                             "synchformer_state_dict.pth in models/audiox."),
+            "dtype": choice_input(DTYPE_OPTIONS, "auto", DTYPE_TOOLTIP),
+            "keep_on_gpu": KEEP_ON_GPU_INPUT,
         }}
 
     @classmethod
@@ -305,8 +285,9 @@ class AudioXSynchformerLoader:
         node = self.DISPLAY_NAME
         path = pick_file(node, "synchformer_name", "audiox", synchformer_name)
         with about_input(node, "synchformer_name"):
-            sf = Synchformer.from_file(path, dtype=resolve_dtype(dtype), device=comfy_compat.unet_offload_device())
-        return (SynchformerBundle(sf, comfy_compat.wrap_model(sf), _offload(keep_on_gpu), name=synchformer_name),)
+            module = Synchformer.from_file(path, dtype=resolve_dtype(dtype), device=comfy_compat.unet_offload_device())
+        return (SynchformerBundle(module, comfy_compat.wrap_model(module), _offload(keep_on_gpu),
+                                  name=synchformer_name),)
 
 
 NODE_CLASS_MAPPINGS = {
