@@ -1,7 +1,8 @@
 """A loaded AudioX model in use: its parts, what it is, and what is applied to it for one block.
 
-:class:`LoadedModelProperties` gives any holder of a model (``.model``, ``.name``) the facts the
-nodes ask about it (variant, role, window, whether video needs sync features) and a description.
+:class:`ModelInUse` gives a holder of a model (``.model``, ``.name``, its LoRAs and compile mode)
+the facts callers ask about it (variant, role, window, whether video needs sync features), a
+description and copies with other LoRAs or compile mode.
 :func:`part_modules` names the networks a memory manager moves separately.  For one block only,
 :func:`backbone_compiled_during` runs the backbone ``torch.compile``d and :func:`loras_applied`
 attaches (and optionally merges) LoRAs; both undo everything after the block, so every other
@@ -10,6 +11,7 @@ holder of the same model object keeps computing the base model.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Any, Optional
 
 from .errors import InputError
@@ -29,11 +31,17 @@ def part_modules(model) -> dict:
     return parts
 
 
-class LoadedModelProperties:
-    """Facts about ``self.model`` (an AudioX model) for a class that holds one and a ``name``."""
+class ModelInUse:
+    """Base of a dataclass that holds a loaded AudioX model (``model``, ``name``) with the settings
+    it runs with (``loras``: ``((LoRA, strength), ...)``, ``merge_loras``, ``compile_mode``): facts
+    about the model, a description, and copies of the holder with other settings (same model
+    object, nothing loaded again)."""
 
     model: Any
     name: str
+    loras: tuple
+    merge_loras: bool
+    compile_mode: Optional[str]
 
     @property
     def config(self):
@@ -80,6 +88,18 @@ class LoadedModelProperties:
                  f"weights {info.get('dtype', '?')}; config from {info.get('config_from', '?')}"]
         lines += [f"note: {n}" for n in info.get("notes", [])]
         return "\n".join(lines)
+
+    def with_compile(self, mode: Optional[str], name: str):
+        """A copy whose backbone runs ``torch.compile``d (``mode``; None: eager)."""
+        return dataclasses.replace(self, compile_mode=mode, name=name)
+
+    def with_loras(self, loras: tuple, merge: bool, name: str):
+        """A copy (same weights, same device handles) with ``loras`` applied."""
+        return dataclasses.replace(self, loras=tuple(loras), merge_loras=bool(merge), name=name)
+
+    def __repr__(self) -> str:  # short: hosts print a failing step's inputs in their error reports
+        return (f"{type(self).__name__}({self.name!r}, {self.variant}{', ' + self.role if self.role else ''}"
+                f"{f', {len(self.loras)} LoRA(s)' if self.loras else ''})")
 
 
 @contextlib.contextmanager

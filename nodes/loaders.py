@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import os
 
+import torch
+
 from ..audiox_core.errors import AudioXError, CheckpointError
 from . import comfy_compat
 from .common import (CATEGORY, CLIP_VISION, DTYPE_OPTIONS, DTYPE_TOOLTIP, MODEL, SYNCHFORMER, T5, VAE,
@@ -35,6 +37,14 @@ OTHER_LOADER_HINTS = {"vae": " — load it with AudioX VAE Loader", "t5": " — 
                       "synchformer": " — load it with AudioX Synchformer Loader",
                       "clip_vision": " — load it with AudioX CLIP Vision Loader"}
 VAE_HINTS = {"audiox": " — an AudioX checkpoint brings its own VAE: use the 'vae' output of AudioX Model Loader"}
+LOAD_ERROR_INPUTS = {"vae": "vae", "missing_vae": "vae", "clip_vision": "clip_vision",
+                     "missing_clip_vision": "clip_vision", "checkpoint": "ckpt_name"}
+LOAD_ERROR_MESSAGES = {  # for CheckpointError; other errors keep their own message
+    "vae": "'{vae}' does not fit '{checkpoint}': {error}", "clip_vision": "does not fit '{checkpoint}': {error}",
+    "missing_vae": "is not connected, but '{checkpoint}' has no VAE weights: load vae.ckpt / VAE.ckpt with AudioX "
+                   "VAE Loader and connect it",
+    "missing_clip_vision": "is not connected, but '{checkpoint}' has no CLIP vision tower: load CLIP ViT-B/32 with "
+                           "AudioX CLIP Vision Loader and connect it"}
 CKPT_TOOLTIP = ("Checkpoint in models/audiox (.safetensors, or .ckpt/.pth loaded safely with weights_only). The "
                 "official model.ckpt / audiox_turbo.ckpt load unchanged.")
 VAE_INPUT_TOOLTIP = ("A separate VAE file (AudioX VAE Loader). Needed for checkpoints saved without their VAE, such "
@@ -58,27 +68,16 @@ def _file_kind(node: str, input_name: str, path, name: str, kinds: tuple, what: 
 
 def _load_checkpoint(node: str, path, ckpt_name: str, weights_dtype, vae, clip_vision):
     """The model of ``path``; a VAE / CLIP vision file that does not fit is named as that input."""
-    from ..audiox_core.checkpoint import load_model
+    from ..audiox_core.checkpoint import load_error_source, load_model
     try:
         return load_model(path, dtype=weights_dtype, device=comfy_compat.unet_offload_device(),
                           vae=vae.path if vae is not None else None,
                           clip_vision=clip_vision.path if clip_vision is not None else None)
-    except CheckpointError as e:
-        message, culprit = str(e), getattr(e, "culprit", None)
-        if culprit == "vae":
-            raise node_error(node, "vae", f"'{vae.name}' does not fit '{ckpt_name}': {message}") from e
-        if culprit == "clip_vision":
-            raise node_error(node, "clip_vision", f"does not fit '{ckpt_name}': {message}") from e
-        if "no VAE weights" in message:
-            raise node_error(node, "vae", f"is not connected, but '{ckpt_name}' has no VAE weights: load "
-                             "vae.ckpt / VAE.ckpt with AudioX VAE Loader and connect it") from e
-        if "no CLIP vision tower" in message:
-            raise node_error(node, "clip_vision", f"is not connected, but '{ckpt_name}' has no CLIP vision "
-                             "tower: load CLIP ViT-B/32 with AudioX CLIP Vision Loader and connect it") from e
-        raise node_error(node, "ckpt_name", message) from e
     except AudioXError as e:
-        culprit = getattr(e, "culprit", None)
-        raise node_error(node, culprit if culprit in ("vae", "clip_vision") else "ckpt_name", str(e)) from e
+        source = load_error_source(e)
+        message = LOAD_ERROR_MESSAGES.get(source, "{error}") if isinstance(e, CheckpointError) else "{error}"
+        raise node_error(node, LOAD_ERROR_INPUTS[source], message.format(
+            error=e, checkpoint=ckpt_name, vae=getattr(vae, "name", ""))) from e
 
 
 def _check_separate_files(node: str, vae, clip_vision) -> None:
@@ -90,19 +89,22 @@ def _check_separate_files(node: str, vae, clip_vision) -> None:
         expect(clip_vision, ClipVisionFile, node, "clip_vision", "an AUDIOX_CLIP_VISION")
 
 
-# ============================================================================================
-class AudioXModelLoader:
+class LoaderNode:
+    """What every loader node declares alike."""
+    CATEGORY = f"{CATEGORY}/loaders"
+    FUNCTION = "load"
+
+
+class AudioXModelLoader(LoaderNode):
     DISPLAY_NAME = "AudioX Model Loader"
     DESCRIPTION = ("Loads an AudioX checkpoint from models/audiox (or the pack's demo model). The variant — AudioX, "
                    "AudioX-MAF, AudioX-MAF-MMDiT or AudioX-Turbo (student or base) — is detected from the "
                    "file's weights, not its name.")
-    CATEGORY = f"{CATEGORY}/loaders"
     RETURN_TYPES = (MODEL, VAE, "STRING")
     RETURN_NAMES = ("model", "vae", "info")
     OUTPUT_TOOLTIPS = ("The AudioX model (backbone, conditioners, MAF).",
                        "The model's own VAE, for AudioX VAE Encode/Decode.",
                        "What was detected: variant, sample rate, window, conditions.")
-    FUNCTION = "load"
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -125,7 +127,7 @@ class AudioXModelLoader:
 
     @node_function
     def load(self, ckpt_name, dtype="auto", keep_on_gpu=True, vae=None, clip_vision=None):
-        from ..audiox_core.acceleration import backbone_weights_fp8, fp8_available
+        from ..audiox_core.acceleration import fp8_available, loaded_backbone_fp8
         node = self.DISPLAY_NAME
         path = pick_file(node, "ckpt_name", "audiox", ckpt_name)
         _check_separate_files(node, vae, clip_vision)
@@ -136,9 +138,7 @@ class AudioXModelLoader:
             raise node_error(node, "dtype", "fp8_e4m3fn needs a PyTorch with float8 types (≥ 2.1)")
         model = _load_checkpoint(node, path, ckpt_name, weights_dtype, vae, clip_vision)
         if dtype == FP8:
-            layers = backbone_weights_fp8(model, weights_dtype)
-            compute = str(weights_dtype).replace("torch.", "")
-            model.info["dtype"] = f"fp8_e4m3fn storage ({layers} layers), {compute} compute"
+            loaded_backbone_fp8(model, weights_dtype)
         parts = model_parts(model)
         bundle = ModelBundle(model, parts, _offload(keep_on_gpu), name=os.path.basename(ckpt_name))
         vae_out = VAEBundle(model.pretransform, parts["vae"], bundle.sample_rate, bundle.offload_after,
@@ -148,17 +148,14 @@ class AudioXModelLoader:
         return {"ui": {"text": [info]}, "result": (bundle, vae_out, info)}
 
 
-# ============================================================================================
-class AudioXVAELoader:
+class AudioXVAELoader(LoaderNode):
     DISPLAY_NAME = "AudioX VAE Loader"
     DESCRIPTION = ("Loads an Oobleck VAE file (the official VAE.ckpt / vae.ckpt) from models/audiox. Connect it to "
                    "AudioX Model Loader for checkpoints without a VAE (AudioX-Turbo), or use it directly with "
                    "AudioX VAE Encode/Decode.")
-    CATEGORY = f"{CATEGORY}/loaders"
     RETURN_TYPES = (VAE,)
     RETURN_NAMES = ("vae",)
     OUTPUT_TOOLTIPS = ("The VAE.",)
-    FUNCTION = "load"
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -186,17 +183,14 @@ class AudioXVAELoader:
                           name=os.path.basename(vae_name), path=str(path)),)
 
 
-# ============================================================================================
-class AudioXT5Loader:
+class AudioXT5Loader(LoaderNode):
     DISPLAY_NAME = "AudioX T5 Loader"
     DESCRIPTION = ("Loads the T5 text encoder from models/text_encoders: a Hugging Face folder (config.json, "
                    "model.safetensors, tokenizer) or a single t5-base file such as ComfyUI's t5_base.safetensors "
                    "(its tokenizer then comes with ComfyUI). Every released AudioX model uses t5-base.")
-    CATEGORY = f"{CATEGORY}/loaders"
     RETURN_TYPES = (T5,)
     RETURN_NAMES = ("t5",)
     OUTPUT_TOOLTIPS = ("The text encoder, for AudioX Text Encoder.",)
-    FUNCTION = "load"
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -214,8 +208,6 @@ class AudioXT5Loader:
 
     @node_function
     def load(self, t5_name, dtype="auto", keep_on_gpu=True):
-        import torch
-
         from ..audiox_core.conditioning.t5 import T5TextEncoder
         from ..audiox_core.model_folders import needs_outside_tokenizer
         node = self.DISPLAY_NAME
@@ -229,16 +221,13 @@ class AudioXT5Loader:
         return (T5Bundle(encoder, comfy_compat.wrap_model(encoder.model), _offload(keep_on_gpu), name=t5_name),)
 
 
-# ============================================================================================
-class AudioXCLIPVisionLoader:
+class AudioXCLIPVisionLoader(LoaderNode):
     DISPLAY_NAME = "AudioX CLIP Vision Loader"
     DESCRIPTION = ("Picks CLIP ViT-B/32 vision weights from models/clip_vision (Hugging Face or OpenAI layout) for "
                    "AudioX checkpoints saved without their CLIP tower. Connect it to AudioX Model Loader.")
-    CATEGORY = f"{CATEGORY}/loaders"
     RETURN_TYPES = (CLIP_VISION,)
     RETURN_NAMES = ("clip_vision",)
     OUTPUT_TOOLTIPS = ("The CLIP vision file, for AudioX Model Loader's clip_vision input.",)
-    FUNCTION = "load"
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -254,17 +243,14 @@ class AudioXCLIPVisionLoader:
         return (ClipVisionFile(str(path), kind.description),)
 
 
-# ============================================================================================
-class AudioXSynchformerLoader:
+class AudioXSynchformerLoader(LoaderNode):
     DISPLAY_NAME = "AudioX Synchformer Loader"
     DESCRIPTION = ("Loads the Synchformer visual extractor (synchformer_state_dict.pth, the file MMAudio also uses) "
                    "from models/audiox. AudioX-MAF, -MAF-MMDiT and Turbo condition on its sync features when "
                    "given a video.")
-    CATEGORY = f"{CATEGORY}/loaders"
     RETURN_TYPES = (SYNCHFORMER,)
     RETURN_NAMES = ("synchformer",)
     OUTPUT_TOOLTIPS = ("The Synchformer, for AudioX Video Encoder / AudioX Sync Encoder.",)
-    FUNCTION = "load"
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -290,11 +276,6 @@ class AudioXSynchformerLoader:
                                   name=synchformer_name),)
 
 
-NODE_CLASS_MAPPINGS = {
-    "AudioXModelLoader": AudioXModelLoader,
-    "AudioXVAELoader": AudioXVAELoader,
-    "AudioXT5Loader": AudioXT5Loader,
-    "AudioXCLIPVisionLoader": AudioXCLIPVisionLoader,
-    "AudioXSynchformerLoader": AudioXSynchformerLoader,
-}
+NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in (AudioXModelLoader, AudioXVAELoader, AudioXT5Loader,
+                                                      AudioXCLIPVisionLoader, AudioXSynchformerLoader)}
 NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

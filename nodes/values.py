@@ -9,17 +9,17 @@ which a node runs it) and detached after (:func:`audiox_core.loaded_model.loras_
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..audiox_core.loaded_model import LoadedModelProperties, backbone_compiled_during, loras_applied, part_modules
+from ..audiox_core.loaded_model import ModelInUse, backbone_compiled_during, loras_applied, part_modules
 from ..audiox_core.values import (ClipVisionFile, Context, DatasetBundle, LoRAValue,  # noqa: F401 (re-exported)
                                   SyncFeatures, TimeMask)
 from . import comfy_compat
 
 
 @dataclass(repr=False)
-class ModelBundle(LoadedModelProperties):
+class ModelBundle(ModelInUse):
     """An AudioX model and one memory-managed handle per part.
 
     Parts: ``backbone`` (``model.model``), ``maf`` (``model.maf_block``, MAF models), ``conditioner``
@@ -46,18 +46,6 @@ class ModelBundle(LoadedModelProperties):
                 backbone_compiled_during(self.model, compile_mode), \
                 loras_applied(self.model, self, self.loras, self.merge_loras, comfy_compat.unet_offload_device()):
             yield
-
-    def with_compile(self, mode: Optional[str], name: str) -> "ModelBundle":
-        """A bundle of the same model whose backbone runs ``torch.compile``d (``mode``; None: eager)."""
-        return replace(self, compile_mode=mode, name=name)
-
-    def with_loras(self, loras: tuple, merge: bool, name: str) -> "ModelBundle":
-        """A bundle of the same model (same weights, same device handles) with ``loras`` applied."""
-        return replace(self, loras=tuple(loras), merge_loras=bool(merge), name=name)
-
-    def __repr__(self) -> str:  # short: ComfyUI prints a failing node's inputs in its error report
-        return (f"ModelBundle({self.name!r}, {self.variant}{', ' + self.role if self.role else ''}"
-                f"{f', {len(self.loras)} LoRA(s)' if self.loras else ''})")
 
 
 def model_parts(model) -> dict:
