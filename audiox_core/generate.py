@@ -348,6 +348,20 @@ def encode(model, audio: torch.Tensor, sample_rate: int, *, generator=None, samp
     return z.float().cpu(), report
 
 
+def check_encode_length(model, n_samples: int, sample_rate: int, *, field: str = "audio",
+                        user: str = "encoding") -> None:
+    """Refuse (:class:`FieldError` about ``field``) audio of ``n_samples`` at ``sample_rate`` that
+    :func:`encode` should not take: longer than :data:`MAX_SECONDS`, or shorter than one latent
+    frame at the model's rate.  ``user`` names what takes the audio in the message."""
+    seconds = n_samples / sample_rate
+    if seconds > MAX_SECONDS:
+        raise FieldError(field, f"is {seconds:.1f} s long; {user} takes at most {MAX_SECONDS:g} s (the longest "
+                                "clip AudioX generates) — trim it first")
+    rate, ratio = model.config.sample_rate, model.config.vae.downsampling_ratio
+    if n_samples * rate / sample_rate < ratio:
+        raise FieldError(field, f"is shorter than one latent frame ({ratio} samples at {rate} Hz)")
+
+
 def keep_original_audio(audio: torch.Tensor, sample_rate: int, original: torch.Tensor, original_rate: int,
                         keep: torch.Tensor, latent_samples: int) -> torch.Tensor:
     """Decoded ``audio`` ``[B, C, T]`` with the ``original`` restored where the latent keep-mask

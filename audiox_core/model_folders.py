@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Iterable, Optional
 
-from .errors import AudioXError
+from .errors import AudioXError, FieldError
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,19 @@ def text_encoder_choices(named_paths: NamedPaths, skip_folder: Path) -> list[str
         elif not is_inside(path, skip_folder):
             out.append(name)
     return out
+
+
+def weights_file_kind(path: Path, name: str, kinds: tuple[str, ...], what: str, hints: Optional[dict] = None, *,
+                      field: str = "file"):
+    """What weights file ``path`` (chosen as ``name``) is (:class:`~audiox_core.checkpoint.FileKind`,
+    from its keys); a :class:`FieldError` about ``field`` unless one of ``kinds``: "'name' is <what
+    it is>, not <what>" plus ``hints[kind]`` (e.g. which loader takes such a file)."""
+    from .checkpoint import classify_keys
+    from .weights import WeightSource
+    kind = classify_keys(WeightSource(path).keys())
+    if kind.kind not in kinds:
+        raise FieldError(field, f"'{name}' is {kind.description}, not {what}" + (hints or {}).get(kind.kind, ""))
+    return kind
 
 
 def missing_file_message(folder: str, name, searched: Iterable[str]) -> str:

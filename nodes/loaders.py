@@ -1,11 +1,10 @@
 """Loader nodes: AudioX model, VAE, T5 text encoder, CLIP vision, Synchformer.
 
-Files are listed from ComfyUI model folders (``models/audiox`` for AudioX checkpoints, VAE and
-Synchformer; ``models/text_encoders`` for T5; ``models/clip_vision`` for CLIP) plus this pack's
-``models/demo`` (the shipped demo model).  What a file is comes from its keys and shapes
-(:func:`audiox_core.checkpoint.detect`), never from its name.  Weights are built on the meta
-device and loaded straight into the chosen dtype on ComfyUI's offload device; each network is
-wrapped for ComfyUI's memory manager and moved to the GPU only by the nodes that run it.
+Files are listed from ComfyUI model folders (:mod:`.model_files`: ``models/audiox``,
+``models/text_encoders``, ``models/clip_vision``, plus the pack's ``models/demo``); what a file is
+comes from its keys and shapes, never from its name.  Weights are loaded straight into the chosen
+dtype on ComfyUI's offload device and wrapped for its memory manager; only the nodes that run a
+network move it to the GPU.
 """
 from __future__ import annotations
 
@@ -19,7 +18,8 @@ from . import comfy_compat
 from .common import (CATEGORY, CLIP_VISION, DTYPE_OPTIONS, DTYPE_TOOLTIP, MODEL, SYNCHFORMER, T5, VAE,
                      ClipVisionFile, ModelBundle, SynchformerBundle, T5Bundle, VAEBundle, about_input, bool_input,
                      choice_input, expect, int_input, node_error, node_function, resolve_dtype, socket_input)
-from .model_files import file_present, list_audiox_files, list_files_of_kind, list_text_encoders, pick_file
+from .model_files import (MODEL_KINDS, file_present, list_audiox_files, list_files_of_kind, list_text_encoders,
+                          pick_file, pick_weights_file)
 from .values import model_parts  # noqa: F401 (AudioX Distill builds its student's bundle with it)
 
 log = logging.getLogger(__name__)
@@ -33,9 +33,8 @@ KEEP_TOOLTIP = ("On: after use the weights stay on the GPU until ComfyUI needs t
                 "(fast re-runs). Off: they go back to the CPU as soon as the node that used them finishes "
                 "(less VRAM, slower).")
 KEEP_ON_GPU_INPUT = bool_input(True, KEEP_TOOLTIP, label_on="keep on GPU", label_off="offload after use")
-OTHER_LOADER_HINTS = {"vae": " — load it with AudioX VAE Loader", "t5": " — load it with AudioX T5 Loader",
-                      "synchformer": " — load it with AudioX Synchformer Loader",
-                      "clip_vision": " — load it with AudioX CLIP Vision Loader"}
+OTHER_LOADER_HINTS = {kind: f" — load it with AudioX {loader} Loader" for kind, loader in (
+    ("vae", "VAE"), ("t5", "T5"), ("synchformer", "Synchformer"), ("clip_vision", "CLIP Vision"))}
 VAE_HINTS = {"audiox": " — an AudioX checkpoint brings its own VAE: use the 'vae' output of AudioX Model Loader"}
 LOAD_ERROR_INPUTS = {"vae": "vae", "missing_vae": "vae", "clip_vision": "clip_vision",
                      "missing_clip_vision": "clip_vision", "checkpoint": "ckpt_name"}
@@ -47,6 +46,8 @@ LOAD_ERROR_MESSAGES = {  # for CheckpointError; other errors keep their own mess
                            "AudioX CLIP Vision Loader and connect it"}
 CKPT_TOOLTIP = ("Checkpoint in models/audiox (.safetensors, or .ckpt/.pth loaded safely with weights_only). The "
                 "official model.ckpt / audiox_turbo.ckpt load unchanged.")
+CLIP_INPUT_TOOLTIP = ("CLIP ViT-B/32 vision weights (AudioX CLIP Vision Loader), for checkpoints saved without "
+                      "the CLIP tower.")
 VAE_INPUT_TOOLTIP = ("A separate VAE file (AudioX VAE Loader). Needed for checkpoints saved without their VAE, such "
                      "as the official audiox_turbo.ckpt (vae.ckpt); when given it replaces the checkpoint's own VAE.")
 
@@ -55,24 +56,12 @@ def _offload(keep_on_gpu: bool):
     return None if keep_on_gpu else True
 
 
-def _file_kind(node: str, input_name: str, path, name: str, kinds: tuple, what: str, hints: dict):
-    """What weights file ``path`` (input ``input_name``, chosen as ``name``) is; refused unless one of ``kinds``."""
-    from ..audiox_core.checkpoint import classify_keys
-    from ..audiox_core.weights import WeightSource
-    with about_input(node, input_name):
-        kind = classify_keys(WeightSource(path).keys())
-    if kind.kind not in kinds:
-        raise node_error(node, input_name, f"'{name}' is {kind.description}, not {what}" + hints.get(kind.kind, ""))
-    return kind
-
-
 def _load_checkpoint(node: str, path, ckpt_name: str, weights_dtype, vae, clip_vision):
     """The model of ``path``; a VAE / CLIP vision file that does not fit is named as that input."""
     from ..audiox_core.checkpoint import load_error_source, load_model
     try:
         return load_model(path, dtype=weights_dtype, device=comfy_compat.unet_offload_device(),
-                          vae=vae.path if vae is not None else None,
-                          clip_vision=clip_vision.path if clip_vision is not None else None)
+                          vae=getattr(vae, "path", None), clip_vision=getattr(clip_vision, "path", None))
     except AudioXError as e:
         source = load_error_source(e)
         message = LOAD_ERROR_MESSAGES.get(source, "{error}") if isinstance(e, CheckpointError) else "{error}"
@@ -114,11 +103,8 @@ class AudioXModelLoader(LoaderNode):
                 "dtype": choice_input(MODEL_DTYPE_OPTIONS, "auto", MODEL_DTYPE_TOOLTIP),
                 "keep_on_gpu": KEEP_ON_GPU_INPUT,
             },
-            "optional": {
-                "vae": socket_input(VAE, VAE_INPUT_TOOLTIP),
-                "clip_vision": socket_input(CLIP_VISION, "CLIP ViT-B/32 vision weights (AudioX CLIP Vision "
-                                                         "Loader), for checkpoints saved without the CLIP tower."),
-            },
+            "optional": {"vae": socket_input(VAE, VAE_INPUT_TOOLTIP),
+                         "clip_vision": socket_input(CLIP_VISION, CLIP_INPUT_TOOLTIP)},
         }
 
     @classmethod
@@ -129,10 +115,9 @@ class AudioXModelLoader(LoaderNode):
     def load(self, ckpt_name, dtype="auto", keep_on_gpu=True, vae=None, clip_vision=None):
         from ..audiox_core.acceleration import fp8_available, loaded_backbone_fp8
         node = self.DISPLAY_NAME
-        path = pick_file(node, "ckpt_name", "audiox", ckpt_name)
         _check_separate_files(node, vae, clip_vision)
-        _file_kind(node, "ckpt_name", path, ckpt_name, ("audiox", "audiox_training"), "an AudioX model",
-                   OTHER_LOADER_HINTS)
+        path, _ = pick_weights_file(node, "ckpt_name", "audiox", ckpt_name, MODEL_KINDS, "an AudioX model",
+                                    OTHER_LOADER_HINTS)
         weights_dtype = resolve_dtype("auto" if dtype == FP8 else dtype)
         if dtype == FP8 and not fp8_available():
             raise node_error(node, "dtype", "fp8_e4m3fn needs a PyTorch with float8 types (≥ 2.1)")
@@ -175,8 +160,7 @@ class AudioXVAELoader(LoaderNode):
     def load(self, vae_name, sample_rate=44100, keep_on_gpu=True):
         from ..audiox_core.checkpoint import load_vae
         node = self.DISPLAY_NAME
-        path = pick_file(node, "vae_name", "audiox", vae_name)
-        _file_kind(node, "vae_name", path, vae_name, ("vae",), "a VAE", VAE_HINTS)
+        path, _ = pick_weights_file(node, "vae_name", "audiox", vae_name, ("vae",), "a VAE", VAE_HINTS)
         with about_input(node, "vae_name"):
             pretransform = load_vae(path, device=comfy_compat.unet_offload_device())
         return (VAEBundle(pretransform, comfy_compat.wrap_model(pretransform), int(sample_rate), _offload(keep_on_gpu),
@@ -238,8 +222,8 @@ class AudioXCLIPVisionLoader(LoaderNode):
     @node_function
     def load(self, clip_name):
         node = self.DISPLAY_NAME
-        path = pick_file(node, "clip_name", "clip_vision", clip_name)
-        kind = _file_kind(node, "clip_name", path, clip_name, ("clip_vision",), "a CLIP vision model", {})
+        path, kind = pick_weights_file(node, "clip_name", "clip_vision", clip_name, ("clip_vision",),
+                                       "a CLIP vision model")
         return (ClipVisionFile(str(path), kind.description),)
 
 

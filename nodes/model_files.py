@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..audiox_core.errors import AudioXError
-from ..audiox_core.model_folders import files_of_kind, missing_file_message, text_encoder_choices
+from ..audiox_core.errors import AudioXError, FieldError
+from ..audiox_core.model_folders import files_of_kind, missing_file_message, text_encoder_choices, weights_file_kind
 from . import comfy_compat
 from .common import about_input, node_error
 
-PACK_ROOT = Path(__file__).resolve().parents[1]
-DEMO_DIR = PACK_ROOT / "models" / "demo"
+DEMO_DIR = Path(__file__).resolve().parents[1] / "models" / "demo"
 WEIGHT_EXTS = [".safetensors", ".ckpt", ".pth", ".pt", ".bin", ".sft"]
 MODEL_KINDS = ("audiox", "audiox_training")
 
@@ -53,17 +52,24 @@ def list_text_encoders() -> list[str]:
     return text_encoder_choices(_named_paths("text_encoders"), DEMO_DIR)
 
 
-def _missing(folder: str, name: str) -> str:
-    return missing_file_message(folder, name, comfy_compat.get_folder_paths(folder))
-
-
 def pick_file(node: str, input_name: str, folder: str, name: str) -> Path:
     """The file of input ``input_name``: inside models/<folder> (symlinks resolved) or refused."""
     with about_input(node, input_name):
         p = comfy_compat.find_model_file(folder, name, what=f"a name in models/{folder}")
     if p is None:
-        raise node_error(node, input_name, _missing(folder, name))
+        raise node_error(node, input_name, missing_file_message(folder, name, comfy_compat.get_folder_paths(folder)))
     return p
+
+
+def pick_weights_file(node: str, input_name: str, folder: str, name: str, kinds: tuple, what: str,
+                      hints: dict | None = None):
+    """``(path, kind)`` of input ``input_name`` (:func:`pick_file`), refused unless one of ``kinds``."""
+    path = pick_file(node, input_name, folder, name)
+    with about_input(node, input_name):
+        try:
+            return path, weights_file_kind(path, name, kinds, what, hints, field=input_name)
+        except FieldError as e:
+            raise node_error(node, e.field, str(e)) from e
 
 
 def file_present(folder: str, name) -> bool | str:
@@ -72,4 +78,4 @@ def file_present(folder: str, name) -> bool | str:
     "value not in list")."""
     if isinstance(name, str) and name and _full(folder, name) is not None:
         return True
-    return _missing(folder, name)
+    return missing_file_message(folder, name, comfy_compat.get_folder_paths(folder))

@@ -2,9 +2,8 @@
 
 Latents are core ``LATENT`` dicts ``{"samples": [B, C, L], "type": "audio"}``.  Encode resamples
 and up/down-mixes any AUDIO to the VAE's rate and channels.  Decode returns AUDIO at the VAE's
-rate on the intermediate device, trimmed to the sampler's duration, optionally peak-normalised
-(the official post-processing) and, for inpainting/completion, with the original audio pasted
-back outside the regenerated ranges (:func:`audiox_core.generate.keep_original_audio`).
+rate, trimmed to the sampler's duration, optionally peak-normalised (the official post-processing)
+and, for inpainting/completion, with the original audio kept outside the regenerated ranges.
 """
 from __future__ import annotations
 
@@ -12,8 +11,9 @@ import torch
 
 from ..audiox_core import generate as generation
 from ..audiox_core import media
+from ..audiox_core.errors import FieldError
 from . import comfy_compat
-from .common import (CATEGORY, MAX_SECONDS, VAE, VAEBundle, about_input, audio_output, bool_input, check_audio_input,
+from .common import (CATEGORY, VAE, VAEBundle, about_input, audio_output, bool_input, check_audio_input,
                      choice_input, expect, int_input, node_error, node_function, socket_input)
 from .preview import audio_preview, regenerated_seconds
 
@@ -58,12 +58,10 @@ class AudioXVAEEncode:
         node = self.DISPLAY_NAME
         v = expect(vae, VAEBundle, node, "vae", "an AUDIOX_VAE")
         wave, sr = check_audio_input(audio, node, "audio")
-        if wave.shape[-1] / sr > MAX_SECONDS:
-            raise node_error(node, "audio", f"is {wave.shape[-1] / sr:.1f} s long; AudioX VAE Encode takes at most "
-                             f"{MAX_SECONDS:g} s (the longest clip AudioX generates) — trim it first")
-        if wave.shape[-1] * v.sample_rate / sr < v.pretransform.downsampling_ratio:
-            raise node_error(node, "audio", f"is shorter than one latent frame ({v.pretransform.downsampling_ratio} "
-                             f"samples at {v.sample_rate} Hz)")
+        try:
+            generation.check_encode_length(v.view(), wave.shape[-1], sr, user=node)
+        except FieldError as e:
+            raise node_error(node, e.field, str(e)) from e
         generator = torch.Generator().manual_seed(int(posterior_seed) & 0xFFFF_FFFF_FFFF_FFFF)
         progress = comfy_compat.make_progress_callback(None, unique_id)
         with v.on_device(), about_input(node, "audio"):

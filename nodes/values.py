@@ -1,10 +1,7 @@
-"""The values on the pack's sockets (see the table in :mod:`.common`) and how their networks move
-between devices.  Plain values (conditions, sync features, masks, datasets, LoRAs, CLIP vision
-files) live in :mod:`audiox_core.values`; the bundles here add ComfyUI's memory-managed handles.
-
-A model with LoRAs is a :class:`ModelBundle` that shares the loaded model object and lists its
-LoRAs: they are attached to the model only inside :meth:`ModelBundle.on_device` (the block in
-which a node runs it) and detached after (:func:`audiox_core.loaded_model.loras_applied`).
+"""The values on the pack's sockets (see the table in :mod:`.common`): plain ones from
+:mod:`audiox_core.values`, and bundles of networks with ComfyUI's memory-managed handles.  A model
+with LoRAs is a :class:`ModelBundle` sharing the loaded model object; its LoRAs are attached only
+inside :meth:`ModelBundle.on_device` and detached after (:func:`audiox_core.loaded_model.loras_applied`).
 """
 from __future__ import annotations
 
@@ -20,12 +17,9 @@ from . import comfy_compat
 
 @dataclass(repr=False)
 class ModelBundle(ModelInUse):
-    """An AudioX model and one memory-managed handle per part.
-
-    Parts: ``backbone`` (``model.model``), ``maf`` (``model.maf_block``, MAF models), ``conditioner``
-    (video/audio-prompt conditioners), ``vae`` (``model.pretransform``).  Each node loads only the
-    parts it runs (:meth:`on_device`).  ``offload_after``: None = leave it to ComfyUI's memory
-    manager (keep on the GPU until something else needs it); True = move back right after use.
+    """An AudioX model and one memory-managed handle per part (:func:`model_parts`); each node loads
+    only the parts it runs (:meth:`on_device`).  ``offload_after``: None = leave it to ComfyUI's
+    memory manager (keep on the GPU until something else needs it); True = move back right after use.
     """
 
     model: Any
@@ -49,7 +43,8 @@ class ModelBundle(ModelInUse):
 
 
 def model_parts(model) -> dict:
-    """One ComfyUI model handle per part of an AudioX model (backbone, conditioner, VAE, MAF)."""
+    """One ComfyUI model handle per part of an AudioX model: ``backbone`` (``model.model``), ``conditioner``,
+    ``vae`` (``model.pretransform``) and, for MAF models, ``maf``."""
     return {part: comfy_compat.wrap_model(module) for part, module in part_modules(model).items()}
 
 
