@@ -140,6 +140,15 @@ def backbone_weights_fp8(model, compute_dtype: Optional[torch.dtype] = None, *, 
     return store_weights_fp8(bb.transformer.layers, dt, min_features=min_features)
 
 
+def loaded_backbone_fp8(model, compute_dtype: torch.dtype) -> int:
+    """:func:`backbone_weights_fp8` on a freshly loaded model, recorded in ``model.info["dtype"]``
+    (the weights line of its description).  Returns the layer count."""
+    layers = backbone_weights_fp8(model, compute_dtype)
+    compute = str(compute_dtype).replace("torch.", "")
+    model.info["dtype"] = f"fp8_e4m3fn storage ({layers} layers), {compute} compute"
+    return layers
+
+
 # ----------------------------------------------------------------------------------------------
 # low-VRAM placement
 # ----------------------------------------------------------------------------------------------

@@ -504,6 +504,21 @@ def load_vae(path, *, dtype=torch.float32, device="cpu", config: Optional[VAECon
     return pt.eval().requires_grad_(False)
 
 
+def load_error_source(error: AudioXError) -> str:
+    """Which file a :func:`load_model` error is about, for a caller that names its own inputs:
+    ``"vae"`` / ``"clip_vision"`` (that separate file failed or does not fit), ``"missing_vae"`` /
+    ``"missing_clip_vision"`` (the checkpoint lacks that part and no file for it was given), or
+    ``"checkpoint"``."""
+    culprit = getattr(error, "culprit", None)
+    if culprit in ("vae", "clip_vision"):
+        return culprit
+    if isinstance(error, CheckpointError) and "no VAE weights" in str(error):
+        return "missing_vae"
+    if isinstance(error, CheckpointError) and "no CLIP vision tower" in str(error):
+        return "missing_clip_vision"
+    return "checkpoint"
+
+
 def save_model(model, path, *, dtype: Optional[torch.dtype] = None, role: str = "", extra_metadata=None) -> None:
     """Save as ``.safetensors`` with the config (and Turbo role) in the metadata; atomic."""
     sd = model.state_dict()

@@ -7,7 +7,8 @@ sampler nodes) are planned and run by :mod:`audiox_core.task`.
   samplers or rectified-flow Euler/Heun, CFG with the official zero-context unconditional branch,
   cfg rescale, negative conditioning) or the Turbo sampler (denoise/renoise, no CFG); masked
   sampling for inpainting/completion, variation from an init latent with a strength.
-* :func:`decode` / :func:`encode` — the VAE, chunked for long audio.
+* :func:`decode` / :func:`encode` — the VAE, chunked for long audio; :func:`keep_original_audio`
+  restores the kept audio after an inpainting / completion decode.
 * :func:`keep_mask_from_ranges` / :func:`waveform_keep` — which latent frames (samples) to keep.
 
 Reproducibility: by default (``SamplerSettings.noise = "cpu"``) all randomness comes from
@@ -345,6 +346,36 @@ def encode(model, audio: torch.Tensor, sample_rate: int, *, generator=None, samp
         z = pt.encode(x.to(p.device, p.dtype), sample=sample, generator=generator, chunked=chunked,
                       callback=callback)
     return z.float().cpu(), report
+
+
+def check_encode_length(model, n_samples: int, sample_rate: int, *, field: str = "audio",
+                        user: str = "encoding") -> None:
+    """Refuse (:class:`FieldError` about ``field``) audio of ``n_samples`` at ``sample_rate`` that
+    :func:`encode` should not take: longer than :data:`MAX_SECONDS`, or shorter than one latent
+    frame at the model's rate.  ``user`` names what takes the audio in the message."""
+    seconds = n_samples / sample_rate
+    if seconds > MAX_SECONDS:
+        raise FieldError(field, f"is {seconds:.1f} s long; {user} takes at most {MAX_SECONDS:g} s (the longest "
+                                "clip AudioX generates) — trim it first")
+    rate, ratio = model.config.sample_rate, model.config.vae.downsampling_ratio
+    if n_samples * rate / sample_rate < ratio:
+        raise FieldError(field, f"is shorter than one latent frame ({ratio} samples at {rate} Hz)")
+
+
+def keep_original_audio(audio: torch.Tensor, sample_rate: int, original: torch.Tensor, original_rate: int,
+                        keep: torch.Tensor, latent_samples: int) -> torch.Tensor:
+    """Decoded ``audio`` ``[B, C, T]`` with the ``original`` restored where the latent keep-mask
+    ``keep`` keeps it (inpainting / completion): the original is resampled and channel-matched to
+    ``audio``, the mask stretched to ``latent_samples`` audio samples (latent frames × the VAE's
+    ratio), and the two blended across the seams; past the shorter of the two, ``audio`` as is."""
+    from .media import conform_audio
+    original, _ = conform_audio(original.float(), original_rate, target_sr=sample_rate, channels=audio.shape[1])
+    n = min(audio.shape[-1], original.shape[-1])
+    keep_samples = waveform_keep(keep, latent_samples)[:n]
+    out = audio.clone()
+    out[..., :n] = (keep_samples * original[..., :n].expand(audio.shape[0], -1, -1)
+                    + (1 - keep_samples) * audio[..., :n])
+    return out
 
 
 class VAEOnly:

@@ -1,24 +1,26 @@
 """Loader nodes: AudioX model, VAE, T5 text encoder, CLIP vision, Synchformer.
 
-Files are listed from ComfyUI model folders (``models/audiox`` for AudioX checkpoints, VAE and
-Synchformer; ``models/text_encoders`` for T5; ``models/clip_vision`` for CLIP) plus this pack's
-``models/demo`` (the shipped demo model).  What a file is comes from its keys and shapes
-(:func:`audiox_core.checkpoint.detect`), never from its name.  Weights are built on the meta
-device and loaded straight into the chosen dtype on ComfyUI's offload device; each network is
-wrapped for ComfyUI's memory manager and moved to the GPU only by the nodes that run it.
+Files are listed from ComfyUI model folders (:mod:`.model_files`: ``models/audiox``,
+``models/text_encoders``, ``models/clip_vision``, plus the pack's ``models/demo``); what a file is
+comes from its keys and shapes, never from its name.  Weights are loaded straight into the chosen
+dtype on ComfyUI's offload device and wrapped for its memory manager; only the nodes that run a
+network move it to the GPU.
 """
 from __future__ import annotations
 
 import logging
 import os
 
+import torch
+
 from ..audiox_core.errors import AudioXError, CheckpointError
 from . import comfy_compat
 from .common import (CATEGORY, CLIP_VISION, DTYPE_OPTIONS, DTYPE_TOOLTIP, MODEL, SYNCHFORMER, T5, VAE,
-                     ClipVisionFile, ModelBundle, SynchformerBundle, T5Bundle, VAEBundle, about_input,
-                     expect, node_error, node_function, resolve_dtype)
-from .model_files import (TOKENIZER_FILES, file_present, list_audiox_files, list_files_of_kind,
-                          list_text_encoders, pick_file)
+                     ClipVisionFile, ModelBundle, SynchformerBundle, T5Bundle, VAEBundle, about_input, bool_input,
+                     choice_input, expect, int_input, node_error, node_function, resolve_dtype, socket_input)
+from .model_files import (MODEL_KINDS, file_present, list_audiox_files, list_files_of_kind, list_text_encoders,
+                          pick_file, pick_weights_file)
+from .values import model_parts  # noqa: F401 (AudioX Distill builds its student's bundle with it)
 
 log = logging.getLogger(__name__)
 
@@ -27,89 +29,82 @@ MODEL_DTYPE_OPTIONS = DTYPE_OPTIONS + [FP8]
 MODEL_DTYPE_TOOLTIP = (DTYPE_TOOLTIP + " fp8_e4m3fn: the transformer blocks' weights are stored in 8 bits (half of "
                        "bf16, for 8 GB cards) and cast per layer to the compute dtype (bf16 on a GPU that supports "
                        "it, else fp16; fp32 on the CPU); slightly less exact; no LoRAs or training on such a model.")
+KEEP_TOOLTIP = ("On: after use the weights stay on the GPU until ComfyUI needs the memory for something else "
+                "(fast re-runs). Off: they go back to the CPU as soon as the node that used them finishes "
+                "(less VRAM, slower).")
+KEEP_ON_GPU_INPUT = bool_input(True, KEEP_TOOLTIP, label_on="keep on GPU", label_off="offload after use")
+OTHER_LOADER_HINTS = {kind: f" — load it with AudioX {loader} Loader" for kind, loader in (
+    ("vae", "VAE"), ("t5", "T5"), ("synchformer", "Synchformer"), ("clip_vision", "CLIP Vision"))}
+VAE_HINTS = {"audiox": " — an AudioX checkpoint brings its own VAE: use the 'vae' output of AudioX Model Loader"}
+LOAD_ERROR_INPUTS = {"vae": "vae", "missing_vae": "vae", "clip_vision": "clip_vision",
+                     "missing_clip_vision": "clip_vision", "checkpoint": "ckpt_name"}
+LOAD_ERROR_MESSAGES = {  # for CheckpointError; other errors keep their own message
+    "vae": "'{vae}' does not fit '{checkpoint}': {error}", "clip_vision": "does not fit '{checkpoint}': {error}",
+    "missing_vae": "is not connected, but '{checkpoint}' has no VAE weights: load vae.ckpt / VAE.ckpt with AudioX "
+                   "VAE Loader and connect it",
+    "missing_clip_vision": "is not connected, but '{checkpoint}' has no CLIP vision tower: load CLIP ViT-B/32 with "
+                           "AudioX CLIP Vision Loader and connect it"}
+CKPT_TOOLTIP = ("Checkpoint in models/audiox (.safetensors, or .ckpt/.pth loaded safely with weights_only). The "
+                "official model.ckpt / audiox_turbo.ckpt load unchanged.")
+CLIP_INPUT_TOOLTIP = ("CLIP ViT-B/32 vision weights (AudioX CLIP Vision Loader), for checkpoints saved without "
+                      "the CLIP tower.")
+VAE_INPUT_TOOLTIP = ("A separate VAE file (AudioX VAE Loader). Needed for checkpoints saved without their VAE, such "
+                     "as the official audiox_turbo.ckpt (vae.ckpt); when given it replaces the checkpoint's own VAE.")
+
 
 def _offload(keep_on_gpu: bool):
     return None if keep_on_gpu else True
 
 
-KEEP_TOOLTIP = ("On: after use the weights stay on the GPU until ComfyUI needs the memory for something else "
-                "(fast re-runs). Off: they go back to the CPU as soon as the node that used them finishes "
-                "(less VRAM, slower).")
-
-
-OTHER_LOADER_HINTS = {"vae": " — load it with AudioX VAE Loader", "t5": " — load it with AudioX T5 Loader",
-                      "synchformer": " — load it with AudioX Synchformer Loader",
-                      "clip_vision": " — load it with AudioX CLIP Vision Loader"}
-
-
-def model_parts(model) -> dict:
-    """One ComfyUI model handle per part of an AudioX model (backbone, conditioner, VAE, MAF)."""
-    parts = {"backbone": comfy_compat.wrap_model(model.model),
-             "conditioner": comfy_compat.wrap_model(model.conditioner),
-             "vae": comfy_compat.wrap_model(model.pretransform)}
-    if model.maf_block is not None:
-        parts["maf"] = comfy_compat.wrap_model(model.maf_block)
-    return parts
-
-
 def _load_checkpoint(node: str, path, ckpt_name: str, weights_dtype, vae, clip_vision):
     """The model of ``path``; a VAE / CLIP vision file that does not fit is named as that input."""
-    from ..audiox_core.checkpoint import load_model
+    from ..audiox_core.checkpoint import load_error_source, load_model
     try:
         return load_model(path, dtype=weights_dtype, device=comfy_compat.unet_offload_device(),
-                          vae=vae.path if vae is not None else None,
-                          clip_vision=clip_vision.path if clip_vision is not None else None)
-    except CheckpointError as e:
-        message, culprit = str(e), getattr(e, "culprit", None)
-        if culprit == "vae":
-            raise node_error(node, "vae", f"'{vae.name}' does not fit '{ckpt_name}': {message}") from e
-        if culprit == "clip_vision":
-            raise node_error(node, "clip_vision", f"does not fit '{ckpt_name}': {message}") from e
-        if "no VAE weights" in message:
-            raise node_error(node, "vae", f"is not connected, but '{ckpt_name}' has no VAE weights: load "
-                             "vae.ckpt / VAE.ckpt with AudioX VAE Loader and connect it") from e
-        if "no CLIP vision tower" in message:
-            raise node_error(node, "clip_vision", f"is not connected, but '{ckpt_name}' has no CLIP vision "
-                             "tower: load CLIP ViT-B/32 with AudioX CLIP Vision Loader and connect it") from e
-        raise node_error(node, "ckpt_name", message) from e
+                          vae=getattr(vae, "path", None), clip_vision=getattr(clip_vision, "path", None))
     except AudioXError as e:
-        culprit = getattr(e, "culprit", None)
-        raise node_error(node, culprit if culprit in ("vae", "clip_vision") else "ckpt_name", str(e)) from e
+        source = load_error_source(e)
+        message = LOAD_ERROR_MESSAGES.get(source, "{error}") if isinstance(e, CheckpointError) else "{error}"
+        raise node_error(node, LOAD_ERROR_INPUTS[source], message.format(
+            error=e, checkpoint=ckpt_name, vae=getattr(vae, "name", ""))) from e
 
 
-# ============================================================================================
-class AudioXModelLoader:
+def _check_separate_files(node: str, vae, clip_vision) -> None:
+    if vae is not None:
+        expect(vae, VAEBundle, node, "vae", "an AUDIOX_VAE from AudioX VAE Loader")
+        if not vae.path:
+            raise node_error(node, "vae", "must come from AudioX VAE Loader (a file), not from another model")
+    if clip_vision is not None:
+        expect(clip_vision, ClipVisionFile, node, "clip_vision", "an AUDIOX_CLIP_VISION")
+
+
+class LoaderNode:
+    """What every loader node declares alike."""
+    CATEGORY = f"{CATEGORY}/loaders"
+    FUNCTION = "load"
+
+
+class AudioXModelLoader(LoaderNode):
     DISPLAY_NAME = "AudioX Model Loader"
     DESCRIPTION = ("Loads an AudioX checkpoint from models/audiox (or the pack's demo model). The variant — AudioX, "
                    "AudioX-MAF, AudioX-MAF-MMDiT or AudioX-Turbo (student or base) — is detected from the "
                    "file's weights, not its name.")
-    CATEGORY = f"{CATEGORY}/loaders"
     RETURN_TYPES = (MODEL, VAE, "STRING")
     RETURN_NAMES = ("model", "vae", "info")
     OUTPUT_TOOLTIPS = ("The AudioX model (backbone, conditioners, MAF).",
                        "The model's own VAE, for AudioX VAE Encode/Decode.",
                        "What was detected: variant, sample rate, window, conditions.")
-    FUNCTION = "load"
 
     @classmethod
     def INPUT_TYPES(cls):
-        files = list_audiox_files()
         return {
             "required": {
-                "ckpt_name": (files, {"tooltip": "Checkpoint in models/audiox (.safetensors, or .ckpt/.pth loaded "
-                                                 "safely with weights_only). The official model.ckpt / "
-                                                 "audiox_turbo.ckpt load unchanged."}),
-                "dtype": (MODEL_DTYPE_OPTIONS, {"default": "auto", "tooltip": MODEL_DTYPE_TOOLTIP}),
-                "keep_on_gpu": ("BOOLEAN", {"default": True, "label_on": "keep on GPU",
-                                            "label_off": "offload after use", "tooltip": KEEP_TOOLTIP}),
+                "ckpt_name": socket_input(list_audiox_files(), CKPT_TOOLTIP),
+                "dtype": choice_input(MODEL_DTYPE_OPTIONS, "auto", MODEL_DTYPE_TOOLTIP),
+                "keep_on_gpu": KEEP_ON_GPU_INPUT,
             },
-            "optional": {
-                "vae": (VAE, {"tooltip": "A separate VAE file (AudioX VAE Loader). Needed for checkpoints saved "
-                                         "without their VAE, such as the official audiox_turbo.ckpt (vae.ckpt); "
-                                         "when given it replaces the checkpoint's own VAE."}),
-                "clip_vision": (CLIP_VISION, {"tooltip": "CLIP ViT-B/32 vision weights (AudioX CLIP Vision "
-                                                         "Loader), for checkpoints saved without the CLIP tower."}),
-            },
+            "optional": {"vae": socket_input(VAE, VAE_INPUT_TOOLTIP),
+                         "clip_vision": socket_input(CLIP_VISION, CLIP_INPUT_TOOLTIP)},
         }
 
     @classmethod
@@ -118,31 +113,17 @@ class AudioXModelLoader:
 
     @node_function
     def load(self, ckpt_name, dtype="auto", keep_on_gpu=True, vae=None, clip_vision=None):
-        from ..audiox_core.checkpoint import classify_keys
-        from ..audiox_core.weights import WeightSource
+        from ..audiox_core.acceleration import fp8_available, loaded_backbone_fp8
         node = self.DISPLAY_NAME
-        path = pick_file(node, "ckpt_name", "audiox", ckpt_name)
-        if vae is not None:
-            expect(vae, VAEBundle, node, "vae", "an AUDIOX_VAE from AudioX VAE Loader")
-            if not vae.path:
-                raise node_error(node, "vae", "must come from AudioX VAE Loader (a file), not from another model")
-        if clip_vision is not None:
-            expect(clip_vision, ClipVisionFile, node, "clip_vision", "an AUDIOX_CLIP_VISION")
-        with about_input(node, "ckpt_name"):
-            kind = classify_keys(WeightSource(path).keys())
-        if kind.kind not in ("audiox", "audiox_training"):
-            raise node_error(node, "ckpt_name", f"'{ckpt_name}' is {kind.description}, not an AudioX model"
-                             + OTHER_LOADER_HINTS.get(kind.kind, ""))
-        wdtype = resolve_dtype("auto" if dtype == FP8 else dtype)
+        _check_separate_files(node, vae, clip_vision)
+        path, _ = pick_weights_file(node, "ckpt_name", "audiox", ckpt_name, MODEL_KINDS, "an AudioX model",
+                                    OTHER_LOADER_HINTS)
+        weights_dtype = resolve_dtype("auto" if dtype == FP8 else dtype)
+        if dtype == FP8 and not fp8_available():
+            raise node_error(node, "dtype", "fp8_e4m3fn needs a PyTorch with float8 types (≥ 2.1)")
+        model = _load_checkpoint(node, path, ckpt_name, weights_dtype, vae, clip_vision)
         if dtype == FP8:
-            from ..audiox_core.acceleration import fp8_available
-            if not fp8_available():
-                raise node_error(node, "dtype", "fp8_e4m3fn needs a PyTorch with float8 types (≥ 2.1)")
-        model = _load_checkpoint(node, path, ckpt_name, wdtype, vae, clip_vision)
-        if dtype == FP8:
-            from ..audiox_core.acceleration import backbone_weights_fp8
-            n = backbone_weights_fp8(model, wdtype)
-            model.info["dtype"] = f"fp8_e4m3fn storage ({n} layers), {str(wdtype).replace('torch.', '')} compute"
+            loaded_backbone_fp8(model, weights_dtype)
         parts = model_parts(model)
         bundle = ModelBundle(model, parts, _offload(keep_on_gpu), name=os.path.basename(ckpt_name))
         vae_out = VAEBundle(model.pretransform, parts["vae"], bundle.sample_rate, bundle.offload_after,
@@ -152,28 +133,23 @@ class AudioXModelLoader:
         return {"ui": {"text": [info]}, "result": (bundle, vae_out, info)}
 
 
-# ============================================================================================
-class AudioXVAELoader:
+class AudioXVAELoader(LoaderNode):
     DISPLAY_NAME = "AudioX VAE Loader"
     DESCRIPTION = ("Loads an Oobleck VAE file (the official VAE.ckpt / vae.ckpt) from models/audiox. Connect it to "
                    "AudioX Model Loader for checkpoints without a VAE (AudioX-Turbo), or use it directly with "
                    "AudioX VAE Encode/Decode.")
-    CATEGORY = f"{CATEGORY}/loaders"
     RETURN_TYPES = (VAE,)
     RETURN_NAMES = ("vae",)
     OUTPUT_TOOLTIPS = ("The VAE.",)
-    FUNCTION = "load"
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "vae_name": (list_files_of_kind("audiox", ("vae",)), {"tooltip": "VAE file in models/audiox (VAE.ckpt, vae.ckpt or a "
-                                                          ".safetensors conversion)."}),
-            "sample_rate": ("INT", {"default": 44100, "min": 8000, "max": 192000, "step": 1,
-                                    "tooltip": "The rate the VAE was trained at (44100 for every released AudioX "
-                                               "VAE); a VAE file does not store it."}),
-            "keep_on_gpu": ("BOOLEAN", {"default": True, "label_on": "keep on GPU", "label_off": "offload after use",
-                                        "tooltip": KEEP_TOOLTIP}),
+            "vae_name": socket_input(list_files_of_kind("audiox", ("vae",)),
+                                     "VAE file in models/audiox (VAE.ckpt, vae.ckpt or a .safetensors conversion)."),
+            "sample_rate": int_input(44100, 8000, 192000, "The rate the VAE was trained at (44100 for every released "
+                                     "AudioX VAE); a VAE file does not store it.", step=1),
+            "keep_on_gpu": KEEP_ON_GPU_INPUT,
         }}
 
     @classmethod
@@ -182,42 +158,32 @@ class AudioXVAELoader:
 
     @node_function
     def load(self, vae_name, sample_rate=44100, keep_on_gpu=True):
-        from ..audiox_core.checkpoint import classify_keys, load_vae
-        from ..audiox_core.weights import WeightSource
+        from ..audiox_core.checkpoint import load_vae
         node = self.DISPLAY_NAME
-        path = pick_file(node, "vae_name", "audiox", vae_name)
+        path, _ = pick_weights_file(node, "vae_name", "audiox", vae_name, ("vae",), "a VAE", VAE_HINTS)
         with about_input(node, "vae_name"):
-            kind = classify_keys(WeightSource(path).keys())
-            if kind.kind != "vae":
-                raise node_error(node, "vae_name", f"'{vae_name}' is {kind.description}, not a VAE"
-                                 + (" — an AudioX checkpoint brings its own VAE: use the 'vae' output of AudioX "
-                                    "Model Loader" if kind.kind == "audiox" else ""))
-            pt = load_vae(path, device=comfy_compat.unet_offload_device())
-        return (VAEBundle(pt, comfy_compat.wrap_model(pt), int(sample_rate), _offload(keep_on_gpu),
+            pretransform = load_vae(path, device=comfy_compat.unet_offload_device())
+        return (VAEBundle(pretransform, comfy_compat.wrap_model(pretransform), int(sample_rate), _offload(keep_on_gpu),
                           name=os.path.basename(vae_name), path=str(path)),)
 
 
-# ============================================================================================
-class AudioXT5Loader:
+class AudioXT5Loader(LoaderNode):
     DISPLAY_NAME = "AudioX T5 Loader"
     DESCRIPTION = ("Loads the T5 text encoder from models/text_encoders: a Hugging Face folder (config.json, "
                    "model.safetensors, tokenizer) or a single t5-base file such as ComfyUI's t5_base.safetensors "
                    "(its tokenizer then comes with ComfyUI). Every released AudioX model uses t5-base.")
-    CATEGORY = f"{CATEGORY}/loaders"
     RETURN_TYPES = (T5,)
     RETURN_NAMES = ("t5",)
     OUTPUT_TOOLTIPS = ("The text encoder, for AudioX Text Encoder.",)
-    FUNCTION = "load"
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "t5_name": (list_text_encoders(), {"tooltip": "A T5 folder or file in models/text_encoders (the demo "
-                                                          "model's demo_t5 is listed too)."}),
-            "dtype": (DTYPE_OPTIONS, {"default": "auto", "tooltip": "Precision of T5. auto: fp16 on a GPU (as the "
-                                                                    "official), fp32 on the CPU."}),
-            "keep_on_gpu": ("BOOLEAN", {"default": True, "label_on": "keep on GPU", "label_off": "offload after use",
-                                        "tooltip": KEEP_TOOLTIP}),
+            "t5_name": socket_input(list_text_encoders(), "A T5 folder or file in models/text_encoders (the demo "
+                                                          "model's demo_t5 is listed too)."),
+            "dtype": choice_input(DTYPE_OPTIONS, "auto", "Precision of T5. auto: fp16 on a GPU (as the official), "
+                                                         "fp32 on the CPU."),
+            "keep_on_gpu": KEEP_ON_GPU_INPUT,
         }}
 
     @classmethod
@@ -226,73 +192,57 @@ class AudioXT5Loader:
 
     @node_function
     def load(self, t5_name, dtype="auto", keep_on_gpu=True):
-        import torch
-
         from ..audiox_core.conditioning.t5 import T5TextEncoder
+        from ..audiox_core.model_folders import needs_outside_tokenizer
         node = self.DISPLAY_NAME
         path = pick_file(node, "t5_name", "text_encoders", t5_name)
-        tok = None
-        folder = path if path.is_dir() else path.parent
-        if path.is_file() and not any((folder / n).is_file() for n in TOKENIZER_FILES):
-            tok = comfy_compat.comfy_t5_tokenizer_dir()
-        dev = comfy_compat.get_torch_device()
-        wdtype = (torch.float16 if dev.type != "cpu" else torch.float32) if dtype == "auto" else resolve_dtype(dtype)
+        tokenizer = comfy_compat.comfy_t5_tokenizer_dir() if needs_outside_tokenizer(path) else None
+        on_cpu = comfy_compat.get_torch_device().type == "cpu"
+        weights_dtype = (torch.float32 if on_cpu else torch.float16) if dtype == "auto" else resolve_dtype(dtype)
         with about_input(node, "t5_name"):
-            enc = T5TextEncoder.from_local(path, dtype=wdtype, device=comfy_compat.unet_offload_device(),
-                                           tokenizer_path=tok, expected_dim=None)
-        return (T5Bundle(enc, comfy_compat.wrap_model(enc.model), _offload(keep_on_gpu), name=t5_name),)
+            encoder = T5TextEncoder.from_local(path, dtype=weights_dtype, device=comfy_compat.unet_offload_device(),
+                                               tokenizer_path=tokenizer, expected_dim=None)
+        return (T5Bundle(encoder, comfy_compat.wrap_model(encoder.model), _offload(keep_on_gpu), name=t5_name),)
 
 
-# ============================================================================================
-class AudioXCLIPVisionLoader:
+class AudioXCLIPVisionLoader(LoaderNode):
     DISPLAY_NAME = "AudioX CLIP Vision Loader"
     DESCRIPTION = ("Picks CLIP ViT-B/32 vision weights from models/clip_vision (Hugging Face or OpenAI layout) for "
                    "AudioX checkpoints saved without their CLIP tower. Connect it to AudioX Model Loader.")
-    CATEGORY = f"{CATEGORY}/loaders"
     RETURN_TYPES = (CLIP_VISION,)
     RETURN_NAMES = ("clip_vision",)
     OUTPUT_TOOLTIPS = ("The CLIP vision file, for AudioX Model Loader's clip_vision input.",)
-    FUNCTION = "load"
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"clip_name": (list_files_of_kind("clip_vision", ("clip_vision",)), {
-            "tooltip": "openai/clip-vit-base-patch32 vision weights (e.g. clip_vision_b32.safetensors or the "
-                       "full CLIP model file)."})}}
+        return {"required": {"clip_name": socket_input(list_files_of_kind("clip_vision", ("clip_vision",)),
+                                                       "openai/clip-vit-base-patch32 vision weights (e.g. "
+                                                       "clip_vision_b32.safetensors or the full CLIP model file).")}}
 
     @node_function
     def load(self, clip_name):
-        from ..audiox_core.checkpoint import classify_keys
-        from ..audiox_core.weights import WeightSource
         node = self.DISPLAY_NAME
-        path = pick_file(node, "clip_name", "clip_vision", clip_name)
-        with about_input(node, "clip_name"):
-            src = WeightSource(path)
-            kind = classify_keys(src.keys())
-        if kind.kind != "clip_vision":
-            raise node_error(node, "clip_name", f"'{clip_name}' is {kind.description}, not a CLIP vision model")
+        path, kind = pick_weights_file(node, "clip_name", "clip_vision", clip_name, ("clip_vision",),
+                                       "a CLIP vision model")
         return (ClipVisionFile(str(path), kind.description),)
 
 
-# ============================================================================================
-class AudioXSynchformerLoader:
+class AudioXSynchformerLoader(LoaderNode):
     DISPLAY_NAME = "AudioX Synchformer Loader"
     DESCRIPTION = ("Loads the Synchformer visual extractor (synchformer_state_dict.pth, the file MMAudio also uses) "
                    "from models/audiox. AudioX-MAF, -MAF-MMDiT and Turbo condition on its sync features when "
                    "given a video.")
-    CATEGORY = f"{CATEGORY}/loaders"
     RETURN_TYPES = (SYNCHFORMER,)
     RETURN_NAMES = ("synchformer",)
     OUTPUT_TOOLTIPS = ("The Synchformer, for AudioX Video Encoder / AudioX Sync Encoder.",)
-    FUNCTION = "load"
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "synchformer_name": (list_files_of_kind("audiox", ("synchformer",)), {"tooltip": "synchformer_state_dict.pth in models/audiox."}),
-            "dtype": (DTYPE_OPTIONS, {"default": "auto", "tooltip": DTYPE_TOOLTIP}),
-            "keep_on_gpu": ("BOOLEAN", {"default": True, "label_on": "keep on GPU", "label_off": "offload after use",
-                                        "tooltip": KEEP_TOOLTIP}),
+            "synchformer_name": socket_input(list_files_of_kind("audiox", ("synchformer",)),
+                                             "synchformer_state_dict.pth in models/audiox."),
+            "dtype": choice_input(DTYPE_OPTIONS, "auto", DTYPE_TOOLTIP),
+            "keep_on_gpu": KEEP_ON_GPU_INPUT,
         }}
 
     @classmethod
@@ -305,15 +255,11 @@ class AudioXSynchformerLoader:
         node = self.DISPLAY_NAME
         path = pick_file(node, "synchformer_name", "audiox", synchformer_name)
         with about_input(node, "synchformer_name"):
-            sf = Synchformer.from_file(path, dtype=resolve_dtype(dtype), device=comfy_compat.unet_offload_device())
-        return (SynchformerBundle(sf, comfy_compat.wrap_model(sf), _offload(keep_on_gpu), name=synchformer_name),)
+            module = Synchformer.from_file(path, dtype=resolve_dtype(dtype), device=comfy_compat.unet_offload_device())
+        return (SynchformerBundle(module, comfy_compat.wrap_model(module), _offload(keep_on_gpu),
+                                  name=synchformer_name),)
 
 
-NODE_CLASS_MAPPINGS = {
-    "AudioXModelLoader": AudioXModelLoader,
-    "AudioXVAELoader": AudioXVAELoader,
-    "AudioXT5Loader": AudioXT5Loader,
-    "AudioXCLIPVisionLoader": AudioXCLIPVisionLoader,
-    "AudioXSynchformerLoader": AudioXSynchformerLoader,
-}
+NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in (AudioXModelLoader, AudioXVAELoader, AudioXT5Loader,
+                                                      AudioXCLIPVisionLoader, AudioXSynchformerLoader)}
 NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

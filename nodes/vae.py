@@ -2,9 +2,8 @@
 
 Latents are core ``LATENT`` dicts ``{"samples": [B, C, L], "type": "audio"}``.  Encode resamples
 and up/down-mixes any AUDIO to the VAE's rate and channels.  Decode returns AUDIO at the VAE's
-rate on the intermediate device, trimmed to the sampler's duration, optionally peak-normalised
-(the official post-processing) and, for inpainting/completion, with the original audio pasted
-back outside the regenerated ranges.
+rate, trimmed to the sampler's duration, optionally peak-normalised (the official post-processing)
+and, for inpainting/completion, with the original audio kept outside the regenerated ranges.
 """
 from __future__ import annotations
 
@@ -12,19 +11,22 @@ import torch
 
 from ..audiox_core import generate as generation
 from ..audiox_core import media
+from ..audiox_core.errors import FieldError
 from . import comfy_compat
-from .common import (CATEGORY, MAX_SECONDS, VAE, VAEBundle, about_input, audio_output, check_audio_input, expect,
-                     node_error, node_function)
+from .common import (CATEGORY, VAE, VAEBundle, about_input, audio_output, bool_input, check_audio_input,
+                     choice_input, expect, int_input, node_error, node_function, socket_input)
 from .preview import audio_preview, regenerated_seconds
 
 HIDDEN = {"unique_id": "UNIQUE_ID"}
 CHUNK = ["auto", "on", "off"]
+CHUNKED = {"auto": None, "on": True, "off": False}
 CHUNK_TOOLTIP = ("Process long audio in overlapping chunks with an exact receptive-field overlap (same result, "
                  "bounded memory). auto: chunk above ~47 s.")
-
-
-def _chunked(choice: str):
-    return {"auto": None, "on": True, "off": False}[choice]
+VAE_TOOLTIP = "The VAE (the 'vae' output of AudioX Model Loader, or AudioX VAE Loader)."
+NORMALIZE_TOOLTIP = ("Scale each clip so its peak is 1 (the official output post-processing). Skipped when "
+                     "original_audio is connected, so the kept audio keeps its level.")
+ORIGINAL_TOOLTIP = ("The audio that was inpainted/completed: outside the regenerated ranges the output is this audio "
+                    "exactly, blended across the seams.")
 
 
 class AudioXVAEEncode:
@@ -41,14 +43,12 @@ class AudioXVAEEncode:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "vae": (VAE, {"tooltip": "The VAE (the 'vae' output of AudioX Model Loader, or AudioX VAE Loader)."}),
-                "audio": ("AUDIO", {"tooltip": "Audio to encode (core Load Audio or any AUDIO)."}),
-                "sample_posterior": ("BOOLEAN", {"default": True,
-                                                 "tooltip": "On: draw the latents from the VAE posterior as the "
-                                                            "official code does. Off: use its mean (deterministic)."}),
-                "posterior_seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
-                                           "tooltip": "Seed of the posterior sample."}),
-                "chunked": (CHUNK, {"default": "auto", "tooltip": CHUNK_TOOLTIP}),
+                "vae": socket_input(VAE, VAE_TOOLTIP),
+                "audio": socket_input("AUDIO", "Audio to encode (core Load Audio or any AUDIO)."),
+                "sample_posterior": bool_input(True, "On: draw the latents from the VAE posterior as the official "
+                                                     "code does. Off: use its mean (deterministic)."),
+                "posterior_seed": int_input(0, 0, 0xFFFFFFFFFFFFFFFF, "Seed of the posterior sample."),
+                "chunked": choice_input(CHUNK, "auto", CHUNK_TOOLTIP),
             },
             "hidden": dict(HIDDEN),
         }
@@ -58,19 +58,17 @@ class AudioXVAEEncode:
         node = self.DISPLAY_NAME
         v = expect(vae, VAEBundle, node, "vae", "an AUDIOX_VAE")
         wave, sr = check_audio_input(audio, node, "audio")
-        if wave.shape[-1] / sr > MAX_SECONDS:
-            raise node_error(node, "audio", f"is {wave.shape[-1] / sr:.1f} s long; AudioX VAE Encode takes at most "
-                             f"{MAX_SECONDS:g} s (the longest clip AudioX generates) — trim it first")
-        if wave.shape[-1] * v.sample_rate / sr < v.pretransform.downsampling_ratio:
-            raise node_error(node, "audio", f"is shorter than one latent frame ({v.pretransform.downsampling_ratio} "
-                             f"samples at {v.sample_rate} Hz)")
-        gen = torch.Generator().manual_seed(int(posterior_seed) & 0xFFFF_FFFF_FFFF_FFFF)
-        cb = comfy_compat.make_progress_callback(None, unique_id)
+        try:
+            generation.check_encode_length(v.view(), wave.shape[-1], sr, user=node)
+        except FieldError as e:
+            raise node_error(node, e.field, str(e)) from e
+        generator = torch.Generator().manual_seed(int(posterior_seed) & 0xFFFF_FFFF_FFFF_FFFF)
+        progress = comfy_compat.make_progress_callback(None, unique_id)
         with v.on_device(), about_input(node, "audio"):
-            z, report = generation.encode(v.view(), wave, sr, generator=gen, sample=bool(sample_posterior),
-                                 chunked=_chunked(chunked), callback=cb)
+            latents, report = generation.encode(v.view(), wave, sr, generator=generator, sample=bool(sample_posterior),
+                                                chunked=CHUNKED[chunked], callback=progress)
         meta = {"sample_rate": v.sample_rate, "seconds": wave.shape[-1] / sr, "keep": None, "report": report}
-        return ({"samples": z, "type": "audio", "audiox": meta},)
+        return ({"samples": latents, "type": "audio", "audiox": meta},)
 
 
 class AudioXVAEDecode:
@@ -88,19 +86,12 @@ class AudioXVAEDecode:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "vae": (VAE, {"tooltip": "The VAE (the 'vae' output of AudioX Model Loader, or AudioX VAE Loader)."}),
-                "samples": ("LATENT", {"tooltip": "Latents from an AudioX sampler or AudioX VAE Encode."}),
-                "normalize": ("BOOLEAN", {"default": True, "label_on": "peak-normalise", "label_off": "as decoded",
-                                          "tooltip": "Scale each clip so its peak is 1 (the official output "
-                                                     "post-processing). Skipped when original_audio is "
-                                                     "connected, so the kept audio keeps its level."}),
-                "chunked": (CHUNK, {"default": "auto", "tooltip": CHUNK_TOOLTIP}),
+                "vae": socket_input(VAE, VAE_TOOLTIP),
+                "samples": socket_input("LATENT", "Latents from an AudioX sampler or AudioX VAE Encode."),
+                "normalize": bool_input(True, NORMALIZE_TOOLTIP, label_on="peak-normalise", label_off="as decoded"),
+                "chunked": choice_input(CHUNK, "auto", CHUNK_TOOLTIP),
             },
-            "optional": {
-                "original_audio": ("AUDIO", {"tooltip": "The audio that was inpainted/completed: outside the "
-                                                        "regenerated ranges the output is this audio exactly, "
-                                                        "blended across the seams."}),
-            },
+            "optional": {"original_audio": socket_input("AUDIO", ORIGINAL_TOOLTIP)},
             "hidden": dict(HIDDEN),
         }
 
@@ -108,50 +99,42 @@ class AudioXVAEDecode:
     def decode(self, vae, samples, normalize=True, chunked="auto", original_audio=None, unique_id=None):
         node = self.DISPLAY_NAME
         v = expect(vae, VAEBundle, node, "vae", "an AUDIOX_VAE")
-        if not isinstance(samples, dict) or not torch.is_tensor(samples.get("samples")):
-            raise node_error(node, "samples", f"needs a LATENT, got {type(samples).__name__}")
-        z = samples["samples"]
-        if z.dim() != 3:
-            raise node_error(node, "samples", f"has shape {tuple(z.shape)}; audio latents are [B, C, L]")
-        if z.shape[1] != v.pretransform.latent_dim:
-            raise node_error(node, "samples", f"has {z.shape[1]} channels but this VAE decodes "
-                             f"{v.pretransform.latent_dim}: use the VAE of the model that made them")
+        latents = _checked_latents(node, samples, v.pretransform.latent_dim)
         meta = dict(samples.get("audiox") or {})
-        cb = comfy_compat.make_progress_callback(None, unique_id)
+        keep, sr, ratio = meta.get("keep"), v.sample_rate, v.pretransform.downsampling_ratio
+        if original_audio is not None and keep is None:
+            raise node_error(node, "original_audio", "is connected, but the latents come from a sampler run "
+                             "without a mask: there is nothing to keep")
+        progress = comfy_compat.make_progress_callback(None, unique_id)
         with v.on_device(), about_input(node, "samples"):
-            audio = generation.decode(v.view(), z.float(), chunked=_chunked(chunked), callback=cb)
-        sr = v.sample_rate
+            audio = generation.decode(v.view(), latents.float(), chunked=CHUNKED[chunked], callback=progress)
         if meta.get("seconds"):
             audio = audio[..., : max(1, int(round(float(meta["seconds"]) * sr)))]
         if original_audio is not None:
-            keep = meta.get("keep")
-            if keep is None:
-                raise node_error(node, "original_audio", "is connected, but the latents come from a sampler run "
-                                 "without a mask: there is nothing to keep")
-            wave, osr = check_audio_input(original_audio, node, "original_audio")
+            wave, original_rate = check_audio_input(original_audio, node, "original_audio")
             with about_input(node, "original_audio"):
-                orig = _conform(wave, osr, sr, audio.shape[1])
-            n = min(audio.shape[-1], orig.shape[-1])
-            full = generation.waveform_keep(keep, z.shape[-1] * v.pretransform.downsampling_ratio)[:n]
-            audio = audio.clone()
-            audio[..., :n] = full * orig[..., :n].expand(audio.shape[0], -1, -1) + (1 - full) * audio[..., :n]
+                audio = generation.keep_original_audio(audio, sr, wave, original_rate, keep,
+                                                       latents.shape[-1] * ratio)
         elif normalize:
             audio = media.peak_normalize(audio, per_item=True)
         seconds = audio.shape[-1] / sr
-        keep = meta.get("keep")
         preview = {"audio": audio_preview(audio, sr, "decode"), "sample_rate": sr, "seconds": seconds,
                    "mask": meta.get("mask_kind") if keep is not None else None,
-                   "regenerated": regenerated_seconds(keep, v.pretransform.downsampling_ratio / sr, seconds)}
+                   "regenerated": regenerated_seconds(keep, ratio / sr, seconds)}
         return {"ui": {"audiox_preview": [preview]}, "result": (audio_output(audio, sr),)}
 
 
-def _conform(wave: torch.Tensor, sr: int, target_sr: int, channels: int) -> torch.Tensor:
-    x = wave.float()
-    if sr != target_sr:
-        x = media.resample(x, sr, target_sr)
-    if x.shape[1] != channels:
-        x = media.to_channels(x, channels)
-    return x
+def _checked_latents(node: str, samples, latent_dim: int) -> torch.Tensor:
+    """The ``[B, C, L]`` latents of a LATENT input, with ``C`` channels as this VAE decodes."""
+    if not isinstance(samples, dict) or not torch.is_tensor(samples.get("samples")):
+        raise node_error(node, "samples", f"needs a LATENT, got {type(samples).__name__}")
+    latents = samples["samples"]
+    if latents.dim() != 3:
+        raise node_error(node, "samples", f"has shape {tuple(latents.shape)}; audio latents are [B, C, L]")
+    if latents.shape[1] != latent_dim:
+        raise node_error(node, "samples", f"has {latents.shape[1]} channels but this VAE decodes "
+                         f"{latent_dim}: use the VAE of the model that made them")
+    return latents
 
 
 NODE_CLASS_MAPPINGS = {"AudioXVAEEncode": AudioXVAEEncode, "AudioXVAEDecode": AudioXVAEDecode}
