@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+
 import torch
 
 from ..audiox_core import generate as generation
