@@ -171,3 +171,40 @@ def raise_if_interrupted() -> None:
     if INTERRUPT_REQUESTED:
         INTERRUPT_REQUESTED = False
         raise Interrupted("processing was interrupted")
+
+
+# ------------------------------------------------------------------- stand-ins for ComfyUI modules
+class ModelManagement:
+    """What ``nodes/comfy_compat.py`` calls on ``comfy.model_management``, for when ComfyUI is absent:
+    the compute device of :func:`compute_device`, the CPU for idle weights and node outputs, the
+    interrupt flag, and models moved whole to their load device (:class:`LocalModelHandle`)."""
+
+    get_torch_device = staticmethod(compute_device)
+    interrupt_current_processing = staticmethod(request_interrupt)
+    throw_exception_if_processing_interrupted = staticmethod(raise_if_interrupted)
+
+    @staticmethod
+    def unet_offload_device() -> torch.device:
+        return torch.device("cpu")
+
+    @staticmethod
+    def intermediate_device() -> torch.device:
+        return torch.device("cpu")
+
+    @staticmethod
+    def soft_empty_cache() -> None:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    @staticmethod
+    def load_models_gpu(handles, memory_required: int = 0, force_full_load: bool = True) -> None:
+        for handle in handles:
+            handle.model.to(handle.load_device)
+
+
+class FolderPaths:
+    """The input / output / temp directories of ``folder_paths``, for when ComfyUI is absent."""
+
+    get_output_directory = staticmethod(output_directory)
+    get_input_directory = staticmethod(input_directory)
+    get_temp_directory = staticmethod(temp_directory)

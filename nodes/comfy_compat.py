@@ -63,64 +63,55 @@ def reset_import_cache() -> None:
 
 
 def _mm():
-    return _optional("comfy.model_management")
+    """``comfy.model_management``, else its stand-in :class:`audiox_core.standalone.ModelManagement`."""
+    return _optional("comfy.model_management") or standalone.ModelManagement
 
 
 def _folder_paths():
     return _optional("folder_paths")
 
 
+def _directories():
+    """``folder_paths``, else its stand-in for the directories, :class:`audiox_core.standalone.FolderPaths`."""
+    return _folder_paths() or standalone.FolderPaths
+
+
 def comfy_available() -> bool:
     """True when ComfyUI's ``comfy.model_management`` can be imported."""
-    return _mm() is not None
+    return _optional("comfy.model_management") is not None
 
 
 # ---------- devices -------------------------------------------------------------------------
 def get_torch_device() -> torch.device:
     """The compute device: ComfyUI's choice, else ``cpu`` (or ``$AUDIOX_DEVICE``)."""
-    mm = _mm()
-    return mm.get_torch_device() if mm is not None else standalone.compute_device()
+    return _mm().get_torch_device()
 
 
 def unet_offload_device() -> torch.device:
     """Where idle model weights live: ComfyUI's offload device, else the CPU."""
-    mm = _mm()
-    return mm.unet_offload_device() if mm is not None else torch.device("cpu")
+    return _mm().unet_offload_device()
 
 
 def intermediate_device() -> torch.device:
     """Where node outputs (AUDIO waveforms, IMAGE frames) should live: CPU unless --gpu-only."""
-    mm = _mm()
-    return mm.intermediate_device() if mm is not None else torch.device("cpu")
+    return _mm().intermediate_device()
 
 
 def soft_empty_cache() -> None:
     """Release cached accelerator memory (ComfyUI's helper, else ``torch.cuda.empty_cache``)."""
-    mm = _mm()
-    if mm is not None:
-        mm.soft_empty_cache()
-    elif torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    _mm().soft_empty_cache()
 
 
 # ---------- interruption, progress and UI messages ------------------------------------------
 def interrupt_processing(value: bool = True) -> None:
     """Request (or clear) an interrupt: ComfyUI's global flag, else a local one."""
-    mm = _mm()
-    if mm is not None:
-        mm.interrupt_current_processing(value)
-    else:
-        standalone.request_interrupt(value)
+    _mm().interrupt_current_processing(value)
 
 
 def throw_exception_if_processing_interrupted() -> None:
     """Raise if an interrupt was requested (ComfyUI's ``InterruptProcessingException``, reported as
     *interrupted*; outside ComfyUI :class:`Interrupted`), and clear the request."""
-    mm = _mm()
-    if mm is not None:
-        mm.throw_exception_if_processing_interrupted()
-    else:
-        standalone.raise_if_interrupted()
+    _mm().throw_exception_if_processing_interrupted()
 
 
 def interrupt_exceptions() -> tuple:
@@ -282,20 +273,17 @@ def get_full_path(name: str, filename: str) -> str:
 
 def get_output_directory() -> str:
     """ComfyUI's output directory, else ``$AUDIOX_OUTPUT_DIR`` or ``./output``."""
-    fp = _folder_paths()
-    return fp.get_output_directory() if fp is not None else standalone.output_directory()
+    return _directories().get_output_directory()
 
 
 def get_input_directory() -> str:
     """ComfyUI's input directory, else ``$AUDIOX_INPUT_DIR`` or ``./input``."""
-    fp = _folder_paths()
-    return fp.get_input_directory() if fp is not None else standalone.input_directory()
+    return _directories().get_input_directory()
 
 
 def get_temp_directory() -> str:
     """ComfyUI's temp directory, else ``<system temp>/audiox``."""
-    fp = _folder_paths()
-    return fp.get_temp_directory() if fp is not None else standalone.temp_directory()
+    return _directories().get_temp_directory()
 
 
 # ---------- model memory management ---------------------------------------------------------
@@ -315,37 +303,32 @@ def wrap_model(module: torch.nn.Module, load_device: Optional[torch.device] = No
                                 size=module_bytes(module))
 
 
-def _comfy_managed(handles: Sequence[Any]):
-    """ComfyUI's model management when it runs and not every handle is a :class:`LocalModelHandle`."""
-    mm = _mm()
-    return mm if mm is not None and not all(isinstance(h, LocalModelHandle) for h in handles) else None
+def _manager_of(handles: Sequence[Any]):
+    """ComfyUI's model management for handles it knows, the stand-in for :class:`LocalModelHandle`s only."""
+    local = all(isinstance(h, LocalModelHandle) for h in handles)
+    return standalone.ModelManagement if local else _mm()
 
 
 def load_models_gpu(handles: Sequence[Any], memory_required: int = 0) -> None:
     """Put every handle's model fully on its load device, evicting other models if needed."""
     handles = [h for h in handles if h is not None]
-    mm = _comfy_managed(handles)
-    if mm is not None:
-        mm.load_models_gpu(handles, memory_required=memory_required, force_full_load=True)
-        return
-    for h in handles:
-        h.model.to(h.load_device)
+    _manager_of(handles).load_models_gpu(handles, memory_required=memory_required, force_full_load=True)
 
 
 def offload_models(handles: Sequence[Any]) -> None:
     """Move the handles' models back to their offload devices now and free cached memory."""
     handles = [h for h in handles if h is not None]
-    mm = _comfy_managed(handles)
-    if mm is None:
+    manager = _manager_of(handles)
+    if manager is standalone.ModelManagement:
         for h in handles:
             h.model.to(h.offload_device)
         soft_empty_cache()
         return
-    loaded = getattr(mm, "current_loaded_models", [])
+    loaded = getattr(manager, "current_loaded_models", [])
     for i in range(len(loaded) - 1, -1, -1):
         if any(loaded[i].model is h for h in handles):
             loaded.pop(i).model_unload()
-    mm.soft_empty_cache()
+    manager.soft_empty_cache()
 
 
 @contextlib.contextmanager
