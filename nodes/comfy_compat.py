@@ -68,12 +68,8 @@ def _mm():
 
 
 def _folder_paths():
-    return _optional("folder_paths")
-
-
-def _directories():
-    """``folder_paths``, else its stand-in for the directories, :class:`audiox_core.standalone.FolderPaths`."""
-    return _folder_paths() or standalone.FolderPaths
+    """``folder_paths``, else its stand-in :data:`audiox_core.standalone.FOLDER_PATHS`."""
+    return _optional("folder_paths") or standalone.FOLDER_PATHS
 
 
 def comfy_available() -> bool:
@@ -183,48 +179,29 @@ def make_progress_callback(total: Optional[int] = None, node_id: Optional[str] =
 
 
 # ---------- model folders -------------------------------------------------------------------
-def _unregistered(name: str) -> InputError:
-    return InputError(f"model folder '{name}' is not registered (call register_model_folder first)")
-
-
-def _comfy_folder_key(fp, name: str) -> str:
-    """``name`` as ComfyUI's ``folder_paths`` keys it (legacy names mapped); it must be registered."""
+def _folder_key(fp, name: str) -> str:
+    """``name`` as ``folder_paths`` keys it (legacy names mapped); :class:`InputError` when unregistered."""
     key = fp.map_legacy(name) if hasattr(fp, "map_legacy") else name
     if key not in fp.folder_names_and_paths:
-        raise _unregistered(name)
+        raise InputError(f"model folder '{name}' is not registered (call register_model_folder first)")
     return key
-
-
-def _registered(found: Optional[list[str]], name: str) -> list[str]:
-    """A standalone folder answer, or the error for an unregistered folder (the answer None)."""
-    if found is None:
-        raise _unregistered(name)
-    return found
 
 
 def register_model_folder(name: str, default_subdir: str, extensions: Iterable[str]) -> None:
     """Make ``name`` a model folder (default ``<models>/<default_subdir>``) listing ``extensions``.
     Inside ComfyUI ``folder_paths.add_model_folder_path`` de-duplicates and keeps the user's paths
     (extra_model_paths.yaml); for a core folder (``loras``, ...) it only adds our default path."""
-    exts = {e if e.startswith(".") else "." + e for e in extensions}
     fp = _folder_paths()
-    if fp is None:
-        standalone.register_folder(name, default_subdir, exts)
-        return
     fp.add_model_folder_path(name, os.path.join(fp.models_dir, default_subdir))
-    fp.folder_names_and_paths[_comfy_folder_key(fp, name)][1].update(exts)
+    fp.folder_names_and_paths[_folder_key(fp, name)][1].update(e if e.startswith(".") else "." + e for e in extensions)
 
 
 def add_model_path(name: str, path: str | os.PathLike) -> None:
     """Also search ``path`` (e.g. the pack's ``models/demo``) for the registered folder ``name``,
     after the user's paths (a user file of the same name wins)."""
-    path = str(Path(path).resolve())
     fp = _folder_paths()
-    if fp is not None:
-        _comfy_folder_key(fp, name)
-        fp.add_model_folder_path(name, path)
-    elif not standalone.add_folder_path(name, path):
-        raise _unregistered(name)
+    _folder_key(fp, name)
+    fp.add_model_folder_path(name, str(Path(path).resolve()))
 
 
 def comfy_t5_tokenizer_dir() -> Optional[Path]:
@@ -240,18 +217,14 @@ def comfy_t5_tokenizer_dir() -> Optional[Path]:
 def get_folder_paths(name: str) -> list[str]:
     """The directories searched for model folder ``name`` (it must be registered)."""
     fp = _folder_paths()
-    if fp is None:
-        return _registered(standalone.folder_paths(name), name)
-    _comfy_folder_key(fp, name)
+    _folder_key(fp, name)
     return list(fp.get_folder_paths(name))
 
 
 def get_filename_list(name: str) -> list[str]:
     """Sorted relative paths (``/``-separated) of the files in model folder ``name``."""
     fp = _folder_paths()
-    if fp is None:
-        return _registered(standalone.folder_files(name), name)
-    _comfy_folder_key(fp, name)
+    _folder_key(fp, name)
     return list(fp.get_filename_list(name))
 
 
@@ -273,17 +246,17 @@ def get_full_path(name: str, filename: str) -> str:
 
 def get_output_directory() -> str:
     """ComfyUI's output directory, else ``$AUDIOX_OUTPUT_DIR`` or ``./output``."""
-    return _directories().get_output_directory()
+    return _folder_paths().get_output_directory()
 
 
 def get_input_directory() -> str:
     """ComfyUI's input directory, else ``$AUDIOX_INPUT_DIR`` or ``./input``."""
-    return _directories().get_input_directory()
+    return _folder_paths().get_input_directory()
 
 
 def get_temp_directory() -> str:
     """ComfyUI's temp directory, else ``<system temp>/audiox``."""
-    return _directories().get_temp_directory()
+    return _folder_paths().get_temp_directory()
 
 
 # ---------- model memory management ---------------------------------------------------------
