@@ -1,18 +1,7 @@
 """What the node modules share: socket types, the values on them, and errors that name node and input.
 
-Socket types (custom, all-caps, prefixed so they never clash with core or other packs)::
-
-    AUDIOX_MODEL         ModelBundle      an AudioX model (+ how its parts move between devices)
-    AUDIOX_VAE           VAEBundle        an Oobleck VAE (the model's own, or a separate file)
-    AUDIOX_T5            T5Bundle         a T5 text encoder
-    AUDIOX_CLIP_VISION   ClipVisionFile   a CLIP ViT-B/32 vision file (given to the model loader)
-    AUDIOX_SYNCHFORMER   SynchformerBundle  the Synchformer visual extractor
-    AUDIOX_COND          audiox_core.conditions.Condition   one modality's tokens (cacheable)
-    AUDIOX_SYNC          SyncFeatures     Synchformer features of one video window
-    AUDIOX_CONTEXT       Context          fused conditions + the MAF gate report
-    AUDIOX_MASK          TimeMask         which seconds to regenerate / keep
-    AUDIOX_DATASET       DatasetBundle    training items with their encoder outputs (prepared once)
-    AUDIOX_LORA          LoRAValue        a LoRA (trained in the graph or read from models/loras)
+Socket types are custom, all-caps and prefixed so they never clash with core or other packs; each
+constant below names the value class that travels on it.
 
 A model with LoRAs is a :class:`ModelBundle` sharing the loaded model; its LoRAs are attached only
 inside :meth:`ModelBundle.on_device`, so the model other nodes hold (and ComfyUI caches) stays the base.
@@ -39,17 +28,17 @@ from .values import (ClipVisionFile, Context, DatasetBundle, LoRAValue, ModelBun
 
 CATEGORY = "audio/AudioX"
 
-MODEL = "AUDIOX_MODEL"
-VAE = "AUDIOX_VAE"
-T5 = "AUDIOX_T5"
-CLIP_VISION = "AUDIOX_CLIP_VISION"
-SYNCHFORMER = "AUDIOX_SYNCHFORMER"
-COND = "AUDIOX_COND"
-SYNC = "AUDIOX_SYNC"
-CONTEXT = "AUDIOX_CONTEXT"
-MASK = "AUDIOX_MASK"
-DATASET = "AUDIOX_DATASET"
-LORA = "AUDIOX_LORA"
+MODEL = "AUDIOX_MODEL"  # ModelBundle: an AudioX model (+ how its parts move between devices)
+VAE = "AUDIOX_VAE"  # VAEBundle: an Oobleck VAE (the model's own, or a separate file)
+T5 = "AUDIOX_T5"  # T5Bundle: a T5 text encoder
+CLIP_VISION = "AUDIOX_CLIP_VISION"  # ClipVisionFile: a CLIP ViT-B/32 vision file (given to the model loader)
+SYNCHFORMER = "AUDIOX_SYNCHFORMER"  # SynchformerBundle: the Synchformer visual extractor
+COND = "AUDIOX_COND"  # audiox_core.conditions.Condition: one modality's tokens (cacheable)
+SYNC = "AUDIOX_SYNC"  # SyncFeatures: Synchformer features of one video window
+CONTEXT = "AUDIOX_CONTEXT"  # Context: fused conditions + the MAF gate report
+MASK = "AUDIOX_MASK"  # TimeMask: which seconds to regenerate / keep
+DATASET = "AUDIOX_DATASET"  # DatasetBundle: training items with their encoder outputs (prepared once)
+LORA = "AUDIOX_LORA"  # LoRAValue: a LoRA (trained in the graph or read from models/loras)
 
 DTYPE_OPTIONS = ["auto", "fp32", "fp16", "bf16"]
 DTYPE_TOOLTIP = ("Weight precision. auto: bf16 on a GPU that supports it (else fp16), fp32 on the CPU. "

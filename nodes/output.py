@@ -15,8 +15,8 @@ import uuid
 import torch
 
 from ..audiox_core import media
-from ..audiox_core.media.spectrogram import spectrogram_image
 from ..audiox_core.errors import FieldError
+from ..audiox_core.media.spectrogram import spectrogram_image
 from . import comfy_compat
 from .common import (CATEGORY, about_input, check_audio_input, float_input, int_input, node_error, node_function,
                      socket_input)
