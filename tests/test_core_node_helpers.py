@@ -77,7 +77,8 @@ def test_frames_under_audio_cuts_frames_and_audio():
     assert torch.equal(segment, frames[4:]) and audio.shape[-1] == 60
     segment, audio = frames_under_audio(frames, 10.0, 0.0, torch.ones(1, 1), 100)  # shorter than a frame
     assert segment.shape[0] == 1 and audio.shape[-1] == 1
-    for args, field in [((frames[:0], 10.0, 0.0), "frames"), ((frames, 0.0, 0.0), "fps"), ((frames, 10.0, 1.0), "start")]:
+    bad = [((frames[:0], 10.0, 0.0), "frames"), ((frames, 0.0, 0.0), "fps"), ((frames, 10.0, 1.0), "start")]
+    for args, field in bad:
         with pytest.raises(FieldError) as caught:
             frames_under_audio(*args, torch.ones(1, 10), 100)
         assert caught.value.field == field
