@@ -24,10 +24,24 @@ from .errors import InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["compile_backbone", "backbone_compiled", "store_weights_fp8", "backbone_weights_fp8", "FP8Linear",
-           "has_fp8_weights", "refuse_fp8", "fp8_available", "on_device"]
+__all__ = ["weight_dtype", "compile_backbone", "backbone_compiled", "store_weights_fp8", "backbone_weights_fp8",
+           "FP8Linear", "has_fp8_weights", "refuse_fp8", "fp8_available", "on_device"]
 
 _CACHE_ATTR = "_audiox_compiled_forwards"
+
+
+def weight_dtype(choice: str, device: torch.device) -> torch.dtype:
+    """The weight dtype for a precision choice ``fp32`` / ``fp16`` / ``bf16``; any other choice
+    (``auto``) picks by ``device``: bf16 on a CUDA GPU that supports it (else fp16), fp16 on MPS /
+    XPU, fp32 on the CPU."""
+    named = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if choice in named:
+        return named[choice]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type in ("mps", "xpu"):
+        return torch.float16
+    return torch.float32
 
 
 # ----------------------------------------------------------------------------------------------

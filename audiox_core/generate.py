@@ -428,3 +428,23 @@ def waveform_keep(keep: torch.Tensor, n: int) -> torch.Tensor:
     """A latent keep-mask ``[L]`` stretched to ``n`` audio samples (linear interpolation)."""
     k = keep.reshape(1, 1, -1).float()
     return torch.nn.functional.interpolate(k, size=n, mode="linear", align_corners=False).reshape(-1)
+
+
+def regenerated_seconds(keep: Optional[torch.Tensor], seconds_per_frame: float, seconds: float) -> list[list[float]]:
+    """The inverse of :func:`keep_mask_from_ranges` for display: ranges ``[[a, b], ...]`` (seconds,
+    rounded to 0.1 ms, clipped to the clip's ``seconds``) where the latent keep-mask ``keep`` (1 keep …
+    0 regenerate per latent frame) is below 1, adjacent frames merged; [] without a mask."""
+    if keep is None:
+        return []
+    ranges: list[list[float]] = []
+    for index, value in enumerate(keep.detach().float().reshape(-1).tolist()):
+        if value >= 1.0 - 1e-6:
+            continue
+        start, end = index * seconds_per_frame, min((index + 1) * seconds_per_frame, seconds)
+        if start >= seconds:
+            break
+        if ranges and abs(ranges[-1][1] - start) < 1e-9:
+            ranges[-1][1] = end
+        else:
+            ranges.append([start, end])
+    return [[round(start, 4), round(end, 4)] for start, end in ranges]

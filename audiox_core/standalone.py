@@ -1,11 +1,11 @@
 """What the node pack uses where ComfyUI is absent (the graph runner, unit tests, a notebook).
 
-``nodes/comfy_compat.py`` asks ComfyUI first and falls back to these:
+``nodes/comfy_compat.py`` asks ComfyUI first and falls back to these (:class:`ModelManagement`
+and :data:`FOLDER_PATHS` stand in for ``comfy.model_management`` and ``folder_paths``):
 
 * devices: ``$AUDIOX_DEVICE`` (e.g. ``cuda``) or the CPU (:func:`compute_device`);
 * model folders: a registry of folder name → (directories, file extensions), the default
-  directories under ``$AUDIOX_MODELS_DIR`` or ``./models`` (:func:`register_folder`,
-  :func:`add_folder_path`, :func:`folder_paths`, :func:`folder_files`);
+  directories under ``$AUDIOX_MODELS_DIR`` or ``./models`` (:data:`FOLDERS`, :func:`folder_files`);
 * the input / output / temp directories: ``$AUDIOX_INPUT_DIR`` / ``$AUDIOX_OUTPUT_DIR`` (default
   ``./input`` / ``./output``) and ``<system temp>/audiox``;
 * model handles: :class:`LocalModelHandle` (a module and its load / offload devices, the surface of
@@ -19,7 +19,7 @@ import inspect
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 import torch
 
@@ -41,30 +41,6 @@ FOLDERS: dict[str, tuple[list[str], set[str]]] = {}
 def models_dir() -> Path:
     """``$AUDIOX_MODELS_DIR`` or ``./models`` (absolute), the models root."""
     return Path(os.environ.get("AUDIOX_MODELS_DIR", "models")).resolve()
-
-
-def register_folder(name: str, default_subdir: str, extensions: Iterable[str]) -> None:
-    """Make ``name`` a model folder with the directory ``<models>/<default_subdir>`` listing ``extensions``."""
-    path = str(models_dir() / default_subdir)
-    paths, known = FOLDERS.setdefault(name, ([], set()))
-    if path not in paths:
-        paths.append(path)
-    known.update(e if e.startswith(".") else "." + e for e in extensions)
-
-
-def add_folder_path(name: str, path: str | os.PathLike) -> bool:
-    """Also search ``path`` for folder ``name``; False when ``name`` is not registered."""
-    if name not in FOLDERS:
-        return False
-    path = str(Path(path).resolve())
-    if path not in FOLDERS[name][0]:
-        FOLDERS[name][0].append(path)
-    return True
-
-
-def folder_paths(name: str) -> Optional[list[str]]:
-    """The directories of folder ``name``, or None when it is not registered."""
-    return list(FOLDERS[name][0]) if name in FOLDERS else None
 
 
 def folder_files(name: str) -> Optional[list[str]]:
@@ -171,3 +147,68 @@ def raise_if_interrupted() -> None:
     if INTERRUPT_REQUESTED:
         INTERRUPT_REQUESTED = False
         raise Interrupted("processing was interrupted")
+
+
+# ------------------------------------------------------------------- stand-ins for ComfyUI modules
+class ModelManagement:
+    """What ``nodes/comfy_compat.py`` calls on ``comfy.model_management``, for when ComfyUI is absent:
+    the compute device of :func:`compute_device`, the CPU for idle weights and node outputs, the
+    interrupt flag, and models moved whole to their load device (:class:`LocalModelHandle`)."""
+
+    get_torch_device = staticmethod(compute_device)
+    interrupt_current_processing = staticmethod(request_interrupt)
+    throw_exception_if_processing_interrupted = staticmethod(raise_if_interrupted)
+
+    @staticmethod
+    def unet_offload_device() -> torch.device:
+        return torch.device("cpu")
+
+    @staticmethod
+    def intermediate_device() -> torch.device:
+        return torch.device("cpu")
+
+    @staticmethod
+    def soft_empty_cache() -> None:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    @staticmethod
+    def load_models_gpu(handles, memory_required: int = 0, force_full_load: bool = True) -> None:
+        for handle in handles:
+            handle.model.to(handle.load_device)
+
+
+class FolderPaths:
+    """What ``nodes/comfy_compat.py`` calls on ComfyUI's ``folder_paths``, for when ComfyUI is absent:
+    the registry :data:`FOLDERS` (same shape as ``folder_names_and_paths``: name -> (directories,
+    extensions)) and the input / output / temp directories."""
+
+    get_output_directory = staticmethod(output_directory)
+    get_input_directory = staticmethod(input_directory)
+    get_temp_directory = staticmethod(temp_directory)
+
+    @property
+    def models_dir(self) -> str:
+        return str(models_dir())
+
+    @property
+    def folder_names_and_paths(self) -> dict[str, tuple[list[str], set[str]]]:
+        return FOLDERS
+
+    @staticmethod
+    def add_model_folder_path(name: str, path: str) -> None:
+        paths, _extensions = FOLDERS.setdefault(name, ([], set()))
+        if path not in paths:
+            paths.append(path)
+
+    @staticmethod
+    def get_folder_paths(name: str) -> list[str]:
+        return list(FOLDERS[name][0])
+
+    @staticmethod
+    def get_filename_list(name: str) -> list[str]:
+        return folder_files(name)
+
+
+#: the stand-in ``folder_paths`` (an instance: ``models_dir`` follows ``$AUDIOX_MODELS_DIR``)
+FOLDER_PATHS = FolderPaths()

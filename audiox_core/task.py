@@ -799,3 +799,37 @@ def crossfade_join(a: torch.Tensor, b: torch.Tensor, overlap: int) -> torch.Tens
     fade_out = 1.0 - fade_in
     mid = a[..., -overlap:] * fade_out + b[..., :overlap] * fade_in
     return torch.cat([a[..., :-overlap], mid, b[..., overlap:]], dim=-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampler checks and reports (the node graph's two samplers)
+# ----------------------------------------------------------------------------------------------
+def sampler_model_notes(model, mode: str) -> list[str]:
+    """Whether ``model`` suits the sampler ``mode`` ("base" or "turbo"): a v-objective model cannot
+    run the few-step Turbo sampler (:class:`RequestError` on ``settings.mode``, phrased to follow
+    the name of the caller's model input); a Turbo base/teacher model in the Turbo sampler, or the
+    distilled Turbo student in the Base sampler, runs with a warning (returned as notes)."""
+    role = getattr(model, "info", {}).get("role", "")
+    if mode == "turbo":
+        if model.objective != "rectified_flow":
+            raise RequestError("settings.mode", f"is {model.config.variant} (v-objective): the Turbo sampler needs "
+                               "an AudioX-Turbo model; use AudioX Sampler for this one")
+        if role == "base":
+            return ["warning: this is a Turbo base/teacher model, not the distilled student; a few Turbo steps "
+                    "give rough audio — AudioX Sampler with ~50–100 steps suits it"]
+    elif model.objective == "rectified_flow" and role != "base":
+        return ["warning: this is the distilled Turbo student; it was trained for the 4-step AudioX Turbo "
+                "Sampler (CFG and many steps are not what it learned)"]
+    return []
+
+
+def sampling_report(plan: Plan, result: Result, model_name: str, notes: Sequence[str] = (),
+                    mask_description: Optional[str] = None) -> str:
+    """The text a sampler shows after a latent request: settings, clip count × seconds and model,
+    then the mask (one window only), the notes and the run's report (long-form: its first line)."""
+    s, latents = plan.settings, result.latents
+    what = (f"{s.mode} sampler: {s.steps} steps" + ("" if s.mode == "turbo" else f", {s.sampler}, cfg {s.cfg_scale:g}")
+            + f", seed {s.seed}" + (" (official noise)" if s.noise == "official" else "")
+            + f"; {latents.shape[0]} × {plan.duration:.2f} s ({latents.shape[-1]} latents) on {model_name}")
+    mask_lines = [mask_description] if mask_description is not None and not plan.long_form else []
+    return "\n".join([what] + mask_lines + list(notes) + (result.report[:1] if plan.long_form else result.report))

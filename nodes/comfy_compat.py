@@ -1,18 +1,16 @@
 """The one place where the node pack touches ComfyUI.
 
-Every ``comfy``, ``comfy.utils``, ``comfy.model_management``, ``comfy.model_patcher``,
-``folder_paths`` and ``comfy_api`` import of the pack lives here, made lazily at the first call
-that needs it.  "ComfyUI is present" means the import succeeds; a *missing* module selects the
-fallback, any other import error (a broken install) propagates.  Detection is per call and cheap
-(``sys.modules`` first), so tests can install and remove stub modules; :func:`reset_import_cache`
-forgets remembered misses.  Fallbacks: :mod:`audiox_core.standalone` (devices, model folders,
-directories, :class:`LocalModelHandle`, the interrupt flag) and
-:mod:`audiox_core.media.video_value` (VIDEO values); the progress bar then draws nothing but still
-checks the interrupt flag.
+Every ``comfy``, ``folder_paths``, ``comfy_api`` and ``server`` import of the pack lives here, made
+lazily at the first call that needs it.  "ComfyUI is present" means the import succeeds; a *missing*
+module selects the fallback, any other import error (a broken install) propagates.  Detection is per
+call and cheap (``sys.modules`` first), so tests can install and remove stub modules
+(:func:`reset_import_cache` forgets remembered misses).  Fallbacks: :mod:`audiox_core.standalone`
+(devices, model folders, directories, :class:`LocalModelHandle`, the interrupt flag) and
+:mod:`audiox_core.media.video_value` (VIDEO values); the progress bar then only checks the interrupt flag.
 
-Model memory: loaders wrap each network with :func:`wrap_model` (a real ``ModelPatcher`` inside
-ComfyUI, so its memory manager sees our weights); nodes run them inside :func:`models_on_device`
-(``force_full_load``: plain ``nn`` layers cannot be partially loaded).  docs/MODEL_MEMORY.md.
+Model memory: loaders wrap each network with :func:`wrap_model` (a ``ModelPatcher`` inside ComfyUI, so
+its memory manager sees our weights); nodes run them inside :func:`models_on_device` (``force_full_load``:
+plain ``nn`` layers cannot be partially loaded).  docs/MODEL_MEMORY.md.
 """
 from __future__ import annotations
 
@@ -29,6 +27,7 @@ import torch
 
 from ..audiox_core import progress, standalone
 from ..audiox_core.errors import InputError, Interrupted
+from ..audiox_core.fileio import resolve_inside
 from ..audiox_core.standalone import LocalModelHandle, ModuleHolder, module_bytes
 from ..audiox_core.media.video_value import VideoComponents, VideoFromComponents, VideoFromFile, check_video_parts
 
@@ -64,92 +63,89 @@ def reset_import_cache() -> None:
 
 
 def _mm():
-    return _optional("comfy.model_management")
-
-
-def _utils():
-    return _optional("comfy.utils")
+    """``comfy.model_management``, else its stand-in :class:`audiox_core.standalone.ModelManagement`."""
+    return _optional("comfy.model_management") or standalone.ModelManagement
 
 
 def _folder_paths():
-    return _optional("folder_paths")
+    """``folder_paths``, else its stand-in :data:`audiox_core.standalone.FOLDER_PATHS`."""
+    return _optional("folder_paths") or standalone.FOLDER_PATHS
 
 
 def comfy_available() -> bool:
     """True when ComfyUI's ``comfy.model_management`` can be imported."""
-    return _mm() is not None
+    return _optional("comfy.model_management") is not None
 
 
 # ---------- devices -------------------------------------------------------------------------
 def get_torch_device() -> torch.device:
     """The compute device: ComfyUI's choice, else ``cpu`` (or ``$AUDIOX_DEVICE``)."""
-    mm = _mm()
-    return mm.get_torch_device() if mm is not None else standalone.compute_device()
+    return _mm().get_torch_device()
 
 
 def unet_offload_device() -> torch.device:
     """Where idle model weights live: ComfyUI's offload device, else the CPU."""
-    mm = _mm()
-    return mm.unet_offload_device() if mm is not None else torch.device("cpu")
+    return _mm().unet_offload_device()
 
 
 def intermediate_device() -> torch.device:
     """Where node outputs (AUDIO waveforms, IMAGE frames) should live: CPU unless --gpu-only."""
-    mm = _mm()
-    return mm.intermediate_device() if mm is not None else torch.device("cpu")
+    return _mm().intermediate_device()
 
 
 def soft_empty_cache() -> None:
     """Release cached accelerator memory (ComfyUI's helper, else ``torch.cuda.empty_cache``)."""
-    mm = _mm()
-    if mm is not None:
-        mm.soft_empty_cache()
-    elif torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    _mm().soft_empty_cache()
 
 
-# ---------- interruption and progress -------------------------------------------------------
+# ---------- interruption, progress and UI messages ------------------------------------------
 def interrupt_processing(value: bool = True) -> None:
     """Request (or clear) an interrupt: ComfyUI's global flag, else a local one."""
-    mm = _mm()
-    if mm is not None:
-        mm.interrupt_current_processing(value)
-    else:
-        standalone.request_interrupt(value)
+    _mm().interrupt_current_processing(value)
 
 
 def throw_exception_if_processing_interrupted() -> None:
     """Raise if an interrupt was requested (ComfyUI's ``InterruptProcessingException``, reported as
     *interrupted*; outside ComfyUI :class:`Interrupted`), and clear the request."""
-    mm = _mm()
-    if mm is not None:
-        mm.throw_exception_if_processing_interrupted()
-        return
-    standalone.raise_if_interrupted()
+    _mm().throw_exception_if_processing_interrupted()
 
 
 def interrupt_exceptions() -> tuple:
     """The exception types that mean "Cancel" (:class:`Interrupted`, ComfyUI's
     ``InterruptProcessingException``): training catches them, saves, and re-raises."""
-    mm = _mm()
-    extra = getattr(mm, "InterruptProcessingException", None) if mm is not None else None
+    extra = getattr(_mm(), "InterruptProcessingException", None)
     return (Interrupted,) + ((extra,) if isinstance(extra, type) else ())
 
 
-def send_progress_text(text: str, node_id: Optional[str]) -> bool:
-    """Show ``text`` on node ``node_id`` while it runs (``PromptServer.send_progress_text``); False
-    without a running ComfyUI server with that method; never raises."""
-    server = sys.modules.get("server")  # ComfyUI's server module, imported by main.py before any pack
-    ps = getattr(getattr(server, "PromptServer", None), "instance", None) if server is not None else None
-    fn = getattr(ps, "send_progress_text", None)
-    if fn is None or node_id is None:
+def _prompt_server():
+    """The running ComfyUI ``PromptServer`` (its ``server`` module is imported before any pack), or None."""
+    server = sys.modules.get("server")
+    return getattr(getattr(server, "PromptServer", None), "instance", None) if server is not None else None
+
+
+def _call_prompt_server(method: str, *args) -> bool:
+    """``PromptServer.instance.<method>(*args)``; False without a server with that method or when the
+    call fails: a UI nicety never breaks the work."""
+    fn = getattr(_prompt_server(), method, None)
+    if fn is None:
         return False
     try:
-        fn(str(text), str(node_id))
+        fn(*args)
         return True
-    except Exception as e:  # noqa: BLE001 - a UI nicety must never break the work
-        log.debug("send_progress_text failed: %s", e)
+    except Exception as e:  # noqa: BLE001
+        log.debug("PromptServer.%s failed: %s", method, e)
         return False
+
+
+def send_progress_text(text: str, node_id: Optional[str]) -> bool:
+    """Show ``text`` on node ``node_id`` while it runs (``PromptServer.send_progress_text``)."""
+    return node_id is not None and _call_prompt_server("send_progress_text", str(text), str(node_id))
+
+
+def ui_event(event: str, data: dict) -> bool:
+    """Send ``{"type": event, "data": data}`` to the browsers (``PromptServer.send_sync``); False
+    (nothing sent) outside a running ComfyUI server."""
+    return _call_prompt_server("send_sync", event, data, getattr(_prompt_server(), "client_id", None))
 
 
 class ProgressBar:
@@ -160,7 +156,7 @@ class ProgressBar:
         self.total = int(total)
         self.current = 0
         self.node_id = node_id
-        utils = _utils()
+        utils = _optional("comfy.utils")
         self._bar = utils.ProgressBar(self.total, node_id=node_id) if utils is not None else None
 
     def update_absolute(self, value: int, total: Optional[int] = None, preview: Any = None) -> None:
@@ -183,82 +179,58 @@ def make_progress_callback(total: Optional[int] = None, node_id: Optional[str] =
 
 
 # ---------- model folders -------------------------------------------------------------------
+def _folder_key(fp, name: str) -> str:
+    """``name`` as ``folder_paths`` keys it (legacy names mapped); :class:`InputError` when unregistered."""
+    key = fp.map_legacy(name) if hasattr(fp, "map_legacy") else name
+    if key not in fp.folder_names_and_paths:
+        raise InputError(f"model folder '{name}' is not registered (call register_model_folder first)")
+    return key
+
+
 def register_model_folder(name: str, default_subdir: str, extensions: Iterable[str]) -> None:
     """Make ``name`` a model folder (default ``<models>/<default_subdir>``) listing ``extensions``.
     Inside ComfyUI ``folder_paths.add_model_folder_path`` de-duplicates and keeps the user's paths
     (extra_model_paths.yaml); for a core folder (``loras``, ...) it only adds our default path."""
-    exts = {e if e.startswith(".") else "." + e for e in extensions}
     fp = _folder_paths()
-    if fp is not None:
-        fp.add_model_folder_path(name, os.path.join(fp.models_dir, default_subdir))
-        key = fp.map_legacy(name) if hasattr(fp, "map_legacy") else name
-        fp.folder_names_and_paths[key][1].update(exts)
-        return
-    standalone.register_folder(name, default_subdir, exts)
+    fp.add_model_folder_path(name, os.path.join(fp.models_dir, default_subdir))
+    fp.folder_names_and_paths[_folder_key(fp, name)][1].update(e if e.startswith(".") else "." + e for e in extensions)
 
 
 def add_model_path(name: str, path: str | os.PathLike) -> None:
     """Also search ``path`` (e.g. the pack's ``models/demo``) for the registered folder ``name``,
     after the user's paths (a user file of the same name wins)."""
-    path = str(Path(path).resolve())
     fp = _folder_paths()
-    if fp is not None:
-        _comfy_folder_known(fp, name)
-        fp.add_model_folder_path(name, path)
-        return
-    if not standalone.add_folder_path(name, path):
-        raise _unregistered(name)
+    _folder_key(fp, name)
+    fp.add_model_folder_path(name, str(Path(path).resolve()))
 
 
 def comfy_t5_tokenizer_dir() -> Optional[Path]:
     """ComfyUI's bundled t5-base SentencePiece tokenizer folder (``comfy/text_encoders/t5_tokenizer``),
     or None outside ComfyUI / when this ComfyUI has none."""
-    comfy = sys.modules.get("comfy") or _optional("comfy")
-    files = getattr(comfy, "__file__", None) if comfy is not None else None
+    files = getattr(_optional("comfy"), "__file__", None)
     if not files:
         return None
-    d = Path(files).resolve().parent / "text_encoders" / "t5_tokenizer"
-    return d if d.is_dir() else None
-
-
-def _comfy_folder_known(fp, name: str) -> bool:
-    if (fp.map_legacy(name) if hasattr(fp, "map_legacy") else name) not in fp.folder_names_and_paths:
-        raise _unregistered(name)
-    return True
-
-
-def _unregistered(name: str) -> InputError:
-    return InputError(f"model folder '{name}' is not registered (call register_model_folder first)")
+    folder = Path(files).resolve().parent / "text_encoders" / "t5_tokenizer"
+    return folder if folder.is_dir() else None
 
 
 def get_folder_paths(name: str) -> list[str]:
     """The directories searched for model folder ``name`` (it must be registered)."""
     fp = _folder_paths()
-    if fp is not None:
-        _comfy_folder_known(fp, name)
-        return list(fp.get_folder_paths(name))
-    paths = standalone.folder_paths(name)
-    if paths is None:
-        raise _unregistered(name)
-    return paths
+    _folder_key(fp, name)
+    return list(fp.get_folder_paths(name))
 
 
 def get_filename_list(name: str) -> list[str]:
     """Sorted relative paths (``/``-separated) of the files in model folder ``name``."""
     fp = _folder_paths()
-    if fp is not None:
-        _comfy_folder_known(fp, name)
-        return list(fp.get_filename_list(name))
-    files = standalone.folder_files(name)
-    if files is None:
-        raise _unregistered(name)
-    return files
+    _folder_key(fp, name)
+    return list(fp.get_filename_list(name))
 
 
 def find_model_file(name: str, filename, *, what: str = "", kind: str = "any") -> Optional[Path]:
     """The file (or folder) ``filename`` of model folder ``name``, symlinks resolved, or None; a name
     leading outside the folder's directories raises ``PathError`` (``fileio.resolve_inside``)."""
-    from ..audiox_core.fileio import resolve_inside
     return resolve_inside(filename, get_folder_paths(name), what=what or f"model folder '{name}'", kind=kind)
 
 
@@ -267,30 +239,24 @@ def get_full_path(name: str, filename: str) -> str:
     directories when absent, ``PathError`` when the name leads outside them."""
     full = find_model_file(name, filename, kind="file")
     if full is None:
-        searched = get_folder_paths(name)
-        raise InputError(
-            f"model file '{filename}' was not found in model folder '{name}' "
-            f"(searched: {', '.join(searched) or 'no directories'})"
-        )
+        searched = ", ".join(get_folder_paths(name)) or "no directories"
+        raise InputError(f"model file '{filename}' was not found in model folder '{name}' (searched: {searched})")
     return str(full)
 
 
 def get_output_directory() -> str:
     """ComfyUI's output directory, else ``$AUDIOX_OUTPUT_DIR`` or ``./output``."""
-    fp = _folder_paths()
-    return fp.get_output_directory() if fp is not None else standalone.output_directory()
+    return _folder_paths().get_output_directory()
 
 
 def get_input_directory() -> str:
     """ComfyUI's input directory, else ``$AUDIOX_INPUT_DIR`` or ``./input``."""
-    fp = _folder_paths()
-    return fp.get_input_directory() if fp is not None else standalone.input_directory()
+    return _folder_paths().get_input_directory()
 
 
 def get_temp_directory() -> str:
     """ComfyUI's temp directory, else ``<system temp>/audiox``."""
-    fp = _folder_paths()
-    return fp.get_temp_directory() if fp is not None else standalone.temp_directory()
+    return _folder_paths().get_temp_directory()
 
 
 # ---------- model memory management ---------------------------------------------------------
@@ -303,39 +269,39 @@ def wrap_model(module: torch.nn.Module, load_device: Optional[torch.device] = No
         module = ModuleHolder(module)
     load_device = load_device if load_device is not None else get_torch_device()
     offload_device = offload_device if offload_device is not None else unet_offload_device()
-    mp = _optional("comfy.model_patcher")
-    if mp is not None:
-        return mp.ModelPatcher(module, load_device=load_device, offload_device=offload_device,
-                               size=module_bytes(module))
-    return LocalModelHandle(module, load_device, offload_device)
+    patcher = _optional("comfy.model_patcher")
+    if patcher is None:
+        return LocalModelHandle(module, load_device, offload_device)
+    return patcher.ModelPatcher(module, load_device=load_device, offload_device=offload_device,
+                                size=module_bytes(module))
+
+
+def _manager_of(handles: Sequence[Any]):
+    """ComfyUI's model management for handles it knows, the stand-in for :class:`LocalModelHandle`s only."""
+    local = all(isinstance(h, LocalModelHandle) for h in handles)
+    return standalone.ModelManagement if local else _mm()
 
 
 def load_models_gpu(handles: Sequence[Any], memory_required: int = 0) -> None:
     """Put every handle's model fully on its load device, evicting other models if needed."""
     handles = [h for h in handles if h is not None]
-    mm = _mm()
-    if mm is not None and not all(isinstance(h, LocalModelHandle) for h in handles):
-        mm.load_models_gpu(handles, memory_required=memory_required, force_full_load=True)
-        return
-    for h in handles:
-        h.model.to(h.load_device)
+    _manager_of(handles).load_models_gpu(handles, memory_required=memory_required, force_full_load=True)
 
 
 def offload_models(handles: Sequence[Any]) -> None:
     """Move the handles' models back to their offload devices now and free cached memory."""
     handles = [h for h in handles if h is not None]
-    mm = _mm()
-    if mm is not None and not all(isinstance(h, LocalModelHandle) for h in handles):
-        loaded = getattr(mm, "current_loaded_models", [])
-        for i in range(len(loaded) - 1, -1, -1):
-            if any(loaded[i].model is h for h in handles):
-                entry = loaded.pop(i)
-                entry.model_unload()
-        mm.soft_empty_cache()
+    manager = _manager_of(handles)
+    if manager is standalone.ModelManagement:
+        for h in handles:
+            h.model.to(h.offload_device)
+        soft_empty_cache()
         return
-    for h in handles:
-        h.model.to(h.offload_device)
-    soft_empty_cache()
+    loaded = getattr(manager, "current_loaded_models", [])
+    for i in range(len(loaded) - 1, -1, -1):
+        if any(loaded[i].model is h for h in handles):
+            loaded.pop(i).model_unload()
+    manager.soft_empty_cache()
 
 
 @contextlib.contextmanager
@@ -350,13 +316,12 @@ def models_on_device(*handles: Any, memory_required: int = 0, offload_after: Opt
             offload_models(handles)
 
 
-# ---------- VIDEO outputs -------------------------------------------------------------------
+# ---------- VIDEO values --------------------------------------------------------------------
 def make_video(images: torch.Tensor, fps: float | Fraction, audio: Optional[dict] = None):
     """A VIDEO (``VideoFromComponents``, ComfyUI's or :mod:`audiox_core.media.video_value`'s) from
     IMAGE frames ``[N, H, W, 3]`` (0..1), an fps and an optional AUDIO."""
     rate = check_video_parts(images, fps, audio)
-    impl = _optional("comfy_api.input_impl")
-    util = _optional("comfy_api.util")
+    impl, util = _optional("comfy_api.input_impl"), _optional("comfy_api.util")
     if impl is not None and util is not None:
         return impl.VideoFromComponents(util.VideoComponents(images=images, frame_rate=rate, audio=audio))
     return VideoFromComponents(VideoComponents(images, rate, audio))
@@ -364,16 +329,14 @@ def make_video(images: torch.Tensor, fps: float | Fraction, audio: Optional[dict
 
 def video_with_audio(video: Any, audio: dict):
     """``video``'s frames and frame rate with ``audio`` as its sound track (decodes every frame)."""
-    comps = video.get_components()
-    return make_video(comps.images, comps.frame_rate, audio)
+    components = video.get_components()
+    return make_video(components.images, components.frame_rate, audio)
 
 
 def video_from_file(path: str | os.PathLike):
-    """A ComfyUI VIDEO for a file on disk (``VideoFromFile`` of ComfyUI, else of :mod:`audiox_core.media.video_value`)."""
+    """A VIDEO for a file on disk (``VideoFromFile`` of ComfyUI, else of :mod:`audiox_core.media.video_value`)."""
     impl = _optional("comfy_api.input_impl")
-    if impl is not None:
-        return impl.VideoFromFile(str(path))
-    return VideoFromFile(path)
+    return impl.VideoFromFile(str(path)) if impl is not None else VideoFromFile(path)
 
 
 def video_source(video: Any) -> tuple[str, Any, Any]:
@@ -383,10 +346,9 @@ def video_source(video: Any) -> tuple[str, Any, Any]:
     impl = _optional("comfy_api.input_impl")
     if impl is not None and isinstance(video, impl.VideoFromFile):
         return "stream", video.get_stream_source(), None
-    in_memory = isinstance(video, VideoFromComponents) or (impl is not None and isinstance(video, impl.VideoFromComponents))
-    if not in_memory and hasattr(video, "get_stream_source") and impl is None:
+    if impl is None and hasattr(video, "get_stream_source") and not isinstance(video, VideoFromComponents):
         return "stream", video.get_stream_source(), None
     if not hasattr(video, "get_components"):
         raise InputError(f"expected a VIDEO, got {type(video).__name__}")
-    comps = video.get_components()
-    return "frames", comps.images, comps.frame_rate
+    components = video.get_components()
+    return "frames", components.images, components.frame_rate

@@ -1,59 +1,44 @@
 """What the node modules share: socket types, the values on them, and errors that name node and input.
 
-Socket types (custom, all-caps, prefixed so they never clash with core or other packs)::
+Socket types are custom, all-caps and prefixed so they never clash with core or other packs; each
+constant below names the value class that travels on it.
 
-    AUDIOX_MODEL         ModelBundle      an AudioX model (+ how its parts move between devices)
-    AUDIOX_VAE           VAEBundle        an Oobleck VAE (the model's own, or a separate file)
-    AUDIOX_T5            T5Bundle         a T5 text encoder
-    AUDIOX_CLIP_VISION   ClipVisionFile   a CLIP ViT-B/32 vision file (given to the model loader)
-    AUDIOX_SYNCHFORMER   SynchformerBundle  the Synchformer visual extractor
-    AUDIOX_COND          audiox_core.conditions.Condition   one modality's tokens (cacheable)
-    AUDIOX_SYNC          SyncFeatures     Synchformer features of one video window
-    AUDIOX_CONTEXT       Context          fused conditions + the MAF gate report
-    AUDIOX_MASK          TimeMask         which seconds to regenerate / keep
-    AUDIOX_DATASET       DatasetBundle    training items with their encoder outputs (prepared once)
-    AUDIOX_LORA          LoRAValue        a LoRA (trained in the graph or read from models/loras)
+A model with LoRAs is a :class:`ModelBundle` sharing the loaded model; its LoRAs are attached only
+inside :meth:`ModelBundle.on_device`, so the model other nodes hold (and ComfyUI caches) stays the base.
 
-A model with LoRAs (AudioX LoRA Loader, AudioX Train LoRA) is a :class:`ModelBundle` that shares
-the loaded model object and lists its LoRAs: they are attached to the model only inside
-:meth:`ModelBundle.on_device` (the block in which a node runs it) and detached after, so the
-model that other nodes hold — and ComfyUI caches — keeps computing the base model.
-
-Errors: every failure a user can cause is raised as :class:`NodeError` whose message starts with
-the node's display name and names the input, e.g. ``AudioX Video Encoder: input 'video' has no
-frames``.  :func:`node_function` wraps a node's FUNCTION so that errors raised by ``audiox_core``
-(which name the problem but not the node) get the node's name in front.
+Errors a user can cause are :class:`NodeError`s naming the node and the input, e.g. ``AudioX Video
+Encoder: input 'video' has no frames``; :func:`node_function` puts the node's name in front of the
+errors ``audiox_core`` raises (they name the problem but not the node).
 """
 from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import math
 from typing import Any, Optional
 
 import torch
 
-from ..audiox_core.errors import AudioXError, Interrupted
+from ..audiox_core.acceleration import weight_dtype
+from ..audiox_core.errors import AudioXError, InputError, Interrupted
+from ..audiox_core.media.audio import checked_audio_value
 from . import comfy_compat
 from .values import (ClipVisionFile, Context, DatasetBundle, LoRAValue, ModelBundle,  # noqa: F401 (re-exported)
                      SyncFeatures, SynchformerBundle, T5Bundle, TimeMask, VAEBundle)
 
-log = logging.getLogger(__name__)
-
 CATEGORY = "audio/AudioX"
 
-MODEL = "AUDIOX_MODEL"
-VAE = "AUDIOX_VAE"
-T5 = "AUDIOX_T5"
-CLIP_VISION = "AUDIOX_CLIP_VISION"
-SYNCHFORMER = "AUDIOX_SYNCHFORMER"
-COND = "AUDIOX_COND"
-SYNC = "AUDIOX_SYNC"
-CONTEXT = "AUDIOX_CONTEXT"
-MASK = "AUDIOX_MASK"
-DATASET = "AUDIOX_DATASET"
-LORA = "AUDIOX_LORA"
+MODEL = "AUDIOX_MODEL"  # ModelBundle: an AudioX model (+ how its parts move between devices)
+VAE = "AUDIOX_VAE"  # VAEBundle: an Oobleck VAE (the model's own, or a separate file)
+T5 = "AUDIOX_T5"  # T5Bundle: a T5 text encoder
+CLIP_VISION = "AUDIOX_CLIP_VISION"  # ClipVisionFile: a CLIP ViT-B/32 vision file (given to the model loader)
+SYNCHFORMER = "AUDIOX_SYNCHFORMER"  # SynchformerBundle: the Synchformer visual extractor
+COND = "AUDIOX_COND"  # audiox_core.conditions.Condition: one modality's tokens (cacheable)
+SYNC = "AUDIOX_SYNC"  # SyncFeatures: Synchformer features of one video window
+CONTEXT = "AUDIOX_CONTEXT"  # Context: fused conditions + the MAF gate report
+MASK = "AUDIOX_MASK"  # TimeMask: which seconds to regenerate / keep
+DATASET = "AUDIOX_DATASET"  # DatasetBundle: training items with their encoder outputs (prepared once)
+LORA = "AUDIOX_LORA"  # LoRAValue: a LoRA (trained in the graph or read from models/loras)
 
 DTYPE_OPTIONS = ["auto", "fp32", "fp16", "bf16"]
 DTYPE_TOOLTIP = ("Weight precision. auto: bf16 on a GPU that supports it (else fp16), fp32 on the CPU. "
@@ -61,9 +46,7 @@ DTYPE_TOOLTIP = ("Weight precision. auto: bf16 on a GPU that supports it (else f
 MAX_SECONDS = 300.0
 
 
-# ============================================================================================
-# input declarations: one line per input
-# ============================================================================================
+# ---------- input declarations: one line per input ----------------------------------------------------
 def socket_input(type_name: str, tooltip: str, **options) -> tuple:
     """``(type, {"tooltip": ..., **options})``: a link socket (or any type) with its tooltip."""
     return (type_name, {"tooltip": tooltip, **options})
@@ -94,9 +77,7 @@ def choice_input(options: "list | tuple", default: str, tooltip: str, **extra) -
     return (list(options), {"default": default, "tooltip": tooltip, **extra})
 
 
-# ============================================================================================
-# errors
-# ============================================================================================
+# ---------- errors ------------------------------------------------------------------------------------
 class NodeError(AudioXError, ValueError):
     """A user-caused failure of one node; the message names the node and (usually) the input."""
 
@@ -173,29 +154,10 @@ def expect(value: Any, cls: type, node: str, input_name: str, what: str) -> Any:
     return value
 
 
-# ============================================================================================
-# dtype / devices
-# ============================================================================================
+# ---------- dtype / AUDIO values ----------------------------------------------------------------------
 def resolve_dtype(choice: str, device: Optional[torch.device] = None) -> torch.dtype:
     """The torch dtype for a DTYPE_OPTIONS choice (``auto`` depends on the compute device)."""
-    if choice == "fp32":
-        return torch.float32
-    if choice == "fp16":
-        return torch.float16
-    if choice == "bf16":
-        return torch.bfloat16
-    device = device or comfy_compat.get_torch_device()
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type in ("mps", "xpu"):
-        return torch.float16
-    return torch.float32
-
-
-def _handle_device(handle) -> Optional[torch.device]:
-    for t in handle.model.parameters():
-        return t.device
-    return None
+    return weight_dtype(choice, device or comfy_compat.get_torch_device())
 
 
 def audio_output(waveform: torch.Tensor, sample_rate: int) -> dict:
@@ -206,26 +168,7 @@ def audio_output(waveform: torch.Tensor, sample_rate: int) -> dict:
 
 def check_audio_input(audio: Any, node: str, input_name: str) -> tuple[torch.Tensor, int]:
     """``(waveform [B, C, T], sample_rate)`` of a ComfyUI AUDIO, or a NodeError naming the input."""
-    if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
-        raise node_error(node, input_name, f"needs an AUDIO (e.g. from Load Audio), got {type(audio).__name__}")
-    w, sr = audio["waveform"], audio["sample_rate"]
-    if not torch.is_tensor(w) or w.dim() not in (2, 3):
-        raise node_error(node, input_name, f"has a waveform of shape {getattr(w, 'shape', None)}; expected [B, C, T]")
-    if w.dim() == 2:
-        w = w.unsqueeze(0)
-    if w.shape[-1] == 0:
-        raise node_error(node, input_name, "is empty (0 samples)")
-    from ..audiox_core.finite import all_finite
-    if not all_finite(w):  # slice-wise: a long AUDIO is not copied several times over
-        raise node_error(node, input_name, "contains NaN or infinite samples")
     try:
-        sr = int(sr)
-    except (TypeError, ValueError):
-        raise node_error(node, input_name, f"has a bad sample_rate {sr!r}") from None
-    if sr <= 0:
-        raise node_error(node, input_name, f"has a bad sample_rate {sr}")
-    return w.float(), sr
-
-
-def device_of(handle) -> Optional[torch.device]:
-    return _handle_device(handle)
+        return checked_audio_value(audio)
+    except InputError as e:
+        raise node_error(node, input_name, str(e)) from None

@@ -15,9 +15,11 @@ import uuid
 import torch
 
 from ..audiox_core import media
+from ..audiox_core.errors import FieldError
 from ..audiox_core.media.spectrogram import spectrogram_image
 from . import comfy_compat
-from .common import CATEGORY, about_input, check_audio_input, node_error, node_function
+from .common import (CATEGORY, about_input, check_audio_input, float_input, int_input, node_error, node_function,
+                     socket_input)
 
 
 class AudioXVideoWithAudio:
@@ -33,22 +35,14 @@ class AudioXVideoWithAudio:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "audio": ("AUDIO", {"tooltip": "The generated audio (AudioX VAE Decode)."}),
-                "start_seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 86400.0, "step": 0.1,
-                                            "tooltip": "Where the audio starts in the video (the Video Encoder's "
-                                                       "start_seconds)."}),
-                "batch_index": ("INT", {"default": 0, "min": 0, "max": 63, "step": 1,
-                                        "tooltip": "Which clip of a batch to use."}),
-                "fps": ("FLOAT", {"default": 25.0, "min": 0.0, "max": 240.0, "step": 0.001,
-                                  "tooltip": "Frame rate of the 'images' frames (ignored for a VIDEO)."}),
-            },
-            "optional": {
-                "video": ("VIDEO", {"tooltip": "The source video (core Load Video)."}),
-                "images": ("IMAGE", {"tooltip": "Source frames (IMAGE batch) at 'fps'."}),
-            },
-        }
+        return {"required": {"audio": socket_input("AUDIO", "The generated audio (AudioX VAE Decode)."),
+                             "start_seconds": float_input(0.0, 0.0, 86400.0, 0.1, "Where the audio starts in the "
+                                                          "video (the Video Encoder's start_seconds)."),
+                             "batch_index": int_input(0, 0, 63, "Which clip of a batch to use.", step=1),
+                             "fps": float_input(25.0, 0.0, 240.0, 0.001, "Frame rate of the 'images' frames "
+                                                "(ignored for a VIDEO).")},
+                "optional": {"video": socket_input("VIDEO", "The source video (core Load Video)."),
+                             "images": socket_input("IMAGE", "Source frames (IMAGE batch) at 'fps'.")}}
 
     @node_function
     def combine(self, audio, start_seconds=0.0, batch_index=0, fps=25.0, video=None, images=None):
@@ -57,40 +51,32 @@ class AudioXVideoWithAudio:
         if batch_index >= wave.shape[0]:
             raise node_error(node, "batch_index", f"is {batch_index} but the audio has {wave.shape[0]} clip(s)")
         clip = wave[batch_index].float().cpu()
-        seconds = clip.shape[-1] / sr
         if (video is None) == (images is None):
             raise node_error(node, "video", "connect either a VIDEO to 'video' or IMAGE frames to 'images' "
                              "(exactly one)")
-        start = float(start_seconds)
-        frames, rate = images, float(fps)
+        frames, rate, frames_input = images, float(fps), "images"
         if video is not None:
             with about_input(node, "video"):
-                kind, src, vrate = comfy_compat.video_source(video)
+                kind, source, video_rate = comfy_compat.video_source(video)
             if kind == "stream":
-                out = os.path.join(comfy_compat.get_temp_directory(), "audiox",
-                                   f"video_with_audio_{uuid.uuid4().hex[:12]}.mp4")
-                os.makedirs(os.path.dirname(out), exist_ok=True)
-                with about_input(node, "video"):
-                    media.mux_audio_into_video(src, clip, sr, out, start=start, duration=seconds)
-                return (comfy_compat.video_from_file(out),)
-            frames, rate = src, float(vrate)
-            name = "video"
-        else:
-            name = "images"
-        if not torch.is_tensor(frames) or frames.dim() != 4 or frames.shape[0] == 0:
-            raise node_error(node, name, "has no frames")
-        if not rate > 0:
-            raise node_error(node, "fps", "must be > 0")
-        n = frames.shape[0]
-        first = int(round(start * rate))
-        if first >= n:
-            raise node_error(node, "start_seconds", f"{start:g} s is past the end of the {n / rate:.2f} s video")
-        last = min(n, first + max(1, int(round(seconds * rate))))
-        seg = frames[first:last]
-        seg_seconds = seg.shape[0] / rate
-        clip = clip[..., : int(round(min(seconds, seg_seconds) * sr))]
-        with about_input(node, name):
-            return (comfy_compat.make_video(seg, rate, {"waveform": clip.unsqueeze(0), "sample_rate": sr}),)
+                return (self._remux(source, clip, sr, float(start_seconds)),)
+            frames, rate, frames_input = source, float(video_rate), "video"
+        try:
+            segment, clip = media.frames_under_audio(frames, rate, float(start_seconds), clip, sr)
+        except FieldError as e:
+            input_name = {"frames": frames_input, "start": "start_seconds"}.get(e.field, e.field)
+            raise node_error(node, input_name, str(e)) from None
+        with about_input(node, frames_input):
+            return (comfy_compat.make_video(segment, rate, {"waveform": clip.unsqueeze(0), "sample_rate": sr}),)
+
+    def _remux(self, source, clip: torch.Tensor, sample_rate: int, start: float):
+        """A file-backed VIDEO: the audio muxed into a copy of its segment in the temp folder."""
+        out = os.path.join(comfy_compat.get_temp_directory(), "audiox", f"video_with_audio_{uuid.uuid4().hex[:12]}.mp4")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        seconds = clip.shape[-1] / sample_rate
+        with about_input(self.DISPLAY_NAME, "video"):
+            media.mux_audio_into_video(source, clip, sample_rate, out, start=start, duration=seconds)
+        return comfy_compat.video_from_file(out)
 
 
 class AudioXSpectrogram:
@@ -105,12 +91,10 @@ class AudioXSpectrogram:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "audio": ("AUDIO", {"tooltip": "Audio to draw."}),
-            "width": ("INT", {"default": 768, "min": 64, "max": 4096, "step": 8, "tooltip": "Picture width (pixels)."}),
-            "height": ("INT", {"default": 256, "min": 32, "max": 2048, "step": 8,
-                               "tooltip": "Height per clip (pixels)."}),
-            "db_range": ("FLOAT", {"default": 80.0, "min": 10.0, "max": 160.0, "step": 1.0,
-                                   "tooltip": "Levels shown below the loudest point (dB)."}),
+            "audio": socket_input("AUDIO", "Audio to draw."),
+            "width": int_input(768, 64, 4096, "Picture width (pixels).", step=8),
+            "height": int_input(256, 32, 2048, "Height per clip (pixels).", step=8),
+            "db_range": float_input(80.0, 10.0, 160.0, 1.0, "Levels shown below the loudest point (dB)."),
         }}
 
     @node_function

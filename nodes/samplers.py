@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Optional
 
 import torch
 
 from ..audiox_core import generate as generation
 from ..audiox_core import task
 from . import comfy_compat
-from .common import (CATEGORY, COND, CONTEXT, MASK, MAX_SECONDS, MODEL, Context, ModelBundle, TimeMask,
-                     about_input, expect, node_error, node_function)
+from .common import (CATEGORY, COND, CONTEXT, MASK, MAX_SECONDS, MODEL, Context, ModelBundle, TimeMask, about_input,
+                     bool_input, choice_input, expect, float_input, int_input, node_error, node_function, socket_input)
 
 log = logging.getLogger(__name__)
 
@@ -32,43 +31,36 @@ HIDDEN = {"unique_id": "UNIQUE_ID"}
 SAMPLERS = ["auto", *generation.BASE_SAMPLERS_V,
             *[name for name in generation.BASE_SAMPLERS_RF if name not in generation.BASE_SAMPLERS_V]]
 
-
-def _common_required() -> dict:
-    return {
-        "model": (MODEL, {"tooltip": "The AudioX model (AudioX Model Loader)."}),
-        "context": (CONTEXT, {"tooltip": "Fused conditions (AudioX MAF Fusion) made for this model."}),
-        "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
-                         "tooltip": "Noise seed; the same seed gives the same audio on any device."}),
-    }
-
-
-def _tail_required() -> dict:
-    return {
-        "batch_size": ("INT", {"default": 1, "min": 1, "max": 16, "step": 1,
-                               "tooltip": "How many different clips to generate at once (one seed, different noise)."}),
-        "duration": ("FLOAT", {"default": 0.0, "min": 0.0, "max": MAX_SECONDS, "step": 0.1,
-                               "tooltip": "Seconds of audio. 0 = the model's window (10 s for the released models, "
-                                          "4 s for the demo), or the input latent's length. Longer than the window "
-                                          "= long-form: overlapping windows, each continuing the previous one "
-                                          "(text, and video: each window encodes its own part of the video)."}),
-    }
-
-
+DURATION_TOOLTIP = ("Seconds of audio. 0 = the model's window (10 s for the released models, 4 s for the demo), or "
+                    "the input latent's length. Longer than the window = long-form: overlapping windows, each "
+                    "continuing the previous one (text, and video: each window encodes its own part of the video).")
 NOISE_TOOLTIP = ("cpu: the same seed gives the same audio on any device. official: the official app's random "
                  "streams (initial noise first on the model's device, then the conditioners' draws — an absent "
                  "audio prompt is re-drawn from that stream —, Brownian-tree seed from the CPU generator, per-step "
                  "noise on the device), so seed, inputs and sampler give the official app's output. Generation "
                  "from noise only (no mask, variation, negative or long-form).")
+LATENT_TOOLTIP = "Latents of existing audio (AudioX VAE Encode): kept where the mask says so"
+SAMPLER_TOOLTIP = ("auto = the model's official sampler (DPM++ 3M SDE for v-objective models, Euler for rectified "
+                   "flow). dpmpp-*, k-* (the official names and defaults) and euler apply to v models; euler/heun "
+                   "to rectified flow. k-dpm-fast and k-dpm-adaptive stop at sigma_min, as the official.")
 
 
-def _optional_inputs(with_variation: bool) -> dict:
-    d = {
-        "latent": ("LATENT", {"tooltip": "Latents of existing audio (AudioX VAE Encode): kept where the mask says "
-                                         + ("so, or the start of a variation with denoise < 1." if with_variation
-                                            else "so (inpainting / completion).")}),
-        "mask": (MASK, {"tooltip": "AudioX Inpaint Mask or AudioX Completion Mask (needs 'latent')."}),
-    }
-    return d
+def _model_seed_context() -> dict:
+    return {"model": socket_input(MODEL, "The AudioX model (AudioX Model Loader)."),
+            "context": socket_input(CONTEXT, "Fused conditions (AudioX MAF Fusion) made for this model."),
+            "seed": int_input(0, 0, 0xFFFFFFFFFFFFFFFF, "Noise seed; the same seed gives the same audio on any device.",
+                              control_after_generate=True)}
+
+
+def _batch_and_duration() -> dict:
+    return {"batch_size": int_input(1, 1, 16, "How many different clips to generate at once (one seed, different "
+                                    "noise).", step=1),
+            "duration": float_input(0.0, 0.0, MAX_SECONDS, 0.1, DURATION_TOOLTIP)}
+
+
+def _latent_and_mask(latent_use: str) -> dict:
+    return {"latent": socket_input("LATENT", f"{LATENT_TOOLTIP}{latent_use}"),
+            "mask": socket_input(MASK, "AudioX Inpaint Mask or AudioX Completion Mask (needs 'latent').")}
 
 
 #: request fields (audiox_core.task.GenerationRequest) -> the sampler input that feeds them
@@ -78,45 +70,22 @@ INPUT_OF_FIELD = {"context": "context", "batch": "batch_size", "init_latents": "
                   "settings.steps": "steps", "settings.cfg_scale": "cfg", "settings.mode": "model"}
 
 
-def _latent_info(latent, node: str) -> tuple[torch.Tensor, dict]:
-    if not isinstance(latent, dict) or not torch.is_tensor(latent.get("samples")):
-        raise node_error(node, "latent", f"needs a LATENT, got {type(latent).__name__}")
-    return latent["samples"], dict(latent.get("audiox") or {})
-
-
-def _model_notes(node: str, mode: str, bundle: ModelBundle) -> list[str]:
-    """Refuse a v-objective model in the Turbo sampler; warn when a model meets the other sampler."""
-    notes = []
-    if mode == "turbo":
-        if bundle.model.objective != "rectified_flow":
-            raise node_error(node, "model", f"is {bundle.variant} (v-objective): the Turbo sampler needs an "
-                             "AudioX-Turbo model; use AudioX Sampler for this one")
-        if bundle.role == "base":
-            notes.append("warning: this is a Turbo base/teacher model, not the distilled student; a few Turbo steps "
-                         "give rough audio — AudioX Sampler with ~50–100 steps suits it")
-    elif bundle.is_turbo_student:
-        notes.append("warning: this is the distilled Turbo student; it was trained for the 4-step AudioX Turbo "
-                     "Sampler (CFG and many steps are not what it learned)")
-    for note in notes:
-        log.warning("%s: %s", node, note)
-    return notes
-
-
 def _request(node: str, mode: str, bundle: ModelBundle, context: Context, inputs: dict) -> task.GenerationRequest:
     """The sampler's inputs as one generation request (the core plans and checks it)."""
-    settings = generation.SamplerSettings.for_model(
-        bundle.model, mode, seed=int(inputs["seed"]), steps=int(inputs["steps"]), noise=inputs["noise"],
-        **({} if mode == "turbo" else dict(cfg_scale=float(inputs["cfg"]), sampler=inputs["sampler"],
-                                           cfg_rescale=float(inputs["cfg_rescale"]),
-                                           sigma_min=float(inputs["sigma_min"]), sigma_max=float(inputs["sigma_max"]))))
-    latents, latent_info, mask = None, {}, inputs["mask"]
-    if inputs["latent"] is not None:
-        latents, latent_info = _latent_info(inputs["latent"], node)
+    base_only = {} if mode == "turbo" else dict(
+        cfg_scale=float(inputs["cfg"]), sampler=inputs["sampler"], cfg_rescale=float(inputs["cfg_rescale"]),
+        sigma_min=float(inputs["sigma_min"]), sigma_max=float(inputs["sigma_max"]))
+    settings = generation.SamplerSettings.for_model(bundle.model, mode, seed=int(inputs["seed"]),
+                                                    steps=int(inputs["steps"]), noise=inputs["noise"], **base_only)
+    latent, mask = inputs["latent"], inputs["mask"]
+    if latent is not None and (not isinstance(latent, dict) or not torch.is_tensor(latent.get("samples"))):
+        raise node_error(node, "latent", f"needs a LATENT, got {type(latent).__name__}")
     if mask is not None:
         expect(mask, TimeMask, node, "mask", "an AUDIOX_MASK")
     return task.GenerationRequest(
         context=task.FusedContext(context.tokens, context.conds, context.modality_scale, context.source),
-        negative_prompt=inputs["negative"], init_latents=latents, init_latents_seconds=latent_info.get("seconds"),
+        negative_prompt=inputs["negative"], init_latents=None if latent is None else latent["samples"],
+        init_latents_seconds=None if latent is None else (latent.get("audiox") or {}).get("seconds"),
         inpaint=mask.ranges if mask is not None and mask.kind == "inpaint" else None,
         inpaint_ramp_seconds=mask.ramp_seconds if mask is not None else 0.1,
         keep_seconds=mask.keep_seconds if mask is not None and mask.kind == "complete" else None,
@@ -143,29 +112,21 @@ def run(node: str, mode: str, model, context, inputs: dict, unique_id=None) -> d
     """Map a sampler node's inputs to a request, plan it (every check), run it once."""
     bundle: ModelBundle = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
     fused: Context = expect(context, Context, node, "context", "an AUDIOX_CONTEXT from AudioX MAF Fusion")
-    notes = _model_notes(node, mode, bundle)
-    request = _request(node, mode, bundle, fused, inputs)
     try:
-        plan = request.plan(bundle.model)
+        notes = task.sampler_model_notes(bundle.model, mode)
+        for note in notes:
+            log.warning("%s: %s", node, note)
+        plan = _request(node, mode, bundle, fused, inputs).plan(bundle.model)
     except task.RequestError as e:
         raise node_error(node, INPUT_OF_FIELD.get(e.field, "context"), str(e)) from e
-    callback = comfy_compat.make_progress_callback(None, unique_id)
     with bundle.on_device(*plan.parts), _synchformer_attached(bundle, plan.synchformer), \
             about_input(node, "duration" if plan.long_form else "context"):
-        result = plan.run(callback)
+        result = plan.run(comfy_compat.make_progress_callback(None, unique_id))
+    mask = inputs["mask"]
     meta = {"sample_rate": int(result.sample_rate), "seconds": result.seconds, "keep": result.keep,
-            "mode": plan.settings.mode, "mask_kind": getattr(inputs["mask"], "kind", None)}
-    report = _report(bundle, plan, result, notes, inputs["mask"])
+            "mode": plan.settings.mode, "mask_kind": getattr(mask, "kind", None)}
+    report = task.sampling_report(plan, result, bundle.name, notes, mask.describe() if mask is not None else None)
     return {"ui": {"text": [report]}, "result": ({"samples": result.latents, "type": "audio", "audiox": meta}, report)}
-
-
-def _report(bundle: ModelBundle, plan, result, notes: list, mask: Optional[TimeMask]) -> str:
-    s, latents = plan.settings, result.latents
-    what = (f"{s.mode} sampler: {s.steps} steps" + ("" if s.mode == "turbo" else f", {s.sampler}, cfg {s.cfg_scale:g}")
-            + f", seed {s.seed}" + (" (official noise)" if s.noise == "official" else "")
-            + f"; {latents.shape[0]} × {plan.duration:.2f} s ({latents.shape[-1]} latents) on {bundle.name}")
-    lines = notes + (result.report[:1] if plan.long_form else result.report)
-    return "\n".join([what] + ([mask.describe()] if mask is not None and not plan.long_form else []) + lines)
 
 
 class _SamplerNode:
@@ -186,40 +147,29 @@ class AudioXSampler(_SamplerNode):
 
     @classmethod
     def INPUT_TYPES(cls):
-        req = _common_required()
-        req.update({
-            "steps": ("INT", {"default": 100, "min": 1, "max": 1000, "step": 1,
-                              "tooltip": "Sampling steps (official: 100 in the gradio app, 250 in the README)."}),
-            "cfg": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 50.0, "step": 0.1, "round": 0.01,
-                              "tooltip": "Classifier-free guidance scale (official: 7 for AudioX/MAF, 6 for the "
-                                         "Turbo base model; 1 = no guidance)."}),
-            "sampler_name": (SAMPLERS, {"default": "auto",
-                                        "tooltip": "auto = the model's official sampler (DPM++ 3M SDE for "
-                                                   "v-objective models, Euler for rectified flow). dpmpp-*, k-* "
-                                                   "(the official names and defaults) and euler apply to v "
-                                                   "models; euler/heun to rectified flow. k-dpm-fast and "
-                                                   "k-dpm-adaptive stop at sigma_min, as the official."}),
-        })
-        req.update(_tail_required())
-        opt = {"negative": (COND, {"tooltip": "Negative prompt (AudioX Text Encoder): the CFG 'unconditional' "
-                                              "branch becomes this prompt with the same video/audio, instead of the "
-                                              "official all-zero context."})}
-        opt.update(_optional_inputs(True))
-        opt["denoise"] = ("FLOAT", {"default": 1.0, "min": 0.01, "max": 1.0, "step": 0.01,
-                                    "tooltip": "With a latent and no mask: how much to change it (1 = ignore it, "
-                                               "lower = closer to the input audio)."})
-        opt["cfg_rescale"] = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05,
-                                        "tooltip": "CFG rescale φ (official option, 0 = off): pulls the guided "
-                                                   "output's spread back towards the conditional one."})
-        opt["sigma_min"] = ("FLOAT", {"default": 0.3, "min": 0.001, "max": 10.0, "step": 0.01, "round": 0.0001,
-                                      "tooltip": "Lowest noise level of the v-objective schedule (official: 0.3 in "
-                                                 "the README script, 0.03 in the gradio app). k-dpm-fast/adaptive "
-                                                 "stop here. Rectified flow and Turbo ignore it."})
-        opt["sigma_max"] = ("FLOAT", {"default": 500.0, "min": 0.01, "max": 1000.0, "step": 0.1,
-                                      "tooltip": "Highest noise level of the v-objective schedule (official: 500). "
-                                                 "Rectified flow and Turbo ignore it."})
-        opt["noise"] = (list(generation.NOISE_MODES), {"default": "cpu", "tooltip": NOISE_TOOLTIP})
-        return {"required": req, "optional": opt, "hidden": dict(HIDDEN)}
+        required = {**_model_seed_context(),
+                    "steps": int_input(100, 1, 1000, "Sampling steps (official: 100 in the gradio app, 250 in the "
+                                       "README).", step=1),
+                    "cfg": float_input(7.0, 0.0, 50.0, 0.1, "Classifier-free guidance scale (official: 7 for "
+                                       "AudioX/MAF, 6 for the Turbo base model; 1 = no guidance).", round=0.01),
+                    "sampler_name": choice_input(SAMPLERS, "auto", SAMPLER_TOOLTIP),
+                    **_batch_and_duration()}
+        optional = {
+            "negative": socket_input(COND, "Negative prompt (AudioX Text Encoder): the CFG 'unconditional' branch "
+                                     "becomes this prompt with the same video/audio, instead of the official "
+                                     "all-zero context."),
+            **_latent_and_mask(", or the start of a variation with denoise < 1."),
+            "denoise": float_input(1.0, 0.01, 1.0, 0.01, "With a latent and no mask: how much to change it (1 = "
+                                   "ignore it, lower = closer to the input audio)."),
+            "cfg_rescale": float_input(0.0, 0.0, 1.0, 0.05, "CFG rescale φ (official option, 0 = off): pulls the "
+                                       "guided output's spread back towards the conditional one."),
+            "sigma_min": float_input(0.3, 0.001, 10.0, 0.01, "Lowest noise level of the v-objective schedule "
+                                     "(official: 0.3 in the README script, 0.03 in the gradio app). k-dpm-fast/"
+                                     "adaptive stop here. Rectified flow and Turbo ignore it.", round=0.0001),
+            "sigma_max": float_input(500.0, 0.01, 1000.0, 0.1, "Highest noise level of the v-objective schedule "
+                                     "(official: 500). Rectified flow and Turbo ignore it."),
+            "noise": choice_input(generation.NOISE_MODES, "cpu", NOISE_TOOLTIP)}
+        return {"required": required, "optional": optional, "hidden": dict(HIDDEN)}
 
     @node_function
     def sample(self, model, context, seed=0, steps=100, cfg=7.0, sampler_name="auto", batch_size=1, duration=0.0,
@@ -238,13 +188,12 @@ class AudioXTurboSampler(_SamplerNode):
 
     @classmethod
     def INPUT_TYPES(cls):
-        req = _common_required()
-        req["steps"] = ("INT", {"default": 4, "min": 1, "max": 8, "step": 1,
-                                "tooltip": "Student steps (the official Turbo uses 4)."})
-        req.update(_tail_required())
-        opt = _optional_inputs(False)
-        opt["noise"] = (list(generation.NOISE_MODES), {"default": "cpu", "tooltip": NOISE_TOOLTIP})
-        return {"required": req, "optional": opt, "hidden": dict(HIDDEN)}
+        required = {**_model_seed_context(),
+                    "steps": int_input(4, 1, 8, "Student steps (the official Turbo uses 4).", step=1),
+                    **_batch_and_duration()}
+        optional = {**_latent_and_mask(" (inpainting / completion)."),
+                    "noise": choice_input(generation.NOISE_MODES, "cpu", NOISE_TOOLTIP)}
+        return {"required": required, "optional": optional, "hidden": dict(HIDDEN)}
 
     @node_function
     def sample(self, model, context, seed=0, steps=4, batch_size=1, duration=0.0, latent=None, mask=None,
@@ -269,11 +218,11 @@ class AudioXCompileBackbone:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": (MODEL, {"tooltip": "The AudioX model (AudioX Model Loader or AudioX LoRA Loader)."}),
-            "compile": ("BOOLEAN", {"default": True, "tooltip": "Off: pass the model through uncompiled."}),
-            "mode": (["default", "reduce-overhead", "max-autotune"],
-                     {"default": "default", "tooltip": "torch.compile mode: reduce-overhead adds CUDA graphs, "
-                                                       "max-autotune searches faster kernels (long first run)."}),
+            "model": socket_input(MODEL, "The AudioX model (AudioX Model Loader or AudioX LoRA Loader)."),
+            "compile": bool_input(True, "Off: pass the model through uncompiled."),
+            "mode": choice_input(["default", "reduce-overhead", "max-autotune"], "default", "torch.compile mode: "
+                                 "reduce-overhead adds CUDA graphs, max-autotune searches faster kernels (long "
+                                 "first run)."),
         }}
 
     @node_function

@@ -32,7 +32,7 @@ from .video import (
     resize_frame, sample_frames, sample_frames_detailed,
 )
 from .official import official_frame_indices, sample_frames_official
-from .write import VIDEO_ENCODER_PREFERENCE, mux_audio_into_video, pick_video_encoder, write_video
+from .write import VIDEO_ENCODER_PREFERENCE, frames_under_audio, mux_audio_into_video, pick_video_encoder, write_video
 
 __all__ = [
     "MediaSource", "as_fraction",
@@ -41,5 +41,5 @@ __all__ = [
     "VideoInfo", "FrameSample", "probe_video", "sample_frames", "sample_frames_detailed", "frames_from_images",
     "frames_from_images_detailed", "resize_frame", "RESIZE_MODES", "official_frame_indices",
     "sample_frames_official",
-    "write_video", "mux_audio_into_video", "pick_video_encoder", "VIDEO_ENCODER_PREFERENCE",
+    "write_video", "mux_audio_into_video", "frames_under_audio", "pick_video_encoder", "VIDEO_ENCODER_PREFERENCE",
 ]

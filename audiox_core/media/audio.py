@@ -478,3 +478,30 @@ def conform_audio(
         if not rep.startswith("unchanged"):
             steps.append(rep)
     return x, "; ".join(steps) if steps else "unchanged"
+
+
+def checked_audio_value(audio) -> Tuple[torch.Tensor, int]:
+    """``(waveform [B, C, T] float32, sample_rate)`` of an AUDIO value (``{"waveform": [B, C, T] or
+    [C, T], "sample_rate": int}``), or :class:`InputError` saying what is wrong with it: not such a
+    dict, a bad shape, no samples, NaN / infinite samples (checked slice-wise: a long AUDIO is not
+    copied several times over), a sample rate that is not a positive integer.  The messages are
+    phrased to follow the name of the caller's input."""
+    if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
+        raise InputError(f"needs an AUDIO (e.g. from Load Audio), got {type(audio).__name__}")
+    wave, sr = audio["waveform"], audio["sample_rate"]
+    if not torch.is_tensor(wave) or wave.dim() not in (2, 3):
+        raise InputError(f"has a waveform of shape {getattr(wave, 'shape', None)}; expected [B, C, T]")
+    if wave.dim() == 2:
+        wave = wave.unsqueeze(0)
+    if wave.shape[-1] == 0:
+        raise InputError("is empty (0 samples)")
+    from ..finite import all_finite
+    if not all_finite(wave):
+        raise InputError("contains NaN or infinite samples")
+    try:
+        sr = int(sr)
+    except (TypeError, ValueError):
+        raise InputError(f"has a bad sample_rate {sr!r}") from None
+    if sr <= 0:
+        raise InputError(f"has a bad sample_rate {sr}")
+    return wave.float(), sr

@@ -76,3 +76,17 @@ def save_wav(
     body += b"data" + struct.pack("<I", len(data)) + data
     with atomic_write(name, what="WAV file", make_dirs=False) as f:
         f.write(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+def save_wav_clips(folder: Union[str, "os.PathLike[str]"], stem: str, waveform: torch.Tensor,
+                   sample_rate: int) -> list[str]:
+    """Write each clip of ``waveform [B, C, N]`` (or one ``[C, N]``), clamped to [-1, 1], as 16-bit
+    ``<folder>/<stem>_<i>.wav`` (the folder is created); the file names, in batch order."""
+    os.makedirs(folder, exist_ok=True)
+    clips = waveform.detach().float().cpu()
+    clips = clips.unsqueeze(0) if clips.dim() == 2 else clips
+    names = []
+    for index in range(clips.shape[0]):
+        names.append(f"{stem}_{index}.wav")
+        save_wav(os.path.join(folder, names[-1]), clips[index].clamp(-1.0, 1.0), int(sample_rate))
+    return names

@@ -25,7 +25,7 @@ import av
 import numpy as np
 import torch
 
-from ..errors import InputError, MediaError
+from ..errors import FieldError, InputError, MediaError
 from ..finite import all_finite
 from ..fileio import atomic_path
 from ._io import TIME_EPS, MediaSource, as_fraction, fmt_s, open_media, source_name
@@ -345,3 +345,21 @@ def _reencode(path, src, vs, origin, start_f, seg_end, a, asr, name, why, codec,
     reason = f" because {why}" if why else ""
     return (f"{path}: re-encoded {n} frames of {name} with {enc}{reason}, "
             f"and added {fmt_s(a.shape[1] / asr)} of AAC audio ({fmt_s(seg_end - start_f)} in all)")
+
+
+def frames_under_audio(frames: torch.Tensor, fps: float, start: float, audio: torch.Tensor,
+                       sample_rate: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The frames ``[N, H, W, 3]`` (at ``fps``) that play under ``audio [C, T]`` when it starts at
+    ``start`` seconds -- at least one frame, at most to the video's end -- and the audio cut to that
+    segment's length.  :class:`FieldError` names the bad one of ``frames`` (none), ``fps`` (not > 0)
+    and ``start`` (past the video's end); its message follows the caller's input name."""
+    if not torch.is_tensor(frames) or frames.dim() != 4 or frames.shape[0] == 0:
+        raise FieldError("frames", "has no frames")
+    if not fps > 0:
+        raise FieldError("fps", "must be > 0")
+    count, seconds = frames.shape[0], audio.shape[-1] / sample_rate
+    first = int(round(start * fps))
+    if first >= count:
+        raise FieldError("start", f"{start:g} s is past the end of the {count / fps:.2f} s video")
+    segment = frames[first:min(count, first + max(1, int(round(seconds * fps))))]
+    return segment, audio[..., : int(round(min(seconds, segment.shape[0] / fps) * sample_rate))]
