@@ -296,14 +296,19 @@ def connected_visual_input(video, images) -> str:
 
 def visual_from_frames(frames, fps: float, *, field: str = "images", still: bool = False) -> VisualInput:
     """A :class:`VisualInput` from IMAGE frames ``[N, H, W, 3]`` and their frame rate (``fps`` <= 0:
-    none; fine for one frame).  ``still``: only the first frame, held for the whole window.
-    :class:`FieldError` names ``field`` (or ``"fps"``) when the frames are unusable."""
+    none; fine for one frame).  ``still``: only the first frame (one image ``[H, W, 3]`` is fine too),
+    held for the whole window.  :class:`FieldError` names ``field`` (or ``"fps"``) when the frames are
+    unusable."""
+    if still and torch.is_tensor(frames) and frames.dim() == 3:
+        frames = frames.unsqueeze(0)
     if not torch.is_tensor(frames) or frames.dim() != 4 or frames.shape[-1] not in (3, 4):
         raise FieldError(field, "must be IMAGE frames [N, H, W, 3], got "
                          f"{tuple(frames.shape) if torch.is_tensor(frames) else type(frames).__name__}")
     if frames.shape[0] == 0:
         raise FieldError(field, "has no frames")
     if still:
+        if frames.shape[0] > 1:
+            log.info("%s: using the first of %d images", field, frames.shape[0])
         frames = frames[:1]
     elif frames.shape[0] > 1 and not float(fps) > 0:
         raise FieldError("fps", f"must be > 0 for {frames.shape[0]} frames (the frames' own frame rate)")
@@ -334,6 +339,18 @@ def resolve_sync(model, mode: str, features: Optional[torch.Tensor] = None, sync
                          "features — load synchformer_state_dict.pth with 'AudioX Synchformer Loader' and connect "
                          "it, or set 'sync' to 'zeros'")
     return None, synchformer
+
+
+def keep_long_form_source(cond: Condition, visual: VisualInput, *, start: float, resize: str, sync,
+                          synchformer=None) -> Condition:
+    """Record on a video condition what a long-form generation needs to encode its later windows
+    itself (the visual source, ``start``, ``resize``, zero sync or the ``synchformer`` given;
+    read by :mod:`audiox_core.task`).  A condition made from precomputed sync features (``sync`` a
+    tensor) covers one window only and records nothing."""
+    if sync is None or sync is False:
+        cond.extra["long_form"] = {"visual": visual, "start": float(start), "resize": resize,
+                                   "sync_zeros": sync is False, "synchformer": synchformer}
+    return cond
 
 
 # ----------------------------------------------------------------------------------------------
@@ -389,33 +406,28 @@ def audio_prompt_seconds(model) -> Optional[float]:
     return window / model.config.sample_rate if window else None
 
 
-def crop_to_prompt_window(model, waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
-    """``waveform`` without what the audio conditioner never uses (it keeps its prompt window, the
-    first seconds; a half-second margin is left for resampling), so nothing later copies it."""
+def audio_prompt_waveform(model, waveform: torch.Tensor, sample_rate: int, *, inpaint: Optional[Sequence] = None,
+                          keep_seconds: Optional[float] = None) -> torch.Tensor:
+    """The part of ``waveform`` the model's audio conditioner uses (its prompt window, the first
+    seconds, with a half-second margin for resampling; cut first, so nothing copies the rest) and,
+    as the official code trained inpainting and completion, with the ``inpaint`` ranges (seconds)
+    blanked or only the first ``keep_seconds`` kept.  The input is not changed.
+    :class:`FieldError` ("mask") for a range that starts after the end of the audio."""
     used = audio_prompt_seconds(model)
-    if used is None:
-        return waveform
-    return waveform[..., : int(math.ceil((used + 0.5) * sample_rate))]
-
-
-def masked_audio_prompt(waveform: torch.Tensor, sample_rate: int, *, inpaint: Optional[Sequence] = None,
-                        keep_seconds: Optional[float] = None) -> torch.Tensor:
-    """The audio prompt of inpainting or completion, as the official code trained them: the
-    ``inpaint`` ranges (seconds) blanked, or only the first ``keep_seconds``.  The input is not
-    changed.  :class:`FieldError` ("mask") for a range that starts after the end of the audio."""
+    if used is not None:
+        waveform = waveform[..., : int(math.ceil((used + 0.5) * sample_rate))]
     total = waveform.shape[-1] / sample_rate
     if inpaint is not None:
-        out = waveform.clone()
+        waveform = waveform.clone()
         for start, end in inpaint:
             if start >= total:
                 raise FieldError("mask", f"range {start:g}–{end:g} s starts after the end of the {total:.2f} s audio")
-            out[..., int(round(start * sample_rate)):int(round(min(end, total) * sample_rate))] = 0
-        return out
-    if keep_seconds is None:
-        return waveform
-    if keep_seconds >= total:
-        log.info("keep %.2f s covers the whole %.2f s audio prompt", keep_seconds, total)
-    return waveform[..., : max(1, int(round(min(keep_seconds, total) * sample_rate)))]
+            waveform[..., int(round(start * sample_rate)):int(round(min(end, total) * sample_rate))] = 0
+    elif keep_seconds is not None:
+        if keep_seconds >= total:
+            log.info("keep %.2f s covers the whole %.2f s audio prompt", keep_seconds, total)
+        waveform = waveform[..., : max(1, int(round(min(keep_seconds, total) * sample_rate)))]
+    return waveform
 
 
 def encode_audio_prompt(model, audio: Optional[torch.Tensor] = None, *, sample_rate: Optional[int] = None,
@@ -532,6 +544,16 @@ def checked_modality_scale(modality_scale: Sequence[float]) -> tuple:
     if all(float(s) == 0 for s in modality_scale):
         raise FieldError("text_scale", "all three scales are 0: keep at least one modality above 0")
     return tuple(float(s) for s in modality_scale)
+
+
+def gate_bars(gates: Optional[torch.Tensor], modality_scale: Optional[Sequence[float]]) -> list:
+    """MAF's learned gates ``[B, 3]`` (mean over the batch) and the scales, as one bar chart entry
+    (the frontend's gate bars, web/audiox.js); empty for models without MAF (``gates`` None)."""
+    if gates is None:
+        return []
+    mean = [float(v) for v in gates.float().reshape(-1, 3).mean(0).tolist()]
+    scale = [float(v) for v in (modality_scale or (1.0, 1.0, 1.0))]
+    return [{"modalities": list(MODALITIES), "gates": mean, "scale": scale}]
 
 
 def fuse_with_report(model, conds: Conditions, modality_scale: Sequence[float], seed: int) -> tuple:

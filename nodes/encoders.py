@@ -8,7 +8,6 @@ encoder.  Sync features (Synchformer) have their own node as well.
 from __future__ import annotations
 
 import contextlib
-import logging
 
 import torch
 
@@ -21,8 +20,6 @@ from .common import (CATEGORY, COND, MASK, MODEL, SYNC, SYNCHFORMER, T5, ModelBu
                      choice_input, expect, float_input, int_input, node_error, node_function, socket_input,
                      string_input)
 
-log = logging.getLogger(__name__)
-
 MODEL_TOOLTIP = "The AudioX model the condition is for (conditions are tied to the model that encoded them)."
 HIDDEN = {"unique_id": "UNIQUE_ID"}
 SYNC_MODES = list(conditions.SYNC_MODES)
@@ -30,11 +27,10 @@ SYNC_TOOLTIP = ("How MAF/Turbo models get their Synchformer sync features. synch
                 "video (connect AudioX Synchformer Loader, or precomputed features from AudioX Sync Encoder). "
                 "zeros: no sync information, as the official gradio demo and the shipped demo model do. Models "
                 "without a sync branch (AudioX) ignore this.")
-START_TOOLTIP = "Where the model's window starts in the video."
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 # the model part that is None when a model has no condition of that kind
-_CONDITION_PARTS = {"video": "video_conditioner", "audio": "audio_conditioner"}
+_CONDITION_PARTS = {"video": "video_conditioner", "text": "text_spec", "audio": "audio_conditioner"}
 
 
 @contextlib.contextmanager
@@ -47,8 +43,8 @@ def fields_as_inputs(node: str):
 
 
 def _model(node: str, model, condition: "str | None" = None) -> ModelBundle:
-    """The ``model`` input as a :class:`ModelBundle`; with ``condition`` ("video", "audio") a model
-    without that condition is refused."""
+    """The ``model`` input as a :class:`ModelBundle`; with ``condition`` ("video", "text", "audio") a
+    model without that condition is refused."""
     m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
     if condition is not None and getattr(m.model, _CONDITION_PARTS[condition]) is None:
         raise node_error(node, "model", f"{m.variant} has no {condition} condition")
@@ -56,7 +52,7 @@ def _model(node: str, model, condition: "str | None" = None) -> ModelBundle:
 
 
 class _ConditionEncoder:
-    """What the encoder nodes that output one ``AUDIOX_COND`` have in common."""
+    """What the encoder nodes have in common (all but the sync encoder output one ``AUDIOX_COND``)."""
     CATEGORY = f"{CATEGORY}/conditioning"
     RETURN_TYPES = (COND,)
     FUNCTION = "encode"
@@ -91,13 +87,9 @@ def encode_visual(node: str, m: ModelBundle, visual: conditions.VisualInput, sta
         cond = conditions.encode_video(m.model, visual, start=start, sync=sync, resize_mode=resize,
                                        synchformer=synchformer.module if synchformer is not None else None,
                                        callback=comfy_compat.make_progress_callback(None, unique_id))
-    if sync is None or sync is False:  # what a sampler needs to encode the later windows of a long-form generation
-        cond.extra["long_form"] = {"visual": visual, "start": float(start), "resize": resize,
-                                   "sync_zeros": sync is False, "synchformer": synchformer}
-    return cond
+    return conditions.keep_long_form_source(cond, visual, start=start, resize=resize, sync=sync, synchformer=synchformer)
 
 
-# ============================================================================================
 class AudioXTextEncoder(_ConditionEncoder):
     DISPLAY_NAME = "AudioX Text Encoder"
     DESCRIPTION = ("Encodes a text prompt with T5 for one AudioX model. An empty prompt gives the official 'no text' "
@@ -111,21 +103,17 @@ class AudioXTextEncoder(_ConditionEncoder):
             "model": socket_input(MODEL, MODEL_TOOLTIP),
             "t5": socket_input(T5, "T5 text encoder from AudioX T5 Loader (t5-base for the released models)."),
             "prompt": string_input("", "What to hear, e.g. 'a dog barking in the rain' or 'calm piano music'. Up to "
-                                   "128 T5 tokens are used.", multiline=True),
-        }}
+                                   "128 T5 tokens are used.", multiline=True)}}
 
     @node_function
     def encode(self, model, t5, prompt=""):
         node = self.DISPLAY_NAME
-        m = _model(node, model)
+        m = _model(node, model, "text")
         expect(t5, T5Bundle, node, "t5", "an AUDIOX_T5 from AudioX T5 Loader")
-        if m.model.text_spec is None:
-            raise node_error(node, "model", f"{m.variant} has no text condition")
         with t5.on_device(), about_input(node, "t5"):
             return (conditions.encode_text(m.model, str(prompt), encoder=t5.encoder),)
 
 
-# ============================================================================================
 class AudioXVideoEncoder(_ConditionEncoder):
     DISPLAY_NAME = "AudioX Video Encoder"
     DESCRIPTION = ("Encodes the model's window of a video (CLIP frames at the model's fps, plus Synchformer sync "
@@ -136,39 +124,33 @@ class AudioXVideoEncoder(_ConditionEncoder):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": socket_input(MODEL, MODEL_TOOLTIP),
-                "start_seconds": float_input(0.0, 0.0, 86400.0, 0.1, START_TOOLTIP),
-                "fps": float_input(25.0, 0.0, 240.0, 0.001, "Frame rate of the 'images' frames (ignored for a "
-                                   "VIDEO, which carries its own)."),
-                "sync": choice_input(SYNC_MODES, "synchformer", SYNC_TOOLTIP),
-                "resize": choice_input(RESIZE_MODES, "stretch", "How frames become square for CLIP: stretch "
-                                       "(official) or center_crop."),
-            },
-            "optional": {
-                "video": socket_input("VIDEO", "A video (core Load Video). Only the window is decoded."),
-                "images": socket_input("IMAGE", "Video frames as an IMAGE batch (VideoHelperSuite Load Video); set "
-                                       "'fps' to their frame rate."),
-                "synchformer": socket_input(SYNCHFORMER, "Synchformer (AudioX Synchformer Loader), for MAF / Turbo "
-                                            "models when sync is 'synchformer'."),
-                "sync_features": socket_input(SYNC, "Precomputed sync features (AudioX Sync Encoder); used instead "
-                                              "of running the Synchformer here."),
-            },
-            "hidden": dict(HIDDEN),
-        }
+        return {"required": {
+            "model": socket_input(MODEL, MODEL_TOOLTIP),
+            "start_seconds": float_input(0.0, 0.0, 86400.0, 0.1, "Where the model's window starts in the video."),
+            "fps": float_input(25.0, 0.0, 240.0, 0.001, "Frame rate of the 'images' frames (ignored for a VIDEO, "
+                               "which carries its own)."),
+            "sync": choice_input(SYNC_MODES, "synchformer", SYNC_TOOLTIP),
+            "resize": choice_input(RESIZE_MODES, "stretch", "How frames become square for CLIP: stretch (official) "
+                                   "or center_crop."),
+        }, "optional": {
+            "video": socket_input("VIDEO", "A video (core Load Video). Only the window is decoded."),
+            "images": socket_input("IMAGE", "Video frames as an IMAGE batch (VideoHelperSuite Load Video); set "
+                                   "'fps' to their frame rate."),
+            "synchformer": socket_input(SYNCHFORMER, "Synchformer (AudioX Synchformer Loader), for MAF / Turbo "
+                                        "models when sync is 'synchformer'."),
+            "sync_features": socket_input(SYNC, "Precomputed sync features (AudioX Sync Encoder); used instead of "
+                                          "running the Synchformer here."),
+        }, "hidden": dict(HIDDEN)}
 
     @node_function
     def encode(self, model, start_seconds=0.0, fps=25.0, sync="synchformer", resize="stretch", video=None,
                images=None, synchformer=None, sync_features=None, unique_id=None):
         node = self.DISPLAY_NAME
         m = _model(node, model, "video")
-        visual = visual_input(node, video, images, fps)
-        return (encode_visual(node, m, visual, float(start_seconds), sync, resize, synchformer, sync_features,
-                              unique_id),)
+        return (encode_visual(node, m, visual_input(node, video, images, fps), float(start_seconds), sync, resize,
+                              synchformer, sync_features, unique_id),)
 
 
-# ============================================================================================
 class AudioXImageEncoder(_ConditionEncoder):
     DISPLAY_NAME = "AudioX Image Encoder"
     DESCRIPTION = ("Image-to-audio: encodes a still image as a video that holds it for the model's whole window "
@@ -178,34 +160,26 @@ class AudioXImageEncoder(_ConditionEncoder):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": socket_input(MODEL, MODEL_TOOLTIP),
-                "image": socket_input("IMAGE", "The image (core Load Image). Of a batch, the first image is used."),
-                "sync": choice_input(SYNC_MODES, "zeros", SYNC_TOOLTIP),
-                "resize": choice_input(RESIZE_MODES, "stretch", "How the image becomes square for CLIP: stretch "
-                                       "(official) or center_crop."),
-            },
-            "optional": {
-                "synchformer": socket_input(SYNCHFORMER, "Synchformer, when sync is 'synchformer' (a still image "
-                                            "has no motion; 'zeros' is the usual choice)."),
-            },
-            "hidden": dict(HIDDEN),
-        }
+        return {"required": {
+            "model": socket_input(MODEL, MODEL_TOOLTIP),
+            "image": socket_input("IMAGE", "The image (core Load Image). Of a batch, the first image is used."),
+            "sync": choice_input(SYNC_MODES, "zeros", SYNC_TOOLTIP),
+            "resize": choice_input(RESIZE_MODES, "stretch", "How the image becomes square for CLIP: stretch "
+                                   "(official) or center_crop."),
+        }, "optional": {
+            "synchformer": socket_input(SYNCHFORMER, "Synchformer, when sync is 'synchformer' (a still image has no "
+                                        "motion; 'zeros' is the usual choice)."),
+        }, "hidden": dict(HIDDEN)}
 
     @node_function
     def encode(self, model, image, sync="zeros", resize="stretch", synchformer=None, unique_id=None):
         node = self.DISPLAY_NAME
         m = _model(node, model, "video")
-        if not torch.is_tensor(image):
-            raise node_error(node, "image", f"needs an IMAGE, got {type(image).__name__}")
-        if image.dim() == 4 and image.shape[0] > 1:
-            log.info("%s: using the first of %d images", node, image.shape[0])
-        visual = visual_input(node, None, image.unsqueeze(0) if image.dim() == 3 else image, 0.0, still=True)
+        with fields_as_inputs(node):
+            visual = conditions.visual_from_frames(image, 0.0, field="image", still=True)
         return (encode_visual(node, m, visual, 0.0, sync, resize, synchformer, None, unique_id),)
 
 
-# ============================================================================================
 class AudioXAudioPromptEncoder(_ConditionEncoder):
     DISPLAY_NAME = "AudioX Audio Prompt Encoder"
     DESCRIPTION = ("Encodes audio as the model's audio condition (audio-to-audio, continuation, and the official "
@@ -216,36 +190,32 @@ class AudioXAudioPromptEncoder(_ConditionEncoder):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": socket_input(MODEL, MODEL_TOOLTIP),
-                "audio": socket_input("AUDIO", "Audio (core Load Audio, or any AUDIO output)."),
-                "masking": choice_input(["off", "official random spans"], "off", "official random spans: blank "
-                                        "random parts as the model's training did (Turbo, MAF). off: use the audio "
-                                        "as given. With a mask connected, the mask decides."),
-                "mask_seed": int_input(0, 0, MAX_SEED, "Seed of the random span masking and of the VAE posterior "
-                                       "sample inside the audio conditioner."),
-            },
-            "optional": {
-                "mask": socket_input(MASK, "Inpainting/completion mask: the parts to regenerate are blanked (or "
-                                     "everything after the kept seconds is left out), as the official inpainting "
-                                     "and completion did."),
-            },
-            "hidden": dict(HIDDEN),
-        }
+        return {"required": {
+            "model": socket_input(MODEL, MODEL_TOOLTIP),
+            "audio": socket_input("AUDIO", "Audio (core Load Audio, or any AUDIO output)."),
+            "masking": choice_input(["off", "official random spans"], "off", "official random spans: blank random "
+                                    "parts as the model's training did (Turbo, MAF). off: use the audio as given. "
+                                    "With a mask connected, the mask decides."),
+            "mask_seed": int_input(0, 0, MAX_SEED, "Seed of the random span masking and of the VAE posterior sample "
+                                   "inside the audio conditioner."),
+        }, "optional": {
+            "mask": socket_input(MASK, "Inpainting/completion mask: the parts to regenerate are blanked (or "
+                                 "everything after the kept seconds is left out), as the official inpainting and "
+                                 "completion did."),
+        }, "hidden": dict(HIDDEN)}
 
     @node_function
     def encode(self, model, audio, masking="off", mask_seed=0, mask=None, unique_id=None):
         node = self.DISPLAY_NAME
         m = _model(node, model, "audio")
         wave, sr = check_audio_input(audio, node, "audio")
-        wave = conditions.crop_to_prompt_window(m.model, wave, sr)  # before any copy: only the window is used
-        random_spans = None if masking == "official random spans" and mask is None else False
         if mask is not None:
             expect(mask, TimeMask, node, "mask", "an AUDIOX_MASK from AudioX Inpaint Mask / Completion Mask")
-            with fields_as_inputs(node):
-                wave = conditions.masked_audio_prompt(wave, sr, inpaint=mask.ranges if mask.kind == "inpaint" else None,
-                                                      keep_seconds=mask.keep_seconds)
+        inpaint = mask.ranges if mask is not None and mask.kind == "inpaint" else None
+        keep_seconds = mask.keep_seconds if mask is not None and mask.kind == "complete" else None
+        with fields_as_inputs(node):
+            wave = conditions.audio_prompt_waveform(m.model, wave, sr, inpaint=inpaint, keep_seconds=keep_seconds)
+        random_spans = None if masking == "official random spans" and mask is None else False
         generator = torch.Generator().manual_seed(int(mask_seed) & MAX_SEED)
         with m.on_device("conditioner"), about_input(node, "audio"):
             return (conditions.encode_audio_prompt(m.model, wave, sample_rate=sr, batch=wave.shape[0],
@@ -253,32 +223,25 @@ class AudioXAudioPromptEncoder(_ConditionEncoder):
                                                    callback=comfy_compat.make_progress_callback(None, unique_id)),)
 
 
-# ============================================================================================
-class AudioXSyncEncoder:
+class AudioXSyncEncoder(_ConditionEncoder):
     DISPLAY_NAME = "AudioX Sync Encoder"
     DESCRIPTION = ("Runs the Synchformer on the model's window of a video (25 fps, 224×224) and outputs the sync "
                    "features, so they can be computed once and reused (AudioX Video Encoder's sync_features).")
-    CATEGORY = f"{CATEGORY}/conditioning"
     RETURN_TYPES = (SYNC,)
     RETURN_NAMES = ("sync_features",)
     OUTPUT_TOOLTIPS = ("Synchformer features of the window.",)
-    FUNCTION = "encode"
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": socket_input(MODEL, "The model whose window length and sync size to use."),
-                "synchformer": socket_input(SYNCHFORMER, "AudioX Synchformer Loader."),
-                "start_seconds": float_input(0.0, 0.0, 86400.0, 0.1, "Where the window starts in the video."),
-                "fps": float_input(25.0, 0.0, 240.0, 0.001, "Frame rate of the 'images' frames (ignored for a VIDEO)."),
-            },
-            "optional": {
-                "video": socket_input("VIDEO", "A video (core Load Video)."),
-                "images": socket_input("IMAGE", "Video frames (IMAGE batch) with their 'fps'."),
-            },
-            "hidden": dict(HIDDEN),
-        }
+        return {"required": {
+            "model": socket_input(MODEL, "The model whose window length and sync size to use."),
+            "synchformer": socket_input(SYNCHFORMER, "AudioX Synchformer Loader."),
+            "start_seconds": float_input(0.0, 0.0, 86400.0, 0.1, "Where the window starts in the video."),
+            "fps": float_input(25.0, 0.0, 240.0, 0.001, "Frame rate of the 'images' frames (ignored for a VIDEO)."),
+        }, "optional": {
+            "video": socket_input("VIDEO", "A video (core Load Video)."),
+            "images": socket_input("IMAGE", "Video frames (IMAGE batch) with their 'fps'."),
+        }, "hidden": dict(HIDDEN)}
 
     @node_function
     def encode(self, model, synchformer, start_seconds=0.0, fps=25.0, video=None, images=None, unique_id=None):
@@ -296,11 +259,7 @@ class AudioXSyncEncoder:
         return (SyncFeatures(feats, float(start_seconds), float(vc.duration), rep),)
 
 
-NODE_CLASS_MAPPINGS = {
-    "AudioXTextEncoder": AudioXTextEncoder,
-    "AudioXVideoEncoder": AudioXVideoEncoder,
-    "AudioXImageEncoder": AudioXImageEncoder,
-    "AudioXAudioPromptEncoder": AudioXAudioPromptEncoder,
-    "AudioXSyncEncoder": AudioXSyncEncoder,
-}
+NODE_CLASS_MAPPINGS = {"AudioXTextEncoder": AudioXTextEncoder, "AudioXVideoEncoder": AudioXVideoEncoder,
+                       "AudioXImageEncoder": AudioXImageEncoder, "AudioXAudioPromptEncoder": AudioXAudioPromptEncoder,
+                       "AudioXSyncEncoder": AudioXSyncEncoder}
 NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

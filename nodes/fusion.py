@@ -1,14 +1,8 @@
-"""Fusion nodes: combine the per-modality conditions into the sampler's context.
-
-* AudioX MAF Fusion — video + text + audio conditions → context.  For MAF models it runs the
-  learned Multimodal Adaptive Fusion block and reports its per-modality gates; per-modality
-  scales multiply those gates (0 switches a modality off inside MAF).  For AudioX (no MAF) the
-  context is the concatenation and the scales multiply the tokens.  A condition that is not
-  connected takes the official "absent" value (learned empty video feature, encoded silence or
-  learned empty audio feature); text, however, is T5 of the empty string and needs an AudioX Text
-  Encoder (with an empty prompt) when the text input is left open.
-* AudioX Modality Drop — replace chosen modalities of a context by their "absent" value (the
-  paper's multimodal input masking), e.g. to hear what the video alone contributes.
+"""Fusion nodes: combine the per-modality conditions into the sampler's context (AudioX MAF Fusion),
+or fuse a context again with chosen modalities replaced by their "absent" value (AudioX Modality
+Drop, the paper's multimodal input masking).  Checks, absent conventions, fusion and the gate
+report are :mod:`audiox_core.conditions`' (``checked_conditions``, ``fuse_with_report``,
+``drop_modalities``); MAF's learned gates also go to the frontend's gate bars (web/audiox.js).
 """
 from __future__ import annotations
 
@@ -17,35 +11,23 @@ import contextlib
 from ..audiox_core import conditions
 from .common import (CATEGORY, COND, CONTEXT, MODEL, T5, Context, ModelBundle, T5Bundle, about_input, bool_input,
                      expect, float_input, int_input, node_error, node_function, socket_input)
-from .encoders import fields_as_inputs
+from .encoders import MAX_SEED, fields_as_inputs
 
 SCALE_TOOLTIP = "Multiplies MAF's learned {} gate (0 = off, 1 = official). Without MAF: scales the tokens."
-
-
-def scale_input(modality: str) -> tuple:
-    return float_input(1.0, 0.0, 4.0, 0.05, SCALE_TOOLTIP.format(modality))
-
-
-def gates_ui(ctx: Context) -> list:
-    """The frontend's gate bars (web/audiox.js): the learned gates (mean over the batch) and the
-    scales, one entry; empty for models without MAF."""
-    if ctx.gates is None:
-        return []
-    g = [float(v) for v in ctx.gates.float().reshape(-1, 3).mean(0).tolist()]
-    scale = [float(v) for v in (ctx.modality_scale or (1.0, 1.0, 1.0))]
-    return [{"modalities": ["video", "text", "audio"], "gates": g, "scale": scale}]
 
 
 def fuse_context(node: str, m: ModelBundle, conds: conditions.Conditions, scale: tuple, seed: int,
                  dropped: tuple = ()) -> dict:
     """The node output: ``conds`` completed with the absent conventions and fused into a
-    :class:`Context` (``seed``: the randomness of absent conditions), with its report and gate bars."""
+    :class:`Context` (``seed``: the randomness of absent conditions), with its report and the
+    frontend's gate bars (web/audiox.js)."""
     with m.on_device("conditioner", "maf"), about_input(node, "model"):
         full, tokens, report, gates = conditions.fuse_with_report(m.model, conds, scale, seed)
     report = (f"dropped: {', '.join(dropped)}\n" if dropped else "") + report
     ctx = Context(tokens, full, conditions.model_fingerprint(m.model), tuple(scale), gates, report, tuple(dropped),
                   int(seed))
-    return {"ui": {"text": [ctx.report], "audiox_gates": gates_ui(ctx)}, "result": (ctx, ctx.report)}
+    bars = conditions.gate_bars(gates, ctx.modality_scale)
+    return {"ui": {"text": [ctx.report], "audiox_gates": bars}, "result": (ctx, ctx.report)}
 
 
 class AudioXMAFFusion:
@@ -63,24 +45,21 @@ class AudioXMAFFusion:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": socket_input(MODEL, "The model the conditions were encoded for."),
-                "video_scale": scale_input("video"),
-                "text_scale": scale_input("text"),
-                "audio_scale": scale_input("audio"),
-                "cond_seed": int_input(0, 0, 0xFFFFFFFFFFFFFFFF, "Seed of the random parts of absent conditions (the "
-                                       "'no audio' value of MAF-MMDiT/Turbo is a VAE posterior sample of silence), so "
-                                       "the same graph gives the same context."),
-            },
-            "optional": {
-                "text": socket_input(COND, "Text condition (AudioX Text Encoder)."),
-                "video": socket_input(COND, "Video condition (AudioX Video Encoder or AudioX Image Encoder). Open: "
-                                      "the learned 'no video' feature."),
-                "audio": socket_input(COND, "Audio condition (AudioX Audio Prompt Encoder). Open: the official 'no "
-                                      "audio' value."),
-            },
-        }
+        return {"required": {
+            "model": socket_input(MODEL, "The model the conditions were encoded for."),
+            "video_scale": float_input(1.0, 0.0, 4.0, 0.05, SCALE_TOOLTIP.format("video")),
+            "text_scale": float_input(1.0, 0.0, 4.0, 0.05, SCALE_TOOLTIP.format("text")),
+            "audio_scale": float_input(1.0, 0.0, 4.0, 0.05, SCALE_TOOLTIP.format("audio")),
+            "cond_seed": int_input(0, 0, MAX_SEED, "Seed of the random parts of absent conditions (the 'no audio' "
+                                   "value of MAF-MMDiT/Turbo is a VAE posterior sample of silence), so the same graph "
+                                   "gives the same context."),
+        }, "optional": {
+            "text": socket_input(COND, "Text condition (AudioX Text Encoder)."),
+            "video": socket_input(COND, "Video condition (AudioX Video Encoder or AudioX Image Encoder). Open: the "
+                                  "learned 'no video' feature."),
+            "audio": socket_input(COND, "Audio condition (AudioX Audio Prompt Encoder). Open: the official 'no audio' "
+                                  "value."),
+        }}
 
     @node_function
     def fuse(self, model, video_scale=1.0, text_scale=1.0, audio_scale=1.0, cond_seed=0, text=None, video=None,
@@ -108,16 +87,13 @@ class AudioXModalityDrop:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": socket_input(MODEL, "The model the context was made for."),
-                "context": socket_input(CONTEXT, "Context from AudioX MAF Fusion."),
-                "drop_video": bool_input(False, "Use 'no video' instead of the video."),
-                "drop_text": bool_input(False, "Use the empty prompt instead of the text (needs the T5 input)."),
-                "drop_audio": bool_input(False, "Use 'no audio' instead of the audio prompt."),
-            },
-            "optional": {"t5": socket_input(T5, "T5 (AudioX T5 Loader), only needed to drop the text.")},
-        }
+        return {"required": {
+            "model": socket_input(MODEL, "The model the context was made for."),
+            "context": socket_input(CONTEXT, "Context from AudioX MAF Fusion."),
+            "drop_video": bool_input(False, "Use 'no video' instead of the video."),
+            "drop_text": bool_input(False, "Use the empty prompt instead of the text (needs the T5 input)."),
+            "drop_audio": bool_input(False, "Use 'no audio' instead of the audio prompt."),
+        }, "optional": {"t5": socket_input(T5, "T5 (AudioX T5 Loader), only needed to drop the text.")}}
 
     @node_function
     def drop(self, model, context, drop_video=False, drop_text=False, drop_audio=False, t5=None):

@@ -7,7 +7,7 @@ Prompt Encoder uses it to blank the regenerated parts of the prompt (the officia
 from __future__ import annotations
 
 from ..audiox_core.task import check_mask_fits_audio, parse_ranges  # the one time-range grammar (also the CLI's)
-from .common import (CATEGORY, MASK, MAX_SECONDS, TimeMask, check_audio_input, float_input, node_error, node_function,
+from .common import (CATEGORY, MASK, MAX_SECONDS, TimeMask, about_input, check_audio_input, float_input, node_function,
                      socket_input, string_input)
 from .encoders import fields_as_inputs
 from .preview import audio_preview
@@ -61,10 +61,8 @@ class AudioXInpaintMask:
 
     @node_function
     def make(self, ranges, ramp_seconds=0.1, audio=None):
-        try:
+        with about_input(self.DISPLAY_NAME, "ranges"):
             parsed = parse_ranges(ranges)
-        except ValueError as e:
-            raise node_error(self.DISPLAY_NAME, "ranges", str(e)) from None
         return _mask_result(self.DISPLAY_NAME, TimeMask("inpaint", ranges=parsed, ramp_seconds=float(ramp_seconds)),
                             audio)
 
