@@ -22,7 +22,6 @@ from .common import (CATEGORY, COND, MASK, MODEL, SYNC, SYNCHFORMER, T5, ModelBu
 
 MODEL_TOOLTIP = "The AudioX model the condition is for (conditions are tied to the model that encoded them)."
 HIDDEN = {"unique_id": "UNIQUE_ID"}
-SYNC_MODES = list(conditions.SYNC_MODES)
 SYNC_TOOLTIP = ("How MAF/Turbo models get their Synchformer sync features. synchformer: computed from the same "
                 "video (connect AudioX Synchformer Loader, or precomputed features from AudioX Sync Encoder). "
                 "zeros: no sync information, as the official gradio demo and the shipped demo model do. Models "
@@ -87,7 +86,8 @@ def encode_visual(node: str, m: ModelBundle, visual: conditions.VisualInput, sta
         cond = conditions.encode_video(m.model, visual, start=start, sync=sync, resize_mode=resize,
                                        synchformer=synchformer.module if synchformer is not None else None,
                                        callback=comfy_compat.make_progress_callback(None, unique_id))
-    return conditions.keep_long_form_source(cond, visual, start=start, resize=resize, sync=sync, synchformer=synchformer)
+    return conditions.keep_long_form_source(cond, visual, start=start, resize=resize, sync=sync,
+                                            synchformer=synchformer)
 
 
 class AudioXTextEncoder(_ConditionEncoder):
@@ -129,7 +129,7 @@ class AudioXVideoEncoder(_ConditionEncoder):
             "start_seconds": float_input(0.0, 0.0, 86400.0, 0.1, "Where the model's window starts in the video."),
             "fps": float_input(25.0, 0.0, 240.0, 0.001, "Frame rate of the 'images' frames (ignored for a VIDEO, "
                                "which carries its own)."),
-            "sync": choice_input(SYNC_MODES, "synchformer", SYNC_TOOLTIP),
+            "sync": choice_input(conditions.SYNC_MODES, "synchformer", SYNC_TOOLTIP),
             "resize": choice_input(RESIZE_MODES, "stretch", "How frames become square for CLIP: stretch (official) "
                                    "or center_crop."),
         }, "optional": {
@@ -163,7 +163,7 @@ class AudioXImageEncoder(_ConditionEncoder):
         return {"required": {
             "model": socket_input(MODEL, MODEL_TOOLTIP),
             "image": socket_input("IMAGE", "The image (core Load Image). Of a batch, the first image is used."),
-            "sync": choice_input(SYNC_MODES, "zeros", SYNC_TOOLTIP),
+            "sync": choice_input(conditions.SYNC_MODES, "zeros", SYNC_TOOLTIP),
             "resize": choice_input(RESIZE_MODES, "stretch", "How the image becomes square for CLIP: stretch "
                                    "(official) or center_crop."),
         }, "optional": {
