@@ -32,7 +32,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from .errors import InputError
+from .errors import FieldError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +276,84 @@ def encode_sync(synchformer, visual: VisualInput, *, start: float, duration: flo
 
 
 # ----------------------------------------------------------------------------------------------
+# video inputs of a node graph: which source, which sync features
+# ----------------------------------------------------------------------------------------------
+#: How sync-conditioned (MAF/Turbo) models get their Synchformer features: computed from the same
+#: video, or zeros (no sync information, as the official gradio demo and the shipped demo model do).
+SYNC_MODES = ("synchformer", "zeros")
+
+
+def connected_visual_input(video, images) -> str:
+    """Which of the two visual inputs (a ``video`` or ``images`` frames) is given: ``"video"`` or
+    ``"images"``; :class:`FieldError` when both or neither are."""
+    if video is not None and images is not None:
+        raise FieldError("images", "and input 'video' are both connected; connect one of them")
+    if video is None and images is None:
+        raise FieldError("video", "is not connected: connect a VIDEO (Load Video) to 'video' or IMAGE frames "
+                         "(+ their fps) to 'images'")
+    return "video" if video is not None else "images"
+
+
+def visual_from_frames(frames, fps: float, *, field: str = "images", still: bool = False) -> VisualInput:
+    """A :class:`VisualInput` from IMAGE frames ``[N, H, W, 3]`` and their frame rate (``fps`` <= 0:
+    none; fine for one frame).  ``still``: only the first frame (one image ``[H, W, 3]`` is fine too),
+    held for the whole window.  :class:`FieldError` names ``field`` (or ``"fps"``) when the frames are
+    unusable."""
+    if still and torch.is_tensor(frames) and frames.dim() == 3:
+        frames = frames.unsqueeze(0)
+    if not torch.is_tensor(frames) or frames.dim() != 4 or frames.shape[-1] not in (3, 4):
+        raise FieldError(field, "must be IMAGE frames [N, H, W, 3], got "
+                         f"{tuple(frames.shape) if torch.is_tensor(frames) else type(frames).__name__}")
+    if frames.shape[0] == 0:
+        raise FieldError(field, "has no frames")
+    if still:
+        if frames.shape[0] > 1:
+            log.info("%s: using the first of %d images", field, frames.shape[0])
+        frames = frames[:1]
+    elif frames.shape[0] > 1 and not float(fps) > 0:
+        raise FieldError("fps", f"must be > 0 for {frames.shape[0]} frames (the frames' own frame rate)")
+    return VisualInput(frames=frames, fps=float(fps) if float(fps) > 0 else None, still=still)
+
+
+def resolve_sync(model, mode: str, features: Optional[torch.Tensor] = None, synchformer=None) -> tuple:
+    """``(sync, synchformer)`` for :func:`encode_video` from a graph's sync choice: precomputed
+    ``features`` ``[B, tokens, dim]`` win, then ``mode`` "zeros" (``sync=False``), else the
+    ``synchformer`` given (an error naming "synchformer" when there is none).  Models without a sync
+    branch get ``(None, None)``; inputs given to them are ignored with a warning."""
+    if mode not in SYNC_MODES:
+        raise FieldError("sync", f"must be one of {list(SYNC_MODES)}, got {mode!r}")
+    vc = model.video_conditioner
+    if not getattr(vc, "with_sync", False):
+        if synchformer is not None or features is not None:
+            log.warning("%s has no sync branch; the Synchformer input is ignored", model.config.variant)
+        return None, None
+    if features is not None:
+        if tuple(features.shape[1:]) != (vc.sync_tokens, vc.dim):
+            raise FieldError("sync_features", f"has {tuple(features.shape[1:])} tokens but this model takes "
+                             f"({vc.sync_tokens}, {vc.dim})")
+        return features, None
+    if mode == "zeros":
+        return False, None
+    if synchformer is None:
+        raise FieldError("synchformer", f"is not connected: {model.config.variant} conditions on Synchformer sync "
+                         "features — load synchformer_state_dict.pth with 'AudioX Synchformer Loader' and connect "
+                         "it, or set 'sync' to 'zeros'")
+    return None, synchformer
+
+
+def keep_long_form_source(cond: Condition, visual: VisualInput, *, start: float, resize: str, sync,
+                          synchformer=None) -> Condition:
+    """Record on a video condition what a long-form generation needs to encode its later windows
+    itself (the visual source, ``start``, ``resize``, zero sync or the ``synchformer`` given;
+    read by :mod:`audiox_core.task`).  A condition made from precomputed sync features (``sync`` a
+    tensor) covers one window only and records nothing."""
+    if sync is None or sync is False:
+        cond.extra["long_form"] = {"visual": visual, "start": float(start), "resize": resize,
+                                   "sync_zeros": sync is False, "synchformer": synchformer}
+    return cond
+
+
+# ----------------------------------------------------------------------------------------------
 # audio prompt
 # ----------------------------------------------------------------------------------------------
 def prepare_audio(model, waveform: torch.Tensor, sample_rate: int, *,
@@ -326,6 +404,30 @@ def audio_prompt_seconds(model) -> Optional[float]:
                  int(getattr(ac, "num_latents", 0) or getattr(ac, "latent_seq_len", 0) or 0)
                  * int(model.config.vae.downsampling_ratio))
     return window / model.config.sample_rate if window else None
+
+
+def audio_prompt_waveform(model, waveform: torch.Tensor, sample_rate: int, *, inpaint: Optional[Sequence] = None,
+                          keep_seconds: Optional[float] = None) -> torch.Tensor:
+    """The part of ``waveform`` the model's audio conditioner uses (its prompt window, the first
+    seconds, with a half-second margin for resampling; cut first, so nothing copies the rest) and,
+    as the official code trained inpainting and completion, with the ``inpaint`` ranges (seconds)
+    blanked or only the first ``keep_seconds`` kept.  The input is not changed.
+    :class:`FieldError` ("mask") for a range that starts after the end of the audio."""
+    used = audio_prompt_seconds(model)
+    if used is not None:
+        waveform = waveform[..., : int(math.ceil((used + 0.5) * sample_rate))]
+    total = waveform.shape[-1] / sample_rate
+    if inpaint is not None:
+        waveform = waveform.clone()
+        for start, end in inpaint:
+            if start >= total:
+                raise FieldError("mask", f"range {start:g}–{end:g} s starts after the end of the {total:.2f} s audio")
+            waveform[..., int(round(start * sample_rate)):int(round(min(end, total) * sample_rate))] = 0
+    elif keep_seconds is not None:
+        if keep_seconds >= total:
+            log.info("keep %.2f s covers the whole %.2f s audio prompt", keep_seconds, total)
+        waveform = waveform[..., : max(1, int(round(min(keep_seconds, total) * sample_rate)))]
+    return waveform
 
 
 def encode_audio_prompt(model, audio: Optional[torch.Tensor] = None, *, sample_rate: Optional[int] = None,
@@ -395,3 +497,90 @@ def fuse(model, conds: Conditions, *, batch: int = 1, modality_scale: Optional[S
         modality_scale = None
     with torch.no_grad():
         return model.fuse(*args, modality_scale=modality_scale)
+
+
+# ----------------------------------------------------------------------------------------------
+# fusion in a node graph: conditions encoded earlier, checked, fused and reported
+# ----------------------------------------------------------------------------------------------
+def checked_conditions(model, **given: Condition) -> Conditions:
+    """The conditions connected for ``model`` (keywords ``video``, ``text``, ``audio``), checked:
+    each on its own modality, encoded for this model, one batch size; and text present where
+    'no text' would need the T5 encoder.  :class:`FieldError` names the modality at fault."""
+    fingerprint = model_fingerprint(model)
+    for name, cond in given.items():
+        if cond.modality != name:
+            raise FieldError(name, f"got a {cond.modality} condition; connect it to '{cond.modality}'")
+        if cond.source and cond.source != fingerprint:
+            raise FieldError(name, "was encoded for another model; encode it with the model connected here")
+    if given.get("text") is None and model.text_spec is not None and model.text_encoder is None:
+        raise FieldError("text", f"is not connected, but {model.config.variant} conditions on text and 'no text' "
+                         "is T5 of the empty string: connect an AudioX Text Encoder (the prompt may be empty)")
+    batches = {c.batch for c in given.values()} - {1}
+    if len(batches) > 1:
+        raise FieldError("audio", f"the conditions have different batch sizes {sorted(batches)}")
+    return Conditions(**given)
+
+
+def gate_report(model, modality_scale: Sequence[float], conds: Conditions) -> tuple[str, Optional[torch.Tensor]]:
+    """What a fusion did, as text (MAF's learned gates or the concatenation, the scales, what each
+    condition holds), and MAF's last gates ``[B, 3]`` (video, text, audio) on the CPU or None."""
+    gates = model.maf_gates()
+    scaled = tuple(modality_scale) != (1.0, 1.0, 1.0)
+    if gates is not None:
+        lines = ["MAF gates (learned, mean over batch): video {:.3f}, text {:.3f}, audio {:.3f}".format(
+            *gates.float().mean(0).tolist())]
+        if scaled:
+            lines.append("scaled by video {:g}, text {:g}, audio {:g}".format(*modality_scale)
+                         + " (0 = left out of MAF's expert attention)")
+    else:
+        lines = [f"{model.config.variant} has no MAF block: conditions are concatenated"
+                 + ("; tokens scaled by video {:g}, text {:g}, audio {:g}".format(*modality_scale) if scaled else "")]
+    lines.append(conds.summary())
+    return "\n".join(lines), (gates.float().cpu() if gates is not None else None)
+
+
+def checked_modality_scale(modality_scale: Sequence[float]) -> tuple:
+    """``(video, text, audio)`` scales as floats; all three 0 is refused (:class:`FieldError`)."""
+    if all(float(s) == 0 for s in modality_scale):
+        raise FieldError("text_scale", "all three scales are 0: keep at least one modality above 0")
+    return tuple(float(s) for s in modality_scale)
+
+
+def gate_bars(gates: Optional[torch.Tensor], modality_scale: Optional[Sequence[float]]) -> list:
+    """MAF's learned gates ``[B, 3]`` (mean over the batch) and the scales, as one bar chart entry
+    (the frontend's gate bars, web/audiox.js); empty for models without MAF (``gates`` None)."""
+    if gates is None:
+        return []
+    mean = [float(v) for v in gates.float().reshape(-1, 3).mean(0).tolist()]
+    scale = [float(v) for v in (modality_scale or (1.0, 1.0, 1.0))]
+    return [{"modalities": list(MODALITIES), "gates": mean, "scale": scale}]
+
+
+def fuse_with_report(model, conds: Conditions, modality_scale: Sequence[float], seed: int) -> tuple:
+    """``(complete conditions, context [B, N, D] on the CPU, report, gates)``: ``conds`` completed
+    with the absent conventions and fused.  ``seed`` drives the random parts of absent conditions
+    (v2 audio: a VAE posterior sample of silence), so the same inputs give the same context."""
+    modality_scale = checked_modality_scale(modality_scale)
+    batch = max([c.batch for c in (conds.video, conds.text, conds.audio) if c is not None] or [1])
+    generator = torch.Generator().manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
+    full = complete(model, conds, batch, generator=generator)
+    tokens = fuse(model, full, batch=batch, modality_scale=modality_scale)
+    report, gates = gate_report(model, modality_scale, full)
+    return full, tokens.detach().cpu(), report, gates
+
+
+def drop_modalities(model, conds: Conditions, *, video: bool = False, text: bool = False, audio: bool = False,
+                    text_encoder=None) -> tuple[Conditions, tuple]:
+    """``conds`` with the chosen modalities replaced by their absent value (the AudioX paper's
+    multimodal input masking) and the names dropped.  Video and audio are simply left out (fusion
+    fills them in); 'no text' is T5 of the empty string, so dropping text needs ``text_encoder``
+    (:class:`FieldError` "t5" without one)."""
+    kept = Conditions(video=None if video else conds.video, text=conds.text, audio=None if audio else conds.audio)
+    if text:
+        if text_encoder is None:
+            raise FieldError("t5", "is not connected: dropping the text needs T5 (the 'no text' condition is T5 of "
+                             "the empty string)")
+        batch = max(c.batch for c in (conds.video, conds.text, conds.audio) if c is not None)
+        kept.text = encode_text(model, "", batch=batch, encoder=text_encoder)
+    dropped = tuple(name for name, drop in (("video", video), ("audio", audio), ("text", text)) if drop)
+    return kept, dropped

@@ -153,6 +153,19 @@ def check_ranges(ranges, clip_seconds: float) -> list[tuple[float, float]]:
     return out
 
 
+def check_mask_fits_audio(audio_seconds: float, *, ranges=None, keep_seconds: Optional[float] = None) -> None:
+    """A time mask drawn for audio of ``audio_seconds``: every inpaint range must start inside it
+    (:class:`FieldError` "ranges" naming the late ones) and completion must not keep more than it
+    has (:class:`FieldError` "keep_seconds")."""
+    late = [f"{start:g}-{end:g}" for start, end in (ranges or ()) if start >= audio_seconds]
+    if late:
+        raise FieldError("ranges", f"{', '.join(late)} start(s) after the end of the connected audio "
+                         f"({audio_seconds:.2f} s)")
+    if keep_seconds is not None and float(keep_seconds) > audio_seconds + 1e-6:
+        raise FieldError("keep_seconds", f"is {float(keep_seconds):g} s but the connected audio is only "
+                         f"{audio_seconds:.2f} s long")
+
+
 # ----------------------------------------------------------------------------------------------
 # Inputs
 # ----------------------------------------------------------------------------------------------

@@ -8,37 +8,42 @@ encoder.  Sync features (Synchformer) have their own node as well.
 from __future__ import annotations
 
 import contextlib
-import logging
-import math
-from typing import Optional
 
 import torch
 
 from ..audiox_core import conditions
+from ..audiox_core.errors import FieldError
 from ..audiox_core.media import RESIZE_MODES
 from . import comfy_compat
 from .common import (CATEGORY, COND, MASK, MODEL, SYNC, SYNCHFORMER, T5, ModelBundle, SyncFeatures,
-                     SynchformerBundle, T5Bundle, TimeMask, about_input, check_audio_input, expect, node_error,
-                     node_function)
-
-log = logging.getLogger(__name__)
+                     SynchformerBundle, T5Bundle, TimeMask, about_input, check_audio_input,
+                     choice_input, expect, float_input, int_input, node_error, node_function, socket_input,
+                     string_input)
 
 MODEL_TOOLTIP = "The AudioX model the condition is for (conditions are tied to the model that encoded them)."
 HIDDEN = {"unique_id": "UNIQUE_ID"}
-SYNC_MODES = ["synchformer", "zeros"]
 SYNC_TOOLTIP = ("How MAF/Turbo models get their Synchformer sync features. synchformer: computed from the same "
                 "video (connect AudioX Synchformer Loader, or precomputed features from AudioX Sync Encoder). "
                 "zeros: no sync information, as the official gradio demo and the shipped demo model do. Models "
                 "without a sync branch (AudioX) ignore this.")
-
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 # the model part that is None when a model has no condition of that kind
-_CONDITION_PARTS = {"video": "video_conditioner", "audio": "audio_conditioner"}
+_CONDITION_PARTS = {"video": "video_conditioner", "text": "text_spec", "audio": "audio_conditioner"}
 
 
-def _model(node: str, model, condition: Optional[str] = None) -> ModelBundle:
-    """The ``model`` input as a :class:`ModelBundle`; with ``condition`` ("video", "audio") a model
-    without that condition is refused."""
+@contextlib.contextmanager
+def fields_as_inputs(node: str):
+    """Core errors about one field (:class:`FieldError`) become errors of the node's input of that name."""
+    try:
+        yield
+    except FieldError as e:
+        raise node_error(node, e.field, str(e)) from e
+
+
+def _model(node: str, model, condition: "str | None" = None) -> ModelBundle:
+    """The ``model`` input as a :class:`ModelBundle`; with ``condition`` ("video", "text", "audio") a
+    model without that condition is refused."""
     m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
     if condition is not None and getattr(m.model, _CONDITION_PARTS[condition]) is None:
         raise node_error(node, "model", f"{m.variant} has no {condition} condition")
@@ -46,7 +51,7 @@ def _model(node: str, model, condition: Optional[str] = None) -> ModelBundle:
 
 
 class _ConditionEncoder:
-    """What the encoder nodes that output one ``AUDIOX_COND`` have in common."""
+    """What the encoder nodes have in common (all but the sync encoder output one ``AUDIOX_COND``)."""
     CATEGORY = f"{CATEGORY}/conditioning"
     RETURN_TYPES = (COND,)
     FUNCTION = "encode"
@@ -55,33 +60,36 @@ class _ConditionEncoder:
 def visual_input(node: str, video=None, images=None, fps: float = 0.0, *,
                  still: bool = False) -> conditions.VisualInput:
     """A :class:`~audiox_core.conditions.VisualInput` from a VIDEO or IMAGE frames (+ fps)."""
-    if video is not None and images is not None:
-        raise node_error(node, "images", "and input 'video' are both connected; connect one of them")
-    if video is None and images is None:
-        raise node_error(node, "video", "is not connected: connect a VIDEO (Load Video) to 'video' or IMAGE frames "
-                         "(+ their fps) to 'images'")
-    if video is not None:
-        with about_input(node, "video"):
-            kind, src, rate = comfy_compat.video_source(video)
-        if kind == "stream":
-            return conditions.VisualInput(source=src, still=still)
-        images, fps, name = src, rate, "video"
-    else:
-        name = "images"
-    if not torch.is_tensor(images) or images.dim() != 4 or images.shape[-1] not in (3, 4):
-        raise node_error(node, name, f"must be IMAGE frames [N, H, W, 3], got "
-                         f"{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}")
-    if images.shape[0] == 0:
-        raise node_error(node, name, "has no frames")
-    if still:
-        images = images[:1]
-    elif images.shape[0] > 1 and not float(fps) > 0:
-        raise node_error(node, "fps", f"must be > 0 for {images.shape[0]} frames (the frames' own frame rate)")
-    with about_input(node, name):
-        return conditions.VisualInput(frames=images, fps=float(fps) if float(fps) > 0 else None, still=still)
+    with fields_as_inputs(node):
+        name = conditions.connected_visual_input(video, images)
+        if name == "video":
+            with about_input(node, "video"):
+                kind, images, fps = comfy_compat.video_source(video)
+            if kind == "stream":
+                return conditions.VisualInput(source=images, still=still)
+        return conditions.visual_from_frames(images, fps, field=name, still=still)
 
 
-# ============================================================================================
+def encode_visual(node: str, m: ModelBundle, visual: conditions.VisualInput, start: float, sync_mode: str,
+                  resize: str, synchformer, sync_features, unique_id) -> conditions.Condition:
+    """Shared by the video and image encoders: sync handling, device placement, progress."""
+    if sync_features is not None:
+        sync_features = expect(sync_features, SyncFeatures, node, "sync_features",
+                               "AUDIOX_SYNC from AudioX Sync Encoder").tokens
+    with fields_as_inputs(node):
+        sync, synchformer = conditions.resolve_sync(m.model, sync_mode, sync_features, synchformer)
+    if synchformer is not None:
+        synchformer = expect(synchformer, SynchformerBundle, node, "synchformer",
+                             "AUDIOX_SYNCHFORMER from AudioX Synchformer Loader")
+    synchformer_on_device = synchformer.on_device() if synchformer is not None else contextlib.nullcontext()
+    with m.on_device("conditioner"), synchformer_on_device, about_input(node, "video"):
+        cond = conditions.encode_video(m.model, visual, start=start, sync=sync, resize_mode=resize,
+                                       synchformer=synchformer.module if synchformer is not None else None,
+                                       callback=comfy_compat.make_progress_callback(None, unique_id))
+    return conditions.keep_long_form_source(cond, visual, start=start, resize=resize, sync=sync,
+                                            synchformer=synchformer)
+
+
 class AudioXTextEncoder(_ConditionEncoder):
     DISPLAY_NAME = "AudioX Text Encoder"
     DESCRIPTION = ("Encodes a text prompt with T5 for one AudioX model. An empty prompt gives the official 'no text' "
@@ -92,26 +100,20 @@ class AudioXTextEncoder(_ConditionEncoder):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": (MODEL, {"tooltip": MODEL_TOOLTIP}),
-            "t5": (T5, {"tooltip": "T5 text encoder from AudioX T5 Loader (t5-base for the released models)."}),
-            "prompt": ("STRING", {"default": "", "multiline": True,
-                                  "tooltip": "What to hear, e.g. 'a dog barking in the rain' or 'calm piano "
-                                             "music'. Up to 128 T5 tokens are used."}),
-        }}
+            "model": socket_input(MODEL, MODEL_TOOLTIP),
+            "t5": socket_input(T5, "T5 text encoder from AudioX T5 Loader (t5-base for the released models)."),
+            "prompt": string_input("", "What to hear, e.g. 'a dog barking in the rain' or 'calm piano music'. Up to "
+                                   "128 T5 tokens are used.", multiline=True)}}
 
     @node_function
     def encode(self, model, t5, prompt=""):
         node = self.DISPLAY_NAME
-        m = _model(node, model)
+        m = _model(node, model, "text")
         expect(t5, T5Bundle, node, "t5", "an AUDIOX_T5 from AudioX T5 Loader")
-        if m.model.text_spec is None:
-            raise node_error(node, "model", f"{m.variant} has no text condition")
         with t5.on_device(), about_input(node, "t5"):
-            cond = conditions.encode_text(m.model, str(prompt), encoder=t5.encoder)
-        return (cond,)
+            return (conditions.encode_text(m.model, str(prompt), encoder=t5.encoder),)
 
 
-# ============================================================================================
 class AudioXVideoEncoder(_ConditionEncoder):
     DISPLAY_NAME = "AudioX Video Encoder"
     DESCRIPTION = ("Encodes the model's window of a video (CLIP frames at the model's fps, plus Synchformer sync "
@@ -122,82 +124,33 @@ class AudioXVideoEncoder(_ConditionEncoder):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": (MODEL, {"tooltip": MODEL_TOOLTIP}),
-                "start_seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 86400.0, "step": 0.1,
-                                            "tooltip": "Where the model's window starts in the video."}),
-                "fps": ("FLOAT", {"default": 25.0, "min": 0.0, "max": 240.0, "step": 0.001,
-                                  "tooltip": "Frame rate of the 'images' frames (ignored for a VIDEO, which "
-                                             "carries its own)."}),
-                "sync": (SYNC_MODES, {"default": "synchformer", "tooltip": SYNC_TOOLTIP}),
-                "resize": (list(RESIZE_MODES), {"default": "stretch",
-                                                "tooltip": "How frames become square for CLIP: stretch (official) "
-                                                           "or center_crop."}),
-            },
-            "optional": {
-                "video": ("VIDEO", {"tooltip": "A video (core Load Video). Only the window is decoded."}),
-                "images": ("IMAGE", {"tooltip": "Video frames as an IMAGE batch (VideoHelperSuite Load Video); set "
-                                                "'fps' to their frame rate."}),
-                "synchformer": (SYNCHFORMER, {"tooltip": "Synchformer (AudioX Synchformer Loader), for MAF / Turbo "
-                                                         "models when sync is 'synchformer'."}),
-                "sync_features": (SYNC, {"tooltip": "Precomputed sync features (AudioX Sync Encoder); used instead "
-                                                    "of running the Synchformer here."}),
-            },
-            "hidden": dict(HIDDEN),
-        }
+        return {"required": {
+            "model": socket_input(MODEL, MODEL_TOOLTIP),
+            "start_seconds": float_input(0.0, 0.0, 86400.0, 0.1, "Where the model's window starts in the video."),
+            "fps": float_input(25.0, 0.0, 240.0, 0.001, "Frame rate of the 'images' frames (ignored for a VIDEO, "
+                               "which carries its own)."),
+            "sync": choice_input(conditions.SYNC_MODES, "synchformer", SYNC_TOOLTIP),
+            "resize": choice_input(RESIZE_MODES, "stretch", "How frames become square for CLIP: stretch (official) "
+                                   "or center_crop."),
+        }, "optional": {
+            "video": socket_input("VIDEO", "A video (core Load Video). Only the window is decoded."),
+            "images": socket_input("IMAGE", "Video frames as an IMAGE batch (VideoHelperSuite Load Video); set "
+                                   "'fps' to their frame rate."),
+            "synchformer": socket_input(SYNCHFORMER, "Synchformer (AudioX Synchformer Loader), for MAF / Turbo "
+                                        "models when sync is 'synchformer'."),
+            "sync_features": socket_input(SYNC, "Precomputed sync features (AudioX Sync Encoder); used instead of "
+                                          "running the Synchformer here."),
+        }, "hidden": dict(HIDDEN)}
 
     @node_function
     def encode(self, model, start_seconds=0.0, fps=25.0, sync="synchformer", resize="stretch", video=None,
                images=None, synchformer=None, sync_features=None, unique_id=None):
         node = self.DISPLAY_NAME
         m = _model(node, model, "video")
-        visual = visual_input(node, video, images, fps)
-        return (encode_visual(node, m, visual, float(start_seconds), sync, resize, synchformer, sync_features,
-                              unique_id),)
+        return (encode_visual(node, m, visual_input(node, video, images, fps), float(start_seconds), sync, resize,
+                              synchformer, sync_features, unique_id),)
 
 
-def encode_visual(node: str, m: ModelBundle, visual: conditions.VisualInput, start: float, sync_mode: str, resize: str,
-                  synchformer, sync_features, unique_id) -> conditions.Condition:
-    """Shared by the video and image encoders: sync handling, device placement, progress."""
-    vc = m.model.video_conditioner
-    if sync_mode not in SYNC_MODES:
-        raise node_error(node, "sync", f"must be one of {SYNC_MODES}, got {sync_mode!r}")
-    sync_arg, sf_module, sf_bundle = None, None, None
-    if m.needs_sync:
-        if sync_features is not None:
-            expect(sync_features, SyncFeatures, node, "sync_features", "AUDIOX_SYNC from AudioX Sync Encoder")
-            if tuple(sync_features.tokens.shape[1:]) != (vc.sync_tokens, vc.dim):
-                raise node_error(node, "sync_features", f"has {tuple(sync_features.tokens.shape[1:])} tokens but "
-                                 f"this model takes ({vc.sync_tokens}, {vc.dim})")
-            sync_arg = sync_features.tokens
-        elif sync_mode == "zeros":
-            sync_arg = False
-        elif synchformer is None:
-            raise node_error(node, "synchformer", f"is not connected: {m.variant} conditions on Synchformer sync "
-                             "features — load synchformer_state_dict.pth with 'AudioX Synchformer Loader' and "
-                             "connect it, or set 'sync' to 'zeros'")
-        else:
-            sf_bundle = expect(synchformer, SynchformerBundle, node, "synchformer",
-                               "AUDIOX_SYNCHFORMER from AudioX Synchformer Loader")
-            sf_module = sf_bundle.module
-    elif synchformer is not None or sync_features is not None:
-        log.warning("%s: %s has no sync branch; the Synchformer input is ignored", node, m.variant)
-    cb = comfy_compat.make_progress_callback(None, unique_id)
-    with m.on_device("conditioner"):
-        ctx = sf_bundle.on_device() if sf_bundle is not None else contextlib.nullcontext()
-        with ctx, about_input(node, "video"):
-            cond = conditions.encode_video(m.model, visual, start=start, sync=sync_arg, synchformer=sf_module,
-                                  resize_mode=resize, callback=cb)
-    # what a sampler needs to encode the later windows of a long-form generation itself
-    if sync_arg is None or sync_arg is False:
-        cond.extra["long_form"] = {"visual": visual, "start": float(start), "resize": resize,
-                                   "sync_zeros": sync_arg is False, "synchformer": sf_bundle}
-    return cond
-
-
-
-# ============================================================================================
 class AudioXImageEncoder(_ConditionEncoder):
     DISPLAY_NAME = "AudioX Image Encoder"
     DESCRIPTION = ("Image-to-audio: encodes a still image as a video that holds it for the model's whole window "
@@ -207,37 +160,26 @@ class AudioXImageEncoder(_ConditionEncoder):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": (MODEL, {"tooltip": MODEL_TOOLTIP}),
-                "image": ("IMAGE", {"tooltip": "The image (core Load Image). Of a batch, the first image is used."}),
-                "sync": (SYNC_MODES, {"default": "zeros", "tooltip": SYNC_TOOLTIP}),
-                "resize": (list(RESIZE_MODES), {"default": "stretch",
-                                                "tooltip": "How the image becomes square for CLIP: stretch "
-                                                           "(official) or center_crop."}),
-            },
-            "optional": {
-                "synchformer": (SYNCHFORMER, {"tooltip": "Synchformer, when sync is 'synchformer' (a still image "
-                                                         "has no motion; 'zeros' is the usual choice)."}),
-            },
-            "hidden": dict(HIDDEN),
-        }
+        return {"required": {
+            "model": socket_input(MODEL, MODEL_TOOLTIP),
+            "image": socket_input("IMAGE", "The image (core Load Image). Of a batch, the first image is used."),
+            "sync": choice_input(conditions.SYNC_MODES, "zeros", SYNC_TOOLTIP),
+            "resize": choice_input(RESIZE_MODES, "stretch", "How the image becomes square for CLIP: stretch "
+                                   "(official) or center_crop."),
+        }, "optional": {
+            "synchformer": socket_input(SYNCHFORMER, "Synchformer, when sync is 'synchformer' (a still image has no "
+                                        "motion; 'zeros' is the usual choice)."),
+        }, "hidden": dict(HIDDEN)}
 
     @node_function
     def encode(self, model, image, sync="zeros", resize="stretch", synchformer=None, unique_id=None):
         node = self.DISPLAY_NAME
         m = _model(node, model, "video")
-        if torch.is_tensor(image) and image.dim() == 4 and image.shape[0] > 1:
-            log.info("%s: using the first of %d images", node, image.shape[0])
-        if torch.is_tensor(image) and image.dim() == 3:
-            image = image.unsqueeze(0)
-        visual = visual_input(node, None, image, 0.0, still=True) if torch.is_tensor(image) else None
-        if visual is None:
-            raise node_error(node, "image", f"needs an IMAGE, got {type(image).__name__}")
+        with fields_as_inputs(node):
+            visual = conditions.visual_from_frames(image, 0.0, field="image", still=True)
         return (encode_visual(node, m, visual, 0.0, sync, resize, synchformer, None, unique_id),)
 
 
-# ============================================================================================
 class AudioXAudioPromptEncoder(_ConditionEncoder):
     DISPLAY_NAME = "AudioX Audio Prompt Encoder"
     DESCRIPTION = ("Encodes audio as the model's audio condition (audio-to-audio, continuation, and the official "
@@ -248,87 +190,58 @@ class AudioXAudioPromptEncoder(_ConditionEncoder):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": (MODEL, {"tooltip": MODEL_TOOLTIP}),
-                "audio": ("AUDIO", {"tooltip": "Audio (core Load Audio, or any AUDIO output)."}),
-                "masking": (["off", "official random spans"], {
-                    "default": "off",
-                    "tooltip": "official random spans: blank random parts as the model's training did (Turbo, "
-                               "MAF). off: use the audio as given. With a mask connected, the mask decides."}),
-                "mask_seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
-                                      "tooltip": "Seed of the random span masking and of the VAE posterior "
-                                                 "sample inside the audio conditioner."}),
-            },
-            "optional": {
-                "mask": (MASK, {"tooltip": "Inpainting/completion mask: the parts to regenerate are blanked (or "
-                                           "everything after the kept seconds is left out), as the official "
-                                           "inpainting and completion did."}),
-            },
-            "hidden": dict(HIDDEN),
-        }
+        return {"required": {
+            "model": socket_input(MODEL, MODEL_TOOLTIP),
+            "audio": socket_input("AUDIO", "Audio (core Load Audio, or any AUDIO output)."),
+            "masking": choice_input(["off", "official random spans"], "off", "official random spans: blank random "
+                                    "parts as the model's training did (Turbo, MAF). off: use the audio as given. "
+                                    "With a mask connected, the mask decides."),
+            "mask_seed": int_input(0, 0, MAX_SEED, "Seed of the random span masking and of the VAE posterior sample "
+                                   "inside the audio conditioner."),
+        }, "optional": {
+            "mask": socket_input(MASK, "Inpainting/completion mask: the parts to regenerate are blanked (or "
+                                 "everything after the kept seconds is left out), as the official inpainting and "
+                                 "completion did."),
+        }, "hidden": dict(HIDDEN)}
 
     @node_function
     def encode(self, model, audio, masking="off", mask_seed=0, mask=None, unique_id=None):
         node = self.DISPLAY_NAME
         m = _model(node, model, "audio")
         wave, sr = check_audio_input(audio, node, "audio")
-        # only the conditioner's prompt window (the first seconds) is used: drop the rest before any copy
-        used = conditions.audio_prompt_seconds(m.model)
-        if used is not None:
-            wave = wave[..., : int(math.ceil((used + 0.5) * sr))]
-        use_mask = None if masking == "official random spans" else False
         if mask is not None:
             expect(mask, TimeMask, node, "mask", "an AUDIOX_MASK from AudioX Inpaint Mask / Completion Mask")
-            total = wave.shape[-1] / sr
-            if mask.kind == "inpaint":
-                wave = wave.clone()
-                for a, b in mask.ranges:
-                    if a >= total:
-                        raise node_error(node, "mask", f"range {a:g}–{b:g} s starts after the end of the "
-                                         f"{total:.2f} s audio")
-                    wave[..., int(round(a * sr)):int(round(min(b, total) * sr))] = 0
-            else:
-                if mask.keep_seconds >= total:
-                    log.info("%s: keep %.2f s covers the whole %.2f s audio", node, mask.keep_seconds, total)
-                wave = wave[..., : max(1, int(round(min(mask.keep_seconds, total) * sr)))]
-            use_mask = False
-        gen = torch.Generator().manual_seed(int(mask_seed) & 0xFFFF_FFFF_FFFF_FFFF)
-        cb = comfy_compat.make_progress_callback(None, unique_id)
+        inpaint = mask.ranges if mask is not None and mask.kind == "inpaint" else None
+        keep_seconds = mask.keep_seconds if mask is not None and mask.kind == "complete" else None
+        with fields_as_inputs(node):
+            wave = conditions.audio_prompt_waveform(m.model, wave, sr, inpaint=inpaint, keep_seconds=keep_seconds)
+        random_spans = None if masking == "official random spans" and mask is None else False
+        generator = torch.Generator().manual_seed(int(mask_seed) & MAX_SEED)
         with m.on_device("conditioner"), about_input(node, "audio"):
-            cond = conditions.encode_audio_prompt(m.model, wave, sample_rate=sr, batch=wave.shape[0], generator=gen,
-                                         mask=use_mask, callback=cb)
-        return (cond,)
+            return (conditions.encode_audio_prompt(m.model, wave, sample_rate=sr, batch=wave.shape[0],
+                                                   generator=generator, mask=random_spans,
+                                                   callback=comfy_compat.make_progress_callback(None, unique_id)),)
 
 
-# ============================================================================================
-class AudioXSyncEncoder:
+class AudioXSyncEncoder(_ConditionEncoder):
     DISPLAY_NAME = "AudioX Sync Encoder"
     DESCRIPTION = ("Runs the Synchformer on the model's window of a video (25 fps, 224×224) and outputs the sync "
                    "features, so they can be computed once and reused (AudioX Video Encoder's sync_features).")
-    CATEGORY = f"{CATEGORY}/conditioning"
     RETURN_TYPES = (SYNC,)
     RETURN_NAMES = ("sync_features",)
     OUTPUT_TOOLTIPS = ("Synchformer features of the window.",)
-    FUNCTION = "encode"
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": (MODEL, {"tooltip": "The model whose window length and sync size to use."}),
-                "synchformer": (SYNCHFORMER, {"tooltip": "AudioX Synchformer Loader."}),
-                "start_seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 86400.0, "step": 0.1,
-                                            "tooltip": "Where the window starts in the video."}),
-                "fps": ("FLOAT", {"default": 25.0, "min": 0.0, "max": 240.0, "step": 0.001,
-                                  "tooltip": "Frame rate of the 'images' frames (ignored for a VIDEO)."}),
-            },
-            "optional": {
-                "video": ("VIDEO", {"tooltip": "A video (core Load Video)."}),
-                "images": ("IMAGE", {"tooltip": "Video frames (IMAGE batch) with their 'fps'."}),
-            },
-            "hidden": dict(HIDDEN),
-        }
+        return {"required": {
+            "model": socket_input(MODEL, "The model whose window length and sync size to use."),
+            "synchformer": socket_input(SYNCHFORMER, "AudioX Synchformer Loader."),
+            "start_seconds": float_input(0.0, 0.0, 86400.0, 0.1, "Where the window starts in the video."),
+            "fps": float_input(25.0, 0.0, 240.0, 0.001, "Frame rate of the 'images' frames (ignored for a VIDEO)."),
+        }, "optional": {
+            "video": socket_input("VIDEO", "A video (core Load Video)."),
+            "images": socket_input("IMAGE", "Video frames (IMAGE batch) with their 'fps'."),
+        }, "hidden": dict(HIDDEN)}
 
     @node_function
     def encode(self, model, synchformer, start_seconds=0.0, fps=25.0, video=None, images=None, unique_id=None):
@@ -339,18 +252,14 @@ class AudioXSyncEncoder:
             raise node_error(node, "model", f"{m.variant} does not condition on sync features")
         vc = m.model.video_conditioner
         visual = visual_input(node, video, images, fps)
-        cb = comfy_compat.make_progress_callback(None, unique_id)
         with sf.on_device(), about_input(node, "video"):
             feats, rep = conditions.encode_sync(sf.module, visual, start=float(start_seconds), duration=vc.duration,
-                                       tokens=vc.sync_tokens, callback=cb)
+                                                tokens=vc.sync_tokens,
+                                                callback=comfy_compat.make_progress_callback(None, unique_id))
         return (SyncFeatures(feats, float(start_seconds), float(vc.duration), rep),)
 
 
-NODE_CLASS_MAPPINGS = {
-    "AudioXTextEncoder": AudioXTextEncoder,
-    "AudioXVideoEncoder": AudioXVideoEncoder,
-    "AudioXImageEncoder": AudioXImageEncoder,
-    "AudioXAudioPromptEncoder": AudioXAudioPromptEncoder,
-    "AudioXSyncEncoder": AudioXSyncEncoder,
-}
+NODE_CLASS_MAPPINGS = {"AudioXTextEncoder": AudioXTextEncoder, "AudioXVideoEncoder": AudioXVideoEncoder,
+                       "AudioXImageEncoder": AudioXImageEncoder, "AudioXAudioPromptEncoder": AudioXAudioPromptEncoder,
+                       "AudioXSyncEncoder": AudioXSyncEncoder}
 NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

@@ -1,76 +1,33 @@
-"""Fusion nodes: combine the per-modality conditions into the sampler's context.
-
-* AudioX MAF Fusion — video + text + audio conditions → context.  For MAF models it runs the
-  learned Multimodal Adaptive Fusion block and reports its per-modality gates; per-modality
-  scales multiply those gates (0 switches a modality off inside MAF).  For AudioX (no MAF) the
-  context is the concatenation and the scales multiply the tokens.  A condition that is not
-  connected takes the official "absent" value (learned empty video feature, encoded silence or
-  learned empty audio feature); text, however, is T5 of the empty string and needs an AudioX Text
-  Encoder (with an empty prompt) when the text input is left open.
-* AudioX Modality Drop — replace chosen modalities of a context by their "absent" value (the
-  paper's multimodal input masking), e.g. to hear what the video alone contributes.
+"""Fusion nodes: combine the per-modality conditions into the sampler's context (AudioX MAF Fusion),
+or fuse a context again with chosen modalities replaced by their "absent" value (AudioX Modality
+Drop, the paper's multimodal input masking).  Checks, absent conventions, fusion and the gate
+report are :mod:`audiox_core.conditions`' (``checked_conditions``, ``fuse_with_report``,
+``drop_modalities``); MAF's learned gates also go to the frontend's gate bars (web/audiox.js).
 """
 from __future__ import annotations
 
-import logging
-from dataclasses import replace
-
-import torch
+import contextlib
 
 from ..audiox_core import conditions
-from .common import (CATEGORY, COND, CONTEXT, MODEL, T5, Context, ModelBundle, T5Bundle, about_input, expect,
-                     node_error, node_function)
+from .common import (CATEGORY, COND, CONTEXT, MODEL, T5, Context, ModelBundle, T5Bundle, about_input, bool_input,
+                     expect, float_input, int_input, node_error, node_function, socket_input)
+from .encoders import MAX_SEED, fields_as_inputs
 
-log = logging.getLogger(__name__)
-
-SCALE = {"default": 1.0, "min": 0.0, "max": 4.0, "step": 0.05}
-
-
-def gate_report(m: ModelBundle, scale: tuple, conds: conditions.Conditions) -> tuple[str, object]:
-    gates = m.model.maf_gates()
-    lines = []
-    if gates is not None:
-        g = gates.float().mean(0).tolist()
-        lines.append("MAF gates (learned, mean over batch): video {:.3f}, text {:.3f}, audio {:.3f}".format(*g))
-        if tuple(scale) != (1.0, 1.0, 1.0):
-            lines.append("scaled by video {:g}, text {:g}, audio {:g}".format(*scale)
-                         + " (0 = left out of MAF's expert attention)")
-    else:
-        lines.append(f"{m.variant} has no MAF block: conditions are concatenated"
-                     + ("; tokens scaled by video {:g}, text {:g}, audio {:g}".format(*scale)
-                        if tuple(scale) != (1.0, 1.0, 1.0) else ""))
-    lines.append(conds.summary())
-    return "\n".join(lines), (gates.float().cpu() if gates is not None else None)
-
-
-def gates_ui(ctx: Context) -> list:
-    """The frontend's gate bars (web/audiox.js): the learned gates (mean over the batch) and the
-    scales, one entry; empty for models without MAF."""
-    if ctx.gates is None:
-        return []
-    g = [float(v) for v in ctx.gates.float().reshape(-1, 3).mean(0).tolist()]
-    scale = [float(v) for v in (ctx.modality_scale or (1.0, 1.0, 1.0))]
-    return [{"modalities": ["video", "text", "audio"], "gates": g, "scale": scale}]
+SCALE_TOOLTIP = "Multiplies MAF's learned {} gate (0 = off, 1 = official). Without MAF: scales the tokens."
 
 
 def fuse_context(node: str, m: ModelBundle, conds: conditions.Conditions, scale: tuple, seed: int,
-                 dropped: tuple = ()) -> Context:
-    """Complete ``conds`` with the absent conventions, fuse, and package a :class:`Context`.
-
-    ``seed``: the randomness of absent conditions (v2 audio: a sample of the VAE posterior of
-    silence), so a graph gives the same context every run.
-    """
-    batch = max([c.batch for c in (conds.video, conds.text, conds.audio) if c is not None] or [1])
-    if all(s == 0 for s in scale):
-        raise node_error(node, "text_scale", "all three scales are 0: keep at least one modality above 0")
-    gen = torch.Generator().manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
-    with m.on_device("conditioner", "maf"):
-        with about_input(node, "model"):
-            full = conditions.complete(m.model, conds, batch, generator=gen)
-            tokens = conditions.fuse(m.model, full, batch=batch, modality_scale=scale)
-    report, gates = gate_report(m, scale, full)
-    return Context(tokens.detach().cpu(), full, conditions.model_fingerprint(m.model), tuple(scale), gates, report,
-                   tuple(dropped), int(seed))
+                 dropped: tuple = ()) -> dict:
+    """The node output: ``conds`` completed with the absent conventions and fused into a
+    :class:`Context` (``seed``: the randomness of absent conditions), with its report and the
+    frontend's gate bars (web/audiox.js)."""
+    with m.on_device("conditioner", "maf"), about_input(node, "model"):
+        full, tokens, report, gates = conditions.fuse_with_report(m.model, conds, scale, seed)
+    report = (f"dropped: {', '.join(dropped)}\n" if dropped else "") + report
+    ctx = Context(tokens, full, conditions.model_fingerprint(m.model), tuple(scale), gates, report, tuple(dropped),
+                  int(seed))
+    bars = conditions.gate_bars(gates, ctx.modality_scale)
+    return {"ui": {"text": [ctx.report], "audiox_gates": bars}, "result": (ctx, ctx.report)}
 
 
 class AudioXMAFFusion:
@@ -88,54 +45,33 @@ class AudioXMAFFusion:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": (MODEL, {"tooltip": "The model the conditions were encoded for."}),
-                "video_scale": ("FLOAT", dict(SCALE, tooltip="Multiplies MAF's learned video gate (0 = off, "
-                                                             "1 = official). Without MAF: scales the tokens.")),
-                "text_scale": ("FLOAT", dict(SCALE, tooltip="Multiplies MAF's learned text gate (0 = off, "
-                                                            "1 = official). Without MAF: scales the tokens.")),
-                "audio_scale": ("FLOAT", dict(SCALE, tooltip="Multiplies MAF's learned audio gate (0 = off, "
-                                                             "1 = official). Without MAF: scales the tokens.")),
-                "cond_seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
-                                      "tooltip": "Seed of the random parts of absent conditions (the 'no audio' "
-                                                 "value of MAF-MMDiT/Turbo is a VAE posterior sample of "
-                                                 "silence), so the same graph gives the same context."}),
-            },
-            "optional": {
-                "text": (COND, {"tooltip": "Text condition (AudioX Text Encoder)."}),
-                "video": (COND, {"tooltip": "Video condition (AudioX Video Encoder or AudioX Image Encoder). "
-                                            "Open: the learned 'no video' feature."}),
-                "audio": (COND, {"tooltip": "Audio condition (AudioX Audio Prompt Encoder). Open: the official "
-                                            "'no audio' value."}),
-            },
-        }
+        return {"required": {
+            "model": socket_input(MODEL, "The model the conditions were encoded for."),
+            "video_scale": float_input(1.0, 0.0, 4.0, 0.05, SCALE_TOOLTIP.format("video")),
+            "text_scale": float_input(1.0, 0.0, 4.0, 0.05, SCALE_TOOLTIP.format("text")),
+            "audio_scale": float_input(1.0, 0.0, 4.0, 0.05, SCALE_TOOLTIP.format("audio")),
+            "cond_seed": int_input(0, 0, MAX_SEED, "Seed of the random parts of absent conditions (the 'no audio' "
+                                   "value of MAF-MMDiT/Turbo is a VAE posterior sample of silence), so the same graph "
+                                   "gives the same context."),
+        }, "optional": {
+            "text": socket_input(COND, "Text condition (AudioX Text Encoder)."),
+            "video": socket_input(COND, "Video condition (AudioX Video Encoder or AudioX Image Encoder). Open: the "
+                                  "learned 'no video' feature."),
+            "audio": socket_input(COND, "Audio condition (AudioX Audio Prompt Encoder). Open: the official 'no audio' "
+                                  "value."),
+        }}
 
     @node_function
     def fuse(self, model, video_scale=1.0, text_scale=1.0, audio_scale=1.0, cond_seed=0, text=None, video=None,
              audio=None):
         node = self.DISPLAY_NAME
         m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL")
-        conds = conditions.Conditions()
-        fp = conditions.model_fingerprint(m.model)
-        for name, cond in (("text", text), ("video", video), ("audio", audio)):
-            if cond is None:
-                continue
-            expect(cond, conditions.Condition, node, name, "an AUDIOX_COND")
-            if cond.modality != name:
-                raise node_error(node, name, f"got a {cond.modality} condition; connect it to '{cond.modality}'")
-            if cond.source and cond.source != fp:
-                raise node_error(node, name, "was encoded for another model; encode it with the model connected "
-                                 "here")
-            setattr(conds, name, cond)
-        if conds.text is None and m.model.text_spec is not None and m.model.text_encoder is None:
-            raise node_error(node, "text", f"is not connected, but {m.variant} conditions on text and 'no text' is "
-                             "T5 of the empty string: connect an AudioX Text Encoder (the prompt may be empty)")
-        batches = {c.batch for c in (conds.text, conds.video, conds.audio) if c is not None} - {1}
-        if len(batches) > 1:
-            raise node_error(node, "audio", f"the conditions have different batch sizes {sorted(batches)}")
-        ctx = fuse_context(node, m, conds, (float(video_scale), float(text_scale), float(audio_scale)), cond_seed)
-        return {"ui": {"text": [ctx.report], "audiox_gates": gates_ui(ctx)}, "result": (ctx, ctx.report)}
+        given = {name: expect(cond, conditions.Condition, node, name, "an AUDIOX_COND")
+                 for name, cond in (("text", text), ("video", video), ("audio", audio)) if cond is not None}
+        with fields_as_inputs(node):
+            conds = conditions.checked_conditions(m.model, **given)
+            scale = conditions.checked_modality_scale((video_scale, text_scale, audio_scale))
+        return fuse_context(node, m, conds, scale, cond_seed)
 
 
 class AudioXModalityDrop:
@@ -151,18 +87,13 @@ class AudioXModalityDrop:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": (MODEL, {"tooltip": "The model the context was made for."}),
-                "context": (CONTEXT, {"tooltip": "Context from AudioX MAF Fusion."}),
-                "drop_video": ("BOOLEAN", {"default": False, "tooltip": "Use 'no video' instead of the video."}),
-                "drop_text": ("BOOLEAN", {"default": False, "tooltip": "Use the empty prompt instead of the text "
-                                                                      "(needs the T5 input)."}),
-                "drop_audio": ("BOOLEAN", {"default": False, "tooltip": "Use 'no audio' instead of the audio "
-                                                                       "prompt."}),
-            },
-            "optional": {"t5": (T5, {"tooltip": "T5 (AudioX T5 Loader), only needed to drop the text."})},
-        }
+        return {"required": {
+            "model": socket_input(MODEL, "The model the context was made for."),
+            "context": socket_input(CONTEXT, "Context from AudioX MAF Fusion."),
+            "drop_video": bool_input(False, "Use 'no video' instead of the video."),
+            "drop_text": bool_input(False, "Use the empty prompt instead of the text (needs the T5 input)."),
+            "drop_audio": bool_input(False, "Use 'no audio' instead of the audio prompt."),
+        }, "optional": {"t5": socket_input(T5, "T5 (AudioX T5 Loader), only needed to drop the text.")}}
 
     @node_function
     def drop(self, model, context, drop_video=False, drop_text=False, drop_audio=False, t5=None):
@@ -171,26 +102,11 @@ class AudioXModalityDrop:
         expect(context, Context, node, "context", "an AUDIOX_CONTEXT from AudioX MAF Fusion")
         if context.source != conditions.model_fingerprint(m.model):
             raise node_error(node, "context", "was made for another model")
-        conds = conditions.Conditions(video=context.conds.video, text=context.conds.text, audio=context.conds.audio)
-        batch = max(c.batch for c in (conds.video, conds.text, conds.audio) if c is not None)
-        dropped = []
-        if drop_video:
-            conds.video = None
-            dropped.append("video")
-        if drop_audio:
-            conds.audio = None
-            dropped.append("audio")
-        if drop_text:
-            if t5 is None:
-                raise node_error(node, "t5", "is not connected: dropping the text needs T5 (the 'no text' "
-                                 "condition is T5 of the empty string)")
-            expect(t5, T5Bundle, node, "t5", "an AUDIOX_T5")
-            with t5.on_device(), about_input(node, "t5"):
-                conds.text = conditions.encode_text(m.model, "", batch=batch, encoder=t5.encoder)
-            dropped.append("text")
-        ctx = fuse_context(node, m, conds, context.modality_scale or (1.0, 1.0, 1.0), context.seed, tuple(dropped))
-        ctx = replace(ctx, report=(f"dropped: {', '.join(dropped)}\n" if dropped else "") + ctx.report)
-        return {"ui": {"text": [ctx.report], "audiox_gates": gates_ui(ctx)}, "result": (ctx, ctx.report)}
+        t5 = expect(t5, T5Bundle, node, "t5", "an AUDIOX_T5") if t5 is not None and drop_text else None
+        with fields_as_inputs(node), (t5.on_device() if t5 is not None else contextlib.nullcontext()):
+            conds, dropped = conditions.drop_modalities(m.model, context.conds, video=drop_video, text=drop_text,
+                                                        audio=drop_audio, text_encoder=t5.encoder if t5 else None)
+        return fuse_context(node, m, conds, context.modality_scale or (1.0, 1.0, 1.0), context.seed, dropped)
 
 
 NODE_CLASS_MAPPINGS = {"AudioXMAFFusion": AudioXMAFFusion, "AudioXModalityDrop": AudioXModalityDrop}

@@ -6,30 +6,29 @@ Prompt Encoder uses it to blank the regenerated parts of the prompt (the officia
 """
 from __future__ import annotations
 
-from ..audiox_core.task import parse_ranges  # the one time-range grammar (also the CLI's --inpaint)
-from .common import CATEGORY, MASK, MAX_SECONDS, TimeMask, check_audio_input, node_error, node_function
+from ..audiox_core.task import check_mask_fits_audio, parse_ranges  # the one time-range grammar (also the CLI's)
+from .common import (CATEGORY, MASK, MAX_SECONDS, TimeMask, about_input, check_audio_input, float_input, node_function,
+                     socket_input, string_input)
+from .encoders import fields_as_inputs
 from .preview import audio_preview
-
 
 AUDIO_INPUT_TOOLTIP = ("Optional: the audio being edited (e.g. the same Load Audio that feeds the encoder). The node "
                        "then draws its waveform with the mask for editing by mouse, and the mask is checked "
                        "against its length. The mask itself does not depend on it.")
 
 
-def _audio_seconds(node: str, audio) -> float:
-    wave, sr = check_audio_input(audio, node, "audio")
-    return wave.shape[-1] / sr
-
-
-def _result(mask: TimeMask, audio) -> dict:
-    """The mask, and for the range editor (web/audiox.js) the connected audio's first clip."""
+def _mask_result(node: str, mask: TimeMask, audio) -> dict:
+    """The mask, checked against the connected audio's length, and for the range editor
+    (web/audiox.js) that audio's first clip."""
     ui = {}
     if audio is not None:
-        wave, sr = check_audio_input(audio, "", "audio")
+        wave, sr = check_audio_input(audio, node, "audio")
+        with fields_as_inputs(node):
+            check_mask_fits_audio(wave.shape[-1] / sr, ranges=mask.ranges,
+                                  keep_seconds=mask.keep_seconds if mask.kind == "complete" else None)
         ui["audiox_audio"] = [{"audio": audio_preview(wave[:1], sr, "mask_input"), "sample_rate": sr,
                                "seconds": wave.shape[-1] / sr}]
     return {"ui": ui, "result": (mask,)}
-
 
 
 class AudioXInpaintMask:
@@ -46,12 +45,11 @@ class AudioXInpaintMask:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "ranges": ("STRING", {"default": "1.0-2.0", "multiline": False,
-                                  "tooltip": "Seconds to regenerate, e.g. '2.0-3.5' or '1-2, 6-7.5'. They must lie "
-                                             "inside the clip the sampler generates."}),
-            "ramp_seconds": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 2.0, "step": 0.01,
-                                       "tooltip": "Soft edge inside each range so the seams blend (Hann ramp)."}),
-        }, "optional": {"audio": ("AUDIO", {"tooltip": AUDIO_INPUT_TOOLTIP})}}
+            "ranges": string_input("1.0-2.0", "Seconds to regenerate, e.g. '2.0-3.5' or '1-2, 6-7.5'. They must lie "
+                                   "inside the clip the sampler generates.", multiline=False),
+            "ramp_seconds": float_input(0.1, 0.0, 2.0, 0.01, "Soft edge inside each range so the seams blend (Hann "
+                                        "ramp)."),
+        }, "optional": {"audio": socket_input("AUDIO", AUDIO_INPUT_TOOLTIP)}}
 
     @classmethod
     def VALIDATE_INPUTS(cls, ranges):
@@ -63,17 +61,10 @@ class AudioXInpaintMask:
 
     @node_function
     def make(self, ranges, ramp_seconds=0.1, audio=None):
-        try:
+        with about_input(self.DISPLAY_NAME, "ranges"):
             parsed = parse_ranges(ranges)
-        except ValueError as e:
-            raise node_error(self.DISPLAY_NAME, "ranges", str(e)) from None
-        if audio is not None:
-            seconds = _audio_seconds(self.DISPLAY_NAME, audio)
-            late = [f"{a:g}-{b:g}" for a, b in parsed if a >= seconds]
-            if late:
-                raise node_error(self.DISPLAY_NAME, "ranges", f"{', '.join(late)} start(s) after the end of the "
-                                 f"connected audio ({seconds:.2f} s)")
-        return _result(TimeMask("inpaint", ranges=parsed, ramp_seconds=float(ramp_seconds)), audio)
+        return _mask_result(self.DISPLAY_NAME, TimeMask("inpaint", ranges=parsed, ramp_seconds=float(ramp_seconds)),
+                            audio)
 
 
 class AudioXCompletionMask:
@@ -89,19 +80,13 @@ class AudioXCompletionMask:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "keep_seconds": ("FLOAT", {"default": 2.0, "min": 0.01, "max": MAX_SECONDS, "step": 0.01,
-                                       "tooltip": "How much of the input audio to keep; the rest of the window is "
-                                                  "generated as its continuation."}),
-        }, "optional": {"audio": ("AUDIO", {"tooltip": AUDIO_INPUT_TOOLTIP})}}
+            "keep_seconds": float_input(2.0, 0.01, MAX_SECONDS, 0.01, "How much of the input audio to keep; the rest "
+                                        "of the window is generated as its continuation."),
+        }, "optional": {"audio": socket_input("AUDIO", AUDIO_INPUT_TOOLTIP)}}
 
     @node_function
     def make(self, keep_seconds=2.0, audio=None):
-        if audio is not None:
-            seconds = _audio_seconds(self.DISPLAY_NAME, audio)
-            if float(keep_seconds) > seconds + 1e-6:
-                raise node_error(self.DISPLAY_NAME, "keep_seconds", f"is {float(keep_seconds):g} s but the connected "
-                                 f"audio is only {seconds:.2f} s long")
-        return _result(TimeMask("complete", keep_seconds=float(keep_seconds)), audio)
+        return _mask_result(self.DISPLAY_NAME, TimeMask("complete", keep_seconds=float(keep_seconds)), audio)
 
 
 NODE_CLASS_MAPPINGS = {"AudioXInpaintMask": AudioXInpaintMask, "AudioXCompletionMask": AudioXCompletionMask}
