@@ -28,7 +28,8 @@ TRAIN_LORA_REQUIRED_INPUTS = {
     "steps": int_input(1000, 1, 1_000_000, "Optimizer steps in total (a resumed run continues up to this).", step=1),
     "learning_rate": float_input(1e-4, 1e-7, 1.0, 1e-7, "AdamW learning rate (1e-4 is a good start for LoRAs)."),
     "rank": int_input(16, 1, 512, "LoRA rank r: capacity of each adapter (4–64 is typical).", step=1),
-    "alpha": float_input(0.0, 0.0, 4096.0, 0.5, "LoRA alpha; the update is scaled by alpha / rank. 0 = rank (scale 1)."),
+    "alpha": float_input(0.0, 0.0, 4096.0, 0.5, "LoRA alpha; the update is scaled by alpha / rank. 0 = rank "
+                         "(scale 1)."),
     "dropout": float_input(0.0, 0.0, 0.9, 0.01, "Dropout on the adapters' input during training."),
     "targets": choice_input(session.LORA_TARGETS, "all", "Which projections get adapters: attention (q/k/v/out), "
                             "feed-forward, or all (+ the MMDiT's modulation)."),

@@ -805,7 +805,7 @@ def applied_info(label: str, lora: LoRA, strength: float, stack: Sequence[tuple]
     """What a loader applied: the LoRA's rank, modules, training steps and variant, its strength, a
     PARTIAL note for an unfinished training, and the whole stack (:func:`stack_summary`)."""
     meta = lora.meta
+    partial = f"\nPARTIAL: its training was stopped at {meta['partial']} (not finished)" if meta.get("partial") else ""
     return (f"{label}: rank {lora.rank}, {len(lora.paths)} modules, trained {meta.get('steps', '?')} steps "
             f"for {meta.get('variant', '?')}; strength {float(strength):g}"
-            + (f"\nPARTIAL: its training was stopped at {meta['partial']} (not finished)" if meta.get("partial") else "")
-            + stack_summary(stack, merge))
+            + partial + stack_summary(stack, merge))
