@@ -79,13 +79,10 @@ class AudioXDataset:
 
     @classmethod
     def VALIDATE_INPUTS(cls, folder=None, manifest=None):
-        if folder is None:  # linked from another node: checked when the node runs
-            return True
-        try:
-            cls._folder(folder, manifest)
+        try:  # a folder linked from another node (None here) is checked when the node runs
+            return folder is None or cls._folder(folder, manifest).is_dir()
         except NodeError as e:
             return str(e)
-        return True
 
     @classmethod
     def IS_CHANGED(cls, folder="", manifest="", **_):
@@ -95,6 +92,7 @@ class AudioXDataset:
     @node_function
     def prepare(self, model, t5, folder="audiox_example_dataset", captions="auto", missing_captions="error",
                 manifest="", videos="use", sync="zeros", synchformer=None, unique_id=None):
+        from ..audiox_core.training.data import CachePlan, prepare_dataset
         node = self.DISPLAY_NAME
         m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
         t5b = expect(t5, T5Bundle, node, "t5", "an AUDIOX_T5 from AudioX T5 Loader")
@@ -109,19 +107,8 @@ class AudioXDataset:
             if needs_synchformer else None
         cdir = cache_dir()
         before = {p.name for p in cdir.glob("*.safetensors")} if cdir.is_dir() else set()
-        started = time.perf_counter()
-        data = self._encode(node, m, t5b, sf, examples, sync, cdir, unique_id)
-        text = report.dataset_report(data, root, f"{m.name} ({m.variant})", origins, with_video,
-                                     sync if m.needs_sync else None, before, display_path(cdir),
-                                     time.perf_counter() - started)
-        bundle = DatasetBundle(data, conditions.model_fingerprint(m.model), m.variant, str(root), text)
-        return {"ui": {"text": [text]}, "result": (bundle, text)}
-
-    @staticmethod
-    def _encode(node: str, m: ModelBundle, t5b: T5Bundle, sf, examples: list, sync: str, cdir: Path, unique_id):
-        """The examples through the model's frozen encoders (cached in ``cdir``), the model's state restored."""
-        from ..audiox_core.training.data import CachePlan, prepare_dataset
         callback = comfy_compat.make_progress_callback(None, unique_id)
+        started = time.perf_counter()
         sf_ctx = sf.on_device() if sf is not None else contextlib.nullcontext()
         with m.on_device("conditioner", "vae"), t5b.on_device(), sf_ctx, session.preserved_state(m.model), \
                 torch.inference_mode(False), torch.no_grad():
@@ -131,7 +118,12 @@ class AudioXDataset:
             if sf is not None:
                 m.model.set_synchformer(sf.module)
             with about_input(node, "folder"):
-                return prepare_dataset(examples, m.model, plan=CachePlan(sync=sync), cache_dir=cdir, callback=callback)
+                data = prepare_dataset(examples, m.model, plan=CachePlan(sync=sync), cache_dir=cdir, callback=callback)
+        text = report.dataset_report(data, root, f"{m.name} ({m.variant})", origins, with_video,
+                                     sync if m.needs_sync else None, before, display_path(cdir),
+                                     time.perf_counter() - started)
+        bundle = DatasetBundle(data, conditions.model_fingerprint(m.model), m.variant, str(root), text)
+        return {"ui": {"text": [text]}, "result": (bundle, text)}
 
 
 NODE_CLASS_MAPPINGS = {"AudioXDataset": AudioXDataset}

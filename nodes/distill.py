@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..audiox_core.training import report, session
+from ..audiox_core.checkpoint import load_model
+from ..audiox_core.training import Distiller, report, session
 from . import comfy_compat
-from .common import (DATASET, MODEL, DatasetBundle, ModelBundle, about_input, bool_input, choice_input, expect,
+from .common import (DATASET, MODEL, DatasetBundle, ModelBundle, about_input, bool_input, choice_input,
                      float_input, int_input, node_function, socket_input, string_input)
+from .loaders import model_parts
 from .preview import audio_preview
 from .training import (HIDDEN, PRECISION_TOOLTIP, PRECISIONS, SAVE_EVERY_TOOLTIP, TRAIN_CATEGORY, OutputNameCheck,
                        TrainProgress, display_path, fields_of, loss_image, output_file, run_precision, run_training,
@@ -77,28 +79,24 @@ class AudioXDistill(OutputNameCheck):
     def distill(self, model, dataset, output_name="audiox_turbo_student", steps=2000, mode="lora", lora_rank=64,
                 learning_rate=1e-5, guidance=6.0, student_steps=4, gan=True, precision="auto",
                 gradient_checkpointing=True, seed=0, resume=True, save_every=250, preview_every=0, unique_id=None):
-        from ..audiox_core.training import DistillConfig
         node = self.DISPLAY_NAME
-        name = self._check_inputs(output_name=output_name, learning_rate=learning_rate, guidance=guidance)
-        m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
+        name, m, ds = self._checked(model, dataset, output_name=output_name, learning_rate=learning_rate,
+                                    guidance=guidance)
         with fields_of(node):
             session.check_teacher(m.model, m.variant, mode)
-        ds = expect(dataset, DatasetBundle, node, "dataset", "an AUDIOX_DATASET from AudioX Dataset")
-        self._check_run(m, ds)
         with about_input(node, "output_name"):
             run_dir = state_dir("distill", name)
         dst = output_file(node, "audiox", name)
         with about_input(node, "steps"):
-            cfg = DistillConfig(steps=int(steps), lr=float(learning_rate), student_steps=int(student_steps),
-                                timestep_probs=session.uniform_timestep_probs(int(student_steps)),
-                                guidance=float(guidance), gan=bool(gan), parameterization=mode,
-                                lora_rank=int(lora_rank), precision=run_precision(precision),
-                                gradient_checkpointing=bool(gradient_checkpointing), seed=int(seed) % (2 ** 62),
-                                save_every=int(save_every), name=Path(name).name)
+            cfg = session.distill_config(name, steps=steps, learning_rate=learning_rate, student_steps=student_steps,
+                                         guidance=guidance, gan=gan, mode=mode, lora_rank=lora_rank,
+                                         precision=run_precision(precision), seed=seed, save_every=save_every,
+                                         gradient_checkpointing=gradient_checkpointing)
         weights_dtype = next(m.model.backbone.parameters()).dtype
         distiller, start, seconds = _distill(node, m, ds, cfg, run_dir, dst, resume, unique_id, preview_every)
         with about_input(node, "output_name"):
-            student = _student_bundle(dst, weights_dtype, m.offload_after)
+            saved = load_model(dst, dtype=weights_dtype, device=comfy_compat.unet_offload_device())
+        student = ModelBundle(saved, model_parts(saved), m.offload_after, name=dst.name)
         notes = ["note: the teacher is itself a distilled student; distilling it again is unusual"] \
             if m.is_turbo_student else []
         text = report.distill_report(name, f"{m.name} ({m.variant})", distiller, start, cfg, len(ds.data), seed,
@@ -112,7 +110,6 @@ def _distill(node: str, m: ModelBundle, ds: DatasetBundle, cfg, run_dir: Path, d
              preview_every: int):
     """The distillation run (:func:`run_training`) with its live view: DMD and fake losses, and every
     ``preview_every`` steps the student's own generation as a playable temp WAV."""
-    from ..audiox_core.training import Distiller
 
     def progress(distiller) -> TrainProgress:
         def preview(step: int) -> dict:
@@ -125,14 +122,6 @@ def _distill(node: str, m: ModelBundle, ds: DatasetBundle, cfg, run_dir: Path, d
     return run_training(node, m, lambda: Distiller(m.model, ds.data, cfg, out_dir=run_dir), lambda d: d.close(),
                         run_dir=run_dir, resume=resume, src=run_dir / f"{cfg.name}.safetensors", dst=dst,
                         progress=progress)
-
-
-def _student_bundle(dst, weights_dtype, offload_after) -> ModelBundle:
-    """The saved student, loaded as a model bundle for the samplers."""
-    from ..audiox_core.checkpoint import load_model
-    from .loaders import model_parts
-    student = load_model(dst, dtype=weights_dtype, device=comfy_compat.unet_offload_device())
-    return ModelBundle(student, model_parts(student), offload_after, name=dst.name)
 
 
 NODE_CLASS_MAPPINGS = {"AudioXDistill": AudioXDistill}

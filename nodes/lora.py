@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..audiox_core.acceleration import has_fp8_weights
 from ..audiox_core.errors import AudioXError, CheckpointError
-from ..audiox_core.training import lora as lora_files, report, session
+from ..audiox_core.training import Trainer, lora as lora_files, report, session
 from . import comfy_compat
 from .common import (CATEGORY, DATASET, LORA, MODEL, DatasetBundle, LoRAValue, ModelBundle, about_input,
                      bool_input, choice_input, expect, float_input, int_input, node_error, node_function,
@@ -89,26 +90,20 @@ class AudioXTrainLoRA(OutputNameCheck):
               precision="auto", gradient_checkpointing=True, ema=False, mask_video=0.6, mask_text=0.2,
               mask_audio=0.6, cfg_dropout=0.1, seed=0, resume=True, save_every=250, preview_every=0,
               unique_id=None):
-        from ..audiox_core.training import Masking, TrainConfig
         node = self.DISPLAY_NAME
-        name = self._check_inputs(output_name=output_name, learning_rate=learning_rate)
-        m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
-        ds = expect(dataset, DatasetBundle, node, "dataset", "an AUDIOX_DATASET from AudioX Dataset")
-        self._check_run(m, ds)
+        name, m, ds = self._checked(model, dataset, output_name=output_name, learning_rate=learning_rate)
         with fields_of(node):
             session.check_lora_targets(m.model, m.variant, targets, include_maf)
         with about_input(node, "output_name"):
             run_dir = state_dir("lora", name)
         dst = output_file(node, "loras", name)
-        with about_input(node, "mask_video"):
-            masking = Masking(float(mask_video), float(mask_text), float(mask_audio), float(cfg_dropout))
-        cfg = TrainConfig(steps=int(steps), batch_size=int(batch_size), grad_accum=int(grad_accum),
-                          lr=float(learning_rate), warmup_steps=int(warmup_steps), precision=run_precision(precision),
-                          gradient_checkpointing=bool(gradient_checkpointing), ema=bool(ema), train=("lora",),
-                          lora_rank=int(rank), lora_alpha=float(alpha) if float(alpha) > 0 else None,
-                          lora_dropout=float(dropout), lora_targets=targets, lora_include_maf=bool(include_maf),
-                          masking=masking, seed=int(seed) % (2 ** 62), save_every=int(save_every),
-                          name=Path(name).name)
+        with fields_of(node):
+            cfg = session.lora_config(name, steps=steps, learning_rate=learning_rate, rank=rank, alpha=alpha,
+                                      dropout=dropout, targets=targets, include_maf=include_maf, seed=seed,
+                                      batch_size=batch_size, grad_accum=grad_accum, warmup_steps=warmup_steps,
+                                      precision=run_precision(precision), ema=ema, save_every=save_every,
+                                      gradient_checkpointing=gradient_checkpointing, mask_video=mask_video,
+                                      mask_text=mask_text, mask_audio=mask_audio, cfg_dropout=cfg_dropout)
         trainer, start, seconds = _train_lora(node, m, ds, cfg, run_dir, dst, resume, unique_id, preview_every)
         with about_input(node, "output_name"):
             lora = lora_files.load_lora(dst, m.model, attach=False, device=comfy_compat.unet_offload_device())
@@ -123,22 +118,16 @@ class AudioXTrainLoRA(OutputNameCheck):
 def _train_lora(node: str, m: ModelBundle, ds: DatasetBundle, cfg, run_dir: Path, dst: Path, resume: bool,
                       unique_id, preview_every: int):
     """The LoRA run (:func:`run_training`) with its live view, previews from the LoRA so far."""
-    from ..audiox_core.training import Trainer
 
     def preview(trainer, step: int) -> dict:
         audio = report.lora_preview_audio(trainer)
         return audio_preview(audio, int(trainer.model.config.sample_rate), f"lora_preview_step{step}")[0]
 
     return run_training(
-        node, m, lambda: Trainer(m.model, ds.data, cfg, out_dir=run_dir), _detach_lora, run_dir=run_dir,
+        node, m, lambda: Trainer(m.model, ds.data, cfg, out_dir=run_dir), session.detach_lora, run_dir=run_dir,
         resume=resume, src=run_dir / f"{cfg.name}.safetensors", dst=dst,
         progress=lambda t: TrainProgress(unique_id, "LoRA", t.history, checkpoint_dir=lambda: t.checkpoint_dir,
                                          preview_every=int(preview_every), preview=lambda step: preview(t, step)))
-
-
-def _detach_lora(trainer) -> None:
-    if trainer.lora is not None and trainer.lora.attached:
-        trainer.lora.detach()
 
 
 class AudioXLoRALoader:
@@ -185,7 +174,6 @@ class AudioXLoRALoader:
 
     @node_function
     def apply(self, model, lora_name=NONE, strength=1.0, merge=False, allow_other_weights=False, lora=None):
-        from ..audiox_core.acceleration import has_fp8_weights
         node = self.DISPLAY_NAME
         m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
         if has_fp8_weights(m.model):

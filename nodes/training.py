@@ -2,48 +2,32 @@
 
 The nodes are declared in datasets.py (AudioX Dataset), lora.py (AudioX Train LoRA, AudioX LoRA
 Loader) and distill.py (AudioX Distill).  What a run does lives in :mod:`audiox_core.training`:
-examples, the checks of its inputs, autograd preparation, resume and publish in ``session``, the
-live progress text and the reports in ``report``.
+examples, input checks, the shared-model rule (training never changes what the loaded model
+computes for other nodes), resume and publish in ``session``; progress text and reports in ``report``.
 
-Shared-model rule.  ComfyUI caches node outputs, so the model object a loader returned is used by
-other nodes before and after a training node runs.  Training never changes what that model
-computes: the LoRA adapters live outside its weights (forward hooks, attached only while training
-and detached in ``finally``); module modes, ``requires_grad`` flags and gradient checkpointing are
-restored; a model with LoRAs applied (:meth:`ModelBundle.with_loras`) attaches them only inside
-the block where a node runs it.  The one in-place change: tensors that a loader created under
-ComfyUI's ``torch.inference_mode`` are swapped for identical normal tensors (autograd cannot save
-inference tensors), which leaves every output bit-identical.
-
-Progress: the bar shows step / total, the node shows a live line with the current loss
-(``PromptServer.send_progress_text``) and, inside ComfyUI, the live view of web/audiox.js draws the
-loss curve, steps/s, ETA, lr and the last checkpoint from ``audiox.training`` websocket messages;
-the final report (node text, ``report`` output) repeats it.  Cancel saves a checkpoint of the last
-completed step and publishes the LoRA / student of that step only as ``<name>.partial.safetensors``,
-marked "partial, step k of n" in its metadata (the loaders show it), never under the final name;
-the run that finishes replaces it with ``<name>.safetensors``.  One run at a time may write an
-output name (a second is refused).  Then Cancel re-raises ComfyUI's interrupt so the UI
-shows "interrupted"; with ``resume`` on, the next run continues from there.  For a fixed seed the
-results are deterministic (every random draw is seeded per step; the global RNG is restored after).
+Progress: the bar shows step / total, the node a live line with the current loss and, inside
+ComfyUI, the live view of web/audiox.js draws the loss curve, steps/s, ETA, lr and the last
+checkpoint from ``audiox.training`` websocket messages.  Cancel saves a checkpoint of the last
+completed step, publishes its result only as ``<name>.partial.safetensors`` (marked "partial, step
+k of n") and re-raises ComfyUI's interrupt so the UI shows "interrupted"; with ``resume`` on, the
+next run continues from there.  One run at a time may write an output name.
 """
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 
-from ..audiox_core.errors import AudioXError, FieldError, Interrupted
+from ..audiox_core.errors import FieldError, Interrupted
 from ..audiox_core.fileio import WriterLock, resolve_inside
 from ..audiox_core.training import report, session
 from ..audiox_core.training.plot import loss_panels_image
 from . import comfy_compat
 from .preview import ui_event
-from .common import CATEGORY, ModelBundle, NodeError, about_input, check_widgets, node_error
-
-log = logging.getLogger(__name__)
+from .common import CATEGORY, DatasetBundle, ModelBundle, NodeError, about_input, check_widgets, expect, node_error
 
 comfy_compat.register_model_folder("loras", "loras", [".safetensors"])
 
@@ -57,9 +41,6 @@ TRAIN_MEMORY = int(1e20)  # as ComfyUI's own trainer: free the GPU of every othe
 STATE_DIR = "audiox_training"
 
 
-# ============================================================================================
-# paths
-# ============================================================================================
 def input_roots() -> list[str]:
     """Where training data may come from: ComfyUI's input directory."""
     return [comfy_compat.get_input_directory()]
@@ -110,9 +91,6 @@ def loss_image(history: list, panels: list[tuple[str, str]]) -> torch.Tensor:
     return loss_panels_image(history, panels).to(comfy_compat.intermediate_device())
 
 
-# ============================================================================================
-# inputs
-# ============================================================================================
 @contextlib.contextmanager
 def fields_of(node: str):
     """Re-raise the core's :class:`FieldError` inside the block as an error of that input of ``node``."""
@@ -143,21 +121,19 @@ class OutputNameCheck:
             return str(e)
         return True
 
-    def _check_inputs(self, **values) -> str:
-        """The checked ``output_name`` (a NodeError for it or a number)."""
+    def _checked(self, model, dataset, **values) -> tuple:
+        """``(output name, model, dataset)``: the widget values checked, the plain loaded model and a
+        dataset prepared for it."""
         problem = self._validate(**values)
         if problem is not True:
             raise NodeError(problem)
-        return session.check_output_name(values["output_name"])
-
-    def _check_run(self, m: ModelBundle, dataset) -> None:
+        m = expect(model, ModelBundle, self.DISPLAY_NAME, "model", "an AUDIOX_MODEL from AudioX Model Loader")
+        ds = expect(dataset, DatasetBundle, self.DISPLAY_NAME, "dataset", "an AUDIOX_DATASET from AudioX Dataset")
         with fields_of(self.DISPLAY_NAME):
-            session.check_trainable(m.model, len(m.loras), dataset.source, dataset.variant)
+            session.check_trainable(m.model, len(m.loras), ds.source, ds.variant)
+        return session.check_output_name(values["output_name"]), m, ds
 
 
-# ============================================================================================
-# progress
-# ============================================================================================
 class TrainProgress(report.LiveProgress):
     """Training callback: the progress bar (step / total), a live text line with the loss on the
     node, and inside ComfyUI the live-view messages (``audiox.training``, at most every
@@ -168,26 +144,13 @@ class TrainProgress(report.LiveProgress):
     LIVE_EVENT = "audiox.training"  # the websocket message web/audiox.js draws the live curve from
 
     def __init__(self, node_id: Optional[str], label: str, history: list, keys=("loss",),
-                 checkpoint_dir: Optional[Callable[[], Optional[Path]]] = None,
-                 live_seconds: Optional[float] = None, preview_every: int = 0,
-                 preview: Optional[Callable[[int], dict]] = None):
-        super().__init__(label, history, keys, live_seconds)
-        self.node_id, self.checkpoint_dir = node_id, checkpoint_dir
-        self.preview_every, self.preview_fn = int(preview_every or 0), preview
-        self.bar = None
-        self.last_text = ""
-
-    def _preview(self, step: int) -> Optional[dict]:
-        if self.preview_fn is None or self.preview_every <= 0 or step % self.preview_every:
-            return None
-        try:
-            return {"step": step, "audio": self.preview_fn(step)}
-        except (AudioXError, RuntimeError, ValueError) as e:  # shown on the node; training goes on
-            log.warning("%s: preview generation at step %d failed: %s", self.label, step, e)
-            return {"step": step, "error": str(e)}
+                 checkpoint_dir: Optional[Callable[[], Optional[Path]]] = None, **live_options):
+        """``live_options``: ``live_seconds``, ``preview_every``, ``preview`` of :class:`LiveProgress`."""
+        super().__init__(label, history, keys, **live_options)
+        self.node_id, self.checkpoint_dir, self.bar, self.last_text = node_id, checkpoint_dir, None, ""
 
     def _send_live(self, step: int, total: int, info: dict) -> None:
-        clip = self._preview(step)
+        clip = self.preview_clip(step)
         newest = report.newest_checkpoint(self.checkpoint_dir() if self.checkpoint_dir is not None else None)
         msg = self.live(step, total, info, force=step >= total or clip is not None,
                         checkpoint=display_path(newest) if newest is not None else None)
@@ -211,9 +174,6 @@ class TrainProgress(report.LiveProgress):
             raise Interrupted("cancelled") from e
 
 
-# ============================================================================================
-# the run
-# ============================================================================================
 def reraise_cancel(e: Interrupted):
     """Re-raise the exception that ComfyUI raised for Cancel (so it reports "interrupted")."""
     cause = e.__cause__

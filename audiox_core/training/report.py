@@ -7,11 +7,16 @@ shows them to its user; :func:`display_path` makes them relative to known folder
 """
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
+
+from ..errors import AudioXError
+
+log = logging.getLogger(__name__)
 
 PREVIEW_STEPS = 8  # sampling steps of a LoRA preview clip
 
@@ -27,9 +32,11 @@ class LiveProgress:
     LIVE_SECONDS = 0.25  # at most this often (the last step is always sent)
 
     def __init__(self, label: str, history: list, keys: Sequence[str] = ("loss",),
-                 live_seconds: Optional[float] = None):
+                 live_seconds: Optional[float] = None, preview_every: int = 0,
+                 preview: Optional[Callable[[int], dict]] = None):
         self.label, self.history, self.keys = label, history, tuple(keys)
         self.live_seconds = self.LIVE_SECONDS if live_seconds is None else live_seconds
+        self.preview_every, self.preview_fn = int(preview_every or 0), preview
         self.t0 = time.perf_counter()
         self.first_step: Optional[int] = None
         self._last_live = -1e9
@@ -40,6 +47,18 @@ class LiveProgress:
         if self.first_step is None:
             self.first_step = step
         return step - (self.first_step or step) + 1
+
+    def preview_clip(self, step: int) -> Optional[dict]:
+        """Every ``preview_every`` steps ``{"step", "audio": preview(step)}`` (what ``preview`` makes
+        of a clip, e.g. a playable file reference), or ``{"step", "error"}`` when that failed: the
+        failure is shown and the training goes on.  None on the other steps."""
+        if self.preview_fn is None or self.preview_every <= 0 or step % self.preview_every:
+            return None
+        try:
+            return {"step": step, "audio": self.preview_fn(step)}
+        except (AudioXError, RuntimeError, ValueError) as e:
+            log.warning("%s: preview generation at step %d failed: %s", self.label, step, e)
+            return {"step": step, "error": str(e)}
 
     def live(self, step: int, total: int, info: dict, force: bool = False,
              checkpoint: Optional[str] = None) -> Optional[dict]:

@@ -13,8 +13,18 @@ What the training nodes (and any other caller) share:
   after Cancel the last completed step goes to ``<name>.partial.safetensors`` marked "partial,
   step k of n" (never under the final name).
 
+Shared-model rule.  A front end such as ComfyUI caches the model object a loader returned, so other
+nodes use it before and after a run.  Training never changes what that model computes: LoRA
+adapters live outside its weights (forward hooks, attached only while training and detached in
+``finally``); module modes, ``requires_grad`` flags and gradient checkpointing are restored.  The
+one in-place change: tensors made under ``torch.inference_mode`` are swapped for identical normal
+tensors (autograd cannot save inference tensors), which leaves every output bit-identical.  For a
+fixed seed a run is deterministic (every random draw is seeded per step; the global RNG is
+restored after).
+
 Input errors are :class:`~audiox_core.errors.FieldError` naming the setting (``captions``,
-``missing_captions``, ``manifest``, ``folder``, ``resume``).
+``missing_captions``, ``manifest``, ``folder``, ``resume``, ``output_name``, ``model``, ``dataset``,
+``targets``, ``include_maf``, ``mode``, ``videos``, ``synchformer``).
 """
 from __future__ import annotations
 
@@ -269,6 +279,12 @@ def _publish_partial(runner, src: Path, dst: Path) -> None:
         publish(unfinished, partial_file(dst), partial=f"step {runner.step} of {runner.config.steps}")
 
 
+def detach_lora(trainer) -> None:
+    """Release a LoRA Trainer's adapters from the shared model after its run (attached ones only)."""
+    if trainer.lora is not None and trainer.lora.attached:
+        trainer.lora.detach()
+
+
 # ----------------------------------------------------------------------------------------------
 # Run setup: names, precision, the inputs a run is refused for
 # ----------------------------------------------------------------------------------------------
@@ -328,9 +344,38 @@ def check_teacher(model, variant: str, mode: str) -> None:
         raise FieldError("mode", f"must be 'lora' or 'full', got {mode!r}")
 
 
-def uniform_timestep_probs(student_steps: int) -> tuple:
-    """The official distillation draws each of the student's ``student_steps`` timesteps equally often."""
-    return tuple([1.0 / student_steps] * student_steps)
+def lora_config(name: str, *, steps: int, learning_rate: float, rank: int, alpha: float, dropout: float, targets: str,
+                include_maf: bool, batch_size: int, grad_accum: int, warmup_steps: int, precision: str,
+                gradient_checkpointing: bool, ema: bool, mask_video: float, mask_text: float, mask_audio: float,
+                cfg_dropout: float, seed: int, save_every: int):
+    """The :class:`~.trainer.TrainConfig` of a LoRA run from a front end's settings: ``alpha`` 0
+    means alpha = rank, the seed is folded into 62 bits, the run's files are named after the last
+    part of ``name``; unusable masking probabilities raise :class:`FieldError` naming ``mask_video``."""
+    from .conditions import Masking
+    from .trainer import TrainConfig
+    try:
+        masking = Masking(float(mask_video), float(mask_text), float(mask_audio), float(cfg_dropout))
+    except InputError as e:
+        raise FieldError("mask_video", str(e)) from e
+    return TrainConfig(steps=int(steps), batch_size=int(batch_size), grad_accum=int(grad_accum),
+                       lr=float(learning_rate), warmup_steps=int(warmup_steps), precision=precision,
+                       gradient_checkpointing=bool(gradient_checkpointing), ema=bool(ema), train=("lora",),
+                       lora_rank=int(rank), lora_alpha=float(alpha) if float(alpha) > 0 else None,
+                       lora_dropout=float(dropout), lora_targets=targets, lora_include_maf=bool(include_maf),
+                       masking=masking, seed=int(seed) % (2 ** 62), save_every=int(save_every), name=Path(name).name)
+
+
+def distill_config(name: str, *, steps: int, learning_rate: float, student_steps: int, guidance: float, gan: bool,
+                   mode: str, lora_rank: int, precision: str, gradient_checkpointing: bool, seed: int, save_every: int):
+    """The :class:`~.distill.DistillConfig` of a distillation from a front end's settings: each of
+    the ``student_steps`` timesteps drawn equally often (official), the seed folded into 62 bits,
+    the run's files named after the last part of ``name``."""
+    from .distill import DistillConfig
+    n = int(student_steps)
+    return DistillConfig(steps=int(steps), lr=float(learning_rate), student_steps=n,
+                         timestep_probs=tuple([1.0 / n] * n), guidance=float(guidance), gan=bool(gan), parameterization=mode, lora_rank=int(lora_rank),
+                         precision=precision, gradient_checkpointing=bool(gradient_checkpointing),
+                         seed=int(seed) % (2 ** 62), save_every=int(save_every), name=Path(name).name)
 
 
 # ----------------------------------------------------------------------------------------------
