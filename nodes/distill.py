@@ -3,17 +3,14 @@ saves a student into ``models/audiox`` that AudioX Turbo Sampler runs.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..audiox_core.checkpoint import load_model
 from ..audiox_core.training import Distiller, report, session
 from . import comfy_compat
-from .common import (DATASET, MODEL, DatasetBundle, ModelBundle, about_input, bool_input, choice_input,
-                     float_input, int_input, node_function, socket_input, string_input)
+from .common import (DATASET, MODEL, ModelBundle, about_input, bool_input, choice_input, float_input, int_input,
+                     node_function, socket_input, string_input)
 from .loaders import model_parts
-from .preview import audio_preview
 from .training import (HIDDEN, PRECISION_TOOLTIP, PRECISIONS, SAVE_EVERY_TOOLTIP, TRAIN_CATEGORY, OutputNameCheck,
-                       TrainProgress, display_path, fields_of, loss_image, output_file, run_precision, run_training,
+                       display_path, fields_of, live_view, loss_image, output_file, run_precision, run_training,
                        state_dir)
 
 DISTILL_REQUIRED_INPUTS = {
@@ -93,7 +90,11 @@ class AudioXDistill(OutputNameCheck):
                                          precision=run_precision(precision), seed=seed, save_every=save_every,
                                          gradient_checkpointing=gradient_checkpointing)
         weights_dtype = next(m.model.backbone.parameters()).dtype
-        distiller, start, seconds = _distill(node, m, ds, cfg, run_dir, dst, resume, unique_id, preview_every)
+        distiller, start, seconds = run_training(
+            node, m, lambda: Distiller(m.model, ds.data, cfg, out_dir=run_dir), lambda d: d.close(), run_dir=run_dir,
+            resume=resume, src=run_dir / f"{cfg.name}.safetensors", dst=dst,
+            progress=live_view(unique_id, "distill", m.sample_rate, preview_every, lambda d: d.preview(),
+                               keys=("loss", "loss_dmd", "loss_fake")))
         with about_input(node, "output_name"):
             saved = load_model(dst, dtype=weights_dtype, device=comfy_compat.unet_offload_device())
         student = ModelBundle(saved, model_parts(saved), m.offload_after, name=dst.name)
@@ -104,24 +105,6 @@ class AudioXDistill(OutputNameCheck):
         image = loss_image(list(distiller.history), [("loss_dmd", f"'{name}' student DMD loss"),
                                                      ("loss_fake", "fake critic flow-matching loss")])
         return {"ui": {"text": [text]}, "result": (student, image, text)}
-
-
-def _distill(node: str, m: ModelBundle, ds: DatasetBundle, cfg, run_dir: Path, dst: Path, resume: bool, unique_id,
-             preview_every: int):
-    """The distillation run (:func:`run_training`) with its live view: DMD and fake losses, and every
-    ``preview_every`` steps the student's own generation as a playable temp WAV."""
-
-    def progress(distiller) -> TrainProgress:
-        def preview(step: int) -> dict:
-            audio = distiller.preview()
-            return audio_preview(audio, int(distiller.teacher.config.sample_rate), f"distill_preview_step{step}")[0]
-        return TrainProgress(unique_id, "distill", distiller.history, keys=("loss", "loss_dmd", "loss_fake"),
-                             checkpoint_dir=lambda: distiller.checkpoint_dir, preview_every=int(preview_every or 0),
-                             preview=preview)
-
-    return run_training(node, m, lambda: Distiller(m.model, ds.data, cfg, out_dir=run_dir), lambda d: d.close(),
-                        run_dir=run_dir, resume=resume, src=run_dir / f"{cfg.name}.safetensors", dst=dst,
-                        progress=progress)
 
 
 NODE_CLASS_MAPPINGS = {"AudioXDistill": AudioXDistill}

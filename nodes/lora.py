@@ -10,12 +10,10 @@ from ..audiox_core.acceleration import has_fp8_weights
 from ..audiox_core.errors import AudioXError, CheckpointError
 from ..audiox_core.training import Trainer, lora as lora_files, report, session
 from . import comfy_compat
-from .common import (CATEGORY, DATASET, LORA, MODEL, DatasetBundle, LoRAValue, ModelBundle, about_input,
-                     bool_input, choice_input, expect, float_input, int_input, node_error, node_function,
-                     socket_input, string_input)
-from .preview import audio_preview
+from .common import (CATEGORY, DATASET, LORA, MODEL, LoRAValue, ModelBundle, about_input, bool_input, choice_input,
+                     expect, float_input, int_input, node_error, node_function, socket_input, string_input)
 from .training import (HIDDEN, PRECISION_TOOLTIP, PRECISIONS, SAVE_EVERY_TOOLTIP, TRAIN_CATEGORY, OutputNameCheck,
-                       TrainProgress, display_path, fields_of, loss_image, output_file, run_precision, run_training,
+                       display_path, fields_of, live_view, loss_image, output_file, run_precision, run_training,
                        state_dir)
 
 NONE = "none"
@@ -104,7 +102,10 @@ class AudioXTrainLoRA(OutputNameCheck):
                                       precision=run_precision(precision), ema=ema, save_every=save_every,
                                       gradient_checkpointing=gradient_checkpointing, mask_video=mask_video,
                                       mask_text=mask_text, mask_audio=mask_audio, cfg_dropout=cfg_dropout)
-        trainer, start, seconds = _train_lora(node, m, ds, cfg, run_dir, dst, resume, unique_id, preview_every)
+        trainer, start, seconds = run_training(
+            node, m, lambda: Trainer(m.model, ds.data, cfg, out_dir=run_dir), session.detach_lora, run_dir=run_dir,
+            resume=resume, src=run_dir / f"{cfg.name}.safetensors", dst=dst,
+            progress=live_view(unique_id, "LoRA", m.sample_rate, preview_every, report.lora_preview_audio))
         with about_input(node, "output_name"):
             lora = lora_files.load_lora(dst, m.model, attach=False, device=comfy_compat.unet_offload_device())
         text = report.lora_report(name, lora, targets, include_maf, f"{m.name} ({m.variant})", trainer, start, cfg,
@@ -113,21 +114,6 @@ class AudioXTrainLoRA(OutputNameCheck):
         out_model = m.with_loras(((lora, 1.0),), False, f"{m.name} + {name}")
         image = loss_image(list(trainer.history), [("loss", f"LoRA '{name}' loss")])
         return {"ui": {"text": [text]}, "result": (out_model, value, image, text)}
-
-
-def _train_lora(node: str, m: ModelBundle, ds: DatasetBundle, cfg, run_dir: Path, dst: Path, resume: bool,
-                      unique_id, preview_every: int):
-    """The LoRA run (:func:`run_training`) with its live view, previews from the LoRA so far."""
-
-    def preview(trainer, step: int) -> dict:
-        audio = report.lora_preview_audio(trainer)
-        return audio_preview(audio, int(trainer.model.config.sample_rate), f"lora_preview_step{step}")[0]
-
-    return run_training(
-        node, m, lambda: Trainer(m.model, ds.data, cfg, out_dir=run_dir), session.detach_lora, run_dir=run_dir,
-        resume=resume, src=run_dir / f"{cfg.name}.safetensors", dst=dst,
-        progress=lambda t: TrainProgress(unique_id, "LoRA", t.history, checkpoint_dir=lambda: t.checkpoint_dir,
-                                         preview_every=int(preview_every), preview=lambda step: preview(t, step)))
 
 
 class AudioXLoRALoader:

@@ -26,7 +26,7 @@ from ..audiox_core.fileio import WriterLock, resolve_inside
 from ..audiox_core.training import report, session
 from ..audiox_core.training.plot import loss_panels_image
 from . import comfy_compat
-from .preview import ui_event
+from .preview import audio_preview, ui_event
 from .common import CATEGORY, DatasetBundle, ModelBundle, NodeError, about_input, check_widgets, expect, node_error
 
 comfy_compat.register_model_folder("loras", "loras", [".safetensors"])
@@ -172,6 +172,18 @@ class TrainProgress(report.LiveProgress):
             if isinstance(e, Interrupted):
                 raise
             raise Interrupted("cancelled") from e
+
+
+def live_view(unique_id, label: str, sample_rate: int, preview_every: int, preview_audio: Callable[[object], object],
+              keys=("loss",)) -> Callable[[object], TrainProgress]:
+    """``progress`` of :func:`run_training`: the run's :class:`TrainProgress`, with every ``preview_every``
+    steps the clip ``preview_audio(runner)`` as a playable temp WAV (``<label>_preview_step<k>``)."""
+    def progress(runner) -> TrainProgress:
+        def preview(step: int) -> dict:
+            return audio_preview(preview_audio(runner), sample_rate, f"{label.lower()}_preview_step{step}")[0]
+        return TrainProgress(unique_id, label, runner.history, keys, checkpoint_dir=lambda: runner.checkpoint_dir,
+                             preview_every=int(preview_every or 0), preview=preview)
+    return progress
 
 
 def reraise_cancel(e: Interrupted):
