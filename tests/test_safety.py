@@ -239,14 +239,14 @@ def test_full_disk_while_saving_is_a_clear_error_and_leaves_nothing(tmp_path, mo
 
 
 def test_publish_failure_leaves_the_old_file_and_no_temp(env, monkeypatch, tmp_path):
-    training = env.pack.nodes.training
+    from audiox_core.training.session import publish
     src = tmp_path / "src.safetensors"
     save_safetensors({"a": torch.ones(1000)}, src)
     dst = env.models_dir / "loras" / "x.safetensors"
     save_safetensors({"a": torch.zeros(4)}, dst)
     before = dst.read_bytes()
     _disk_full(monkeypatch, after_bytes=100)
-    msg = node_error(training.publish, src, dst)
+    msg = node_error(publish, src, dst)
     assert "x.safetensors" in msg and "disk is full" in msg
     assert dst.read_bytes() == before and stray_files(dst.parent) == []
 

@@ -12,6 +12,8 @@ Modules (each documents its math and the official facts it follows):
 * :mod:`.loop`, :mod:`.state` — shared loop, atomic resumable checkpoints.
 * :mod:`.session`     — one run around a trainer: a folder's examples and captions, the
   shared-model rule (autograd-ready, state restored), resume, atomic publish (+ partial on Cancel).
+* :mod:`.report`      — what a run tells its user: live progress text / live-view messages, preview
+  clips, the final reports of a LoRA run, a distillation and a prepared dataset.
 * :mod:`.plot`        — loss curves as PNG / IMAGE without matplotlib.
 * :mod:`.cli`         — ``python -m audiox_core.training {lora,distill}``.
 

@@ -770,3 +770,42 @@ def lora_scope(root: nn.Module, active: Iterable[LoRA] = ()) -> Iterator[None]:
     finally:
         for x, e in saved:
             x.enabled = e
+
+
+# ----------------------------------------------------------------------------------------------
+# Applying LoRAs to a loaded model (what a loader checks and reports)
+# ----------------------------------------------------------------------------------------------
+def check_applicable(lora: LoRA, model: nn.Module, *, label: str, model_name: str, variant: str,
+                     allow_other_weights: bool) -> None:
+    """:class:`CheckpointError` (naming ``label``, the LoRA's file or name) when ``lora`` does not
+    fit ``model`` (called ``model_name``, of ``variant``), or was trained on other weights of the
+    same architecture and ``allow_other_weights`` is off."""
+    try:
+        lora.check_compatible(model, allow_other_base=True)
+    except CheckpointError as e:
+        raise CheckpointError(f"'{label}' does not belong to this model ({model_name}, {variant}): {e}") from e
+    if not allow_other_weights:
+        try:
+            lora.check_compatible(model, allow_other_base=False)
+        except CheckpointError as e:
+            raise CheckpointError(f"'{label}' was trained on other weights of this architecture (base "
+                                  f"{lora.meta.get('base_fingerprint', '?')}), not on {model_name}; "
+                                  "turn on 'allow_other_weights' to apply it anyway") from e
+
+
+def stack_summary(stack: Sequence[tuple], merge: bool) -> str:
+    """``"\\napplied: a × 1, b × 0.5[; merged …]"`` for ``(LoRA, strength)`` pairs; "" for none."""
+    if not stack:
+        return ""
+    names = [Path(lora.meta.get("file", "") or "in-graph").stem + f" × {strength:g}" for lora, strength in stack]
+    return f"\napplied: {', '.join(names)}" + ("; merged into the weights while running" if merge else "")
+
+
+def applied_info(label: str, lora: LoRA, strength: float, stack: Sequence[tuple], merge: bool) -> str:
+    """What a loader applied: the LoRA's rank, modules, training steps and variant, its strength, a
+    PARTIAL note for an unfinished training, and the whole stack (:func:`stack_summary`)."""
+    meta = lora.meta
+    partial = f"\nPARTIAL: its training was stopped at {meta['partial']} (not finished)" if meta.get("partial") else ""
+    return (f"{label}: rank {lora.rank}, {len(lora.paths)} modules, trained {meta.get('steps', '?')} steps "
+            f"for {meta.get('variant', '?')}; strength {float(strength):g}"
+            + partial + stack_summary(stack, merge))

@@ -114,3 +114,14 @@ def loss_curve_image(history: Sequence[Union[dict, float]], **kw) -> torch.Tenso
     img = _render(history, kw.pop("key", "loss"), kw.pop("width"), kw.pop("height"), kw.pop("smoothing", 0.9),
                   kw.pop("log_y", None), kw.pop("title", ""))
     return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)[None]
+
+
+def loss_panels_image(history: Sequence[dict], panels: Sequence[tuple[str, str]], *, width: int = 640,
+                      height: int = 320) -> torch.Tensor:
+    """The curves of several ``(key, title)`` panels stacked top to bottom as one IMAGE tensor;
+    panels whose key no history entry has are left out (all missing: the first panel, empty)."""
+    images = [loss_curve_image(history, key=key, title=title, width=width, height=height) for key, title in panels
+              if any(isinstance(h.get(key), (int, float)) for h in history)]
+    if not images:
+        images = [loss_curve_image(history, key=panels[0][0], title=panels[0][1], width=width, height=height)]
+    return torch.cat(images, dim=1)

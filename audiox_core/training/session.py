@@ -13,12 +13,23 @@ What the training nodes (and any other caller) share:
   after Cancel the last completed step goes to ``<name>.partial.safetensors`` marked "partial,
   step k of n" (never under the final name).
 
+Shared-model rule.  A front end such as ComfyUI caches the model object a loader returned, so other
+nodes use it before and after a run.  Training never changes what that model computes: LoRA
+adapters live outside its weights (forward hooks, attached only while training and detached in
+``finally``); module modes, ``requires_grad`` flags and gradient checkpointing are restored.  The
+one in-place change: tensors made under ``torch.inference_mode`` are swapped for identical normal
+tensors (autograd cannot save inference tensors), which leaves every output bit-identical.  For a
+fixed seed a run is deterministic (every random draw is seeded per step; the global RNG is
+restored after).
+
 Input errors are :class:`~audiox_core.errors.FieldError` naming the setting (``captions``,
-``missing_captions``, ``manifest``, ``folder``, ``resume``).
+``missing_captions``, ``manifest``, ``folder``, ``resume``, ``output_name``, ``model``, ``dataset``,
+``targets``, ``include_maf``, ``mode``, ``videos``, ``synchformer``).
 """
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -266,3 +277,172 @@ def _publish_partial(runner, src: Path, dst: Path) -> None:
     unfinished = partial_file(src)  # the runner exported its unfinished result there (TrainingLoop.run)
     if runner.step > 0 and unfinished.is_file():
         publish(unfinished, partial_file(dst), partial=f"step {runner.step} of {runner.config.steps}")
+
+
+def detach_lora(trainer) -> None:
+    """Release a LoRA Trainer's adapters from the shared model after its run (attached ones only)."""
+    if trainer.lora is not None and trainer.lora.attached:
+        trainer.lora.detach()
+
+
+# ----------------------------------------------------------------------------------------------
+# Run setup: names, precision, the inputs a run is refused for
+# ----------------------------------------------------------------------------------------------
+_OUTPUT_NAME = re.compile(r"[A-Za-z0-9_.\- ]+(/[A-Za-z0-9_.\- ]+)*")
+LORA_TARGETS = ("all", "attention", "feed-forward")
+DISTILL_MODES = ("lora", "full")
+
+
+def check_output_name(value) -> str:
+    """A safe relative file name (sub-folders allowed, no ``..``), without ``.safetensors``;
+    anything else raises :class:`FieldError` naming ``output_name``."""
+    name = str(value).strip()
+    if name.lower().endswith(".safetensors"):
+        name = name[: -len(".safetensors")]
+    if not name or not _OUTPUT_NAME.fullmatch(name) or any(part.strip() in ("", ".", "..") for part in name.split("/")):
+        raise FieldError("output_name", f"must be a file name (letters, digits, '_', '-', '.', spaces; "
+                         f"sub-folders with '/'), got {value!r}")
+    return name
+
+
+def autocast_precision(choice: str, device: torch.device) -> str:
+    """The autocast precision of a run: ``choice``, or for ``auto`` bf16 on a GPU that supports it
+    (else fp16) and fp32 elsewhere."""
+    if choice != "auto":
+        return choice
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def check_trainable(model, applied_loras: int, dataset_fingerprint: str, dataset_variant: str) -> None:
+    """A run trains the plain loaded model on a dataset prepared for it; else :class:`FieldError`
+    naming ``model`` or ``dataset``."""
+    from ..conditions import model_fingerprint
+    if applied_loras:
+        raise FieldError("model", f"already has {applied_loras} LoRA(s) applied (AudioX LoRA Loader); connect the "
+                         "model straight from AudioX Model Loader")
+    if dataset_fingerprint != model_fingerprint(model):
+        raise FieldError("dataset", f"was prepared with another model ({dataset_variant}): connect the model you "
+                         "train to the 'model' input of AudioX Dataset as well")
+
+
+def check_lora_targets(model, variant: str, targets: str, include_maf: bool) -> None:
+    """``targets`` is a preset of :data:`LORA_TARGETS`; ``include_maf`` needs a MAF block."""
+    if targets not in LORA_TARGETS:
+        raise FieldError("targets", f"must be one of {list(LORA_TARGETS)}, got {targets!r}")
+    if include_maf and model.maf_block is None:
+        raise FieldError("include_maf", f"is on but {variant} has no MAF block")
+
+
+def check_teacher(model, variant: str, mode: str) -> None:
+    """A distillation teacher has the rectified-flow objective; ``mode`` is one of :data:`DISTILL_MODES`."""
+    if model.objective != "rectified_flow":
+        raise FieldError("model", f"is {variant} with the {model.objective!r} objective: DMD distillation (the "
+                         "AudioX-Turbo recipe) needs a rectified-flow teacher such as the AudioX-Turbo base model")
+    if mode not in DISTILL_MODES:
+        raise FieldError("mode", f"must be 'lora' or 'full', got {mode!r}")
+
+
+def lora_config(name: str, *, steps: int, learning_rate: float, rank: int, alpha: float, dropout: float, targets: str,
+                include_maf: bool, batch_size: int, grad_accum: int, warmup_steps: int, precision: str,
+                gradient_checkpointing: bool, ema: bool, mask_video: float, mask_text: float, mask_audio: float,
+                cfg_dropout: float, seed: int, save_every: int):
+    """The :class:`~.trainer.TrainConfig` of a LoRA run from a front end's settings: ``alpha`` 0
+    means alpha = rank, the seed is folded into 62 bits, the run's files are named after the last
+    part of ``name``; unusable masking probabilities raise :class:`FieldError` naming ``mask_video``."""
+    from .conditions import Masking
+    from .trainer import TrainConfig
+    try:
+        masking = Masking(float(mask_video), float(mask_text), float(mask_audio), float(cfg_dropout))
+    except InputError as e:
+        raise FieldError("mask_video", str(e)) from e
+    return TrainConfig(steps=int(steps), batch_size=int(batch_size), grad_accum=int(grad_accum),
+                       lr=float(learning_rate), warmup_steps=int(warmup_steps), precision=precision,
+                       gradient_checkpointing=bool(gradient_checkpointing), ema=bool(ema), train=("lora",),
+                       lora_rank=int(rank), lora_alpha=float(alpha) if float(alpha) > 0 else None,
+                       lora_dropout=float(dropout), lora_targets=targets, lora_include_maf=bool(include_maf),
+                       masking=masking, seed=int(seed) % (2 ** 62), save_every=int(save_every), name=Path(name).name)
+
+
+def distill_config(name: str, *, steps: int, learning_rate: float, student_steps: int, guidance: float, gan: bool,
+                   mode: str, lora_rank: int, precision: str, gradient_checkpointing: bool, seed: int, save_every: int):
+    """The :class:`~.distill.DistillConfig` of a distillation from a front end's settings: each of
+    the ``student_steps`` timesteps drawn equally often (official), the seed folded into 62 bits,
+    the run's files named after the last part of ``name``."""
+    from .distill import DistillConfig
+    n = int(student_steps)
+    return DistillConfig(steps=int(steps), lr=float(learning_rate), student_steps=n,
+                         timestep_probs=tuple([1.0 / n] * n), guidance=float(guidance), gan=bool(gan), parameterization=mode, lora_rank=int(lora_rank),
+                         precision=precision, gradient_checkpointing=bool(gradient_checkpointing),
+                         seed=int(seed) % (2 ** 62), save_every=int(save_every), name=Path(name).name)
+
+
+# ----------------------------------------------------------------------------------------------
+# Dataset folders
+# ----------------------------------------------------------------------------------------------
+def dataset_folder(folder: str, manifest: str, allowed_roots: Sequence) -> Path:
+    """The dataset folder ``folder`` (inside ``allowed_roots``, holding audio files) with its
+    ``manifest`` (if named) checked; else :class:`FieldError` naming ``folder`` or ``manifest``."""
+    from .data import AUDIO_EXTS
+    if not str(folder).strip():
+        raise FieldError("folder", "is empty: give a folder of audio files")
+    try:
+        root = resolve_inside(folder, allowed_roots, what=f"'{folder}' (a folder in ComfyUI's input directory)",
+                              must_exist=False)
+    except InputError as e:
+        raise FieldError("folder", str(e)) from e
+    if not root.is_dir():
+        raise FieldError("folder", f"'{folder}' is not a folder (looked for {root})")
+    if not any(p.is_file() and p.suffix.lower() in AUDIO_EXTS for p in root.rglob("*")):
+        raise FieldError("folder", f"'{folder}' has no audio files ({' '.join(AUDIO_EXTS)})")
+    if str(manifest or "").strip():
+        try:
+            found = find_manifest(root, manifest, allowed_roots)
+        except InputError as e:
+            raise FieldError("manifest", str(e)) from e
+        if not found.is_file():
+            raise FieldError("manifest", f"'{manifest}' not found (looked for {found})")
+    return root
+
+
+def file_stamp(path: Path) -> str:
+    """``"<path>:<size>:<mtime ns>"`` (``"<path>:missing"``): changes when the file is rewritten."""
+    try:
+        st = path.stat()
+        return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        return f"{path}:missing"
+
+
+def folder_stamp(folder: str, manifest: str, allowed_roots: Sequence) -> str:
+    """A hash of the names, sizes and times of every file under ``folder`` (and of ``manifest``):
+    changes when a file of the dataset does.  A folder outside ``allowed_roots``: ``refused:<folder>``."""
+    import hashlib
+    try:
+        root = resolve_inside(folder, allowed_roots, what=f"'{folder}' (a folder in ComfyUI's input directory)",
+                              must_exist=False)
+    except InputError:
+        return f"refused:{folder}"
+    digest = hashlib.sha256()
+    if root.is_dir():
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                digest.update(file_stamp(path).encode())
+    digest.update(str(manifest).encode())
+    return digest.hexdigest()
+
+
+def check_video_conditions(model, variant: str, with_video: int, needs_sync: bool, sync: str,
+                           synchformer_connected: bool) -> bool:
+    """Whether the videos need the Synchformer (sync 'synchformer' on a sync-conditioned model);
+    :class:`FieldError` when the model has no video condition (``videos``) or the Synchformer is
+    needed but not given (``synchformer``)."""
+    if with_video and model.video_conditioner is None:
+        raise FieldError("videos", f"{with_video} file(s) have a video but {variant} has no video condition: set "
+                         "'videos' to 'ignore'")
+    needed = bool(with_video and needs_sync and sync == "synchformer")
+    if needed and not synchformer_connected:
+        raise FieldError("synchformer", f"is not connected: {variant} conditions videos on Synchformer sync features "
+                         "— connect AudioX Synchformer Loader, or set 'sync' to 'zeros'")
+    return needed
