@@ -6,7 +6,7 @@
    the graph runner (``python -m runner``) into ``DIR`` (default: a temporary folder): the example
    folder ``audiox_example_dataset`` (six bell-and-drum clips with captions), the demo base model,
    the graph's own settings.  ``--lora FILE`` skips this and measures an existing LoRA.
-2. Generates ``--n`` held-out text→audio prompts of the world (the quality benchmark's ``t2a``
+2. Generates ``--n`` held-out text→audio prompts (or ``--prompt`` for every seed) of the world (the quality benchmark's ``t2a``
    items; every event category appears in them), each with the same seed, with and without the
    LoRA (Base, ``--steps`` steps, CFG 6 as in the graph), and detects the events of each clip.
 3. Prints the share of detected events that are bells or drums, with and without the LoRA, and
@@ -59,6 +59,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lora", default=None, help="measure this LoRA file instead of training one")
     ap.add_argument("--n", type=int, default=24, help="held-out text→audio prompts")
     ap.add_argument("--steps", type=int, default=50, help="sampler steps (the graph uses 50)")
+    ap.add_argument("--prompt", default=None,
+                    help="one prompt for every seed instead of the held-out prompts (e.g. '' for no text)")
     ap.add_argument("--cfg", type=float, default=6.0)
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--threads", type=int, default=2)
@@ -94,14 +96,15 @@ def main(argv=None) -> int:
     rows = []
     t0 = time.perf_counter()
     for i, it in enumerate(items):
+        prompt = it.caption if args.prompt is None else args.prompt
         settings = SamplerSettings.for_model(model, "base", steps=args.steps, cfg_scale=args.cfg, seed=args.seed + i)
         got = {}
         for name, active in (("base", ()), ("lora", (lora,))):
             with lora_scope(model, active), torch.no_grad():
-                audio = generate(model, GenerationRequest(prompt=it.caption, settings=settings)).audio
+                audio = generate(model, GenerationRequest(prompt=prompt, settings=settings)).audio
             got[name] = [e.category for e in detectors.analyse_events(audio[0, 0].float().numpy(), sr)]
-        rows.append({"prompt": it.caption, "seed": settings.seed, **got})
-        print(f"{i + 1}/{len(items)} {it.caption!r}: base {got['base']} | lora {got['lora']}", flush=True)
+        rows.append({"prompt": prompt, "seed": settings.seed, **got})
+        print(f"{i + 1}/{len(items)} {prompt!r}: base {got['base']} | lora {got['lora']}", flush=True)
     base, with_lora = folder_share([r["base"] for r in rows]), folder_share([r["lora"] for r in rows])
     delta = with_lora - base
     print()
