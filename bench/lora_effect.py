@@ -6,9 +6,10 @@
    the graph runner (``python -m runner``) into ``DIR`` (default: a temporary folder): the example
    folder ``audiox_example_dataset`` (six bell-and-drum clips with captions), the demo base model,
    the graph's own settings.  ``--lora FILE`` skips this and measures an existing LoRA.
-2. Generates ``--n`` held-out text→audio prompts (or ``--prompt`` for every seed) of the world (the quality benchmark's ``t2a``
-   items; every event category appears in them), each with the same seed, with and without the
-   LoRA (Base, ``--steps`` steps, CFG 6 as in the graph), and detects the events of each clip.
+2. Generates ``--n`` held-out text→audio prompts of the world (the quality benchmark's ``t2a``
+   items; every event category appears in them), or ``--prompt`` for every seed (``''``: no text),
+   each with the same seed, with and without the LoRA (Base, ``--steps`` steps, CFG 6 as in the
+   graph), and detects the events of each clip.
 3. Prints the share of detected events that are bells or drums, with and without the LoRA, and
    the difference in points (target: ≥ 30).  ``--json`` writes every clip's detections.
 
