@@ -1,14 +1,10 @@
-"""What the node modules share: socket types, the values on them, and errors that name node and input.
+"""What the node modules share: socket types, the values on them, input declarations, and errors
+that name node and input (e.g. ``AudioX Video Encoder: input 'video' has no frames``).
 
 Socket types are custom, all-caps and prefixed so they never clash with core or other packs; each
-constant below names the value class that travels on it.
-
-A model with LoRAs is a :class:`ModelBundle` sharing the loaded model; its LoRAs are attached only
-inside :meth:`ModelBundle.on_device`, so the model other nodes hold (and ComfyUI caches) stays the base.
-
-Errors a user can cause are :class:`NodeError`s naming the node and the input, e.g. ``AudioX Video
-Encoder: input 'video' has no frames``; :func:`node_function` puts the node's name in front of the
-errors ``audiox_core`` raises (they name the problem but not the node).
+constant below names the value class that travels on it.  A model with LoRAs is a
+:class:`ModelBundle` sharing the loaded model; its LoRAs are attached only inside
+:meth:`ModelBundle.on_device`, so the model other nodes hold (and ComfyUI caches) stays the base.
 """
 from __future__ import annotations
 
@@ -20,7 +16,7 @@ from typing import Any, Optional
 import torch
 
 from ..audiox_core.acceleration import weight_dtype
-from ..audiox_core.errors import AudioXError, InputError, Interrupted
+from ..audiox_core.errors import AudioXError, FieldError, InputError, Interrupted
 from ..audiox_core.media.audio import checked_audio_value
 from . import comfy_compat
 from .values import (ClipVisionFile, Context, DatasetBundle, LoRAValue, ModelBundle,  # noqa: F401 (re-exported)
@@ -44,6 +40,8 @@ DTYPE_OPTIONS = ["auto", "fp32", "fp16", "bf16"]
 DTYPE_TOOLTIP = ("Weight precision. auto: bf16 on a GPU that supports it (else fp16), fp32 on the CPU. "
                  "fp16/bf16 halve the memory; the VAE always decodes in fp32 as the official code does.")
 MAX_SECONDS = 300.0
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+HIDDEN = {"unique_id": "UNIQUE_ID"}  # the node id, for progress bars (make_progress_callback)
 
 
 # ---------- input declarations: one line per input ----------------------------------------------------
@@ -53,12 +51,10 @@ def socket_input(type_name: str, tooltip: str, **options) -> tuple:
 
 
 def float_input(default: float, min: float, max: float, step: float, tooltip: str, **options) -> tuple:
-    """A FLOAT widget: default, range, step and tooltip."""
     return ("FLOAT", {"default": default, "min": min, "max": max, "step": step, "tooltip": tooltip, **options})
 
 
 def int_input(default: int, min: int, max: int, tooltip: str, **options) -> tuple:
-    """An INT widget: default, range and tooltip."""
     return ("INT", {"default": default, "min": min, "max": max, "tooltip": tooltip, **options})
 
 
@@ -68,12 +64,10 @@ def string_input(default: str, tooltip: str, **options) -> tuple:
 
 
 def bool_input(default: bool, tooltip: str, **options) -> tuple:
-    """A BOOLEAN toggle."""
     return ("BOOLEAN", {"default": default, "tooltip": tooltip, **options})
 
 
 def choice_input(options: "list | tuple", default: str, tooltip: str, **extra) -> tuple:
-    """A combo box of ``options``."""
     return (list(options), {"default": default, "tooltip": tooltip, **extra})
 
 
@@ -99,21 +93,29 @@ def about_input(node: str, input_name: str):
         raise NodeError(f"{node}: input '{input_name}': {e}") from e
 
 
+def declared_inputs(cls) -> set:
+    """The names of every input (required, optional, hidden) that node class ``cls`` declares."""
+    return {name for section in cls.INPUT_TYPES().values() for name in section}
+
+
 def node_function(fn):
-    """Decorator for a node's FUNCTION: core errors get the node's display name in front, and a
-    NaN / infinite number in any input is refused before the node does anything (ComfyUI's min/max
-    checks let NaN through, and nodes are also called from the API and from other packs)."""
+    """Decorator for a node's FUNCTION: a NaN / infinite number in any input is refused before the node
+    does anything (ComfyUI's min/max checks let NaN through; nodes are also called from the API and from
+    other packs); core errors get the node's display name in front, a :class:`FieldError` about one of
+    the node's inputs also that input's name."""
     @functools.wraps(fn)
     def run(self, *args, **kwargs):
+        node = type(self).DISPLAY_NAME
         for k, v in kwargs.items():
             if isinstance(v, float) and not math.isfinite(v):
-                raise node_error(type(self).DISPLAY_NAME, k, f"must be a finite number, got {v}")
+                raise node_error(node, k, f"must be a finite number, got {v}")
         try:
             return fn(self, *args, **kwargs)
         except (NodeError, Interrupted):
             raise
         except AudioXError as e:
-            raise NodeError(f"{type(self).DISPLAY_NAME}: {e}") from e
+            is_input = isinstance(e, FieldError) and e.field in declared_inputs(type(self))
+            raise node_error(node, e.field if is_input else None, str(e)) from e
     return run
 
 

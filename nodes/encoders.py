@@ -12,33 +12,20 @@ import contextlib
 import torch
 
 from ..audiox_core import conditions
-from ..audiox_core.errors import FieldError
 from ..audiox_core.media import RESIZE_MODES
 from . import comfy_compat
-from .common import (CATEGORY, COND, MASK, MODEL, SYNC, SYNCHFORMER, T5, ModelBundle, SyncFeatures,
-                     SynchformerBundle, T5Bundle, TimeMask, about_input, check_audio_input,
-                     choice_input, expect, float_input, int_input, node_error, node_function, socket_input,
-                     string_input)
+from .common import (CATEGORY, COND, HIDDEN, MASK, MAX_SEED, MODEL, SYNC, SYNCHFORMER, T5, ModelBundle, SyncFeatures,
+                     SynchformerBundle, T5Bundle, TimeMask, about_input, check_audio_input, choice_input, expect,
+                     float_input, int_input, node_error, node_function, socket_input, string_input)
 
 MODEL_TOOLTIP = "The AudioX model the condition is for (conditions are tied to the model that encoded them)."
-HIDDEN = {"unique_id": "UNIQUE_ID"}
 SYNC_TOOLTIP = ("How MAF/Turbo models get their Synchformer sync features. synchformer: computed from the same "
                 "video (connect AudioX Synchformer Loader, or precomputed features from AudioX Sync Encoder). "
                 "zeros: no sync information, as the official gradio demo and the shipped demo model do. Models "
                 "without a sync branch (AudioX) ignore this.")
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 # the model part that is None when a model has no condition of that kind
 _CONDITION_PARTS = {"video": "video_conditioner", "text": "text_spec", "audio": "audio_conditioner"}
-
-
-@contextlib.contextmanager
-def fields_as_inputs(node: str):
-    """Core errors about one field (:class:`FieldError`) become errors of the node's input of that name."""
-    try:
-        yield
-    except FieldError as e:
-        raise node_error(node, e.field, str(e)) from e
 
 
 def _model(node: str, model, condition: "str | None" = None) -> ModelBundle:
@@ -60,14 +47,13 @@ class _ConditionEncoder:
 def visual_input(node: str, video=None, images=None, fps: float = 0.0, *,
                  still: bool = False) -> conditions.VisualInput:
     """A :class:`~audiox_core.conditions.VisualInput` from a VIDEO or IMAGE frames (+ fps)."""
-    with fields_as_inputs(node):
-        name = conditions.connected_visual_input(video, images)
-        if name == "video":
-            with about_input(node, "video"):
-                kind, images, fps = comfy_compat.video_source(video)
-            if kind == "stream":
-                return conditions.VisualInput(source=images, still=still)
-        return conditions.visual_from_frames(images, fps, field=name, still=still)
+    name = conditions.connected_visual_input(video, images)
+    if name == "video":
+        with about_input(node, "video"):
+            kind, images, fps = comfy_compat.video_source(video)
+        if kind == "stream":
+            return conditions.VisualInput(source=images, still=still)
+    return conditions.visual_from_frames(images, fps, field=name, still=still)
 
 
 def encode_visual(node: str, m: ModelBundle, visual: conditions.VisualInput, start: float, sync_mode: str,
@@ -76,8 +62,7 @@ def encode_visual(node: str, m: ModelBundle, visual: conditions.VisualInput, sta
     if sync_features is not None:
         sync_features = expect(sync_features, SyncFeatures, node, "sync_features",
                                "AUDIOX_SYNC from AudioX Sync Encoder").tokens
-    with fields_as_inputs(node):
-        sync, synchformer = conditions.resolve_sync(m.model, sync_mode, sync_features, synchformer)
+    sync, synchformer = conditions.resolve_sync(m.model, sync_mode, sync_features, synchformer)
     if synchformer is not None:
         synchformer = expect(synchformer, SynchformerBundle, node, "synchformer",
                              "AUDIOX_SYNCHFORMER from AudioX Synchformer Loader")
@@ -175,8 +160,7 @@ class AudioXImageEncoder(_ConditionEncoder):
     def encode(self, model, image, sync="zeros", resize="stretch", synchformer=None, unique_id=None):
         node = self.DISPLAY_NAME
         m = _model(node, model, "video")
-        with fields_as_inputs(node):
-            visual = conditions.visual_from_frames(image, 0.0, field="image", still=True)
+        visual = conditions.visual_from_frames(image, 0.0, field="image", still=True)
         return (encode_visual(node, m, visual, 0.0, sync, resize, synchformer, None, unique_id),)
 
 
@@ -213,8 +197,7 @@ class AudioXAudioPromptEncoder(_ConditionEncoder):
             expect(mask, TimeMask, node, "mask", "an AUDIOX_MASK from AudioX Inpaint Mask / Completion Mask")
         inpaint = mask.ranges if mask is not None and mask.kind == "inpaint" else None
         keep_seconds = mask.keep_seconds if mask is not None and mask.kind == "complete" else None
-        with fields_as_inputs(node):
-            wave = conditions.audio_prompt_waveform(m.model, wave, sr, inpaint=inpaint, keep_seconds=keep_seconds)
+        wave = conditions.audio_prompt_waveform(m.model, wave, sr, inpaint=inpaint, keep_seconds=keep_seconds)
         random_spans = None if masking == "official random spans" and mask is None else False
         generator = torch.Generator().manual_seed(int(mask_seed) & MAX_SEED)
         with m.on_device("conditioner"), about_input(node, "audio"):
@@ -259,7 +242,5 @@ class AudioXSyncEncoder(_ConditionEncoder):
         return (SyncFeatures(feats, float(start_seconds), float(vc.duration), rep),)
 
 
-NODE_CLASS_MAPPINGS = {"AudioXTextEncoder": AudioXTextEncoder, "AudioXVideoEncoder": AudioXVideoEncoder,
-                       "AudioXImageEncoder": AudioXImageEncoder, "AudioXAudioPromptEncoder": AudioXAudioPromptEncoder,
-                       "AudioXSyncEncoder": AudioXSyncEncoder}
-NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}
+NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in (AudioXTextEncoder, AudioXVideoEncoder, AudioXImageEncoder,
+                                                      AudioXAudioPromptEncoder, AudioXSyncEncoder)}

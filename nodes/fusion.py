@@ -9,9 +9,8 @@ from __future__ import annotations
 import contextlib
 
 from ..audiox_core import conditions
-from .common import (CATEGORY, COND, CONTEXT, MODEL, T5, Context, ModelBundle, T5Bundle, about_input, bool_input,
-                     expect, float_input, int_input, node_error, node_function, socket_input)
-from .encoders import MAX_SEED, fields_as_inputs
+from .common import (CATEGORY, COND, CONTEXT, MAX_SEED, MODEL, T5, Context, ModelBundle, T5Bundle, about_input,
+                     bool_input, expect, float_input, int_input, node_error, node_function, socket_input)
 
 SCALE_TOOLTIP = "Multiplies MAF's learned {} gate (0 = off, 1 = official). Without MAF: scales the tokens."
 
@@ -68,9 +67,8 @@ class AudioXMAFFusion:
         m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL")
         given = {name: expect(cond, conditions.Condition, node, name, "an AUDIOX_COND")
                  for name, cond in (("text", text), ("video", video), ("audio", audio)) if cond is not None}
-        with fields_as_inputs(node):
-            conds = conditions.checked_conditions(m.model, **given)
-            scale = conditions.checked_modality_scale((video_scale, text_scale, audio_scale))
+        conds = conditions.checked_conditions(m.model, **given)
+        scale = conditions.checked_modality_scale((video_scale, text_scale, audio_scale))
         return fuse_context(node, m, conds, scale, cond_seed)
 
 
@@ -103,11 +101,10 @@ class AudioXModalityDrop:
         if context.source != conditions.model_fingerprint(m.model):
             raise node_error(node, "context", "was made for another model")
         t5 = expect(t5, T5Bundle, node, "t5", "an AUDIOX_T5") if t5 is not None and drop_text else None
-        with fields_as_inputs(node), (t5.on_device() if t5 is not None else contextlib.nullcontext()):
+        with t5.on_device() if t5 is not None else contextlib.nullcontext():
             conds, dropped = conditions.drop_modalities(m.model, context.conds, video=drop_video, text=drop_text,
                                                         audio=drop_audio, text_encoder=t5.encoder if t5 else None)
         return fuse_context(node, m, conds, context.modality_scale or (1.0, 1.0, 1.0), context.seed, dropped)
 
 
 NODE_CLASS_MAPPINGS = {"AudioXMAFFusion": AudioXMAFFusion, "AudioXModalityDrop": AudioXModalityDrop}
-NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

@@ -262,4 +262,3 @@ class AudioXSynchformerLoader(LoaderNode):
 
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in (AudioXModelLoader, AudioXVAELoader, AudioXT5Loader,
                                                       AudioXCLIPVisionLoader, AudioXSynchformerLoader)}
-NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

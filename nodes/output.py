@@ -63,9 +63,8 @@ class AudioXVideoWithAudio:
             frames, rate, frames_input = source, float(video_rate), "video"
         try:
             segment, clip = media.frames_under_audio(frames, rate, float(start_seconds), clip, sr)
-        except FieldError as e:
-            input_name = {"frames": frames_input, "start": "start_seconds"}.get(e.field, e.field)
-            raise node_error(node, input_name, str(e)) from None
+        except FieldError as e:  # the core's names of the frames and the start
+            raise node_error(node, {"frames": frames_input, "start": "start_seconds"}.get(e.field, e.field), str(e))
         with about_input(node, frames_input):
             return (comfy_compat.make_video(segment, rate, {"waveform": clip.unsqueeze(0), "sample_rate": sr}),)
 
@@ -108,4 +107,3 @@ class AudioXSpectrogram:
 
 
 NODE_CLASS_MAPPINGS = {"AudioXVideoWithAudio": AudioXVideoWithAudio, "AudioXSpectrogram": AudioXSpectrogram}
-NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

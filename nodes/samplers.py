@@ -21,13 +21,14 @@ import torch
 
 from ..audiox_core import generate as generation
 from ..audiox_core import task
+from ..audiox_core.loaded_model import synchformer_attached
 from . import comfy_compat
-from .common import (CATEGORY, COND, CONTEXT, MASK, MAX_SECONDS, MODEL, Context, ModelBundle, TimeMask, about_input,
-                     bool_input, choice_input, expect, float_input, int_input, node_error, node_function, socket_input)
+from .common import (CATEGORY, COND, CONTEXT, HIDDEN, MASK, MAX_SECONDS, MAX_SEED, MODEL, Context, ModelBundle,
+                     TimeMask, about_input, bool_input, choice_input, expect, float_input, int_input, node_error,
+                     node_function, socket_input)
 
 log = logging.getLogger(__name__)
 
-HIDDEN = {"unique_id": "UNIQUE_ID"}
 SAMPLERS = ["auto", *generation.BASE_SAMPLERS_V,
             *[name for name in generation.BASE_SAMPLERS_RF if name not in generation.BASE_SAMPLERS_V]]
 
@@ -48,7 +49,7 @@ SAMPLER_TOOLTIP = ("auto = the model's official sampler (DPM++ 3M SDE for v-obje
 def _model_seed_context() -> dict:
     return {"model": socket_input(MODEL, "The AudioX model (AudioX Model Loader)."),
             "context": socket_input(CONTEXT, "Fused conditions (AudioX MAF Fusion) made for this model."),
-            "seed": int_input(0, 0, 0xFFFFFFFFFFFFFFFF, "Noise seed; the same seed gives the same audio on any device.",
+            "seed": int_input(0, 0, MAX_SEED, "Noise seed; the same seed gives the same audio on any device.",
                               control_after_generate=True)}
 
 
@@ -93,21 +94,6 @@ def _request(node: str, mode: str, bundle: ModelBundle, context: Context, inputs
         batch=int(inputs["batch"]))
 
 
-@contextlib.contextmanager
-def _synchformer_attached(bundle: ModelBundle, synchformer):
-    """Long-form video from a fused context: the model runs the Synchformer the video was encoded with."""
-    if synchformer is None:
-        yield
-        return
-    previous = bundle.model.synchformer
-    with synchformer.on_device():
-        try:
-            bundle.model.set_synchformer(synchformer.module)
-            yield
-        finally:
-            bundle.model.set_synchformer(previous)
-
-
 def run(node: str, mode: str, model, context, inputs: dict, unique_id=None) -> dict:
     """Map a sampler node's inputs to a request, plan it (every check), run it once."""
     bundle: ModelBundle = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
@@ -119,7 +105,9 @@ def run(node: str, mode: str, model, context, inputs: dict, unique_id=None) -> d
         plan = _request(node, mode, bundle, fused, inputs).plan(bundle.model)
     except task.RequestError as e:
         raise node_error(node, INPUT_OF_FIELD.get(e.field, "context"), str(e)) from e
-    with bundle.on_device(*plan.parts), _synchformer_attached(bundle, plan.synchformer), \
+    synchformer = plan.synchformer  # long-form video from a fused context: the Synchformer it was encoded with
+    with bundle.on_device(*plan.parts), synchformer.on_device() if synchformer else contextlib.nullcontext(), \
+            synchformer_attached(bundle.model, getattr(synchformer, "module", None)), \
             about_input(node, "duration" if plan.long_form else "context"):
         result = plan.run(comfy_compat.make_progress_callback(None, unique_id))
     mask = inputs["mask"]
@@ -237,4 +225,3 @@ class AudioXCompileBackbone:
 
 NODE_CLASS_MAPPINGS = {"AudioXSampler": AudioXSampler, "AudioXTurboSampler": AudioXTurboSampler,
                        "AudioXCompileBackbone": AudioXCompileBackbone}
-NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

@@ -11,13 +11,11 @@ import torch
 
 from ..audiox_core import generate as generation
 from ..audiox_core import media
-from ..audiox_core.errors import FieldError
 from . import comfy_compat
-from .common import (CATEGORY, VAE, VAEBundle, about_input, audio_output, bool_input, check_audio_input,
-                     choice_input, expect, int_input, node_error, node_function, socket_input)
+from .common import (CATEGORY, HIDDEN, MAX_SEED, VAE, VAEBundle, about_input, audio_output, bool_input,
+                     check_audio_input, choice_input, expect, int_input, node_error, node_function, socket_input)
 from .preview import audio_preview, regenerated_seconds
 
-HIDDEN = {"unique_id": "UNIQUE_ID"}
 CHUNK = ["auto", "on", "off"]
 CHUNKED = {"auto": None, "on": True, "off": False}
 CHUNK_TOOLTIP = ("Process long audio in overlapping chunks with an exact receptive-field overlap (same result, "
@@ -47,7 +45,7 @@ class AudioXVAEEncode:
                 "audio": socket_input("AUDIO", "Audio to encode (core Load Audio or any AUDIO)."),
                 "sample_posterior": bool_input(True, "On: draw the latents from the VAE posterior as the official "
                                                      "code does. Off: use its mean (deterministic)."),
-                "posterior_seed": int_input(0, 0, 0xFFFFFFFFFFFFFFFF, "Seed of the posterior sample."),
+                "posterior_seed": int_input(0, 0, MAX_SEED, "Seed of the posterior sample."),
                 "chunked": choice_input(CHUNK, "auto", CHUNK_TOOLTIP),
             },
             "hidden": dict(HIDDEN),
@@ -58,11 +56,8 @@ class AudioXVAEEncode:
         node = self.DISPLAY_NAME
         v = expect(vae, VAEBundle, node, "vae", "an AUDIOX_VAE")
         wave, sr = check_audio_input(audio, node, "audio")
-        try:
-            generation.check_encode_length(v.view(), wave.shape[-1], sr, user=node)
-        except FieldError as e:
-            raise node_error(node, e.field, str(e)) from e
-        generator = torch.Generator().manual_seed(int(posterior_seed) & 0xFFFF_FFFF_FFFF_FFFF)
+        generation.check_encode_length(v.view(), wave.shape[-1], sr, user=node)
+        generator = torch.Generator().manual_seed(int(posterior_seed) & MAX_SEED)
         progress = comfy_compat.make_progress_callback(None, unique_id)
         with v.on_device(), about_input(node, "audio"):
             latents, report = generation.encode(v.view(), wave, sr, generator=generator, sample=bool(sample_posterior),
@@ -138,4 +133,3 @@ def _checked_latents(node: str, samples, latent_dim: int) -> torch.Tensor:
 
 
 NODE_CLASS_MAPPINGS = {"AudioXVAEEncode": AudioXVAEEncode, "AudioXVAEDecode": AudioXVAEDecode}
-NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}
