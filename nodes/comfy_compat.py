@@ -40,7 +40,7 @@ _MISSING: set[str] = set()
 
 
 def _optional(name: str):
-    """The module ``name`` if it can be imported, else None (only for a *missing* module)."""
+    """The module ``name``, or None when it is *missing* (a broken import raises)."""
     mod = sys.modules.get(name)
     if mod is not None:
         return mod
@@ -63,17 +63,14 @@ def reset_import_cache() -> None:
 
 
 def _mm():
-    """``comfy.model_management``, else its stand-in :class:`audiox_core.standalone.ModelManagement`."""
     return _optional("comfy.model_management") or standalone.ModelManagement
 
 
 def _folder_paths():
-    """``folder_paths``, else its stand-in :data:`audiox_core.standalone.FOLDER_PATHS`."""
     return _optional("folder_paths") or standalone.FOLDER_PATHS
 
 
 def comfy_available() -> bool:
-    """True when ComfyUI's ``comfy.model_management`` can be imported."""
     return _optional("comfy.model_management") is not None
 
 
@@ -84,29 +81,27 @@ def get_torch_device() -> torch.device:
 
 
 def unet_offload_device() -> torch.device:
-    """Where idle model weights live: ComfyUI's offload device, else the CPU."""
+    """Where idle model weights live."""
     return _mm().unet_offload_device()
 
 
 def intermediate_device() -> torch.device:
-    """Where node outputs (AUDIO waveforms, IMAGE frames) should live: CPU unless --gpu-only."""
+    """Where node outputs (AUDIO waveforms, IMAGE frames) live: CPU unless --gpu-only."""
     return _mm().intermediate_device()
 
 
 def soft_empty_cache() -> None:
-    """Release cached accelerator memory (ComfyUI's helper, else ``torch.cuda.empty_cache``)."""
     _mm().soft_empty_cache()
 
 
 # ---------- interruption, progress and UI messages ------------------------------------------
 def interrupt_processing(value: bool = True) -> None:
-    """Request (or clear) an interrupt: ComfyUI's global flag, else a local one."""
     _mm().interrupt_current_processing(value)
 
 
 def throw_exception_if_processing_interrupted() -> None:
-    """Raise if an interrupt was requested (ComfyUI's ``InterruptProcessingException``, reported as
-    *interrupted*; outside ComfyUI :class:`Interrupted`), and clear the request."""
+    """Raise (and clear) a requested interrupt: ComfyUI's ``InterruptProcessingException``, else
+    :class:`Interrupted`."""
     _mm().throw_exception_if_processing_interrupted()
 
 
@@ -118,14 +113,13 @@ def interrupt_exceptions() -> tuple:
 
 
 def _prompt_server():
-    """The running ComfyUI ``PromptServer`` (its ``server`` module is imported before any pack), or None."""
+    """The running ``PromptServer`` (``server`` is imported before any pack), or None."""
     server = sys.modules.get("server")
     return getattr(getattr(server, "PromptServer", None), "instance", None) if server is not None else None
 
 
 def _call_prompt_server(method: str, *args) -> bool:
-    """``PromptServer.instance.<method>(*args)``; False without a server with that method or when the
-    call fails: a UI nicety never breaks the work."""
+    """``PromptServer.instance.<method>(*args)``; False when there is none or it fails (a UI nicety)."""
     fn = getattr(_prompt_server(), method, None)
     if fn is None:
         return False
@@ -143,8 +137,7 @@ def send_progress_text(text: str, node_id: Optional[str]) -> bool:
 
 
 def ui_event(event: str, data: dict) -> bool:
-    """Send ``{"type": event, "data": data}`` to the browsers (``PromptServer.send_sync``); False
-    (nothing sent) outside a running ComfyUI server."""
+    """Send ``{"type": event, "data": data}`` to the browsers (``PromptServer.send_sync``)."""
     return _call_prompt_server("send_sync", event, data, getattr(_prompt_server(), "client_id", None))
 
 
@@ -180,7 +173,7 @@ def make_progress_callback(total: Optional[int] = None, node_id: Optional[str] =
 
 # ---------- model folders -------------------------------------------------------------------
 def _folder_key(fp, name: str) -> str:
-    """``name`` as ``folder_paths`` keys it (legacy names mapped); :class:`InputError` when unregistered."""
+    """``name`` as ``folder_paths`` keys it (legacy names mapped), or InputError."""
     key = fp.map_legacy(name) if hasattr(fp, "map_legacy") else name
     if key not in fp.folder_names_and_paths:
         raise InputError(f"model folder '{name}' is not registered (call register_model_folder first)")
@@ -200,13 +193,11 @@ def add_model_path(name: str, path: str | os.PathLike) -> None:
     """Also search ``path`` (e.g. the pack's ``models/demo``) for the registered folder ``name``,
     after the user's paths (a user file of the same name wins)."""
     fp = _folder_paths()
-    _folder_key(fp, name)
-    fp.add_model_folder_path(name, str(Path(path).resolve()))
+    fp.add_model_folder_path(_folder_key(fp, name), str(Path(path).resolve()))
 
 
 def comfy_t5_tokenizer_dir() -> Optional[Path]:
-    """ComfyUI's bundled t5-base SentencePiece tokenizer folder (``comfy/text_encoders/t5_tokenizer``),
-    or None outside ComfyUI / when this ComfyUI has none."""
+    """ComfyUI's bundled t5-base SentencePiece tokenizer folder, or None."""
     files = getattr(_optional("comfy"), "__file__", None)
     if not files:
         return None
@@ -215,17 +206,14 @@ def comfy_t5_tokenizer_dir() -> Optional[Path]:
 
 
 def get_folder_paths(name: str) -> list[str]:
-    """The directories searched for model folder ``name`` (it must be registered)."""
     fp = _folder_paths()
-    _folder_key(fp, name)
-    return list(fp.get_folder_paths(name))
+    return list(fp.get_folder_paths(_folder_key(fp, name)))
 
 
 def get_filename_list(name: str) -> list[str]:
     """Sorted relative paths (``/``-separated) of the files in model folder ``name``."""
     fp = _folder_paths()
-    _folder_key(fp, name)
-    return list(fp.get_filename_list(name))
+    return list(fp.get_filename_list(_folder_key(fp, name)))
 
 
 def find_model_file(name: str, filename, *, what: str = "", kind: str = "any") -> Optional[Path]:
@@ -244,18 +232,15 @@ def get_full_path(name: str, filename: str) -> str:
     return str(full)
 
 
-def get_output_directory() -> str:
-    """ComfyUI's output directory, else ``$AUDIOX_OUTPUT_DIR`` or ``./output``."""
+def get_output_directory() -> str:  # outside ComfyUI: $AUDIOX_OUTPUT_DIR or ./output
     return _folder_paths().get_output_directory()
 
 
-def get_input_directory() -> str:
-    """ComfyUI's input directory, else ``$AUDIOX_INPUT_DIR`` or ``./input``."""
+def get_input_directory() -> str:  # outside ComfyUI: $AUDIOX_INPUT_DIR or ./input
     return _folder_paths().get_input_directory()
 
 
-def get_temp_directory() -> str:
-    """ComfyUI's temp directory, else ``<system temp>/audiox``."""
+def get_temp_directory() -> str:  # outside ComfyUI: <system temp>/audiox
     return _folder_paths().get_temp_directory()
 
 
@@ -277,19 +262,18 @@ def wrap_model(module: torch.nn.Module, load_device: Optional[torch.device] = No
 
 
 def _manager_of(handles: Sequence[Any]):
-    """ComfyUI's model management for handles it knows, the stand-in for :class:`LocalModelHandle`s only."""
+    """The stand-in model management for :class:`LocalModelHandle`s only, else ComfyUI's."""
     local = all(isinstance(h, LocalModelHandle) for h in handles)
     return standalone.ModelManagement if local else _mm()
 
 
 def load_models_gpu(handles: Sequence[Any], memory_required: int = 0) -> None:
-    """Put every handle's model fully on its load device, evicting other models if needed."""
     handles = [h for h in handles if h is not None]
     _manager_of(handles).load_models_gpu(handles, memory_required=memory_required, force_full_load=True)
 
 
 def offload_models(handles: Sequence[Any]) -> None:
-    """Move the handles' models back to their offload devices now and free cached memory."""
+    """Move the handles' models to their offload devices now and free cached memory."""
     handles = [h for h in handles if h is not None]
     manager = _manager_of(handles)
     if manager is standalone.ModelManagement:
@@ -328,13 +312,13 @@ def make_video(images: torch.Tensor, fps: float | Fraction, audio: Optional[dict
 
 
 def video_with_audio(video: Any, audio: dict):
-    """``video``'s frames and frame rate with ``audio`` as its sound track (decodes every frame)."""
+    """``video``'s frames with ``audio`` as its sound track (decodes every frame)."""
     components = video.get_components()
     return make_video(components.images, components.frame_rate, audio)
 
 
 def video_from_file(path: str | os.PathLike):
-    """A VIDEO for a file on disk (``VideoFromFile`` of ComfyUI, else of :mod:`audiox_core.media.video_value`)."""
+    """A VIDEO for a file on disk."""
     impl = _optional("comfy_api.input_impl")
     return impl.VideoFromFile(str(path)) if impl is not None else VideoFromFile(path)
 

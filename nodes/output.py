@@ -1,11 +1,6 @@
-"""Output helpers: put generated audio onto the input video, and draw a spectrogram.
-
-* AudioX Video With Audio — a core VIDEO (for core Save Video) whose sound track is the generated
-  audio, starting at the window's start in the source video.  A file-backed video (core Load
-  Video) is remuxed without re-encoding when the cut is exact (else the segment is re-encoded);
-  IMAGE frames + fps are cut to the audio's length.
-* AudioX Spectrogram — an IMAGE of the audio (mel-scaled frequency, dB colour), for core Preview
-  Image / Save Image.
+"""Output nodes: AudioX Video With Audio (a core VIDEO whose sound track is the generated audio; a
+file-backed video is remuxed without re-encoding when the cut is exact, else the segment is re-encoded;
+IMAGE frames + fps are cut to the audio's length) and AudioX Spectrogram (an IMAGE of the audio).
 """
 from __future__ import annotations
 
@@ -69,7 +64,6 @@ class AudioXVideoWithAudio:
             return (comfy_compat.make_video(segment, rate, {"waveform": clip.unsqueeze(0), "sample_rate": sr}),)
 
     def _remux(self, source, clip: torch.Tensor, sample_rate: int, start: float):
-        """A file-backed VIDEO: the audio muxed into a copy of its segment in the temp folder."""
         out = os.path.join(comfy_compat.get_temp_directory(), "audiox", f"video_with_audio_{uuid.uuid4().hex[:12]}.mp4")
         os.makedirs(os.path.dirname(out), exist_ok=True)
         seconds = clip.shape[-1] / sample_rate

@@ -1,16 +1,10 @@
-"""Sampler nodes: AudioX Sampler (Base: multi-step with CFG) and AudioX Turbo Sampler (1–8 steps).
+"""Sampler nodes: AudioX Sampler (Base: multi-step with CFG), AudioX Turbo Sampler (1–8 steps) and
+AudioX Compile Backbone.  The samplers map their inputs to one :class:`audiox_core.task.GenerationRequest`
+(inpainting/completion, variation, long-form: see the node descriptions); the core plans and runs it.
 
-Both turn a fused context into audio latents (core ``LATENT`` ``{"samples": [B, C, L], "type":
-"audio"}``), optionally
-
-* keeping parts of given latents (``latent`` + ``mask``: inpainting or completion),
-* starting from given latents (Base only: ``latent`` + ``denoise`` < 1, a variation), or
-* generating longer than the model's window (``duration`` > window: overlapping windows, each
-  conditioned on the previous one; text, and video re-encoded window by window).
-
-The LATENT carries an extra ``"audiox"`` entry (sample rate, seconds, keep-mask) that AudioX VAE
-Decode uses to trim to the requested duration and to paste the original audio back outside the
-regenerated ranges.  Progress and Cancel work through ComfyUI's progress bar.
+The output LATENT (``{"samples": [B, C, L], "type": "audio"}``) carries an extra ``"audiox"`` entry
+(sample rate, seconds, keep-mask) that AudioX VAE Decode uses to trim to the requested duration and
+to paste the original audio back outside the regenerated ranges.
 """
 from __future__ import annotations
 

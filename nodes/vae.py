@@ -94,7 +94,7 @@ class AudioXVAEDecode:
     def decode(self, vae, samples, normalize=True, chunked="auto", original_audio=None, unique_id=None):
         node = self.DISPLAY_NAME
         v = expect(vae, VAEBundle, node, "vae", "an AUDIOX_VAE")
-        latents = _checked_latents(node, samples, v.pretransform.latent_dim)
+        latents = generation.checked_latents(samples, v.pretransform.latent_dim)
         meta = dict(samples.get("audiox") or {})
         keep, sr, ratio = meta.get("keep"), v.sample_rate, v.pretransform.downsampling_ratio
         if original_audio is not None and keep is None:
@@ -117,19 +117,6 @@ class AudioXVAEDecode:
                    "mask": meta.get("mask_kind") if keep is not None else None,
                    "regenerated": regenerated_seconds(keep, ratio / sr, seconds)}
         return {"ui": {"audiox_preview": [preview]}, "result": (audio_output(audio, sr),)}
-
-
-def _checked_latents(node: str, samples, latent_dim: int) -> torch.Tensor:
-    """The ``[B, C, L]`` latents of a LATENT input, with ``C`` channels as this VAE decodes."""
-    if not isinstance(samples, dict) or not torch.is_tensor(samples.get("samples")):
-        raise node_error(node, "samples", f"needs a LATENT, got {type(samples).__name__}")
-    latents = samples["samples"]
-    if latents.dim() != 3:
-        raise node_error(node, "samples", f"has shape {tuple(latents.shape)}; audio latents are [B, C, L]")
-    if latents.shape[1] != latent_dim:
-        raise node_error(node, "samples", f"has {latents.shape[1]} channels but this VAE decodes "
-                         f"{latent_dim}: use the VAE of the model that made them")
-    return latents
 
 
 NODE_CLASS_MAPPINGS = {"AudioXVAEEncode": AudioXVAEEncode, "AudioXVAEDecode": AudioXVAEDecode}
