@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 import os
 
-import torch
-
+from ..audiox_core.acceleration import FP8, loaded_backbone_fp8, model_weight_dtype, t5_weight_dtype
 from ..audiox_core.errors import AudioXError, CheckpointError
 from . import comfy_compat
 from .common import (CATEGORY, CLIP_VISION, DTYPE_OPTIONS, DTYPE_TOOLTIP, MODEL, SYNCHFORMER, T5, VAE,
@@ -24,7 +23,6 @@ from .values import model_parts  # noqa: F401 (AudioX Distill builds its student
 
 log = logging.getLogger(__name__)
 
-FP8 = "fp8_e4m3fn"
 MODEL_DTYPE_OPTIONS = DTYPE_OPTIONS + [FP8]
 MODEL_DTYPE_TOOLTIP = (DTYPE_TOOLTIP + " fp8_e4m3fn: the transformer blocks' weights are stored in 8 bits (half of "
                        "bf16, for 8 GB cards) and cast per layer to the compute dtype (bf16 on a GPU that supports "
@@ -113,16 +111,13 @@ class AudioXModelLoader(LoaderNode):
 
     @node_function
     def load(self, ckpt_name, dtype="auto", keep_on_gpu=True, vae=None, clip_vision=None):
-        from ..audiox_core.acceleration import fp8_available, loaded_backbone_fp8
         node = self.DISPLAY_NAME
         _check_separate_files(node, vae, clip_vision)
         path, _ = pick_weights_file(node, "ckpt_name", "audiox", ckpt_name, MODEL_KINDS, "an AudioX model",
                                     OTHER_LOADER_HINTS)
-        weights_dtype = resolve_dtype("auto" if dtype == FP8 else dtype)
-        if dtype == FP8 and not fp8_available():
-            raise node_error(node, "dtype", "fp8_e4m3fn needs a PyTorch with float8 types (≥ 2.1)")
+        weights_dtype, fp8 = model_weight_dtype(dtype, comfy_compat.get_torch_device())
         model = _load_checkpoint(node, path, ckpt_name, weights_dtype, vae, clip_vision)
-        if dtype == FP8:
+        if fp8:
             loaded_backbone_fp8(model, weights_dtype)
         parts = model_parts(model)
         bundle = ModelBundle(model, parts, _offload(keep_on_gpu), name=os.path.basename(ckpt_name))
@@ -197,8 +192,7 @@ class AudioXT5Loader(LoaderNode):
         node = self.DISPLAY_NAME
         path = pick_file(node, "t5_name", "text_encoders", t5_name)
         tokenizer = comfy_compat.comfy_t5_tokenizer_dir() if needs_outside_tokenizer(path) else None
-        on_cpu = comfy_compat.get_torch_device().type == "cpu"
-        weights_dtype = (torch.float32 if on_cpu else torch.float16) if dtype == "auto" else resolve_dtype(dtype)
+        weights_dtype = t5_weight_dtype(dtype, comfy_compat.get_torch_device())
         with about_input(node, "t5_name"):
             encoder = T5TextEncoder.from_local(path, dtype=weights_dtype, device=comfy_compat.unet_offload_device(),
                                                tokenizer_path=tokenizer, expected_dim=None)
