@@ -24,8 +24,9 @@ from .errors import FieldError, InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["weight_dtype", "t5_weight_dtype", "model_weight_dtype", "compile_backbone", "backbone_compiled", "store_weights_fp8", "backbone_weights_fp8",
-           "FP8Linear", "has_fp8_weights", "refuse_fp8", "fp8_available", "on_device"]
+__all__ = ["weight_dtype", "t5_weight_dtype", "model_weight_dtype", "compile_backbone", "backbone_compiled",
+           "store_weights_fp8", "backbone_weights_fp8", "FP8Linear", "has_fp8_weights", "refuse_fp8", "fp8_available",
+           "on_device"]
 
 _CACHE_ATTR = "_audiox_compiled_forwards"
 FP8 = "fp8_e4m3fn"  # the model loader's choice of fp8 backbone weights

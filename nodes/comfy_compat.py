@@ -106,8 +106,7 @@ def throw_exception_if_processing_interrupted() -> None:
 
 
 def interrupt_exceptions() -> tuple:
-    """The exception types that mean "Cancel" (:class:`Interrupted`, ComfyUI's
-    ``InterruptProcessingException``): training catches them, saves, and re-raises."""
+    """The exception types that mean "Cancel" (training catches them, saves, and re-raises)."""
     extra = getattr(_mm(), "InterruptProcessingException", None)
     return (Interrupted,) + ((extra,) if isinstance(extra, type) else ())
 
@@ -132,7 +131,7 @@ def _call_prompt_server(method: str, *args) -> bool:
 
 
 def send_progress_text(text: str, node_id: Optional[str]) -> bool:
-    """Show ``text`` on node ``node_id`` while it runs (``PromptServer.send_progress_text``)."""
+    """Show ``text`` on node ``node_id`` while it runs."""
     return node_id is not None and _call_prompt_server("send_progress_text", str(text), str(node_id))
 
 
@@ -142,8 +141,8 @@ def ui_event(event: str, data: dict) -> bool:
 
 
 class ProgressBar:
-    """ComfyUI's ``comfy.utils.ProgressBar`` when available, else a silent counter; both check for
-    interruption on every update (ComfyUI's own bar only with the server's hook installed)."""
+    """ComfyUI's ``comfy.utils.ProgressBar``, else a silent counter; checks for interruption on every
+    update (ComfyUI's own bar only does with the server's hook installed)."""
 
     def __init__(self, total: int, node_id: Optional[str] = None):
         self.total = int(total)
@@ -165,9 +164,8 @@ class ProgressBar:
 
 
 def make_progress_callback(total: Optional[int] = None, node_id: Optional[str] = None) -> ProgressCallback:
-    """An ``audiox_core`` progress callback ``callback(step, total, info)`` driving a ProgressBar on
-    node ``node_id`` (its hidden ``UNIQUE_ID``); it raises on interrupt, which stops the core loop.
-    ``total`` fixes the bar length (core steps are rescaled onto it); ``None`` follows the core's."""
+    """A core progress callback ``(step, total, info)`` driving a ProgressBar on node ``node_id`` (hidden
+    ``UNIQUE_ID``) and raising on interrupt; ``total`` fixes the bar length, ``None`` follows the core's."""
     return progress.bar_callback(lambda n: ProgressBar(n, node_id=node_id), total)
 
 
@@ -181,17 +179,15 @@ def _folder_key(fp, name: str) -> str:
 
 
 def register_model_folder(name: str, default_subdir: str, extensions: Iterable[str]) -> None:
-    """Make ``name`` a model folder (default ``<models>/<default_subdir>``) listing ``extensions``.
-    Inside ComfyUI ``folder_paths.add_model_folder_path`` de-duplicates and keeps the user's paths
-    (extra_model_paths.yaml); for a core folder (``loras``, ...) it only adds our default path."""
+    """Make ``name`` a model folder (default ``<models>/<default_subdir>``) listing ``extensions``; the
+    user's paths (extra_model_paths.yaml) stay, for a core folder (``loras``) only our path is added."""
     fp = _folder_paths()
     fp.add_model_folder_path(name, os.path.join(fp.models_dir, default_subdir))
     fp.folder_names_and_paths[_folder_key(fp, name)][1].update(e if e.startswith(".") else "." + e for e in extensions)
 
 
 def add_model_path(name: str, path: str | os.PathLike) -> None:
-    """Also search ``path`` (e.g. the pack's ``models/demo``) for the registered folder ``name``,
-    after the user's paths (a user file of the same name wins)."""
+    """Also search ``path`` for the registered folder ``name``, after the user's paths (theirs win)."""
     fp = _folder_paths()
     fp.add_model_folder_path(_folder_key(fp, name), str(Path(path).resolve()))
 
@@ -217,14 +213,13 @@ def get_filename_list(name: str) -> list[str]:
 
 
 def find_model_file(name: str, filename, *, what: str = "", kind: str = "any") -> Optional[Path]:
-    """The file (or folder) ``filename`` of model folder ``name``, symlinks resolved, or None; a name
-    leading outside the folder's directories raises ``PathError`` (``fileio.resolve_inside``)."""
+    """``filename`` (file or folder) in model folder ``name``, symlinks resolved, or None; PathError
+    for a name leading outside the folder."""
     return resolve_inside(filename, get_folder_paths(name), what=what or f"model folder '{name}'", kind=kind)
 
 
 def get_full_path(name: str, filename: str) -> str:
-    """Absolute path of ``filename`` in folder ``name``; :class:`InputError` naming the searched
-    directories when absent, ``PathError`` when the name leads outside them."""
+    """Absolute path of ``filename`` in folder ``name``; InputError when absent, PathError outside it."""
     full = find_model_file(name, filename, kind="file")
     if full is None:
         searched = ", ".join(get_folder_paths(name)) or "no directories"
@@ -247,9 +242,8 @@ def get_temp_directory() -> str:  # outside ComfyUI: <system temp>/audiox
 # ---------- model memory management ---------------------------------------------------------
 def wrap_model(module: torch.nn.Module, load_device: Optional[torch.device] = None,
                offload_device: Optional[torch.device] = None):
-    """Wrap ``module`` (already on ``offload_device``) for device management: a ``ModelPatcher`` in
-    ComfyUI, else a :class:`LocalModelHandle`; ``handle.model`` is the module, or a :class:`ModuleHolder`
-    around it (``.inner``, moved in place) when it has a read-only attribute ``ModelPatcher`` sets."""
+    """Wrap ``module`` (already on ``offload_device``) in a ``ModelPatcher`` (else a :class:`LocalModelHandle`),
+    inside a :class:`ModuleHolder` when it has a read-only attribute ``ModelPatcher`` sets."""
     if standalone.has_readonly_patcher_attr(module):
         module = ModuleHolder(module)
     load_device = load_device if load_device is not None else get_torch_device()
@@ -290,8 +284,8 @@ def offload_models(handles: Sequence[Any]) -> None:
 
 @contextlib.contextmanager
 def models_on_device(*handles: Any, memory_required: int = 0, offload_after: Optional[bool] = None) -> Iterator[None]:
-    """``with models_on_device(dit, vae): ...`` loads the models for the block; ``offload_after=None``
-    leaves them to ComfyUI's memory manager inside ComfyUI and offloads at the end outside it."""
+    """Load the models for the block; ``offload_after=None``: inside ComfyUI its memory manager decides,
+    outside it they are offloaded after."""
     load_models_gpu(handles, memory_required=memory_required)
     try:
         yield
@@ -302,8 +296,7 @@ def models_on_device(*handles: Any, memory_required: int = 0, offload_after: Opt
 
 # ---------- VIDEO values --------------------------------------------------------------------
 def make_video(images: torch.Tensor, fps: float | Fraction, audio: Optional[dict] = None):
-    """A VIDEO (``VideoFromComponents``, ComfyUI's or :mod:`audiox_core.media.video_value`'s) from
-    IMAGE frames ``[N, H, W, 3]`` (0..1), an fps and an optional AUDIO."""
+    """A VIDEO from IMAGE frames ``[N, H, W, 3]`` (0..1), an fps and an optional AUDIO."""
     rate = check_video_parts(images, fps, audio)
     impl, util = _optional("comfy_api.input_impl"), _optional("comfy_api.util")
     if impl is not None and util is not None:

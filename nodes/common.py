@@ -2,9 +2,7 @@
 that name node and input (e.g. ``AudioX Video Encoder: input 'video' has no frames``).
 
 Socket types are custom, all-caps and prefixed so they never clash with core or other packs; each
-constant below names the value class that travels on it.  A model with LoRAs is a
-:class:`ModelBundle` sharing the loaded model; its LoRAs are attached only inside
-:meth:`ModelBundle.on_device`, so the model other nodes hold (and ComfyUI caches) stays the base.
+constant below names the value class that travels on it (:mod:`.values`).
 """
 from __future__ import annotations
 
@@ -46,7 +44,6 @@ HIDDEN = {"unique_id": "UNIQUE_ID"}  # the node id, for progress bars (make_prog
 
 # ---------- input declarations: one line per input ----------------------------------------------------
 def socket_input(type_name: str, tooltip: str, **options) -> tuple:
-    """``(type, {"tooltip": ..., **options})``: a link socket (or any type) with its tooltip."""
     return (type_name, {"tooltip": tooltip, **options})
 
 
@@ -59,7 +56,6 @@ def int_input(default: int, min: int, max: int, tooltip: str, **options) -> tupl
 
 
 def string_input(default: str, tooltip: str, **options) -> tuple:
-    """A STRING widget (``multiline=True`` for a text box)."""
     return ("STRING", {"default": default, "tooltip": tooltip, **options})
 
 
@@ -120,11 +116,9 @@ def node_function(fn):
 
 
 def check_widgets(cls, values: dict) -> "str | bool":
-    """``True``, or a message naming the first widget value of ``values`` that breaks its own
-    INPUT_TYPES declaration: NaN / infinite numbers, numbers outside min..max, a choice not in
-    the list.  For ``VALIDATE_INPUTS``: ComfyUI skips its own min/max checks for every input a
-    node's ``VALIDATE_INPUTS`` takes, so this redoes them (and adds the finite check they lack).
-    ``None`` values (linked inputs, checked when the node runs) are skipped."""
+    """For ``VALIDATE_INPUTS`` (ComfyUI then skips its own min/max checks of the inputs it takes):
+    ``True``, or a message naming the first widget value of ``values`` (``None``, a link, is skipped)
+    that is not finite, is outside min..max, or is a choice not in the list."""
     spec = cls.INPUT_TYPES()
     decl = {**spec.get("required", {}), **spec.get("optional", {})}
     node = cls.DISPLAY_NAME
@@ -158,7 +152,7 @@ def expect(value: Any, cls: type, node: str, input_name: str, what: str) -> Any:
 
 # ---------- dtype / AUDIO values ----------------------------------------------------------------------
 def resolve_dtype(choice: str, device: Optional[torch.device] = None) -> torch.dtype:
-    """The torch dtype for a DTYPE_OPTIONS choice (``auto`` depends on the compute device)."""
+    """The torch dtype for a DTYPE_OPTIONS choice on the compute device."""
     return weight_dtype(choice, device or comfy_compat.get_torch_device())
 
 

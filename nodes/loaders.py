@@ -95,15 +95,11 @@ class AudioXModelLoader(LoaderNode):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "ckpt_name": socket_input(list_audiox_files(), CKPT_TOOLTIP),
-                "dtype": choice_input(MODEL_DTYPE_OPTIONS, "auto", MODEL_DTYPE_TOOLTIP),
-                "keep_on_gpu": KEEP_ON_GPU_INPUT,
-            },
-            "optional": {"vae": socket_input(VAE, VAE_INPUT_TOOLTIP),
-                         "clip_vision": socket_input(CLIP_VISION, CLIP_INPUT_TOOLTIP)},
-        }
+        return {"required": {"ckpt_name": socket_input(list_audiox_files(), CKPT_TOOLTIP),
+                             "dtype": choice_input(MODEL_DTYPE_OPTIONS, "auto", MODEL_DTYPE_TOOLTIP),
+                             "keep_on_gpu": KEEP_ON_GPU_INPUT},
+                "optional": {"vae": socket_input(VAE, VAE_INPUT_TOOLTIP),
+                             "clip_vision": socket_input(CLIP_VISION, CLIP_INPUT_TOOLTIP)}}
 
     @classmethod
     def VALIDATE_INPUTS(cls, ckpt_name):

@@ -39,17 +39,14 @@ class AudioXVAEEncode:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "vae": socket_input(VAE, VAE_TOOLTIP),
-                "audio": socket_input("AUDIO", "Audio to encode (core Load Audio or any AUDIO)."),
-                "sample_posterior": bool_input(True, "On: draw the latents from the VAE posterior as the official "
-                                                     "code does. Off: use its mean (deterministic)."),
-                "posterior_seed": int_input(0, 0, MAX_SEED, "Seed of the posterior sample."),
-                "chunked": choice_input(CHUNK, "auto", CHUNK_TOOLTIP),
-            },
-            "hidden": dict(HIDDEN),
-        }
+        return {"required": {
+            "vae": socket_input(VAE, VAE_TOOLTIP),
+            "audio": socket_input("AUDIO", "Audio to encode (core Load Audio or any AUDIO)."),
+            "sample_posterior": bool_input(True, "On: draw the latents from the VAE posterior as the official code "
+                                                 "does. Off: use its mean (deterministic)."),
+            "posterior_seed": int_input(0, 0, MAX_SEED, "Seed of the posterior sample."),
+            "chunked": choice_input(CHUNK, "auto", CHUNK_TOOLTIP),
+        }, "hidden": dict(HIDDEN)}
 
     @node_function
     def encode(self, vae, audio, sample_posterior=True, posterior_seed=0, chunked="auto", unique_id=None):
@@ -79,16 +76,12 @@ class AudioXVAEDecode:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "vae": socket_input(VAE, VAE_TOOLTIP),
-                "samples": socket_input("LATENT", "Latents from an AudioX sampler or AudioX VAE Encode."),
-                "normalize": bool_input(True, NORMALIZE_TOOLTIP, label_on="peak-normalise", label_off="as decoded"),
-                "chunked": choice_input(CHUNK, "auto", CHUNK_TOOLTIP),
-            },
-            "optional": {"original_audio": socket_input("AUDIO", ORIGINAL_TOOLTIP)},
-            "hidden": dict(HIDDEN),
-        }
+        return {"required": {
+            "vae": socket_input(VAE, VAE_TOOLTIP),
+            "samples": socket_input("LATENT", "Latents from an AudioX sampler or AudioX VAE Encode."),
+            "normalize": bool_input(True, NORMALIZE_TOOLTIP, label_on="peak-normalise", label_off="as decoded"),
+            "chunked": choice_input(CHUNK, "auto", CHUNK_TOOLTIP),
+        }, "optional": {"original_audio": socket_input("AUDIO", ORIGINAL_TOOLTIP)}, "hidden": dict(HIDDEN)}
 
     @node_function
     def decode(self, vae, samples, normalize=True, chunked="auto", original_audio=None, unique_id=None):
