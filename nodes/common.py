@@ -143,9 +143,10 @@ def check_widgets(cls, values: dict) -> "str | bool":
     return True
 
 
-def expect(value: Any, cls: type, node: str, input_name: str, what: str) -> Any:
-    """``value`` if it is a ``cls``, else a NodeError saying what the input needs."""
-    if not isinstance(value, cls):
+def expect(value: Any, cls: type, node: str, input_name: str, what: str, *, optional: bool = False) -> Any:
+    """``value`` if it is a ``cls`` (or None for an ``optional`` input), else a NodeError saying what the
+    input needs."""
+    if not isinstance(value, cls) and not (optional and value is None):
         raise node_error(node, input_name, f"needs {what}, got {type(value).__name__}")
     return value
 

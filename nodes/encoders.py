@@ -24,16 +24,13 @@ SYNC_TOOLTIP = ("How MAF/Turbo models get their Synchformer sync features. synch
                 "zeros: no sync information, as the official gradio demo and the shipped demo model do. Models "
                 "without a sync branch (AudioX) ignore this.")
 
-# the model part that is None when a model has no condition of that kind
-_CONDITION_PARTS = {"video": "video_conditioner", "text": "text_spec", "audio": "audio_conditioner"}
-
 
 def _model(node: str, model, condition: "str | None" = None) -> ModelBundle:
     """The ``model`` input as a :class:`ModelBundle`; with ``condition`` ("video", "text", "audio") a
     model without that condition is refused."""
     m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
-    if condition is not None and getattr(m.model, _CONDITION_PARTS[condition]) is None:
-        raise node_error(node, "model", f"{m.variant} has no {condition} condition")
+    if condition is not None:
+        conditions.require_condition(m.model, condition)
     return m
 
 
@@ -59,13 +56,11 @@ def visual_input(node: str, video=None, images=None, fps: float = 0.0, *,
 def encode_visual(node: str, m: ModelBundle, visual: conditions.VisualInput, start: float, sync_mode: str,
                   resize: str, synchformer, sync_features, unique_id) -> conditions.Condition:
     """Shared by the video and image encoders: sync handling, device placement, progress."""
-    if sync_features is not None:
-        sync_features = expect(sync_features, SyncFeatures, node, "sync_features",
-                               "AUDIOX_SYNC from AudioX Sync Encoder").tokens
-    sync, synchformer = conditions.resolve_sync(m.model, sync_mode, sync_features, synchformer)
-    if synchformer is not None:
-        synchformer = expect(synchformer, SynchformerBundle, node, "synchformer",
-                             "AUDIOX_SYNCHFORMER from AudioX Synchformer Loader")
+    sync_features = expect(sync_features, SyncFeatures, node, "sync_features", "AUDIOX_SYNC from AudioX Sync Encoder",
+                           optional=True)
+    sync, synchformer = conditions.resolve_sync(m.model, sync_mode, getattr(sync_features, "tokens", None), synchformer)
+    synchformer = expect(synchformer, SynchformerBundle, node, "synchformer",
+                         "AUDIOX_SYNCHFORMER from AudioX Synchformer Loader", optional=True)
     synchformer_on_device = synchformer.on_device() if synchformer is not None else contextlib.nullcontext()
     with m.on_device("conditioner"), synchformer_on_device, about_input(node, "video"):
         cond = conditions.encode_video(m.model, visual, start=start, sync=sync, resize_mode=resize,
@@ -193,8 +188,7 @@ class AudioXAudioPromptEncoder(_ConditionEncoder):
         node = self.DISPLAY_NAME
         m = _model(node, model, "audio")
         wave, sr = check_audio_input(audio, node, "audio")
-        if mask is not None:
-            expect(mask, TimeMask, node, "mask", "an AUDIOX_MASK from AudioX Inpaint Mask / Completion Mask")
+        expect(mask, TimeMask, node, "mask", "an AUDIOX_MASK from AudioX Inpaint Mask / Completion Mask", optional=True)
         inpaint = mask.ranges if mask is not None and mask.kind == "inpaint" else None
         keep_seconds = mask.keep_seconds if mask is not None and mask.kind == "complete" else None
         wave = conditions.audio_prompt_waveform(m.model, wave, sr, inpaint=inpaint, keep_seconds=keep_seconds)

@@ -72,8 +72,7 @@ def _check_separate_files(node: str, vae, clip_vision) -> None:
         expect(vae, VAEBundle, node, "vae", "an AUDIOX_VAE from AudioX VAE Loader")
         if not vae.path:
             raise node_error(node, "vae", "must come from AudioX VAE Loader (a file), not from another model")
-    if clip_vision is not None:
-        expect(clip_vision, ClipVisionFile, node, "clip_vision", "an AUDIOX_CLIP_VISION")
+    expect(clip_vision, ClipVisionFile, node, "clip_vision", "an AUDIOX_CLIP_VISION", optional=True)
 
 
 class LoaderNode:

@@ -75,8 +75,7 @@ def _request(node: str, mode: str, bundle: ModelBundle, context: Context, inputs
     latent, mask = inputs["latent"], inputs["mask"]
     if latent is not None and (not isinstance(latent, dict) or not torch.is_tensor(latent.get("samples"))):
         raise node_error(node, "latent", f"needs a LATENT, got {type(latent).__name__}")
-    if mask is not None:
-        expect(mask, TimeMask, node, "mask", "an AUDIOX_MASK")
+    expect(mask, TimeMask, node, "mask", "an AUDIOX_MASK", optional=True)
     return task.GenerationRequest(
         context=task.FusedContext(context.tokens, context.conds, context.modality_scale, context.source),
         negative_prompt=inputs["negative"], init_latents=None if latent is None else latent["samples"],
