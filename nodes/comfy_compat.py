@@ -3,10 +3,9 @@
 Every ``comfy``, ``folder_paths``, ``comfy_api`` and ``server`` import of the pack lives here, made
 lazily at the first call that needs it.  "ComfyUI is present" means the import succeeds; a *missing*
 module selects the fallback, any other import error (a broken install) propagates.  Detection is per
-call and cheap (``sys.modules`` first), so tests can install and remove stub modules
-(:func:`reset_import_cache` forgets remembered misses).  Fallbacks: :mod:`audiox_core.standalone`
-(devices, model folders, directories, :class:`LocalModelHandle`, the interrupt flag) and
-:mod:`audiox_core.media.video_value` (VIDEO values); the progress bar then only checks the interrupt flag.
+call and cheap (``sys.modules`` first, so tests can install and remove stub modules).  Fallbacks:
+:mod:`audiox_core.standalone` (devices, model folders, directories, :class:`LocalModelHandle`, the
+interrupt flag) and :mod:`audiox_core.media.video_value` (VIDEO values).
 
 Model memory: loaders wrap each network with :func:`wrap_model` (a ``ModelPatcher`` inside ComfyUI, so
 its memory manager sees our weights); nodes run them inside :func:`models_on_device` (``force_full_load``:
@@ -55,11 +54,6 @@ def _optional(name: str):
             log.debug("ComfyUI module %s is not available; using the local fallback", name)
             return None
         raise
-
-
-def reset_import_cache() -> None:
-    """Forget which ComfyUI modules were found missing (for tests that install stubs)."""
-    _MISSING.clear()
 
 
 def _mm():
@@ -302,12 +296,6 @@ def make_video(images: torch.Tensor, fps: float | Fraction, audio: Optional[dict
     if impl is not None and util is not None:
         return impl.VideoFromComponents(util.VideoComponents(images=images, frame_rate=rate, audio=audio))
     return VideoFromComponents(VideoComponents(images, rate, audio))
-
-
-def video_with_audio(video: Any, audio: dict):
-    """``video``'s frames with ``audio`` as its sound track (decodes every frame)."""
-    components = video.get_components()
-    return make_video(components.images, components.frame_rate, audio)
 
 
 def video_from_file(path: str | os.PathLike):
