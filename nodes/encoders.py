@@ -26,8 +26,7 @@ SYNC_TOOLTIP = ("How MAF/Turbo models get their Synchformer sync features. synch
 
 
 def _model(node: str, model, condition: "str | None" = None) -> ModelBundle:
-    """The ``model`` input as a :class:`ModelBundle`; with ``condition`` ("video", "text", "audio") a
-    model without that condition is refused."""
+    """The ``model`` input; with ``condition`` ("video", "text", "audio") it must have that condition."""
     m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
     if condition is not None:
         conditions.require_condition(m.model, condition)
@@ -61,8 +60,8 @@ def encode_visual(node: str, m: ModelBundle, visual: conditions.VisualInput, sta
     sync, synchformer = conditions.resolve_sync(m.model, sync_mode, getattr(sync_features, "tokens", None), synchformer)
     synchformer = expect(synchformer, SynchformerBundle, node, "synchformer",
                          "AUDIOX_SYNCHFORMER from AudioX Synchformer Loader", optional=True)
-    synchformer_on_device = synchformer.on_device() if synchformer is not None else contextlib.nullcontext()
-    with m.on_device("conditioner"), synchformer_on_device, about_input(node, "video"):
+    with m.on_device("conditioner"), synchformer.on_device() if synchformer else contextlib.nullcontext(), \
+            about_input(node, "video"):
         cond = conditions.encode_video(m.model, visual, start=start, sync=sync, resize_mode=resize,
                                        synchformer=synchformer.module if synchformer is not None else None,
                                        callback=comfy_compat.make_progress_callback(None, unique_id))

@@ -1,8 +1,6 @@
-"""Fusion nodes: combine the per-modality conditions into the sampler's context (AudioX MAF Fusion),
-or fuse a context again with chosen modalities replaced by their "absent" value (AudioX Modality
-Drop, the paper's multimodal input masking).  Checks, absent conventions, fusion and the gate
-report are :mod:`audiox_core.conditions`' (``checked_conditions``, ``fuse_with_report``,
-``drop_modalities``); MAF's learned gates also go to the frontend's gate bars (web/audiox.js).
+"""Fusion nodes: AudioX MAF Fusion (the per-modality conditions → the sampler's context) and AudioX
+Modality Drop (fuse again with chosen modalities "absent").  Checks, fusion and the gate report are
+:mod:`audiox_core.conditions`'; MAF's learned gates also go to the frontend's gate bars (web/audiox.js).
 """
 from __future__ import annotations
 
@@ -17,9 +15,8 @@ SCALE_TOOLTIP = "Multiplies MAF's learned {} gate (0 = off, 1 = official). Witho
 
 def fuse_context(node: str, m: ModelBundle, conds: conditions.Conditions, scale: tuple, seed: int,
                  dropped: tuple = ()) -> dict:
-    """The node output: ``conds`` completed with the absent conventions and fused into a
-    :class:`Context` (``seed``: the randomness of absent conditions), with its report and the
-    frontend's gate bars (web/audiox.js)."""
+    """The node output: ``conds`` completed with the absent conventions (``seed``: their randomness)
+    and fused into a :class:`Context`, with its report and the gate bars."""
     with m.on_device("conditioner", "maf"), about_input(node, "model"):
         full, tokens, report, gates = conditions.fuse_with_report(m.model, conds, scale, seed)
     report = (f"dropped: {', '.join(dropped)}\n" if dropped else "") + report
