@@ -60,9 +60,9 @@ def _latent_and_mask(latent_use: str) -> dict:
 
 #: request fields (audiox_core.task.GenerationRequest) -> the sampler input that feeds them
 INPUT_OF_FIELD = {"context": "context", "batch": "batch_size", "init_latents": "latent", "inpaint": "mask",
-                  "keep_seconds": "mask", "duration": "duration", "negative_prompt": "negative", "settings.noise": "noise",
-                  "settings.sampler": "sampler_name", "settings.steps": "steps", "settings.cfg_scale": "cfg",
-                  "settings.mode": "model"}
+                  "keep_seconds": "mask", "duration": "duration", "negative_prompt": "negative",
+                  "settings.noise": "noise", "settings.sampler": "sampler_name", "settings.steps": "steps",
+                  "settings.cfg_scale": "cfg", "settings.mode": "model"}
 
 
 def _request(node: str, mode: str, bundle: ModelBundle, context: Context, inputs: dict) -> task.GenerationRequest:
