@@ -107,8 +107,7 @@ def interrupt_exceptions() -> tuple:
 
 def _prompt_server():
     """The running ``PromptServer`` (``server`` is imported before any pack), or None."""
-    server = sys.modules.get("server")
-    return getattr(getattr(server, "PromptServer", None), "instance", None) if server is not None else None
+    return getattr(getattr(sys.modules.get("server"), "PromptServer", None), "instance", None)
 
 
 def _call_prompt_server(method: str, *args) -> bool:

@@ -67,14 +67,6 @@ def _load_checkpoint(node: str, path, ckpt_name: str, weights_dtype, vae, clip_v
             error=e, checkpoint=ckpt_name, vae=getattr(vae, "name", ""))) from e
 
 
-def _check_separate_files(node: str, vae, clip_vision) -> None:
-    if vae is not None:
-        expect(vae, VAEBundle, node, "vae", "an AUDIOX_VAE from AudioX VAE Loader")
-        if not vae.path:
-            raise node_error(node, "vae", "must come from AudioX VAE Loader (a file), not from another model")
-    expect(clip_vision, ClipVisionFile, node, "clip_vision", "an AUDIOX_CLIP_VISION", optional=True)
-
-
 class LoaderNode:
     """What every loader node declares alike."""
     CATEGORY = f"{CATEGORY}/loaders"
@@ -107,7 +99,10 @@ class AudioXModelLoader(LoaderNode):
     @node_function
     def load(self, ckpt_name, dtype="auto", keep_on_gpu=True, vae=None, clip_vision=None):
         node = self.DISPLAY_NAME
-        _check_separate_files(node, vae, clip_vision)
+        vae = expect(vae, VAEBundle, node, "vae", "an AUDIOX_VAE from AudioX VAE Loader", optional=True)
+        if vae is not None and not vae.path:
+            raise node_error(node, "vae", "must come from AudioX VAE Loader (a file), not from another model")
+        expect(clip_vision, ClipVisionFile, node, "clip_vision", "an AUDIOX_CLIP_VISION", optional=True)
         path, _ = pick_weights_file(node, "ckpt_name", "audiox", ckpt_name, MODEL_KINDS, "an AudioX model",
                                     OTHER_LOADER_HINTS)
         weights_dtype, fp8 = model_weight_dtype(dtype, comfy_compat.get_torch_device())
