@@ -1,10 +1,6 @@
-"""Loader nodes: AudioX model, VAE, T5 text encoder, CLIP vision, Synchformer.
-
-Files are listed from ComfyUI model folders (:mod:`.model_files`: ``models/audiox``,
-``models/text_encoders``, ``models/clip_vision``, plus the pack's ``models/demo``); what a file is
-comes from its keys and shapes, never from its name.  Weights are loaded straight into the chosen
-dtype on ComfyUI's offload device and wrapped for its memory manager; only the nodes that run a
-network move it to the GPU.
+"""Loader nodes: AudioX model, VAE, T5 text encoder, CLIP vision, Synchformer, from the model folders
+of :mod:`.model_files`.  Weights are loaded straight into the chosen dtype on ComfyUI's offload device
+and wrapped for its memory manager; only the nodes that run a network move it to the GPU.
 """
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""VAE nodes: audio ⇄ latents with the Oobleck VAE (chunked for long audio).
-
-Latents are core ``LATENT`` dicts ``{"samples": [B, C, L], "type": "audio"}``.  Encode resamples
-and up/down-mixes any AUDIO to the VAE's rate and channels.  Decode returns AUDIO at the VAE's
-rate, trimmed to the sampler's duration, optionally peak-normalised (the official post-processing)
-and, for inpainting/completion, with the original audio kept outside the regenerated ranges.
+"""VAE nodes: audio ⇄ core ``LATENT`` dicts ``{"samples": [B, C, L], "type": "audio"}`` with the Oobleck
+VAE (chunked for long audio).  Decode trims to the sampler's duration (the LATENT's ``"audiox"`` entry),
+then keeps the original audio outside the regenerated ranges, or peak-normalises (official post-processing).
 """
 from __future__ import annotations
 
