@@ -140,7 +140,6 @@ class ProgressBar:
     def __init__(self, total: int, node_id: Optional[str] = None):
         self.total = int(total)
         self.current = 0
-        self.node_id = node_id
         utils = _optional("comfy.utils")
         self._bar = utils.ProgressBar(self.total, node_id=node_id) if utils is not None else None
 
@@ -151,9 +150,6 @@ class ProgressBar:
         if self._bar is not None:
             self._bar.update_absolute(self.current, self.total, preview)
         throw_exception_if_processing_interrupted()
-
-    def update(self, value: int = 1) -> None:
-        self.update_absolute(self.current + int(value))
 
 
 def make_progress_callback(total: Optional[int] = None, node_id: Optional[str] = None) -> ProgressCallback:

@@ -78,12 +78,12 @@ def test_fallback_devices(compat, monkeypatch):
 def test_fallback_progress_checks_the_interrupt_flag(compat):
     bar = compat.ProgressBar(10)
     bar.update_absolute(3)
-    bar.update(20)
+    bar.update_absolute(23)
     assert bar.current == 10  # clamped like ComfyUI's
     compat.interrupt_processing()
     with pytest.raises(Interrupted):
-        bar.update(1)
-    bar.update(1)  # the flag was consumed
+        bar.update_absolute(4)
+    bar.update_absolute(5)  # the flag was consumed
 
 
 def test_progress_callback_rescales_and_interrupts(compat):
