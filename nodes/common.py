@@ -67,6 +67,11 @@ def choice_input(options: "list | tuple", default: str, tooltip: str, **extra) -
     return (list(options), {"default": default, "tooltip": tooltip, **extra})
 
 
+def outputs(*declared: tuple) -> tuple:
+    """``RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs((type, name, tooltip), ...)``: one line per output."""
+    return tuple(zip(*declared))
+
+
 # ---------- errors ------------------------------------------------------------------------------------
 class NodeError(AudioXError, ValueError):
     """A user-caused failure of one node; the message names the node and (usually) the input."""

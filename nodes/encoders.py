@@ -16,7 +16,7 @@ from ..audiox_core.media import RESIZE_MODES
 from . import comfy_compat
 from .common import (CATEGORY, COND, HIDDEN, MASK, MAX_SEED, MODEL, SYNC, SYNCHFORMER, T5, ModelBundle, SyncFeatures,
                      SynchformerBundle, T5Bundle, TimeMask, about_input, check_audio_input, choice_input, expect,
-                     float_input, int_input, node_error, node_function, socket_input, string_input)
+                     float_input, int_input, node_error, node_function, outputs, socket_input, string_input)
 
 MODEL_TOOLTIP = "The AudioX model the condition is for (conditions are tied to the model that encoded them)."
 SYNC_TOOLTIP = ("How MAF/Turbo models get their Synchformer sync features. synchformer: computed from the same "
@@ -34,9 +34,8 @@ def _model(node: str, model, condition: "str | None" = None) -> ModelBundle:
 
 
 class _ConditionEncoder:
-    """What the encoder nodes have in common (all but the sync encoder output one ``AUDIOX_COND``)."""
+    """What the encoder nodes have in common."""
     CATEGORY = f"{CATEGORY}/conditioning"
-    RETURN_TYPES = (COND,)
     FUNCTION = "encode"
 
 
@@ -73,8 +72,8 @@ class AudioXTextEncoder(_ConditionEncoder):
     DISPLAY_NAME = "AudioX Text Encoder"
     DESCRIPTION = ("Encodes a text prompt with T5 for one AudioX model. An empty prompt gives the official 'no text' "
                    "condition. Use a second one for a negative prompt.")
-    RETURN_NAMES = ("text",)
-    OUTPUT_TOOLTIPS = ("Text condition (T5 tokens), for AudioX MAF Fusion or a sampler's negative input.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (COND, "text", "Text condition (T5 tokens), for AudioX MAF Fusion or a sampler's negative input."))
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -98,8 +97,7 @@ class AudioXVideoEncoder(_ConditionEncoder):
     DESCRIPTION = ("Encodes the model's window of a video (CLIP frames at the model's fps, plus Synchformer sync "
                    "features for MAF/Turbo models). Takes core VIDEO (Load Video) or IMAGE frames + fps "
                    "(VideoHelperSuite). Frames are picked by timestamp, whatever the source frame rate.")
-    RETURN_NAMES = ("video",)
-    OUTPUT_TOOLTIPS = ("Video condition, for AudioX MAF Fusion.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs((COND, "video", "Video condition, for AudioX MAF Fusion."))
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -134,8 +132,8 @@ class AudioXImageEncoder(_ConditionEncoder):
     DISPLAY_NAME = "AudioX Image Encoder"
     DESCRIPTION = ("Image-to-audio: encodes a still image as a video that holds it for the model's whole window "
                    "(the official way AudioX conditions on images).")
-    RETURN_NAMES = ("video",)
-    OUTPUT_TOOLTIPS = ("Video condition of the still image, for AudioX MAF Fusion.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (COND, "video", "Video condition of the still image, for AudioX MAF Fusion."))
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -163,8 +161,7 @@ class AudioXAudioPromptEncoder(_ConditionEncoder):
     DESCRIPTION = ("Encodes audio as the model's audio condition (audio-to-audio, continuation, and the official "
                    "setup for inpainting/completion where the input audio is also the prompt). Any sample rate and "
                    "channel count; it is resampled and cropped or padded to the model's window.")
-    RETURN_NAMES = ("audio",)
-    OUTPUT_TOOLTIPS = ("Audio condition, for AudioX MAF Fusion.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs((COND, "audio", "Audio condition, for AudioX MAF Fusion."))
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -203,9 +200,8 @@ class AudioXSyncEncoder(_ConditionEncoder):
     DISPLAY_NAME = "AudioX Sync Encoder"
     DESCRIPTION = ("Runs the Synchformer on the model's window of a video (25 fps, 224×224) and outputs the sync "
                    "features, so they can be computed once and reused (AudioX Video Encoder's sync_features).")
-    RETURN_TYPES = (SYNC,)
-    RETURN_NAMES = ("sync_features",)
-    OUTPUT_TOOLTIPS = ("Synchformer features of the window.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (SYNC, "sync_features", "Synchformer features of the window."))
 
     @classmethod
     def INPUT_TYPES(cls):

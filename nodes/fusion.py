@@ -8,7 +8,7 @@ import contextlib
 
 from ..audiox_core import conditions
 from .common import (CATEGORY, COND, CONTEXT, MAX_SEED, MODEL, T5, Context, ModelBundle, T5Bundle, about_input,
-                     bool_input, expect, float_input, int_input, node_error, node_function, socket_input)
+                     bool_input, expect, float_input, int_input, node_error, node_function, outputs, socket_input)
 
 SCALE_TOOLTIP = "Multiplies MAF's learned {} gate (0 = off, 1 = official). Without MAF: scales the tokens."
 
@@ -33,10 +33,9 @@ class AudioXMAFFusion:
                    "modality (0 = off). Unconnected video/audio take the official 'absent' value; text needs an "
                    "AudioX Text Encoder (an empty prompt is fine).")
     CATEGORY = f"{CATEGORY}/conditioning"
-    RETURN_TYPES = (CONTEXT, "STRING")
-    RETURN_NAMES = ("context", "gates")
-    OUTPUT_TOOLTIPS = ("Fused context for AudioX Sampler / AudioX Turbo Sampler.",
-                       "The learned MAF gates per modality and what each condition holds.")
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (CONTEXT, "context", "Fused context for AudioX Sampler / AudioX Turbo Sampler."),
+        ("STRING", "gates", "The learned MAF gates per modality and what each condition holds."))
     FUNCTION = "fuse"
 
     @classmethod
@@ -75,9 +74,9 @@ class AudioXModalityDrop:
                    "video/audio features, T5 of the empty string) and fuses again — the multimodal input masking "
                    "of the AudioX paper. Useful to hear what each input contributes.")
     CATEGORY = f"{CATEGORY}/masks"
-    RETURN_TYPES = (CONTEXT, "STRING")
-    RETURN_NAMES = ("context", "gates")
-    OUTPUT_TOOLTIPS = ("The context without the dropped modalities.", "Gate report after dropping.")
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (CONTEXT, "context", "The context without the dropped modalities."),
+        ("STRING", "gates", "Gate report after dropping."))
     FUNCTION = "drop"
 
     @classmethod

@@ -10,9 +10,9 @@ import os
 from ..audiox_core.acceleration import FP8, loaded_backbone_fp8, model_weight_dtype, t5_weight_dtype
 from ..audiox_core.errors import AudioXError, CheckpointError
 from . import comfy_compat
-from .common import (CATEGORY, CLIP_VISION, DTYPE_OPTIONS, DTYPE_TOOLTIP, MODEL, SYNCHFORMER, T5, VAE,
-                     ClipVisionFile, ModelBundle, SynchformerBundle, T5Bundle, VAEBundle, about_input, bool_input,
-                     choice_input, expect, int_input, node_error, node_function, resolve_dtype, socket_input)
+from .common import (CATEGORY, CLIP_VISION, DTYPE_OPTIONS, DTYPE_TOOLTIP, MODEL, SYNCHFORMER, T5, VAE, ClipVisionFile,
+                     ModelBundle, SynchformerBundle, T5Bundle, VAEBundle, about_input, bool_input, choice_input, expect,
+                     int_input, node_error, node_function, outputs, resolve_dtype, socket_input)
 from .model_files import (MODEL_KINDS, file_present, list_audiox_files, list_files_of_kind, list_text_encoders,
                           pick_file, pick_weights_file)
 from .values import model_parts  # noqa: F401 (AudioX Distill builds its student's bundle with it)
@@ -74,11 +74,10 @@ class AudioXModelLoader(LoaderNode):
     DESCRIPTION = ("Loads an AudioX checkpoint from models/audiox (or the pack's demo model). The variant — AudioX, "
                    "AudioX-MAF, AudioX-MAF-MMDiT or AudioX-Turbo (student or base) — is detected from the "
                    "file's weights, not its name.")
-    RETURN_TYPES = (MODEL, VAE, "STRING")
-    RETURN_NAMES = ("model", "vae", "info")
-    OUTPUT_TOOLTIPS = ("The AudioX model (backbone, conditioners, MAF).",
-                       "The model's own VAE, for AudioX VAE Encode/Decode.",
-                       "What was detected: variant, sample rate, window, conditions.")
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (MODEL, "model", "The AudioX model (backbone, conditioners, MAF)."),
+        (VAE, "vae", "The model's own VAE, for AudioX VAE Encode/Decode."),
+        ("STRING", "info", "What was detected: variant, sample rate, window, conditions."))
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -119,9 +118,7 @@ class AudioXVAELoader(LoaderNode):
     DESCRIPTION = ("Loads an Oobleck VAE file (the official VAE.ckpt / vae.ckpt) from models/audiox. Connect it to "
                    "AudioX Model Loader for checkpoints without a VAE (AudioX-Turbo), or use it directly with "
                    "AudioX VAE Encode/Decode.")
-    RETURN_TYPES = (VAE,)
-    RETURN_NAMES = ("vae",)
-    OUTPUT_TOOLTIPS = ("The VAE.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs((VAE, "vae", "The VAE."))
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -153,9 +150,7 @@ class AudioXT5Loader(LoaderNode):
     DESCRIPTION = ("Loads the T5 text encoder from models/text_encoders: a Hugging Face folder (config.json, "
                    "model.safetensors, tokenizer) or a single t5-base file such as ComfyUI's t5_base.safetensors "
                    "(its tokenizer then comes with ComfyUI). Every released AudioX model uses t5-base.")
-    RETURN_TYPES = (T5,)
-    RETURN_NAMES = ("t5",)
-    OUTPUT_TOOLTIPS = ("The text encoder, for AudioX Text Encoder.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs((T5, "t5", "The text encoder, for AudioX Text Encoder."))
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -189,9 +184,8 @@ class AudioXCLIPVisionLoader(LoaderNode):
     DISPLAY_NAME = "AudioX CLIP Vision Loader"
     DESCRIPTION = ("Picks CLIP ViT-B/32 vision weights from models/clip_vision (Hugging Face or OpenAI layout) for "
                    "AudioX checkpoints saved without their CLIP tower. Connect it to AudioX Model Loader.")
-    RETURN_TYPES = (CLIP_VISION,)
-    RETURN_NAMES = ("clip_vision",)
-    OUTPUT_TOOLTIPS = ("The CLIP vision file, for AudioX Model Loader's clip_vision input.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (CLIP_VISION, "clip_vision", "The CLIP vision file, for AudioX Model Loader's clip_vision input."))
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -212,9 +206,8 @@ class AudioXSynchformerLoader(LoaderNode):
     DESCRIPTION = ("Loads the Synchformer visual extractor (synchformer_state_dict.pth, the file MMAudio also uses) "
                    "from models/audiox. AudioX-MAF, -MAF-MMDiT and Turbo condition on its sync features when "
                    "given a video.")
-    RETURN_TYPES = (SYNCHFORMER,)
-    RETURN_NAMES = ("synchformer",)
-    OUTPUT_TOOLTIPS = ("The Synchformer, for AudioX Video Encoder / AudioX Sync Encoder.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (SYNCHFORMER, "synchformer", "The Synchformer, for AudioX Video Encoder / AudioX Sync Encoder."))
 
     @classmethod
     def INPUT_TYPES(cls):

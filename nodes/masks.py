@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..audiox_core.task import check_mask_fits_audio, parse_ranges  # the one time-range grammar (also the CLI's)
 from .common import (CATEGORY, MASK, MAX_SECONDS, TimeMask, about_input, check_audio_input, float_input, node_function,
-                     socket_input, string_input)
+                     outputs, socket_input, string_input)
 from .preview import audio_preview
 
 AUDIO_INPUT_TOOLTIP = ("Optional: the audio being edited (e.g. the same Load Audio that feeds the encoder). The node "
@@ -35,9 +35,7 @@ class AudioXInpaintMask:
                    "input audio. Connect to the sampler's mask (with the audio's latents) and to AudioX Audio "
                    "Prompt Encoder.")
     CATEGORY = f"{CATEGORY}/masks"
-    RETURN_TYPES = (MASK,)
-    RETURN_NAMES = ("mask",)
-    OUTPUT_TOOLTIPS = ("Time mask: the ranges to regenerate.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs((MASK, "mask", "Time mask: the ranges to regenerate."))
     FUNCTION = "make"
 
     @classmethod
@@ -70,9 +68,7 @@ class AudioXCompletionMask:
     DESCRIPTION = ("Music/audio completion: keep the first N seconds of the input audio and generate what follows. "
                    "Connect to the sampler's mask (with the audio's latents) and to AudioX Audio Prompt Encoder.")
     CATEGORY = f"{CATEGORY}/masks"
-    RETURN_TYPES = (MASK,)
-    RETURN_NAMES = ("mask",)
-    OUTPUT_TOOLTIPS = ("Time mask: the seconds to keep.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs((MASK, "mask", "Time mask: the seconds to keep."))
     FUNCTION = "make"
 
     @classmethod

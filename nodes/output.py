@@ -14,7 +14,7 @@ from ..audiox_core.errors import FieldError
 from ..audiox_core.media.spectrogram import spectrogram_image
 from . import comfy_compat
 from .common import (CATEGORY, about_input, check_audio_input, float_input, int_input, node_error, node_function,
-                     socket_input)
+                     outputs, socket_input)
 
 
 class AudioXVideoWithAudio:
@@ -23,9 +23,8 @@ class AudioXVideoWithAudio:
                    "start_seconds for the audio's length. Outputs a core VIDEO for Save Video. Takes core VIDEO or "
                    "IMAGE frames + fps.")
     CATEGORY = f"{CATEGORY}/output"
-    RETURN_TYPES = ("VIDEO",)
-    RETURN_NAMES = ("video",)
-    OUTPUT_TOOLTIPS = ("The video segment with the new sound track.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        ("VIDEO", "video", "The video segment with the new sound track."))
     FUNCTION = "combine"
 
     @classmethod
@@ -76,9 +75,8 @@ class AudioXSpectrogram:
     DISPLAY_NAME = "AudioX Spectrogram"
     DESCRIPTION = "Draws a spectrogram of audio (time → right, mel frequency ↑, level in dB as colour) as an IMAGE."
     CATEGORY = f"{CATEGORY}/output"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("image",)
-    OUTPUT_TOOLTIPS = ("The spectrogram; each clip of a batch is one band, top to bottom.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        ("IMAGE", "image", "The spectrogram; each clip of a batch is one band, top to bottom."))
     FUNCTION = "draw"
 
     @classmethod

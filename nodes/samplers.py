@@ -19,7 +19,7 @@ from ..audiox_core.loaded_model import synchformer_attached
 from . import comfy_compat
 from .common import (CATEGORY, COND, CONTEXT, HIDDEN, MASK, MAX_SECONDS, MAX_SEED, MODEL, Context, ModelBundle,
                      TimeMask, about_input, bool_input, choice_input, expect, float_input, int_input, node_error,
-                     node_function, socket_input)
+                     node_function, outputs, socket_input)
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +113,9 @@ def run(node: str, mode: str, model, context, inputs: dict, unique_id=None) -> d
 class _SamplerNode:
     """What the Base and the Turbo sampler node have in common: their outputs."""
     CATEGORY = f"{CATEGORY}/sampling"
-    RETURN_TYPES = ("LATENT", "STRING")
-    RETURN_NAMES = ("latent", "report")
-    OUTPUT_TOOLTIPS = ("Audio latents; decode with AudioX VAE Decode.", "What was sampled.")
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        ("LATENT", "latent", "Audio latents; decode with AudioX VAE Decode."),
+        ("STRING", "report", "What was sampled."))
     FUNCTION = "sample"
 
 
@@ -191,9 +191,8 @@ class AudioXCompileBackbone:
                    "compiles (can take a minute); later runs reuse the compiled graphs. The loaded model itself "
                    "stays uncompiled for other branches.")
     CATEGORY = f"{CATEGORY}/sampling"
-    RETURN_TYPES = (MODEL,)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The same model; samplers fed from here run its backbone compiled.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (MODEL, "model", "The same model; samplers fed from here run its backbone compiled."))
     FUNCTION = "apply"
 
     @classmethod

@@ -10,7 +10,8 @@ from ..audiox_core import generate as generation
 from ..audiox_core import media
 from . import comfy_compat
 from .common import (CATEGORY, HIDDEN, MAX_SEED, VAE, VAEBundle, about_input, audio_output, bool_input,
-                     check_audio_input, choice_input, expect, int_input, node_error, node_function, socket_input)
+                     check_audio_input, choice_input, expect, int_input, node_error, node_function, outputs,
+                     socket_input)
 from .preview import audio_preview, regenerated_seconds
 
 CHUNK = ["auto", "on", "off"]
@@ -29,9 +30,8 @@ class AudioXVAEEncode:
     DESCRIPTION = ("Audio → latents with the AudioX (Oobleck) VAE. Any sample rate and channel count is resampled "
                    "and mixed to the VAE's. Use for inpainting, completion and variations.")
     CATEGORY = f"{CATEGORY}/vae"
-    RETURN_TYPES = ("LATENT",)
-    RETURN_NAMES = ("latent",)
-    OUTPUT_TOOLTIPS = ("Audio latents [B, C, L] (type 'audio').",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        ("LATENT", "latent", "Audio latents [B, C, L] (type 'audio')."))
     FUNCTION = "encode"
 
     @classmethod
@@ -66,9 +66,8 @@ class AudioXVAEDecode:
                    "Preview Audio / Save Audio. Connect the original audio for inpainting/completion to keep it "
                    "exactly outside the regenerated ranges.")
     CATEGORY = f"{CATEGORY}/vae"
-    RETURN_TYPES = ("AUDIO",)
-    RETURN_NAMES = ("audio",)
-    OUTPUT_TOOLTIPS = ("Audio [B, C, T] at the VAE's sample rate.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        ("AUDIO", "audio", "Audio [B, C, T] at the VAE's sample rate."))
     FUNCTION = "decode"
 
     @classmethod
