@@ -39,7 +39,8 @@ class _ConditionEncoder:
     FUNCTION = "encode"
 
 
-def visual_input(node: str, video=None, images=None, fps: float = 0.0, *, still: bool = False) -> conditions.VisualInput:
+def visual_input(node: str, video=None, images=None, fps: float = 0.0, *,
+                 still: bool = False) -> conditions.VisualInput:
     """A :class:`~audiox_core.conditions.VisualInput` from a VIDEO or IMAGE frames (+ fps)."""
     name = conditions.connected_visual_input(video, images)
     if name == "video":
