@@ -20,14 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InputError
+from .errors import FieldError, InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["weight_dtype", "compile_backbone", "backbone_compiled", "store_weights_fp8", "backbone_weights_fp8",
-           "FP8Linear", "has_fp8_weights", "refuse_fp8", "fp8_available", "on_device"]
+__all__ = ["weight_dtype", "t5_weight_dtype", "model_weight_dtype", "compile_backbone", "backbone_compiled",
+           "store_weights_fp8", "backbone_weights_fp8", "FP8Linear", "has_fp8_weights", "refuse_fp8", "fp8_available",
+           "on_device"]
 
 _CACHE_ATTR = "_audiox_compiled_forwards"
+FP8 = "fp8_e4m3fn"  # the model loader's choice of fp8 backbone weights
 
 
 def weight_dtype(choice: str, device: torch.device) -> torch.dtype:
@@ -42,6 +44,25 @@ def weight_dtype(choice: str, device: torch.device) -> torch.dtype:
     if device.type in ("mps", "xpu"):
         return torch.float16
     return torch.float32
+
+
+def t5_weight_dtype(choice: str, device: torch.device) -> torch.dtype:
+    """T5's weight dtype: ``auto`` is fp16 on an accelerator (as the official code), fp32 on the CPU;
+    other choices as :func:`weight_dtype`."""
+    if choice == "auto":
+        return torch.float32 if device.type == "cpu" else torch.float16
+    return weight_dtype(choice, device)
+
+
+def model_weight_dtype(choice: str, device: torch.device) -> tuple[torch.dtype, bool]:
+    """``(dtype to load the model in, whether to store its backbone weights in fp8)`` for a precision
+    choice of :func:`weight_dtype` or :data:`FP8` (loaded in the ``auto`` dtype, which is then its
+    compute dtype; a :class:`FieldError` about ``dtype`` without float8 support in this PyTorch)."""
+    if choice != FP8:
+        return weight_dtype(choice, device), False
+    if not fp8_available():
+        raise FieldError("dtype", f"{FP8} needs a PyTorch with float8 types (≥ 2.1)")
+    return weight_dtype("auto", device), True
 
 
 # ----------------------------------------------------------------------------------------------

@@ -111,6 +111,16 @@ def _param(module: torch.nn.Module) -> torch.Tensor:
     return next(module.parameters())
 
 
+_CONDITIONER = {"video": "video_conditioner", "text": "text_spec", "audio": "audio_conditioner"}
+
+
+def require_condition(model, modality: str, *, field: str = "model") -> None:
+    """A :class:`FieldError` about ``field`` unless ``model`` has a ``modality`` ("video", "text" or
+    "audio") condition."""
+    if getattr(model, _CONDITIONER[modality]) is None:
+        raise FieldError(field, f"{model.config.variant} has no {modality} condition")
+
+
 def _check_source(model, cond: Condition) -> None:
     if cond.source and cond.source != model_fingerprint(model):
         raise InputError(f"the {cond.modality} condition was encoded for another model; re-encode it with "

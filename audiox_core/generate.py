@@ -362,6 +362,20 @@ def check_encode_length(model, n_samples: int, sample_rate: int, *, field: str =
         raise FieldError(field, f"is shorter than one latent frame ({ratio} samples at {rate} Hz)")
 
 
+def checked_latents(value, latent_dim: int, *, field: str = "samples") -> torch.Tensor:
+    """The ``[B, C, L]`` latents of a LATENT value (``{"samples": tensor, ...}``) with the ``latent_dim``
+    channels a VAE decodes, else a :class:`FieldError` about ``field``."""
+    if not isinstance(value, dict) or not torch.is_tensor(value.get("samples")):
+        raise FieldError(field, f"needs a LATENT, got {type(value).__name__}")
+    latents = value["samples"]
+    if latents.dim() != 3:
+        raise FieldError(field, f"has shape {tuple(latents.shape)}; audio latents are [B, C, L]")
+    if latents.shape[1] != latent_dim:
+        raise FieldError(field, f"has {latents.shape[1]} channels but this VAE decodes {latent_dim}: use the VAE "
+                                "of the model that made them")
+    return latents
+
+
 def keep_original_audio(audio: torch.Tensor, sample_rate: int, original: torch.Tensor, original_rate: int,
                         keep: torch.Tensor, latent_samples: int) -> torch.Tensor:
     """Decoded ``audio`` ``[B, C, T]`` with the ``original`` restored where the latent keep-mask

@@ -4,9 +4,10 @@
 the facts callers ask about it (variant, role, window, whether video needs sync features), a
 description and copies with other LoRAs or compile mode.
 :func:`part_modules` names the networks a memory manager moves separately.  For one block only,
-:func:`backbone_compiled_during` runs the backbone ``torch.compile``d and :func:`loras_applied`
-attaches (and optionally merges) LoRAs; both undo everything after the block, so every other
-holder of the same model object keeps computing the base model.
+:func:`backbone_compiled_during` runs the backbone ``torch.compile``d, :func:`loras_applied`
+attaches (and optionally merges) LoRAs and :func:`synchformer_attached` gives the model a
+Synchformer; each undoes everything after the block, so every other holder of the same model
+object keeps computing the base model.
 """
 from __future__ import annotations
 
@@ -116,6 +117,22 @@ def backbone_compiled_during(model, mode: Optional[str]):
         yield
     finally:
         compile_backbone(model, False)
+
+
+@contextlib.contextmanager
+def synchformer_attached(model, synchformer):
+    """The model runs ``synchformer`` (a Synchformer module) for the block, e.g. long-form video from a
+    fused context re-encoded with the Synchformer it was encoded with; its own one again afterwards.
+    ``synchformer=None``: nothing changes."""
+    if synchformer is None:
+        yield
+        return
+    previous = model.synchformer
+    model.set_synchformer(synchformer)
+    try:
+        yield
+    finally:
+        model.set_synchformer(previous)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """ComfyUI node classes of the pack, collected from the modules listed in NODE_MODULES.
 
 Each listed module (``nodes/<name>.py``, imported relatively: ComfyUI owns the top-level name
-``nodes``) must define ``NODE_CLASS_MAPPINGS`` and may define ``NODE_DISPLAY_NAME_MAPPINGS``.
+``nodes``) must define ``NODE_CLASS_MAPPINGS``; ``NODE_DISPLAY_NAME_MAPPINGS`` defaults to the DISPLAY_NAMEs.
 A module that fails to import is NOT skipped: the exception propagates, ComfyUI logs the
 traceback and reports the pack as "IMPORT FAILED" instead of silently offering half the nodes.
 Duplicate node ids across modules are an error too.
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import importlib
 
-# Add a module name here when its file lands.
 NODE_MODULES: list[str] = ["loaders", "encoders", "fusion", "masks", "samplers", "vae", "output", "datasets", "lora",
                            "distill"]
 
@@ -44,7 +43,8 @@ def _collect(module_names: list[str]) -> None:
             if node_id in NODE_CLASS_MAPPINGS and NODE_CLASS_MAPPINGS[node_id] is not cls:
                 raise ImportError(f"AudioX node id '{node_id}' is defined twice (second time in nodes/{name}.py)")
             NODE_CLASS_MAPPINGS[node_id] = cls
-        for node_id, label in getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", {}).items():
+        labels = getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", None)
+        for node_id, label in (labels or {k: c.DISPLAY_NAME for k, c in classes.items()}).items():
             if node_id not in classes:
                 raise ImportError(f"nodes/{name}.py names a display name for unknown node id '{node_id}'")
             NODE_DISPLAY_NAME_MAPPINGS[node_id] = label

@@ -3,10 +3,9 @@
 Every ``comfy``, ``folder_paths``, ``comfy_api`` and ``server`` import of the pack lives here, made
 lazily at the first call that needs it.  "ComfyUI is present" means the import succeeds; a *missing*
 module selects the fallback, any other import error (a broken install) propagates.  Detection is per
-call and cheap (``sys.modules`` first), so tests can install and remove stub modules
-(:func:`reset_import_cache` forgets remembered misses).  Fallbacks: :mod:`audiox_core.standalone`
-(devices, model folders, directories, :class:`LocalModelHandle`, the interrupt flag) and
-:mod:`audiox_core.media.video_value` (VIDEO values); the progress bar then only checks the interrupt flag.
+call and cheap (``sys.modules`` first, so tests can install and remove stub modules).  Fallbacks:
+:mod:`audiox_core.standalone` (devices, model folders, directories, :class:`LocalModelHandle`, the
+interrupt flag) and :mod:`audiox_core.media.video_value` (VIDEO values).
 
 Model memory: loaders wrap each network with :func:`wrap_model` (a ``ModelPatcher`` inside ComfyUI, so
 its memory manager sees our weights); nodes run them inside :func:`models_on_device` (``force_full_load``:
@@ -40,7 +39,7 @@ _MISSING: set[str] = set()
 
 
 def _optional(name: str):
-    """The module ``name`` if it can be imported, else None (only for a *missing* module)."""
+    """The module ``name``, or None when it is *missing* (a broken import raises)."""
     mod = sys.modules.get(name)
     if mod is not None:
         return mod
@@ -57,23 +56,15 @@ def _optional(name: str):
         raise
 
 
-def reset_import_cache() -> None:
-    """Forget which ComfyUI modules were found missing (for tests that install stubs)."""
-    _MISSING.clear()
-
-
 def _mm():
-    """``comfy.model_management``, else its stand-in :class:`audiox_core.standalone.ModelManagement`."""
     return _optional("comfy.model_management") or standalone.ModelManagement
 
 
 def _folder_paths():
-    """``folder_paths``, else its stand-in :data:`audiox_core.standalone.FOLDER_PATHS`."""
     return _optional("folder_paths") or standalone.FOLDER_PATHS
 
 
 def comfy_available() -> bool:
-    """True when ComfyUI's ``comfy.model_management`` can be imported."""
     return _optional("comfy.model_management") is not None
 
 
@@ -84,48 +75,43 @@ def get_torch_device() -> torch.device:
 
 
 def unet_offload_device() -> torch.device:
-    """Where idle model weights live: ComfyUI's offload device, else the CPU."""
+    """Where idle model weights live."""
     return _mm().unet_offload_device()
 
 
 def intermediate_device() -> torch.device:
-    """Where node outputs (AUDIO waveforms, IMAGE frames) should live: CPU unless --gpu-only."""
+    """Where node outputs (AUDIO waveforms, IMAGE frames) live: CPU unless --gpu-only."""
     return _mm().intermediate_device()
 
 
 def soft_empty_cache() -> None:
-    """Release cached accelerator memory (ComfyUI's helper, else ``torch.cuda.empty_cache``)."""
     _mm().soft_empty_cache()
 
 
 # ---------- interruption, progress and UI messages ------------------------------------------
 def interrupt_processing(value: bool = True) -> None:
-    """Request (or clear) an interrupt: ComfyUI's global flag, else a local one."""
     _mm().interrupt_current_processing(value)
 
 
 def throw_exception_if_processing_interrupted() -> None:
-    """Raise if an interrupt was requested (ComfyUI's ``InterruptProcessingException``, reported as
-    *interrupted*; outside ComfyUI :class:`Interrupted`), and clear the request."""
+    """Raise (and clear) a requested interrupt: ComfyUI's ``InterruptProcessingException``, else
+    :class:`Interrupted`."""
     _mm().throw_exception_if_processing_interrupted()
 
 
 def interrupt_exceptions() -> tuple:
-    """The exception types that mean "Cancel" (:class:`Interrupted`, ComfyUI's
-    ``InterruptProcessingException``): training catches them, saves, and re-raises."""
+    """The exception types that mean "Cancel" (training catches them, saves, and re-raises)."""
     extra = getattr(_mm(), "InterruptProcessingException", None)
     return (Interrupted,) + ((extra,) if isinstance(extra, type) else ())
 
 
 def _prompt_server():
-    """The running ComfyUI ``PromptServer`` (its ``server`` module is imported before any pack), or None."""
-    server = sys.modules.get("server")
-    return getattr(getattr(server, "PromptServer", None), "instance", None) if server is not None else None
+    """The running ``PromptServer`` (``server`` is imported before any pack), or None."""
+    return getattr(getattr(sys.modules.get("server"), "PromptServer", None), "instance", None)
 
 
 def _call_prompt_server(method: str, *args) -> bool:
-    """``PromptServer.instance.<method>(*args)``; False without a server with that method or when the
-    call fails: a UI nicety never breaks the work."""
+    """``PromptServer.instance.<method>(*args)``; False when there is none or it fails (a UI nicety)."""
     fn = getattr(_prompt_server(), method, None)
     if fn is None:
         return False
@@ -138,24 +124,22 @@ def _call_prompt_server(method: str, *args) -> bool:
 
 
 def send_progress_text(text: str, node_id: Optional[str]) -> bool:
-    """Show ``text`` on node ``node_id`` while it runs (``PromptServer.send_progress_text``)."""
+    """Show ``text`` on node ``node_id`` while it runs."""
     return node_id is not None and _call_prompt_server("send_progress_text", str(text), str(node_id))
 
 
 def ui_event(event: str, data: dict) -> bool:
-    """Send ``{"type": event, "data": data}`` to the browsers (``PromptServer.send_sync``); False
-    (nothing sent) outside a running ComfyUI server."""
+    """Send ``{"type": event, "data": data}`` to the browsers (``PromptServer.send_sync``)."""
     return _call_prompt_server("send_sync", event, data, getattr(_prompt_server(), "client_id", None))
 
 
 class ProgressBar:
-    """ComfyUI's ``comfy.utils.ProgressBar`` when available, else a silent counter; both check for
-    interruption on every update (ComfyUI's own bar only with the server's hook installed)."""
+    """ComfyUI's ``comfy.utils.ProgressBar``, else a silent counter; checks for interruption on every
+    update (ComfyUI's own bar only does with the server's hook installed)."""
 
     def __init__(self, total: int, node_id: Optional[str] = None):
         self.total = int(total)
         self.current = 0
-        self.node_id = node_id
         utils = _optional("comfy.utils")
         self._bar = utils.ProgressBar(self.total, node_id=node_id) if utils is not None else None
 
@@ -167,20 +151,16 @@ class ProgressBar:
             self._bar.update_absolute(self.current, self.total, preview)
         throw_exception_if_processing_interrupted()
 
-    def update(self, value: int = 1) -> None:
-        self.update_absolute(self.current + int(value))
-
 
 def make_progress_callback(total: Optional[int] = None, node_id: Optional[str] = None) -> ProgressCallback:
-    """An ``audiox_core`` progress callback ``callback(step, total, info)`` driving a ProgressBar on
-    node ``node_id`` (its hidden ``UNIQUE_ID``); it raises on interrupt, which stops the core loop.
-    ``total`` fixes the bar length (core steps are rescaled onto it); ``None`` follows the core's."""
+    """A core progress callback ``(step, total, info)`` driving a ProgressBar on node ``node_id`` (hidden
+    ``UNIQUE_ID``) and raising on interrupt; ``total`` fixes the bar length, ``None`` follows the core's."""
     return progress.bar_callback(lambda n: ProgressBar(n, node_id=node_id), total)
 
 
 # ---------- model folders -------------------------------------------------------------------
 def _folder_key(fp, name: str) -> str:
-    """``name`` as ``folder_paths`` keys it (legacy names mapped); :class:`InputError` when unregistered."""
+    """``name`` as ``folder_paths`` keys it (legacy names mapped), or InputError."""
     key = fp.map_legacy(name) if hasattr(fp, "map_legacy") else name
     if key not in fp.folder_names_and_paths:
         raise InputError(f"model folder '{name}' is not registered (call register_model_folder first)")
@@ -188,25 +168,21 @@ def _folder_key(fp, name: str) -> str:
 
 
 def register_model_folder(name: str, default_subdir: str, extensions: Iterable[str]) -> None:
-    """Make ``name`` a model folder (default ``<models>/<default_subdir>``) listing ``extensions``.
-    Inside ComfyUI ``folder_paths.add_model_folder_path`` de-duplicates and keeps the user's paths
-    (extra_model_paths.yaml); for a core folder (``loras``, ...) it only adds our default path."""
+    """Make ``name`` a model folder (default ``<models>/<default_subdir>``) listing ``extensions``; the
+    user's paths (extra_model_paths.yaml) stay, for a core folder (``loras``) only our path is added."""
     fp = _folder_paths()
     fp.add_model_folder_path(name, os.path.join(fp.models_dir, default_subdir))
     fp.folder_names_and_paths[_folder_key(fp, name)][1].update(e if e.startswith(".") else "." + e for e in extensions)
 
 
 def add_model_path(name: str, path: str | os.PathLike) -> None:
-    """Also search ``path`` (e.g. the pack's ``models/demo``) for the registered folder ``name``,
-    after the user's paths (a user file of the same name wins)."""
+    """Also search ``path`` for the registered folder ``name``, after the user's paths (theirs win)."""
     fp = _folder_paths()
-    _folder_key(fp, name)
-    fp.add_model_folder_path(name, str(Path(path).resolve()))
+    fp.add_model_folder_path(_folder_key(fp, name), str(Path(path).resolve()))
 
 
 def comfy_t5_tokenizer_dir() -> Optional[Path]:
-    """ComfyUI's bundled t5-base SentencePiece tokenizer folder (``comfy/text_encoders/t5_tokenizer``),
-    or None outside ComfyUI / when this ComfyUI has none."""
+    """ComfyUI's bundled t5-base SentencePiece tokenizer folder, or None."""
     files = getattr(_optional("comfy"), "__file__", None)
     if not files:
         return None
@@ -215,28 +191,24 @@ def comfy_t5_tokenizer_dir() -> Optional[Path]:
 
 
 def get_folder_paths(name: str) -> list[str]:
-    """The directories searched for model folder ``name`` (it must be registered)."""
     fp = _folder_paths()
-    _folder_key(fp, name)
-    return list(fp.get_folder_paths(name))
+    return list(fp.get_folder_paths(_folder_key(fp, name)))
 
 
 def get_filename_list(name: str) -> list[str]:
     """Sorted relative paths (``/``-separated) of the files in model folder ``name``."""
     fp = _folder_paths()
-    _folder_key(fp, name)
-    return list(fp.get_filename_list(name))
+    return list(fp.get_filename_list(_folder_key(fp, name)))
 
 
 def find_model_file(name: str, filename, *, what: str = "", kind: str = "any") -> Optional[Path]:
-    """The file (or folder) ``filename`` of model folder ``name``, symlinks resolved, or None; a name
-    leading outside the folder's directories raises ``PathError`` (``fileio.resolve_inside``)."""
+    """``filename`` (file or folder) in model folder ``name``, symlinks resolved, or None; PathError
+    for a name leading outside the folder."""
     return resolve_inside(filename, get_folder_paths(name), what=what or f"model folder '{name}'", kind=kind)
 
 
 def get_full_path(name: str, filename: str) -> str:
-    """Absolute path of ``filename`` in folder ``name``; :class:`InputError` naming the searched
-    directories when absent, ``PathError`` when the name leads outside them."""
+    """Absolute path of ``filename`` in folder ``name``; InputError when absent, PathError outside it."""
     full = find_model_file(name, filename, kind="file")
     if full is None:
         searched = ", ".join(get_folder_paths(name)) or "no directories"
@@ -244,27 +216,23 @@ def get_full_path(name: str, filename: str) -> str:
     return str(full)
 
 
-def get_output_directory() -> str:
-    """ComfyUI's output directory, else ``$AUDIOX_OUTPUT_DIR`` or ``./output``."""
+def get_output_directory() -> str:  # outside ComfyUI: $AUDIOX_OUTPUT_DIR or ./output
     return _folder_paths().get_output_directory()
 
 
-def get_input_directory() -> str:
-    """ComfyUI's input directory, else ``$AUDIOX_INPUT_DIR`` or ``./input``."""
+def get_input_directory() -> str:  # outside ComfyUI: $AUDIOX_INPUT_DIR or ./input
     return _folder_paths().get_input_directory()
 
 
-def get_temp_directory() -> str:
-    """ComfyUI's temp directory, else ``<system temp>/audiox``."""
+def get_temp_directory() -> str:  # outside ComfyUI: <system temp>/audiox
     return _folder_paths().get_temp_directory()
 
 
 # ---------- model memory management ---------------------------------------------------------
 def wrap_model(module: torch.nn.Module, load_device: Optional[torch.device] = None,
                offload_device: Optional[torch.device] = None):
-    """Wrap ``module`` (already on ``offload_device``) for device management: a ``ModelPatcher`` in
-    ComfyUI, else a :class:`LocalModelHandle`; ``handle.model`` is the module, or a :class:`ModuleHolder`
-    around it (``.inner``, moved in place) when it has a read-only attribute ``ModelPatcher`` sets."""
+    """Wrap ``module`` (already on ``offload_device``) in a ``ModelPatcher`` (else a :class:`LocalModelHandle`),
+    inside a :class:`ModuleHolder` when it has a read-only attribute ``ModelPatcher`` sets."""
     if standalone.has_readonly_patcher_attr(module):
         module = ModuleHolder(module)
     load_device = load_device if load_device is not None else get_torch_device()
@@ -277,19 +245,18 @@ def wrap_model(module: torch.nn.Module, load_device: Optional[torch.device] = No
 
 
 def _manager_of(handles: Sequence[Any]):
-    """ComfyUI's model management for handles it knows, the stand-in for :class:`LocalModelHandle`s only."""
+    """The stand-in model management for :class:`LocalModelHandle`s only, else ComfyUI's."""
     local = all(isinstance(h, LocalModelHandle) for h in handles)
     return standalone.ModelManagement if local else _mm()
 
 
 def load_models_gpu(handles: Sequence[Any], memory_required: int = 0) -> None:
-    """Put every handle's model fully on its load device, evicting other models if needed."""
     handles = [h for h in handles if h is not None]
     _manager_of(handles).load_models_gpu(handles, memory_required=memory_required, force_full_load=True)
 
 
 def offload_models(handles: Sequence[Any]) -> None:
-    """Move the handles' models back to their offload devices now and free cached memory."""
+    """Move the handles' models to their offload devices now and free cached memory."""
     handles = [h for h in handles if h is not None]
     manager = _manager_of(handles)
     if manager is standalone.ModelManagement:
@@ -306,8 +273,8 @@ def offload_models(handles: Sequence[Any]) -> None:
 
 @contextlib.contextmanager
 def models_on_device(*handles: Any, memory_required: int = 0, offload_after: Optional[bool] = None) -> Iterator[None]:
-    """``with models_on_device(dit, vae): ...`` loads the models for the block; ``offload_after=None``
-    leaves them to ComfyUI's memory manager inside ComfyUI and offloads at the end outside it."""
+    """Load the models for the block; ``offload_after=None``: inside ComfyUI its memory manager decides,
+    outside it they are offloaded after."""
     load_models_gpu(handles, memory_required=memory_required)
     try:
         yield
@@ -318,8 +285,7 @@ def models_on_device(*handles: Any, memory_required: int = 0, offload_after: Opt
 
 # ---------- VIDEO values --------------------------------------------------------------------
 def make_video(images: torch.Tensor, fps: float | Fraction, audio: Optional[dict] = None):
-    """A VIDEO (``VideoFromComponents``, ComfyUI's or :mod:`audiox_core.media.video_value`'s) from
-    IMAGE frames ``[N, H, W, 3]`` (0..1), an fps and an optional AUDIO."""
+    """A VIDEO from IMAGE frames ``[N, H, W, 3]`` (0..1), an fps and an optional AUDIO."""
     rate = check_video_parts(images, fps, audio)
     impl, util = _optional("comfy_api.input_impl"), _optional("comfy_api.util")
     if impl is not None and util is not None:
@@ -327,14 +293,8 @@ def make_video(images: torch.Tensor, fps: float | Fraction, audio: Optional[dict
     return VideoFromComponents(VideoComponents(images, rate, audio))
 
 
-def video_with_audio(video: Any, audio: dict):
-    """``video``'s frames and frame rate with ``audio`` as its sound track (decodes every frame)."""
-    components = video.get_components()
-    return make_video(components.images, components.frame_rate, audio)
-
-
 def video_from_file(path: str | os.PathLike):
-    """A VIDEO for a file on disk (``VideoFromFile`` of ComfyUI, else of :mod:`audiox_core.media.video_value`)."""
+    """A VIDEO for a file on disk."""
     impl = _optional("comfy_api.input_impl")
     return impl.VideoFromFile(str(path)) if impl is not None else VideoFromFile(path)
 

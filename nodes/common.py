@@ -1,14 +1,8 @@
-"""What the node modules share: socket types, the values on them, and errors that name node and input.
+"""What the node modules share: socket types, the values on them, input declarations, and errors
+that name node and input (e.g. ``AudioX Video Encoder: input 'video' has no frames``).
 
 Socket types are custom, all-caps and prefixed so they never clash with core or other packs; each
-constant below names the value class that travels on it.
-
-A model with LoRAs is a :class:`ModelBundle` sharing the loaded model; its LoRAs are attached only
-inside :meth:`ModelBundle.on_device`, so the model other nodes hold (and ComfyUI caches) stays the base.
-
-Errors a user can cause are :class:`NodeError`s naming the node and the input, e.g. ``AudioX Video
-Encoder: input 'video' has no frames``; :func:`node_function` puts the node's name in front of the
-errors ``audiox_core`` raises (they name the problem but not the node).
+constant below names the value class that travels on it (:mod:`.values`).
 """
 from __future__ import annotations
 
@@ -20,7 +14,7 @@ from typing import Any, Optional
 import torch
 
 from ..audiox_core.acceleration import weight_dtype
-from ..audiox_core.errors import AudioXError, InputError, Interrupted
+from ..audiox_core.errors import AudioXError, FieldError, InputError, Interrupted
 from ..audiox_core.media.audio import checked_audio_value
 from . import comfy_compat
 from .values import (ClipVisionFile, Context, DatasetBundle, LoRAValue, ModelBundle,  # noqa: F401 (re-exported)
@@ -44,37 +38,38 @@ DTYPE_OPTIONS = ["auto", "fp32", "fp16", "bf16"]
 DTYPE_TOOLTIP = ("Weight precision. auto: bf16 on a GPU that supports it (else fp16), fp32 on the CPU. "
                  "fp16/bf16 halve the memory; the VAE always decodes in fp32 as the official code does.")
 MAX_SECONDS = 300.0
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+HIDDEN = {"unique_id": "UNIQUE_ID"}  # the node id, for progress bars (make_progress_callback)
 
 
 # ---------- input declarations: one line per input ----------------------------------------------------
 def socket_input(type_name: str, tooltip: str, **options) -> tuple:
-    """``(type, {"tooltip": ..., **options})``: a link socket (or any type) with its tooltip."""
     return (type_name, {"tooltip": tooltip, **options})
 
 
 def float_input(default: float, min: float, max: float, step: float, tooltip: str, **options) -> tuple:
-    """A FLOAT widget: default, range, step and tooltip."""
     return ("FLOAT", {"default": default, "min": min, "max": max, "step": step, "tooltip": tooltip, **options})
 
 
 def int_input(default: int, min: int, max: int, tooltip: str, **options) -> tuple:
-    """An INT widget: default, range and tooltip."""
     return ("INT", {"default": default, "min": min, "max": max, "tooltip": tooltip, **options})
 
 
 def string_input(default: str, tooltip: str, **options) -> tuple:
-    """A STRING widget (``multiline=True`` for a text box)."""
     return ("STRING", {"default": default, "tooltip": tooltip, **options})
 
 
 def bool_input(default: bool, tooltip: str, **options) -> tuple:
-    """A BOOLEAN toggle."""
     return ("BOOLEAN", {"default": default, "tooltip": tooltip, **options})
 
 
 def choice_input(options: "list | tuple", default: str, tooltip: str, **extra) -> tuple:
-    """A combo box of ``options``."""
     return (list(options), {"default": default, "tooltip": tooltip, **extra})
+
+
+def outputs(*declared: tuple) -> tuple:
+    """``RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs((type, name, tooltip), ...)``: one line per output."""
+    return tuple(zip(*declared))
 
 
 # ---------- errors ------------------------------------------------------------------------------------
@@ -99,30 +94,36 @@ def about_input(node: str, input_name: str):
         raise NodeError(f"{node}: input '{input_name}': {e}") from e
 
 
+def declared_inputs(cls) -> set:
+    """The names of every input (required, optional, hidden) that node class ``cls`` declares."""
+    return {name for section in cls.INPUT_TYPES().values() for name in section}
+
+
 def node_function(fn):
-    """Decorator for a node's FUNCTION: core errors get the node's display name in front, and a
-    NaN / infinite number in any input is refused before the node does anything (ComfyUI's min/max
-    checks let NaN through, and nodes are also called from the API and from other packs)."""
+    """Decorator for a node's FUNCTION: a NaN / infinite number in any input is refused before the node
+    does anything (ComfyUI's min/max checks let NaN through; nodes are also called from the API and from
+    other packs); core errors get the node's display name in front, a :class:`FieldError` about one of
+    the node's inputs also that input's name."""
     @functools.wraps(fn)
     def run(self, *args, **kwargs):
+        node = type(self).DISPLAY_NAME
         for k, v in kwargs.items():
             if isinstance(v, float) and not math.isfinite(v):
-                raise node_error(type(self).DISPLAY_NAME, k, f"must be a finite number, got {v}")
+                raise node_error(node, k, f"must be a finite number, got {v}")
         try:
             return fn(self, *args, **kwargs)
         except (NodeError, Interrupted):
             raise
         except AudioXError as e:
-            raise NodeError(f"{type(self).DISPLAY_NAME}: {e}") from e
+            is_input = isinstance(e, FieldError) and e.field in declared_inputs(type(self))
+            raise node_error(node, e.field if is_input else None, str(e)) from e
     return run
 
 
 def check_widgets(cls, values: dict) -> "str | bool":
-    """``True``, or a message naming the first widget value of ``values`` that breaks its own
-    INPUT_TYPES declaration: NaN / infinite numbers, numbers outside min..max, a choice not in
-    the list.  For ``VALIDATE_INPUTS``: ComfyUI skips its own min/max checks for every input a
-    node's ``VALIDATE_INPUTS`` takes, so this redoes them (and adds the finite check they lack).
-    ``None`` values (linked inputs, checked when the node runs) are skipped."""
+    """For ``VALIDATE_INPUTS`` (ComfyUI then skips its own min/max checks of the inputs it takes):
+    ``True``, or a message naming the first widget value of ``values`` (``None``, a link, is skipped)
+    that is not finite, is outside min..max, or is a choice not in the list."""
     spec = cls.INPUT_TYPES()
     decl = {**spec.get("required", {}), **spec.get("optional", {})}
     node = cls.DISPLAY_NAME
@@ -147,16 +148,17 @@ def check_widgets(cls, values: dict) -> "str | bool":
     return True
 
 
-def expect(value: Any, cls: type, node: str, input_name: str, what: str) -> Any:
-    """``value`` if it is a ``cls``, else a NodeError saying what the input needs."""
-    if not isinstance(value, cls):
+def expect(value: Any, cls: type, node: str, input_name: str, what: str, *, optional: bool = False) -> Any:
+    """``value`` if it is a ``cls`` (or None for an ``optional`` input), else a NodeError saying what the
+    input needs."""
+    if not isinstance(value, cls) and not (optional and value is None):
         raise node_error(node, input_name, f"needs {what}, got {type(value).__name__}")
     return value
 
 
 # ---------- dtype / AUDIO values ----------------------------------------------------------------------
 def resolve_dtype(choice: str, device: Optional[torch.device] = None) -> torch.dtype:
-    """The torch dtype for a DTYPE_OPTIONS choice (``auto`` depends on the compute device)."""
+    """The torch dtype for a DTYPE_OPTIONS choice on the compute device."""
     return weight_dtype(choice, device or comfy_compat.get_torch_device())
 
 

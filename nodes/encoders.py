@@ -12,77 +12,55 @@ import contextlib
 import torch
 
 from ..audiox_core import conditions
-from ..audiox_core.errors import FieldError
 from ..audiox_core.media import RESIZE_MODES
 from . import comfy_compat
-from .common import (CATEGORY, COND, MASK, MODEL, SYNC, SYNCHFORMER, T5, ModelBundle, SyncFeatures,
-                     SynchformerBundle, T5Bundle, TimeMask, about_input, check_audio_input,
-                     choice_input, expect, float_input, int_input, node_error, node_function, socket_input,
-                     string_input)
+from .common import (CATEGORY, COND, HIDDEN, MASK, MAX_SEED, MODEL, SYNC, SYNCHFORMER, T5, ModelBundle, SyncFeatures,
+                     SynchformerBundle, T5Bundle, TimeMask, about_input, check_audio_input, choice_input, expect,
+                     float_input, int_input, node_error, node_function, outputs, socket_input, string_input)
 
 MODEL_TOOLTIP = "The AudioX model the condition is for (conditions are tied to the model that encoded them)."
-HIDDEN = {"unique_id": "UNIQUE_ID"}
 SYNC_TOOLTIP = ("How MAF/Turbo models get their Synchformer sync features. synchformer: computed from the same "
                 "video (connect AudioX Synchformer Loader, or precomputed features from AudioX Sync Encoder). "
                 "zeros: no sync information, as the official gradio demo and the shipped demo model do. Models "
                 "without a sync branch (AudioX) ignore this.")
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
-
-# the model part that is None when a model has no condition of that kind
-_CONDITION_PARTS = {"video": "video_conditioner", "text": "text_spec", "audio": "audio_conditioner"}
-
-
-@contextlib.contextmanager
-def fields_as_inputs(node: str):
-    """Core errors about one field (:class:`FieldError`) become errors of the node's input of that name."""
-    try:
-        yield
-    except FieldError as e:
-        raise node_error(node, e.field, str(e)) from e
 
 
 def _model(node: str, model, condition: "str | None" = None) -> ModelBundle:
-    """The ``model`` input as a :class:`ModelBundle`; with ``condition`` ("video", "text", "audio") a
-    model without that condition is refused."""
+    """The ``model`` input; with ``condition`` ("video", "text", "audio") it must have that condition."""
     m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
-    if condition is not None and getattr(m.model, _CONDITION_PARTS[condition]) is None:
-        raise node_error(node, "model", f"{m.variant} has no {condition} condition")
+    if condition is not None:
+        conditions.require_condition(m.model, condition)
     return m
 
 
 class _ConditionEncoder:
-    """What the encoder nodes have in common (all but the sync encoder output one ``AUDIOX_COND``)."""
+    """What the encoder nodes have in common."""
     CATEGORY = f"{CATEGORY}/conditioning"
-    RETURN_TYPES = (COND,)
     FUNCTION = "encode"
 
 
 def visual_input(node: str, video=None, images=None, fps: float = 0.0, *,
                  still: bool = False) -> conditions.VisualInput:
     """A :class:`~audiox_core.conditions.VisualInput` from a VIDEO or IMAGE frames (+ fps)."""
-    with fields_as_inputs(node):
-        name = conditions.connected_visual_input(video, images)
-        if name == "video":
-            with about_input(node, "video"):
-                kind, images, fps = comfy_compat.video_source(video)
-            if kind == "stream":
-                return conditions.VisualInput(source=images, still=still)
-        return conditions.visual_from_frames(images, fps, field=name, still=still)
+    name = conditions.connected_visual_input(video, images)
+    if name == "video":
+        with about_input(node, "video"):
+            kind, images, fps = comfy_compat.video_source(video)
+        if kind == "stream":
+            return conditions.VisualInput(source=images, still=still)
+    return conditions.visual_from_frames(images, fps, field=name, still=still)
 
 
 def encode_visual(node: str, m: ModelBundle, visual: conditions.VisualInput, start: float, sync_mode: str,
                   resize: str, synchformer, sync_features, unique_id) -> conditions.Condition:
     """Shared by the video and image encoders: sync handling, device placement, progress."""
-    if sync_features is not None:
-        sync_features = expect(sync_features, SyncFeatures, node, "sync_features",
-                               "AUDIOX_SYNC from AudioX Sync Encoder").tokens
-    with fields_as_inputs(node):
-        sync, synchformer = conditions.resolve_sync(m.model, sync_mode, sync_features, synchformer)
-    if synchformer is not None:
-        synchformer = expect(synchformer, SynchformerBundle, node, "synchformer",
-                             "AUDIOX_SYNCHFORMER from AudioX Synchformer Loader")
-    synchformer_on_device = synchformer.on_device() if synchformer is not None else contextlib.nullcontext()
-    with m.on_device("conditioner"), synchformer_on_device, about_input(node, "video"):
+    sync_features = expect(sync_features, SyncFeatures, node, "sync_features", "AUDIOX_SYNC from AudioX Sync Encoder",
+                           optional=True)
+    sync, synchformer = conditions.resolve_sync(m.model, sync_mode, getattr(sync_features, "tokens", None), synchformer)
+    synchformer = expect(synchformer, SynchformerBundle, node, "synchformer",
+                         "AUDIOX_SYNCHFORMER from AudioX Synchformer Loader", optional=True)
+    with m.on_device("conditioner"), synchformer.on_device() if synchformer else contextlib.nullcontext(), \
+            about_input(node, "video"):
         cond = conditions.encode_video(m.model, visual, start=start, sync=sync, resize_mode=resize,
                                        synchformer=synchformer.module if synchformer is not None else None,
                                        callback=comfy_compat.make_progress_callback(None, unique_id))
@@ -94,8 +72,8 @@ class AudioXTextEncoder(_ConditionEncoder):
     DISPLAY_NAME = "AudioX Text Encoder"
     DESCRIPTION = ("Encodes a text prompt with T5 for one AudioX model. An empty prompt gives the official 'no text' "
                    "condition. Use a second one for a negative prompt.")
-    RETURN_NAMES = ("text",)
-    OUTPUT_TOOLTIPS = ("Text condition (T5 tokens), for AudioX MAF Fusion or a sampler's negative input.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (COND, "text", "Text condition (T5 tokens), for AudioX MAF Fusion or a sampler's negative input."))
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -119,8 +97,7 @@ class AudioXVideoEncoder(_ConditionEncoder):
     DESCRIPTION = ("Encodes the model's window of a video (CLIP frames at the model's fps, plus Synchformer sync "
                    "features for MAF/Turbo models). Takes core VIDEO (Load Video) or IMAGE frames + fps "
                    "(VideoHelperSuite). Frames are picked by timestamp, whatever the source frame rate.")
-    RETURN_NAMES = ("video",)
-    OUTPUT_TOOLTIPS = ("Video condition, for AudioX MAF Fusion.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs((COND, "video", "Video condition, for AudioX MAF Fusion."))
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -155,8 +132,8 @@ class AudioXImageEncoder(_ConditionEncoder):
     DISPLAY_NAME = "AudioX Image Encoder"
     DESCRIPTION = ("Image-to-audio: encodes a still image as a video that holds it for the model's whole window "
                    "(the official way AudioX conditions on images).")
-    RETURN_NAMES = ("video",)
-    OUTPUT_TOOLTIPS = ("Video condition of the still image, for AudioX MAF Fusion.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (COND, "video", "Video condition of the still image, for AudioX MAF Fusion."))
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -175,8 +152,7 @@ class AudioXImageEncoder(_ConditionEncoder):
     def encode(self, model, image, sync="zeros", resize="stretch", synchformer=None, unique_id=None):
         node = self.DISPLAY_NAME
         m = _model(node, model, "video")
-        with fields_as_inputs(node):
-            visual = conditions.visual_from_frames(image, 0.0, field="image", still=True)
+        visual = conditions.visual_from_frames(image, 0.0, field="image", still=True)
         return (encode_visual(node, m, visual, 0.0, sync, resize, synchformer, None, unique_id),)
 
 
@@ -185,8 +161,7 @@ class AudioXAudioPromptEncoder(_ConditionEncoder):
     DESCRIPTION = ("Encodes audio as the model's audio condition (audio-to-audio, continuation, and the official "
                    "setup for inpainting/completion where the input audio is also the prompt). Any sample rate and "
                    "channel count; it is resampled and cropped or padded to the model's window.")
-    RETURN_NAMES = ("audio",)
-    OUTPUT_TOOLTIPS = ("Audio condition, for AudioX MAF Fusion.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs((COND, "audio", "Audio condition, for AudioX MAF Fusion."))
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -209,12 +184,10 @@ class AudioXAudioPromptEncoder(_ConditionEncoder):
         node = self.DISPLAY_NAME
         m = _model(node, model, "audio")
         wave, sr = check_audio_input(audio, node, "audio")
-        if mask is not None:
-            expect(mask, TimeMask, node, "mask", "an AUDIOX_MASK from AudioX Inpaint Mask / Completion Mask")
+        expect(mask, TimeMask, node, "mask", "an AUDIOX_MASK from AudioX Inpaint Mask / Completion Mask", optional=True)
         inpaint = mask.ranges if mask is not None and mask.kind == "inpaint" else None
         keep_seconds = mask.keep_seconds if mask is not None and mask.kind == "complete" else None
-        with fields_as_inputs(node):
-            wave = conditions.audio_prompt_waveform(m.model, wave, sr, inpaint=inpaint, keep_seconds=keep_seconds)
+        wave = conditions.audio_prompt_waveform(m.model, wave, sr, inpaint=inpaint, keep_seconds=keep_seconds)
         random_spans = None if masking == "official random spans" and mask is None else False
         generator = torch.Generator().manual_seed(int(mask_seed) & MAX_SEED)
         with m.on_device("conditioner"), about_input(node, "audio"):
@@ -227,9 +200,8 @@ class AudioXSyncEncoder(_ConditionEncoder):
     DISPLAY_NAME = "AudioX Sync Encoder"
     DESCRIPTION = ("Runs the Synchformer on the model's window of a video (25 fps, 224×224) and outputs the sync "
                    "features, so they can be computed once and reused (AudioX Video Encoder's sync_features).")
-    RETURN_TYPES = (SYNC,)
-    RETURN_NAMES = ("sync_features",)
-    OUTPUT_TOOLTIPS = ("Synchformer features of the window.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (SYNC, "sync_features", "Synchformer features of the window."))
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -259,7 +231,5 @@ class AudioXSyncEncoder(_ConditionEncoder):
         return (SyncFeatures(feats, float(start_seconds), float(vc.duration), rep),)
 
 
-NODE_CLASS_MAPPINGS = {"AudioXTextEncoder": AudioXTextEncoder, "AudioXVideoEncoder": AudioXVideoEncoder,
-                       "AudioXImageEncoder": AudioXImageEncoder, "AudioXAudioPromptEncoder": AudioXAudioPromptEncoder,
-                       "AudioXSyncEncoder": AudioXSyncEncoder}
-NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}
+NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in (AudioXTextEncoder, AudioXVideoEncoder, AudioXImageEncoder,
+                                                      AudioXAudioPromptEncoder, AudioXSyncEncoder)}

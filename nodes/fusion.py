@@ -1,26 +1,22 @@
-"""Fusion nodes: combine the per-modality conditions into the sampler's context (AudioX MAF Fusion),
-or fuse a context again with chosen modalities replaced by their "absent" value (AudioX Modality
-Drop, the paper's multimodal input masking).  Checks, absent conventions, fusion and the gate
-report are :mod:`audiox_core.conditions`' (``checked_conditions``, ``fuse_with_report``,
-``drop_modalities``); MAF's learned gates also go to the frontend's gate bars (web/audiox.js).
+"""Fusion nodes: AudioX MAF Fusion (the per-modality conditions → the sampler's context) and AudioX
+Modality Drop (fuse again with chosen modalities "absent").  Checks, fusion and the gate report are
+:mod:`audiox_core.conditions`'; MAF's learned gates also go to the frontend's gate bars (web/audiox.js).
 """
 from __future__ import annotations
 
 import contextlib
 
 from ..audiox_core import conditions
-from .common import (CATEGORY, COND, CONTEXT, MODEL, T5, Context, ModelBundle, T5Bundle, about_input, bool_input,
-                     expect, float_input, int_input, node_error, node_function, socket_input)
-from .encoders import MAX_SEED, fields_as_inputs
+from .common import (CATEGORY, COND, CONTEXT, MAX_SEED, MODEL, T5, Context, ModelBundle, T5Bundle, about_input,
+                     bool_input, expect, float_input, int_input, node_error, node_function, outputs, socket_input)
 
 SCALE_TOOLTIP = "Multiplies MAF's learned {} gate (0 = off, 1 = official). Without MAF: scales the tokens."
 
 
 def fuse_context(node: str, m: ModelBundle, conds: conditions.Conditions, scale: tuple, seed: int,
                  dropped: tuple = ()) -> dict:
-    """The node output: ``conds`` completed with the absent conventions and fused into a
-    :class:`Context` (``seed``: the randomness of absent conditions), with its report and the
-    frontend's gate bars (web/audiox.js)."""
+    """The node output: ``conds`` completed with the absent conventions (``seed``: their randomness)
+    and fused into a :class:`Context`, with its report and the gate bars."""
     with m.on_device("conditioner", "maf"), about_input(node, "model"):
         full, tokens, report, gates = conditions.fuse_with_report(m.model, conds, scale, seed)
     report = (f"dropped: {', '.join(dropped)}\n" if dropped else "") + report
@@ -37,10 +33,9 @@ class AudioXMAFFusion:
                    "modality (0 = off). Unconnected video/audio take the official 'absent' value; text needs an "
                    "AudioX Text Encoder (an empty prompt is fine).")
     CATEGORY = f"{CATEGORY}/conditioning"
-    RETURN_TYPES = (CONTEXT, "STRING")
-    RETURN_NAMES = ("context", "gates")
-    OUTPUT_TOOLTIPS = ("Fused context for AudioX Sampler / AudioX Turbo Sampler.",
-                       "The learned MAF gates per modality and what each condition holds.")
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (CONTEXT, "context", "Fused context for AudioX Sampler / AudioX Turbo Sampler."),
+        ("STRING", "gates", "The learned MAF gates per modality and what each condition holds."))
     FUNCTION = "fuse"
 
     @classmethod
@@ -68,9 +63,8 @@ class AudioXMAFFusion:
         m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL")
         given = {name: expect(cond, conditions.Condition, node, name, "an AUDIOX_COND")
                  for name, cond in (("text", text), ("video", video), ("audio", audio)) if cond is not None}
-        with fields_as_inputs(node):
-            conds = conditions.checked_conditions(m.model, **given)
-            scale = conditions.checked_modality_scale((video_scale, text_scale, audio_scale))
+        conds = conditions.checked_conditions(m.model, **given)
+        scale = conditions.checked_modality_scale((video_scale, text_scale, audio_scale))
         return fuse_context(node, m, conds, scale, cond_seed)
 
 
@@ -80,9 +74,9 @@ class AudioXModalityDrop:
                    "video/audio features, T5 of the empty string) and fuses again — the multimodal input masking "
                    "of the AudioX paper. Useful to hear what each input contributes.")
     CATEGORY = f"{CATEGORY}/masks"
-    RETURN_TYPES = (CONTEXT, "STRING")
-    RETURN_NAMES = ("context", "gates")
-    OUTPUT_TOOLTIPS = ("The context without the dropped modalities.", "Gate report after dropping.")
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (CONTEXT, "context", "The context without the dropped modalities."),
+        ("STRING", "gates", "Gate report after dropping."))
     FUNCTION = "drop"
 
     @classmethod
@@ -103,11 +97,10 @@ class AudioXModalityDrop:
         if context.source != conditions.model_fingerprint(m.model):
             raise node_error(node, "context", "was made for another model")
         t5 = expect(t5, T5Bundle, node, "t5", "an AUDIOX_T5") if t5 is not None and drop_text else None
-        with fields_as_inputs(node), (t5.on_device() if t5 is not None else contextlib.nullcontext()):
+        with t5.on_device() if t5 is not None else contextlib.nullcontext():
             conds, dropped = conditions.drop_modalities(m.model, context.conds, video=drop_video, text=drop_text,
                                                         audio=drop_audio, text_encoder=t5.encoder if t5 else None)
         return fuse_context(node, m, conds, context.modality_scale or (1.0, 1.0, 1.0), context.seed, dropped)
 
 
 NODE_CLASS_MAPPINGS = {"AudioXMAFFusion": AudioXMAFFusion, "AudioXModalityDrop": AudioXModalityDrop}
-NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

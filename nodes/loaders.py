@@ -1,30 +1,24 @@
-"""Loader nodes: AudioX model, VAE, T5 text encoder, CLIP vision, Synchformer.
-
-Files are listed from ComfyUI model folders (:mod:`.model_files`: ``models/audiox``,
-``models/text_encoders``, ``models/clip_vision``, plus the pack's ``models/demo``); what a file is
-comes from its keys and shapes, never from its name.  Weights are loaded straight into the chosen
-dtype on ComfyUI's offload device and wrapped for its memory manager; only the nodes that run a
-network move it to the GPU.
+"""Loader nodes: AudioX model, VAE, T5 text encoder, CLIP vision, Synchformer, from the model folders
+of :mod:`.model_files`.  Weights are loaded straight into the chosen dtype on ComfyUI's offload device
+and wrapped for its memory manager; only the nodes that run a network move it to the GPU.
 """
 from __future__ import annotations
 
 import logging
 import os
 
-import torch
-
+from ..audiox_core.acceleration import FP8, loaded_backbone_fp8, model_weight_dtype, t5_weight_dtype
 from ..audiox_core.errors import AudioXError, CheckpointError
 from . import comfy_compat
-from .common import (CATEGORY, CLIP_VISION, DTYPE_OPTIONS, DTYPE_TOOLTIP, MODEL, SYNCHFORMER, T5, VAE,
-                     ClipVisionFile, ModelBundle, SynchformerBundle, T5Bundle, VAEBundle, about_input, bool_input,
-                     choice_input, expect, int_input, node_error, node_function, resolve_dtype, socket_input)
+from .common import (CATEGORY, CLIP_VISION, DTYPE_OPTIONS, DTYPE_TOOLTIP, MODEL, SYNCHFORMER, T5, VAE, ClipVisionFile,
+                     ModelBundle, SynchformerBundle, T5Bundle, VAEBundle, about_input, bool_input, choice_input, expect,
+                     int_input, node_error, node_function, outputs, resolve_dtype, socket_input)
 from .model_files import (MODEL_KINDS, file_present, list_audiox_files, list_files_of_kind, list_text_encoders,
                           pick_file, pick_weights_file)
 from .values import model_parts  # noqa: F401 (AudioX Distill builds its student's bundle with it)
 
 log = logging.getLogger(__name__)
 
-FP8 = "fp8_e4m3fn"
 MODEL_DTYPE_OPTIONS = DTYPE_OPTIONS + [FP8]
 MODEL_DTYPE_TOOLTIP = (DTYPE_TOOLTIP + " fp8_e4m3fn: the transformer blocks' weights are stored in 8 bits (half of "
                        "bf16, for 8 GB cards) and cast per layer to the compute dtype (bf16 on a GPU that supports "
@@ -69,15 +63,6 @@ def _load_checkpoint(node: str, path, ckpt_name: str, weights_dtype, vae, clip_v
             error=e, checkpoint=ckpt_name, vae=getattr(vae, "name", ""))) from e
 
 
-def _check_separate_files(node: str, vae, clip_vision) -> None:
-    if vae is not None:
-        expect(vae, VAEBundle, node, "vae", "an AUDIOX_VAE from AudioX VAE Loader")
-        if not vae.path:
-            raise node_error(node, "vae", "must come from AudioX VAE Loader (a file), not from another model")
-    if clip_vision is not None:
-        expect(clip_vision, ClipVisionFile, node, "clip_vision", "an AUDIOX_CLIP_VISION")
-
-
 class LoaderNode:
     """What every loader node declares alike."""
     CATEGORY = f"{CATEGORY}/loaders"
@@ -89,23 +74,18 @@ class AudioXModelLoader(LoaderNode):
     DESCRIPTION = ("Loads an AudioX checkpoint from models/audiox (or the pack's demo model). The variant — AudioX, "
                    "AudioX-MAF, AudioX-MAF-MMDiT or AudioX-Turbo (student or base) — is detected from the "
                    "file's weights, not its name.")
-    RETURN_TYPES = (MODEL, VAE, "STRING")
-    RETURN_NAMES = ("model", "vae", "info")
-    OUTPUT_TOOLTIPS = ("The AudioX model (backbone, conditioners, MAF).",
-                       "The model's own VAE, for AudioX VAE Encode/Decode.",
-                       "What was detected: variant, sample rate, window, conditions.")
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (MODEL, "model", "The AudioX model (backbone, conditioners, MAF)."),
+        (VAE, "vae", "The model's own VAE, for AudioX VAE Encode/Decode."),
+        ("STRING", "info", "What was detected: variant, sample rate, window, conditions."))
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "ckpt_name": socket_input(list_audiox_files(), CKPT_TOOLTIP),
-                "dtype": choice_input(MODEL_DTYPE_OPTIONS, "auto", MODEL_DTYPE_TOOLTIP),
-                "keep_on_gpu": KEEP_ON_GPU_INPUT,
-            },
-            "optional": {"vae": socket_input(VAE, VAE_INPUT_TOOLTIP),
-                         "clip_vision": socket_input(CLIP_VISION, CLIP_INPUT_TOOLTIP)},
-        }
+        return {"required": {"ckpt_name": socket_input(list_audiox_files(), CKPT_TOOLTIP),
+                             "dtype": choice_input(MODEL_DTYPE_OPTIONS, "auto", MODEL_DTYPE_TOOLTIP),
+                             "keep_on_gpu": KEEP_ON_GPU_INPUT},
+                "optional": {"vae": socket_input(VAE, VAE_INPUT_TOOLTIP),
+                             "clip_vision": socket_input(CLIP_VISION, CLIP_INPUT_TOOLTIP)}}
 
     @classmethod
     def VALIDATE_INPUTS(cls, ckpt_name):
@@ -113,16 +93,16 @@ class AudioXModelLoader(LoaderNode):
 
     @node_function
     def load(self, ckpt_name, dtype="auto", keep_on_gpu=True, vae=None, clip_vision=None):
-        from ..audiox_core.acceleration import fp8_available, loaded_backbone_fp8
         node = self.DISPLAY_NAME
-        _check_separate_files(node, vae, clip_vision)
+        vae = expect(vae, VAEBundle, node, "vae", "an AUDIOX_VAE from AudioX VAE Loader", optional=True)
+        if vae is not None and not vae.path:
+            raise node_error(node, "vae", "must come from AudioX VAE Loader (a file), not from another model")
+        expect(clip_vision, ClipVisionFile, node, "clip_vision", "an AUDIOX_CLIP_VISION", optional=True)
         path, _ = pick_weights_file(node, "ckpt_name", "audiox", ckpt_name, MODEL_KINDS, "an AudioX model",
                                     OTHER_LOADER_HINTS)
-        weights_dtype = resolve_dtype("auto" if dtype == FP8 else dtype)
-        if dtype == FP8 and not fp8_available():
-            raise node_error(node, "dtype", "fp8_e4m3fn needs a PyTorch with float8 types (≥ 2.1)")
+        weights_dtype, fp8 = model_weight_dtype(dtype, comfy_compat.get_torch_device())
         model = _load_checkpoint(node, path, ckpt_name, weights_dtype, vae, clip_vision)
-        if dtype == FP8:
+        if fp8:
             loaded_backbone_fp8(model, weights_dtype)
         parts = model_parts(model)
         bundle = ModelBundle(model, parts, _offload(keep_on_gpu), name=os.path.basename(ckpt_name))
@@ -138,9 +118,7 @@ class AudioXVAELoader(LoaderNode):
     DESCRIPTION = ("Loads an Oobleck VAE file (the official VAE.ckpt / vae.ckpt) from models/audiox. Connect it to "
                    "AudioX Model Loader for checkpoints without a VAE (AudioX-Turbo), or use it directly with "
                    "AudioX VAE Encode/Decode.")
-    RETURN_TYPES = (VAE,)
-    RETURN_NAMES = ("vae",)
-    OUTPUT_TOOLTIPS = ("The VAE.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs((VAE, "vae", "The VAE."))
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -172,9 +150,7 @@ class AudioXT5Loader(LoaderNode):
     DESCRIPTION = ("Loads the T5 text encoder from models/text_encoders: a Hugging Face folder (config.json, "
                    "model.safetensors, tokenizer) or a single t5-base file such as ComfyUI's t5_base.safetensors "
                    "(its tokenizer then comes with ComfyUI). Every released AudioX model uses t5-base.")
-    RETURN_TYPES = (T5,)
-    RETURN_NAMES = ("t5",)
-    OUTPUT_TOOLTIPS = ("The text encoder, for AudioX Text Encoder.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs((T5, "t5", "The text encoder, for AudioX Text Encoder."))
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -197,8 +173,7 @@ class AudioXT5Loader(LoaderNode):
         node = self.DISPLAY_NAME
         path = pick_file(node, "t5_name", "text_encoders", t5_name)
         tokenizer = comfy_compat.comfy_t5_tokenizer_dir() if needs_outside_tokenizer(path) else None
-        on_cpu = comfy_compat.get_torch_device().type == "cpu"
-        weights_dtype = (torch.float32 if on_cpu else torch.float16) if dtype == "auto" else resolve_dtype(dtype)
+        weights_dtype = t5_weight_dtype(dtype, comfy_compat.get_torch_device())
         with about_input(node, "t5_name"):
             encoder = T5TextEncoder.from_local(path, dtype=weights_dtype, device=comfy_compat.unet_offload_device(),
                                                tokenizer_path=tokenizer, expected_dim=None)
@@ -209,9 +184,8 @@ class AudioXCLIPVisionLoader(LoaderNode):
     DISPLAY_NAME = "AudioX CLIP Vision Loader"
     DESCRIPTION = ("Picks CLIP ViT-B/32 vision weights from models/clip_vision (Hugging Face or OpenAI layout) for "
                    "AudioX checkpoints saved without their CLIP tower. Connect it to AudioX Model Loader.")
-    RETURN_TYPES = (CLIP_VISION,)
-    RETURN_NAMES = ("clip_vision",)
-    OUTPUT_TOOLTIPS = ("The CLIP vision file, for AudioX Model Loader's clip_vision input.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (CLIP_VISION, "clip_vision", "The CLIP vision file, for AudioX Model Loader's clip_vision input."))
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -232,9 +206,8 @@ class AudioXSynchformerLoader(LoaderNode):
     DESCRIPTION = ("Loads the Synchformer visual extractor (synchformer_state_dict.pth, the file MMAudio also uses) "
                    "from models/audiox. AudioX-MAF, -MAF-MMDiT and Turbo condition on its sync features when "
                    "given a video.")
-    RETURN_TYPES = (SYNCHFORMER,)
-    RETURN_NAMES = ("synchformer",)
-    OUTPUT_TOOLTIPS = ("The Synchformer, for AudioX Video Encoder / AudioX Sync Encoder.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (SYNCHFORMER, "synchformer", "The Synchformer, for AudioX Video Encoder / AudioX Sync Encoder."))
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -262,4 +235,3 @@ class AudioXSynchformerLoader(LoaderNode):
 
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in (AudioXModelLoader, AudioXVAELoader, AudioXT5Loader,
                                                       AudioXCLIPVisionLoader, AudioXSynchformerLoader)}
-NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

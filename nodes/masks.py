@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from ..audiox_core.task import check_mask_fits_audio, parse_ranges  # the one time-range grammar (also the CLI's)
 from .common import (CATEGORY, MASK, MAX_SECONDS, TimeMask, about_input, check_audio_input, float_input, node_function,
-                     socket_input, string_input)
-from .encoders import fields_as_inputs
+                     outputs, socket_input, string_input)
 from .preview import audio_preview
 
 AUDIO_INPUT_TOOLTIP = ("Optional: the audio being edited (e.g. the same Load Audio that feeds the encoder). The node "
@@ -23,9 +22,8 @@ def _mask_result(node: str, mask: TimeMask, audio) -> dict:
     ui = {}
     if audio is not None:
         wave, sr = check_audio_input(audio, node, "audio")
-        with fields_as_inputs(node):
-            check_mask_fits_audio(wave.shape[-1] / sr, ranges=mask.ranges,
-                                  keep_seconds=mask.keep_seconds if mask.kind == "complete" else None)
+        check_mask_fits_audio(wave.shape[-1] / sr, ranges=mask.ranges,
+                              keep_seconds=mask.keep_seconds if mask.kind == "complete" else None)
         ui["audiox_audio"] = [{"audio": audio_preview(wave[:1], sr, "mask_input"), "sample_rate": sr,
                                "seconds": wave.shape[-1] / sr}]
     return {"ui": ui, "result": (mask,)}
@@ -37,9 +35,7 @@ class AudioXInpaintMask:
                    "input audio. Connect to the sampler's mask (with the audio's latents) and to AudioX Audio "
                    "Prompt Encoder.")
     CATEGORY = f"{CATEGORY}/masks"
-    RETURN_TYPES = (MASK,)
-    RETURN_NAMES = ("mask",)
-    OUTPUT_TOOLTIPS = ("Time mask: the ranges to regenerate.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs((MASK, "mask", "Time mask: the ranges to regenerate."))
     FUNCTION = "make"
 
     @classmethod
@@ -72,9 +68,7 @@ class AudioXCompletionMask:
     DESCRIPTION = ("Music/audio completion: keep the first N seconds of the input audio and generate what follows. "
                    "Connect to the sampler's mask (with the audio's latents) and to AudioX Audio Prompt Encoder.")
     CATEGORY = f"{CATEGORY}/masks"
-    RETURN_TYPES = (MASK,)
-    RETURN_NAMES = ("mask",)
-    OUTPUT_TOOLTIPS = ("Time mask: the seconds to keep.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs((MASK, "mask", "Time mask: the seconds to keep."))
     FUNCTION = "make"
 
     @classmethod
@@ -90,4 +84,3 @@ class AudioXCompletionMask:
 
 
 NODE_CLASS_MAPPINGS = {"AudioXInpaintMask": AudioXInpaintMask, "AudioXCompletionMask": AudioXCompletionMask}
-NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

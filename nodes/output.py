@@ -1,11 +1,6 @@
-"""Output helpers: put generated audio onto the input video, and draw a spectrogram.
-
-* AudioX Video With Audio — a core VIDEO (for core Save Video) whose sound track is the generated
-  audio, starting at the window's start in the source video.  A file-backed video (core Load
-  Video) is remuxed without re-encoding when the cut is exact (else the segment is re-encoded);
-  IMAGE frames + fps are cut to the audio's length.
-* AudioX Spectrogram — an IMAGE of the audio (mel-scaled frequency, dB colour), for core Preview
-  Image / Save Image.
+"""Output nodes: AudioX Video With Audio (a core VIDEO whose sound track is the generated audio; a
+file-backed video is remuxed without re-encoding when the cut is exact, else the segment is re-encoded;
+IMAGE frames + fps are cut to the audio's length) and AudioX Spectrogram (an IMAGE of the audio).
 """
 from __future__ import annotations
 
@@ -19,7 +14,7 @@ from ..audiox_core.errors import FieldError
 from ..audiox_core.media.spectrogram import spectrogram_image
 from . import comfy_compat
 from .common import (CATEGORY, about_input, check_audio_input, float_input, int_input, node_error, node_function,
-                     socket_input)
+                     outputs, socket_input)
 
 
 class AudioXVideoWithAudio:
@@ -28,9 +23,8 @@ class AudioXVideoWithAudio:
                    "start_seconds for the audio's length. Outputs a core VIDEO for Save Video. Takes core VIDEO or "
                    "IMAGE frames + fps.")
     CATEGORY = f"{CATEGORY}/output"
-    RETURN_TYPES = ("VIDEO",)
-    RETURN_NAMES = ("video",)
-    OUTPUT_TOOLTIPS = ("The video segment with the new sound track.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        ("VIDEO", "video", "The video segment with the new sound track."))
     FUNCTION = "combine"
 
     @classmethod
@@ -63,14 +57,12 @@ class AudioXVideoWithAudio:
             frames, rate, frames_input = source, float(video_rate), "video"
         try:
             segment, clip = media.frames_under_audio(frames, rate, float(start_seconds), clip, sr)
-        except FieldError as e:
-            input_name = {"frames": frames_input, "start": "start_seconds"}.get(e.field, e.field)
-            raise node_error(node, input_name, str(e)) from None
+        except FieldError as e:  # the core's names of the frames and the start
+            raise node_error(node, {"frames": frames_input, "start": "start_seconds"}.get(e.field, e.field), str(e))
         with about_input(node, frames_input):
             return (comfy_compat.make_video(segment, rate, {"waveform": clip.unsqueeze(0), "sample_rate": sr}),)
 
     def _remux(self, source, clip: torch.Tensor, sample_rate: int, start: float):
-        """A file-backed VIDEO: the audio muxed into a copy of its segment in the temp folder."""
         out = os.path.join(comfy_compat.get_temp_directory(), "audiox", f"video_with_audio_{uuid.uuid4().hex[:12]}.mp4")
         os.makedirs(os.path.dirname(out), exist_ok=True)
         seconds = clip.shape[-1] / sample_rate
@@ -83,9 +75,8 @@ class AudioXSpectrogram:
     DISPLAY_NAME = "AudioX Spectrogram"
     DESCRIPTION = "Draws a spectrogram of audio (time → right, mel frequency ↑, level in dB as colour) as an IMAGE."
     CATEGORY = f"{CATEGORY}/output"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("image",)
-    OUTPUT_TOOLTIPS = ("The spectrogram; each clip of a batch is one band, top to bottom.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        ("IMAGE", "image", "The spectrogram; each clip of a batch is one band, top to bottom."))
     FUNCTION = "draw"
 
     @classmethod
@@ -108,4 +99,3 @@ class AudioXSpectrogram:
 
 
 NODE_CLASS_MAPPINGS = {"AudioXVideoWithAudio": AudioXVideoWithAudio, "AudioXSpectrogram": AudioXSpectrogram}
-NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

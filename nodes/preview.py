@@ -1,13 +1,6 @@
-"""What the frontend's audio workbench (web/audiox.js) gets from a node after it runs.
-
-* :func:`audio_preview` writes each clip of an AUDIO batch as a 16-bit WAV into ComfyUI's temp
-  folder (sub-folder ``audiox``) and returns the ``/view`` references the UI loads, in the same
-  form core nodes use (``{"filename", "subfolder", "type": "temp"}``).
-* :func:`regenerated_seconds` (``audiox_core.generate``) turns a sampler's latent keep-mask into
-  the time ranges that were (partly) regenerated, so the preview can mark them.
-* :func:`ui_event` (``comfy_compat``) sends a websocket message to the browser, a no-op outside a
-  running ComfyUI.
-"""
+"""What the frontend's audio workbench (web/audiox.js) gets from a node after it runs: WAV previews
+in ComfyUI's temp folder (:func:`audio_preview`), the regenerated time ranges of a sampler's keep-mask
+(:func:`regenerated_seconds`) and websocket messages (:func:`ui_event`, a no-op outside ComfyUI)."""
 from __future__ import annotations
 
 import os
@@ -24,7 +17,8 @@ PREVIEW_SUBFOLDER = "audiox"
 
 
 def audio_preview(waveform: torch.Tensor, sample_rate: int, prefix: str) -> list[dict]:
-    """Write ``waveform [B, C, T]`` as B WAV files in the temp folder; their ``/view`` references."""
+    """Write ``waveform [B, C, T]`` as B 16-bit WAV files in the temp folder (sub-folder ``audiox``);
+    their ``/view`` references, as core nodes give them (``{"filename", "subfolder", "type": "temp"}``)."""
     folder = os.path.join(comfy_compat.get_temp_directory(), PREVIEW_SUBFOLDER)
     names = save_wav_clips(folder, f"{prefix}_{uuid.uuid4().hex[:10]}", waveform, sample_rate)
     return [{"filename": name, "subfolder": PREVIEW_SUBFOLDER, "type": "temp"} for name in names]

@@ -1,16 +1,10 @@
-"""Sampler nodes: AudioX Sampler (Base: multi-step with CFG) and AudioX Turbo Sampler (1–8 steps).
+"""Sampler nodes: AudioX Sampler (Base: multi-step with CFG), AudioX Turbo Sampler (1–8 steps) and
+AudioX Compile Backbone.  The samplers map their inputs to one :class:`audiox_core.task.GenerationRequest`
+(inpainting/completion, variation, long-form: see the node descriptions); the core plans and runs it.
 
-Both turn a fused context into audio latents (core ``LATENT`` ``{"samples": [B, C, L], "type":
-"audio"}``), optionally
-
-* keeping parts of given latents (``latent`` + ``mask``: inpainting or completion),
-* starting from given latents (Base only: ``latent`` + ``denoise`` < 1, a variation), or
-* generating longer than the model's window (``duration`` > window: overlapping windows, each
-  conditioned on the previous one; text, and video re-encoded window by window).
-
-The LATENT carries an extra ``"audiox"`` entry (sample rate, seconds, keep-mask) that AudioX VAE
-Decode uses to trim to the requested duration and to paste the original audio back outside the
-regenerated ranges.  Progress and Cancel work through ComfyUI's progress bar.
+The output LATENT (``{"samples": [B, C, L], "type": "audio"}``) carries an extra ``"audiox"`` entry
+(sample rate, seconds, keep-mask) that AudioX VAE Decode uses to trim to the requested duration and
+to paste the original audio back outside the regenerated ranges.
 """
 from __future__ import annotations
 
@@ -21,13 +15,14 @@ import torch
 
 from ..audiox_core import generate as generation
 from ..audiox_core import task
+from ..audiox_core.loaded_model import synchformer_attached
 from . import comfy_compat
-from .common import (CATEGORY, COND, CONTEXT, MASK, MAX_SECONDS, MODEL, Context, ModelBundle, TimeMask, about_input,
-                     bool_input, choice_input, expect, float_input, int_input, node_error, node_function, socket_input)
+from .common import (CATEGORY, COND, CONTEXT, HIDDEN, MASK, MAX_SECONDS, MAX_SEED, MODEL, Context, ModelBundle,
+                     TimeMask, about_input, bool_input, choice_input, expect, float_input, int_input, node_error,
+                     node_function, outputs, socket_input)
 
 log = logging.getLogger(__name__)
 
-HIDDEN = {"unique_id": "UNIQUE_ID"}
 SAMPLERS = ["auto", *generation.BASE_SAMPLERS_V,
             *[name for name in generation.BASE_SAMPLERS_RF if name not in generation.BASE_SAMPLERS_V]]
 
@@ -48,7 +43,7 @@ SAMPLER_TOOLTIP = ("auto = the model's official sampler (DPM++ 3M SDE for v-obje
 def _model_seed_context() -> dict:
     return {"model": socket_input(MODEL, "The AudioX model (AudioX Model Loader)."),
             "context": socket_input(CONTEXT, "Fused conditions (AudioX MAF Fusion) made for this model."),
-            "seed": int_input(0, 0, 0xFFFFFFFFFFFFFFFF, "Noise seed; the same seed gives the same audio on any device.",
+            "seed": int_input(0, 0, MAX_SEED, "Noise seed; the same seed gives the same audio on any device.",
                               control_after_generate=True)}
 
 
@@ -66,8 +61,8 @@ def _latent_and_mask(latent_use: str) -> dict:
 #: request fields (audiox_core.task.GenerationRequest) -> the sampler input that feeds them
 INPUT_OF_FIELD = {"context": "context", "batch": "batch_size", "init_latents": "latent", "inpaint": "mask",
                   "keep_seconds": "mask", "duration": "duration", "negative_prompt": "negative",
-                  "settings.noise": "noise", "settings.sampler": "sampler_name",
-                  "settings.steps": "steps", "settings.cfg_scale": "cfg", "settings.mode": "model"}
+                  "settings.noise": "noise", "settings.sampler": "sampler_name", "settings.steps": "steps",
+                  "settings.cfg_scale": "cfg", "settings.mode": "model"}
 
 
 def _request(node: str, mode: str, bundle: ModelBundle, context: Context, inputs: dict) -> task.GenerationRequest:
@@ -80,8 +75,7 @@ def _request(node: str, mode: str, bundle: ModelBundle, context: Context, inputs
     latent, mask = inputs["latent"], inputs["mask"]
     if latent is not None and (not isinstance(latent, dict) or not torch.is_tensor(latent.get("samples"))):
         raise node_error(node, "latent", f"needs a LATENT, got {type(latent).__name__}")
-    if mask is not None:
-        expect(mask, TimeMask, node, "mask", "an AUDIOX_MASK")
+    expect(mask, TimeMask, node, "mask", "an AUDIOX_MASK", optional=True)
     return task.GenerationRequest(
         context=task.FusedContext(context.tokens, context.conds, context.modality_scale, context.source),
         negative_prompt=inputs["negative"], init_latents=None if latent is None else latent["samples"],
@@ -91,21 +85,6 @@ def _request(node: str, mode: str, bundle: ModelBundle, context: Context, inputs
         keep_seconds=mask.keep_seconds if mask is not None and mask.kind == "complete" else None,
         strength=float(inputs["denoise"]), duration=float(inputs["duration"]), settings=settings,
         batch=int(inputs["batch"]))
-
-
-@contextlib.contextmanager
-def _synchformer_attached(bundle: ModelBundle, synchformer):
-    """Long-form video from a fused context: the model runs the Synchformer the video was encoded with."""
-    if synchformer is None:
-        yield
-        return
-    previous = bundle.model.synchformer
-    with synchformer.on_device():
-        try:
-            bundle.model.set_synchformer(synchformer.module)
-            yield
-        finally:
-            bundle.model.set_synchformer(previous)
 
 
 def run(node: str, mode: str, model, context, inputs: dict, unique_id=None) -> dict:
@@ -119,7 +98,9 @@ def run(node: str, mode: str, model, context, inputs: dict, unique_id=None) -> d
         plan = _request(node, mode, bundle, fused, inputs).plan(bundle.model)
     except task.RequestError as e:
         raise node_error(node, INPUT_OF_FIELD.get(e.field, "context"), str(e)) from e
-    with bundle.on_device(*plan.parts), _synchformer_attached(bundle, plan.synchformer), \
+    synchformer = plan.synchformer  # long-form video from a fused context: the Synchformer it was encoded with
+    with bundle.on_device(*plan.parts), synchformer.on_device() if synchformer else contextlib.nullcontext(), \
+            synchformer_attached(bundle.model, getattr(synchformer, "module", None)), \
             about_input(node, "duration" if plan.long_form else "context"):
         result = plan.run(comfy_compat.make_progress_callback(None, unique_id))
     mask = inputs["mask"]
@@ -132,9 +113,9 @@ def run(node: str, mode: str, model, context, inputs: dict, unique_id=None) -> d
 class _SamplerNode:
     """What the Base and the Turbo sampler node have in common: their outputs."""
     CATEGORY = f"{CATEGORY}/sampling"
-    RETURN_TYPES = ("LATENT", "STRING")
-    RETURN_NAMES = ("latent", "report")
-    OUTPUT_TOOLTIPS = ("Audio latents; decode with AudioX VAE Decode.", "What was sampled.")
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        ("LATENT", "latent", "Audio latents; decode with AudioX VAE Decode."),
+        ("STRING", "report", "What was sampled."))
     FUNCTION = "sample"
 
 
@@ -210,9 +191,8 @@ class AudioXCompileBackbone:
                    "compiles (can take a minute); later runs reuse the compiled graphs. The loaded model itself "
                    "stays uncompiled for other branches.")
     CATEGORY = f"{CATEGORY}/sampling"
-    RETURN_TYPES = (MODEL,)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The same model; samplers fed from here run its backbone compiled.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (MODEL, "model", "The same model; samplers fed from here run its backbone compiled."))
     FUNCTION = "apply"
 
     @classmethod
@@ -237,4 +217,3 @@ class AudioXCompileBackbone:
 
 NODE_CLASS_MAPPINGS = {"AudioXSampler": AudioXSampler, "AudioXTurboSampler": AudioXTurboSampler,
                        "AudioXCompileBackbone": AudioXCompileBackbone}
-NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

@@ -1,9 +1,6 @@
-"""VAE nodes: audio ⇄ latents with the Oobleck VAE (chunked for long audio).
-
-Latents are core ``LATENT`` dicts ``{"samples": [B, C, L], "type": "audio"}``.  Encode resamples
-and up/down-mixes any AUDIO to the VAE's rate and channels.  Decode returns AUDIO at the VAE's
-rate, trimmed to the sampler's duration, optionally peak-normalised (the official post-processing)
-and, for inpainting/completion, with the original audio kept outside the regenerated ranges.
+"""VAE nodes: audio ⇄ core ``LATENT`` dicts ``{"samples": [B, C, L], "type": "audio"}`` with the Oobleck
+VAE (chunked for long audio).  Decode trims to the sampler's duration (the LATENT's ``"audiox"`` entry),
+then keeps the original audio outside the regenerated ranges, or peak-normalises (official post-processing).
 """
 from __future__ import annotations
 
@@ -11,13 +8,12 @@ import torch
 
 from ..audiox_core import generate as generation
 from ..audiox_core import media
-from ..audiox_core.errors import FieldError
 from . import comfy_compat
-from .common import (CATEGORY, VAE, VAEBundle, about_input, audio_output, bool_input, check_audio_input,
-                     choice_input, expect, int_input, node_error, node_function, socket_input)
+from .common import (CATEGORY, HIDDEN, MAX_SEED, VAE, VAEBundle, about_input, audio_output, bool_input,
+                     check_audio_input, choice_input, expect, int_input, node_error, node_function, outputs,
+                     socket_input)
 from .preview import audio_preview, regenerated_seconds
 
-HIDDEN = {"unique_id": "UNIQUE_ID"}
 CHUNK = ["auto", "on", "off"]
 CHUNKED = {"auto": None, "on": True, "off": False}
 CHUNK_TOOLTIP = ("Process long audio in overlapping chunks with an exact receptive-field overlap (same result, "
@@ -34,35 +30,28 @@ class AudioXVAEEncode:
     DESCRIPTION = ("Audio → latents with the AudioX (Oobleck) VAE. Any sample rate and channel count is resampled "
                    "and mixed to the VAE's. Use for inpainting, completion and variations.")
     CATEGORY = f"{CATEGORY}/vae"
-    RETURN_TYPES = ("LATENT",)
-    RETURN_NAMES = ("latent",)
-    OUTPUT_TOOLTIPS = ("Audio latents [B, C, L] (type 'audio').",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        ("LATENT", "latent", "Audio latents [B, C, L] (type 'audio')."))
     FUNCTION = "encode"
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "vae": socket_input(VAE, VAE_TOOLTIP),
-                "audio": socket_input("AUDIO", "Audio to encode (core Load Audio or any AUDIO)."),
-                "sample_posterior": bool_input(True, "On: draw the latents from the VAE posterior as the official "
-                                                     "code does. Off: use its mean (deterministic)."),
-                "posterior_seed": int_input(0, 0, 0xFFFFFFFFFFFFFFFF, "Seed of the posterior sample."),
-                "chunked": choice_input(CHUNK, "auto", CHUNK_TOOLTIP),
-            },
-            "hidden": dict(HIDDEN),
-        }
+        return {"required": {
+            "vae": socket_input(VAE, VAE_TOOLTIP),
+            "audio": socket_input("AUDIO", "Audio to encode (core Load Audio or any AUDIO)."),
+            "sample_posterior": bool_input(True, "On: draw the latents from the VAE posterior as the official code "
+                                                 "does. Off: use its mean (deterministic)."),
+            "posterior_seed": int_input(0, 0, MAX_SEED, "Seed of the posterior sample."),
+            "chunked": choice_input(CHUNK, "auto", CHUNK_TOOLTIP),
+        }, "hidden": dict(HIDDEN)}
 
     @node_function
     def encode(self, vae, audio, sample_posterior=True, posterior_seed=0, chunked="auto", unique_id=None):
         node = self.DISPLAY_NAME
         v = expect(vae, VAEBundle, node, "vae", "an AUDIOX_VAE")
         wave, sr = check_audio_input(audio, node, "audio")
-        try:
-            generation.check_encode_length(v.view(), wave.shape[-1], sr, user=node)
-        except FieldError as e:
-            raise node_error(node, e.field, str(e)) from e
-        generator = torch.Generator().manual_seed(int(posterior_seed) & 0xFFFF_FFFF_FFFF_FFFF)
+        generation.check_encode_length(v.view(), wave.shape[-1], sr, user=node)
+        generator = torch.Generator().manual_seed(int(posterior_seed) & MAX_SEED)
         progress = comfy_compat.make_progress_callback(None, unique_id)
         with v.on_device(), about_input(node, "audio"):
             latents, report = generation.encode(v.view(), wave, sr, generator=generator, sample=bool(sample_posterior),
@@ -77,29 +66,24 @@ class AudioXVAEDecode:
                    "Preview Audio / Save Audio. Connect the original audio for inpainting/completion to keep it "
                    "exactly outside the regenerated ranges.")
     CATEGORY = f"{CATEGORY}/vae"
-    RETURN_TYPES = ("AUDIO",)
-    RETURN_NAMES = ("audio",)
-    OUTPUT_TOOLTIPS = ("Audio [B, C, T] at the VAE's sample rate.",)
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        ("AUDIO", "audio", "Audio [B, C, T] at the VAE's sample rate."))
     FUNCTION = "decode"
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "vae": socket_input(VAE, VAE_TOOLTIP),
-                "samples": socket_input("LATENT", "Latents from an AudioX sampler or AudioX VAE Encode."),
-                "normalize": bool_input(True, NORMALIZE_TOOLTIP, label_on="peak-normalise", label_off="as decoded"),
-                "chunked": choice_input(CHUNK, "auto", CHUNK_TOOLTIP),
-            },
-            "optional": {"original_audio": socket_input("AUDIO", ORIGINAL_TOOLTIP)},
-            "hidden": dict(HIDDEN),
-        }
+        return {"required": {
+            "vae": socket_input(VAE, VAE_TOOLTIP),
+            "samples": socket_input("LATENT", "Latents from an AudioX sampler or AudioX VAE Encode."),
+            "normalize": bool_input(True, NORMALIZE_TOOLTIP, label_on="peak-normalise", label_off="as decoded"),
+            "chunked": choice_input(CHUNK, "auto", CHUNK_TOOLTIP),
+        }, "optional": {"original_audio": socket_input("AUDIO", ORIGINAL_TOOLTIP)}, "hidden": dict(HIDDEN)}
 
     @node_function
     def decode(self, vae, samples, normalize=True, chunked="auto", original_audio=None, unique_id=None):
         node = self.DISPLAY_NAME
         v = expect(vae, VAEBundle, node, "vae", "an AUDIOX_VAE")
-        latents = _checked_latents(node, samples, v.pretransform.latent_dim)
+        latents = generation.checked_latents(samples, v.pretransform.latent_dim)
         meta = dict(samples.get("audiox") or {})
         keep, sr, ratio = meta.get("keep"), v.sample_rate, v.pretransform.downsampling_ratio
         if original_audio is not None and keep is None:
@@ -124,18 +108,4 @@ class AudioXVAEDecode:
         return {"ui": {"audiox_preview": [preview]}, "result": (audio_output(audio, sr),)}
 
 
-def _checked_latents(node: str, samples, latent_dim: int) -> torch.Tensor:
-    """The ``[B, C, L]`` latents of a LATENT input, with ``C`` channels as this VAE decodes."""
-    if not isinstance(samples, dict) or not torch.is_tensor(samples.get("samples")):
-        raise node_error(node, "samples", f"needs a LATENT, got {type(samples).__name__}")
-    latents = samples["samples"]
-    if latents.dim() != 3:
-        raise node_error(node, "samples", f"has shape {tuple(latents.shape)}; audio latents are [B, C, L]")
-    if latents.shape[1] != latent_dim:
-        raise node_error(node, "samples", f"has {latents.shape[1]} channels but this VAE decodes "
-                         f"{latent_dim}: use the VAE of the model that made them")
-    return latents
-
-
 NODE_CLASS_MAPPINGS = {"AudioXVAEEncode": AudioXVAEEncode, "AudioXVAEDecode": AudioXVAEDecode}
-NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

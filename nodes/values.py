@@ -1,8 +1,8 @@
 """The values on the pack's sockets (see the table in :mod:`.common`): plain ones from
 :mod:`audiox_core.values`, and bundles of networks with ComfyUI's memory-managed handles.  A model
-with LoRAs is a :class:`ModelBundle` sharing the loaded model object; its LoRAs are attached only
-inside :meth:`ModelBundle.on_device` and detached after (:func:`audiox_core.loaded_model.loras_applied`).
-"""
+with LoRAs is a :class:`ModelBundle` sharing the loaded model object, so the model other nodes hold
+(and ComfyUI caches) stays the base: its LoRAs are attached only inside :meth:`ModelBundle.on_device`
+and detached after (:func:`audiox_core.loaded_model.loras_applied`)."""
 from __future__ import annotations
 
 import contextlib

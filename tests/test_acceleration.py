@@ -113,3 +113,17 @@ def test_on_device_moves_back():
     assert moves[-1] == "cpu"                        # also after an error
     with A.on_device(None, "cpu"):
         pass
+
+
+def test_weight_dtype_choices_of_the_t5_and_model_loaders(monkeypatch):
+    cpu, gpu = torch.device("cpu"), torch.device("mps")
+    assert A.t5_weight_dtype("auto", cpu) == torch.float32 and A.t5_weight_dtype("auto", gpu) == torch.float16
+    assert A.t5_weight_dtype("bf16", cpu) == torch.bfloat16
+    assert A.model_weight_dtype("auto", cpu) == (torch.float32, False)
+    assert A.model_weight_dtype("fp16", cpu) == (torch.float16, False)
+    monkeypatch.setattr(A, "fp8_available", lambda: True)
+    assert A.model_weight_dtype(A.FP8, gpu) == (torch.float16, True)
+    monkeypatch.setattr(A, "fp8_available", lambda: False)
+    with pytest.raises(A.FieldError, match="float8") as info:
+        A.model_weight_dtype(A.FP8, cpu)
+    assert info.value.field == "dtype"

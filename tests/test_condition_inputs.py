@@ -142,3 +142,15 @@ def test_dropping_modalities(turbo):
     assert kept.video is None and kept.audio is None and kept.text is given.text and dropped == ("video", "audio")
     assert given.video is not None  # the input is not changed
     assert field_of(lambda: conditions.drop_modalities(turbo, given, text=True)) == "t5"
+
+
+def test_require_condition_names_the_model_without_that_condition(turbo):
+    for modality in conditions.MODALITIES:
+        conditions.require_condition(turbo, modality)  # Turbo has all three
+    from types import SimpleNamespace
+    no_audio = SimpleNamespace(config=SimpleNamespace(variant="V"), video_conditioner=object(), text_spec=object(),
+                               audio_conditioner=None)
+    conditions.require_condition(no_audio, "text")
+    with pytest.raises(FieldError, match="^V has no audio condition$") as e:
+        conditions.require_condition(no_audio, "audio", field="m")
+    assert e.value.field == "m"

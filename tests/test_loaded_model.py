@@ -11,7 +11,7 @@ import torch
 from audiox_core.acceleration import backbone_compiled
 from audiox_core.errors import InputError
 from audiox_core.loaded_model import (APPLIED_LORAS_KEY, ModelInUse, backbone_compiled_during, loras_applied,
-                                      part_modules)
+                                      part_modules, synchformer_attached)
 from audiox_core.tiny import make_tiny_model
 from audiox_core.training import lora as L
 
@@ -119,3 +119,14 @@ def test_backbone_compiled_only_inside_the_block(turbo):
     with backbone_compiled_during(turbo, "default"):  # torch.compile is lazy: nothing compiles until called
         assert backbone_compiled(turbo)
     assert not backbone_compiled(turbo)
+
+
+def test_synchformer_attached_only_inside_the_block(turbo):
+    own, other = turbo.synchformer, torch.nn.Identity()
+    with synchformer_attached(turbo, None):
+        assert turbo.synchformer is own
+    with pytest.raises(RuntimeError):
+        with synchformer_attached(turbo, other):
+            assert turbo.synchformer is other
+            raise RuntimeError("fails inside the block")
+    assert turbo.synchformer is own

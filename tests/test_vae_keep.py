@@ -1,12 +1,16 @@
-"""audiox_core.generate.keep_original_audio / check_encode_length: the VAE nodes' decisions."""
+"""audiox_core.generate.keep_original_audio / check_encode_length / checked_latents: the VAE nodes'
+decisions."""
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
 
 from audiox_core.checkpoint import load_error_source
 from audiox_core.errors import CheckpointError, FieldError, InputError
-from audiox_core.generate import MAX_SECONDS, VAEOnly, check_encode_length, keep_original_audio, waveform_keep
+from audiox_core.generate import (MAX_SECONDS, VAEOnly, check_encode_length, checked_latents, keep_original_audio,
+                                  waveform_keep)
 from audiox_core.media import resample
 from audiox_core.tiny import make_tiny_model
 
@@ -53,3 +57,13 @@ def test_load_error_source_names_the_file_at_fault():
     assert load_error_source(CheckpointError("x: This checkpoint has no CLIP vision tower")) == "missing_clip_vision"
     assert load_error_source(InputError("no VAE weights")) == "checkpoint"  # only load_model's CheckpointError
     assert load_error_source(CheckpointError("truncated")) == "checkpoint"
+
+
+def test_checked_latents_refuses_what_the_vae_cannot_decode():
+    latents = torch.zeros(2, 4, 7)
+    assert checked_latents({"samples": latents}, 4) is latents
+    for value, words in (([latents], "needs a LATENT, got list"), ({"samples": torch.zeros(4, 7)}, "[B, C, L]"),
+                         ({"samples": latents}, "has 4 channels but this VAE decodes 8")):
+        with pytest.raises(FieldError, match=re.escape(words)) as info:
+            checked_latents(value, 8, field="latent")
+        assert info.value.field == "latent"
