@@ -127,4 +127,3 @@ class AudioXDataset:
 
 
 NODE_CLASS_MAPPINGS = {"AudioXDataset": AudioXDataset}
-NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

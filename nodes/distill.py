@@ -108,4 +108,3 @@ class AudioXDistill(OutputNameCheck):
 
 
 NODE_CLASS_MAPPINGS = {"AudioXDistill": AudioXDistill}
-NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}

@@ -192,4 +192,3 @@ class AudioXLoRALoader:
 
 
 NODE_CLASS_MAPPINGS = {"AudioXTrainLoRA": AudioXTrainLoRA, "AudioXLoRALoader": AudioXLoRALoader}
-NODE_DISPLAY_NAME_MAPPINGS = {k: v.DISPLAY_NAME for k, v in NODE_CLASS_MAPPINGS.items()}
