@@ -19,6 +19,17 @@ from .errors import InputError
 
 #: ``model.__dict__`` entry while an owner's LoRAs are attached: ``[owner, depth]``
 APPLIED_LORAS_KEY = "_audiox_applied_loras"
+#: the parts of a model that only encode conditions: they run once per prompt / video / audio prompt
+ENCODER_PARTS = frozenset({"conditioner"})
+
+
+def encoder_parts(parts) -> tuple:
+    """The parts among ``parts`` that go back to the offload device right after the block that ran
+    them, whatever the keep-on-GPU setting: the encoders (they run once per condition; while the
+    backbone samples, their VRAM is the backbone's).  Other parts follow the user's setting."""
+    return tuple(p for p in parts if p in ENCODER_PARTS)
+
+
 ROLE_LABELS = {"student": "Turbo student (few-step)", "base": "base/teacher (multi-step)"}
 
 

@@ -272,15 +272,18 @@ def offload_models(handles: Sequence[Any]) -> None:
 
 
 @contextlib.contextmanager
-def models_on_device(*handles: Any, memory_required: int = 0, offload_after: Optional[bool] = None) -> Iterator[None]:
+def models_on_device(*handles: Any, memory_required: int = 0, offload_after: Optional[bool] = None,
+                     offload_now: Sequence[Any] = ()) -> Iterator[None]:
     """Load the models for the block; ``offload_after=None``: inside ComfyUI its memory manager decides,
-    outside it they are offloaded after."""
+    outside it they are offloaded after.  ``offload_now``: those of ``handles`` offloaded after in any case."""
     load_models_gpu(handles, memory_required=memory_required)
     try:
         yield
     finally:
         if offload_after if offload_after is not None else not comfy_available():
             offload_models(handles)
+        elif offload_now:
+            offload_models(offload_now)
 
 
 # ---------- VIDEO values --------------------------------------------------------------------

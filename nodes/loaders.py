@@ -25,8 +25,14 @@ MODEL_DTYPE_TOOLTIP = (DTYPE_TOOLTIP + " fp8_e4m3fn: the transformer blocks' wei
                        "it, else fp16; fp32 on the CPU); slightly less exact; no LoRAs or training on such a model.")
 KEEP_TOOLTIP = ("On: after use the weights stay on the GPU until ComfyUI needs the memory for something else "
                 "(fast re-runs). Off: they go back to the CPU as soon as the node that used them finishes "
-                "(less VRAM, slower).")
+                "(less VRAM, slower). An AudioX model's encoders (CLIP, audio prompt) always leave the GPU after "
+                "encoding.")
 KEEP_ON_GPU_INPUT = bool_input(True, KEEP_TOOLTIP, label_on="keep on GPU", label_off="offload after use")
+ENCODER_KEEP_TOOLTIP = ("Off (default): the encoder leaves the GPU as soon as it has encoded (it runs once per "
+                        "prompt or video; the backbone gets its VRAM). On: it stays until ComfyUI needs the memory "
+                        "(faster when the prompt changes on every run).")
+ENCODER_KEEP_ON_GPU_INPUT = bool_input(False, ENCODER_KEEP_TOOLTIP, label_on="keep on GPU",
+                                       label_off="offload after use")
 OTHER_LOADER_HINTS = {kind: f" — load it with AudioX {loader} Loader" for kind, loader in (
     ("vae", "VAE"), ("t5", "T5"), ("synchformer", "Synchformer"), ("clip_vision", "CLIP Vision"))}
 VAE_HINTS = {"audiox": " — an AudioX checkpoint brings its own VAE: use the 'vae' output of AudioX Model Loader"}
@@ -159,7 +165,7 @@ class AudioXT5Loader(LoaderNode):
                                                           "model's demo_t5 is listed too)."),
             "dtype": choice_input(DTYPE_OPTIONS, "auto", "Precision of T5. auto: fp16 on a GPU (as the official), "
                                                          "fp32 on the CPU."),
-            "keep_on_gpu": KEEP_ON_GPU_INPUT,
+            "keep_on_gpu": ENCODER_KEEP_ON_GPU_INPUT,
         }}
 
     @classmethod
@@ -167,7 +173,7 @@ class AudioXT5Loader(LoaderNode):
         return file_present("text_encoders", t5_name)
 
     @node_function
-    def load(self, t5_name, dtype="auto", keep_on_gpu=True):
+    def load(self, t5_name, dtype="auto", keep_on_gpu=False):
         from ..audiox_core.conditioning.t5 import T5TextEncoder
         from ..audiox_core.model_folders import needs_outside_tokenizer
         node = self.DISPLAY_NAME
@@ -215,7 +221,7 @@ class AudioXSynchformerLoader(LoaderNode):
             "synchformer_name": socket_input(list_files_of_kind("audiox", ("synchformer",)),
                                              "synchformer_state_dict.pth in models/audiox."),
             "dtype": choice_input(DTYPE_OPTIONS, "auto", DTYPE_TOOLTIP),
-            "keep_on_gpu": KEEP_ON_GPU_INPUT,
+            "keep_on_gpu": ENCODER_KEEP_ON_GPU_INPUT,
         }}
 
     @classmethod
@@ -223,7 +229,7 @@ class AudioXSynchformerLoader(LoaderNode):
         return file_present("audiox", synchformer_name)
 
     @node_function
-    def load(self, synchformer_name, dtype="auto", keep_on_gpu=True):
+    def load(self, synchformer_name, dtype="auto", keep_on_gpu=False):
         from ..audiox_core.conditioning.synchformer import Synchformer
         node = self.DISPLAY_NAME
         path = pick_file(node, "synchformer_name", "audiox", synchformer_name)

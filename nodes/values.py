@@ -9,7 +9,8 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..audiox_core.loaded_model import ModelInUse, backbone_compiled_during, loras_applied, part_modules
+from ..audiox_core.loaded_model import (ModelInUse, backbone_compiled_during, loras_applied, encoder_parts,
+                                         part_modules)
 from ..audiox_core.values import (ClipVisionFile, Context, DatasetBundle, LoRAValue,  # noqa: F401 (re-exported)
                                   SyncFeatures, TimeMask)
 from . import comfy_compat
@@ -20,6 +21,7 @@ class ModelBundle(ModelInUse):
     """An AudioX model and one memory-managed handle per part (:func:`model_parts`); each node loads
     only the parts it runs (:meth:`on_device`).  ``offload_after``: None = leave it to ComfyUI's
     memory manager (keep on the GPU until something else needs it); True = move back right after use.
+    The encoder part always leaves right after encoding (:func:`~audiox_core.loaded_model.encoder_parts`).
     """
 
     model: Any
@@ -36,7 +38,8 @@ class ModelBundle(ModelInUse):
         handles = [self.parts[p] for p in parts if self.parts.get(p) is not None]
         compile_mode = self.compile_mode if "backbone" in parts else None
         with comfy_compat.models_on_device(*handles, memory_required=memory_required,
-                                           offload_after=self.offload_after), \
+                                           offload_after=self.offload_after,
+                                           offload_now=[self.parts[p] for p in encoder_parts(parts) if self.parts.get(p)]), \
                 backbone_compiled_during(self.model, compile_mode), \
                 loras_applied(self.model, self, self.loras, self.merge_loras, comfy_compat.unet_offload_device()):
             yield

@@ -177,7 +177,7 @@ class Graph:
 # ============================================================================================
 def loaders(g: Graph, ckpt: str = DEMO_TURBO, t5: str = DEMO_T5):
     model = g.add("AudioXModelLoader", ckpt_name=ckpt, dtype="auto", keep_on_gpu=True)
-    t5n = g.add("AudioXT5Loader", t5_name=t5, dtype="auto", keep_on_gpu=True)
+    t5n = g.add("AudioXT5Loader", t5_name=t5, dtype="auto")
     return model, t5n
 
 
@@ -411,9 +411,8 @@ def _official(g):
     vae = g.add("AudioXVAELoader", vae_name="vae.ckpt", sample_rate=44100, keep_on_gpu=True)
     model = g.add("AudioXModelLoader", ckpt_name="AudioX-Turbo/audiox_turbo.ckpt", dtype="auto", keep_on_gpu=True)
     g.link(vae, "vae", model, "vae")
-    t5 = g.add("AudioXT5Loader", t5_name="t5-base", dtype="auto", keep_on_gpu=True)
-    sf = g.add("AudioXSynchformerLoader", synchformer_name="synchformer_state_dict.pth", dtype="auto",
-               keep_on_gpu=True)
+    t5 = g.add("AudioXT5Loader", t5_name="t5-base", dtype="auto")
+    sf = g.add("AudioXSynchformerLoader", synchformer_name="synchformer_state_dict.pth", dtype="auto")
     lv = g.add("LoadVideo", file="audiox_example_events.mp4")
     venc = g.add("AudioXVideoEncoder", start_seconds=0.0, fps=25.0, sync="synchformer", resize="stretch")
     g.link(model, "model", venc, "model")
@@ -441,8 +440,7 @@ def official_base(g: Graph, ckpt: str, prompt: str, seed: int, video_file: Optio
     model, t5 = loaders(g, ckpt, "t5-base")
     venc = lv = None
     if video_file is not None:
-        sf = g.add("AudioXSynchformerLoader", synchformer_name="synchformer_state_dict.pth", dtype="auto",
-                   keep_on_gpu=True)
+        sf = g.add("AudioXSynchformerLoader", synchformer_name="synchformer_state_dict.pth", dtype="auto")
         lv = g.add("LoadVideo", file=video_file)
         venc = g.add("AudioXVideoEncoder", start_seconds=0.0, fps=25.0, sync="synchformer", resize="stretch")
         g.link(model, "model", venc, "model")

@@ -130,3 +130,10 @@ def test_synchformer_attached_only_inside_the_block(turbo):
             assert turbo.synchformer is other
             raise RuntimeError("fails inside the block")
     assert turbo.synchformer is own
+
+
+def test_encoder_parts_are_the_conditioner_only():
+    from audiox_core.loaded_model import encoder_parts
+    assert encoder_parts(("conditioner", "maf")) == ("conditioner",)
+    assert encoder_parts(("backbone", "maf", "vae")) == ()
+    assert encoder_parts(()) == ()

@@ -340,6 +340,24 @@ def test_offload_after_use_moves_parts_back(env):
     assert len(env.current_loaded_models) <= before
 
 
+def test_encoders_leave_the_device_after_encoding_by_default(env):
+    """The T5 (loader default: offload after use) and the model's own encoders (always) are unloaded
+    right after encoding; the backbone of a keep-on-GPU model stays with the memory manager."""
+    model, _, _ = load(env, "turbo.safetensors")
+    (t5_default,) = call(env, "AudioXT5Loader", t5_name="t5", dtype="fp32")
+    assert t5_default.offload_after is True and model.offload_after is None
+    _, ctx, _ = text_ctx(env, model, t5_=t5_default)
+    resident = [e.model for e in env.current_loaded_models]
+    assert not any(h is t5_default.handle for h in resident)
+    assert not any(h is model.parts["conditioner"] for h in resident)
+    assert any(call_["models"] and call_["models"][0] is t5_default.handle for call_ in env.load_calls)
+    call(env, "AudioXTurboSampler", model=model, context=ctx, seed=5, steps=1, batch_size=1, duration=0.0)
+    assert any(e.model is model.parts["backbone"] for e in env.current_loaded_models)
+    (t5_kept,) = call(env, "AudioXT5Loader", t5_name="t5", dtype="fp32", keep_on_gpu=True)
+    text_ctx(env, model, t5_=t5_kept)
+    assert any(e.model is t5_kept.handle for e in env.current_loaded_models)
+
+
 def test_mask_outside_the_clip_and_mask_without_latent(env):
     model, vae, _ = load(env, "turbo.safetensors")
     _, ctx, _ = text_ctx(env, model)
