@@ -61,8 +61,8 @@ def _random_t5(dtype):
 def child(weights, dtype_name, reps):
     import torch
     torch.set_num_threads(2)
-    from audiox_core import conditions as C
-    from audiox_core import generate as G
+    from audiox_core import conditions
+    from audiox_core import generate as generation
     from audiox_core.task import GenerationRequest, generate
     from audiox_core.checkpoint import load_model, parse_dtype
     from audiox_core.models.audiox import build_model
@@ -82,17 +82,17 @@ def child(weights, dtype_name, reps):
     model.set_text_encoder(_random_t5(torch.float32))
     r = {"dtype": dtype_name}
     prompt = "rain on a tin roof with distant thunder"
-    r["t5"] = _timeit(lambda: (model.text_encoder.clear_cache(), C.encode_text(model, prompt)), reps)
-    r["video_absent"] = _timeit(lambda: C.encode_video(model, None), reps)
+    r["t5"] = _timeit(lambda: (model.text_encoder.clear_cache(), conditions.encode_text(model, prompt)), reps)
+    r["video_absent"] = _timeit(lambda: conditions.encode_video(model, None), reps)
     ac = model.audio_conditioner
     t = time.perf_counter()
-    C.encode_audio_prompt(model, None, generator=torch.Generator().manual_seed(0))
+    conditions.encode_audio_prompt(model, None, generator=torch.Generator().manual_seed(0))
     r["audio_absent_first"] = time.perf_counter() - t
-    r["audio_absent"] = _timeit(lambda: C.encode_audio_prompt(model, None, generator=torch.Generator().manual_seed(0)),
+    r["audio_absent"] = _timeit(lambda: conditions.encode_audio_prompt(model, None, generator=torch.Generator().manual_seed(0)),
                                 reps)
-    conds = C.Conditions(text=C.encode_text(model, prompt))
-    r["maf"] = _timeit(lambda: C.fuse(model, conds), reps)
-    ctx = C.fuse(model, conds)
+    conds = conditions.Conditions(text=conditions.encode_text(model, prompt))
+    r["maf"] = _timeit(lambda: conditions.fuse(model, conds), reps)
+    ctx = conditions.fuse(model, conds)
     bb = model.backbone
     L = model.latent_length
     x1 = torch.randn(1, 64, L)
@@ -106,14 +106,14 @@ def child(weights, dtype_name, reps):
         x2, t2 = torch.cat([x1, x1]), torch.cat([t1, t1])
         r["nfe_b2"] = _timeit(lambda: bb(x2, t2, cond_cache=cache2), reps)
     lat = torch.randn(1, 64, L)
-    r["vae_decode"] = _timeit(lambda: G.decode(model, lat), max(1, reps - 1))
+    r["vae_decode"] = _timeit(lambda: generation.decode(model, lat), max(1, reps - 1))
     fixed = r["t5"] + r["video_absent"] + r["audio_absent"] + r["maf"] + r["vae_decode"]
     r["fixed"] = fixed
     r["turbo4_total"] = fixed + 4 * r["nfe_b1"]
     r["base50_cfg_total"] = fixed + r["prepare_b2"] + 50 * r["nfe_b2"]
     model.text_encoder.clear_cache()
     t = time.perf_counter()
-    generate(model, GenerationRequest(prompt=prompt, settings=G.SamplerSettings.for_model(model, "turbo", seed=1)))
+    generate(model, GenerationRequest(prompt=prompt, settings=generation.SamplerSettings.for_model(model, "turbo", seed=1)))
     r["turbo4_measured"] = time.perf_counter() - t
     print(json.dumps(r))
 

@@ -91,8 +91,8 @@ def _build(tiny: bool, config, row: str, device, compile_backend: str = "inducto
 def _generate(model, mode: str, device, lowvram: bool, sync) -> dict:
     import torch
 
-    from audiox_core import conditions as C
-    from audiox_core import generate as G
+    from audiox_core import conditions
+    from audiox_core import generate as generation
     from audiox_core.acceleration import on_device
 
     def place(*mods):
@@ -108,18 +108,18 @@ def _generate(model, mode: str, device, lowvram: bool, sync) -> dict:
     with torch.no_grad():
         with place(model.text_encoder.model, model.conditioner, model.maf_block):
             model.text_encoder.clear_cache()
-            conds = C.Conditions(text=C.encode_text(model, PROMPT))
-            ctx = C.fuse(model, conds, generator=torch.Generator().manual_seed(0))
+            conds = conditions.Conditions(text=conditions.encode_text(model, PROMPT))
+            ctx = conditions.fuse(model, conds, generator=torch.Generator().manual_seed(0))
             sync()
         t1 = time.perf_counter()
-        settings = (G.SamplerSettings.for_model(model, "turbo", seed=1) if mode == "turbo" else
-                    G.SamplerSettings.for_model(model, "base", steps=50, seed=1))
+        settings = (generation.SamplerSettings.for_model(model, "turbo", seed=1) if mode == "turbo" else
+                    generation.SamplerSettings.for_model(model, "base", steps=50, seed=1))
         with place(model.backbone):
-            lat = G.sample(model, ctx, settings)
+            lat = generation.sample(model, ctx, settings)
             sync()
         t2 = time.perf_counter()
         with place(model.pretransform):
-            G.decode(model, lat)
+            generation.decode(model, lat)
             sync()
         t3 = time.perf_counter()
     parts.update(encoders=t1 - t0, backbone=t2 - t1, vae=t3 - t2, total=t3 - t0)

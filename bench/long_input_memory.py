@@ -70,17 +70,17 @@ TENSOR_RUNNER = """
 import resource, sys
 sys.path.insert(0, sys.argv[1])
 import torch
-from audiox_core import conditions as C
+from audiox_core import conditions
 from audiox_core.api import load
 torch.set_num_threads(1)
 minutes, rate, whole = float(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "whole"
 model = load(sys.argv[5])
 if whole:  # what the code did before: the whole input resampled
-    C.audio_prompt_seconds = lambda m: None
+    conditions.audio_prompt_seconds = lambda m: None
 g = torch.Generator().manual_seed(0)
 wave = torch.empty(1, 2, int(minutes * 60 * rate)).normal_(0, 0.1, generator=g)  # an AUDIO as Load Audio gives
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-C.encode_audio_prompt(model, wave, sample_rate=rate, mask=False)
+conditions.encode_audio_prompt(model, wave, sample_rate=rate, mask=False)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print("EXTRA_KIB", peak - base, file=sys.stderr)
 """
