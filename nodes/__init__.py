@@ -6,21 +6,7 @@ A module that fails to import is NOT skipped: the exception propagates, ComfyUI 
 traceback and reports the pack as "IMPORT FAILED" instead of silently offering half the nodes.
 Duplicate node ids across modules are an error too.
 
-Writing a node module (V1 API, thin: the node maps inputs, ``audiox_core`` decides):
-
-* import ComfyUI things only through ``from . import comfy_compat`` and the core only relatively
-  (``from ..audiox_core import ...``); register model folders at import with
-  ``comfy_compat.register_model_folder`` and list files with ``comfy_compat.get_filename_list``
-  inside ``INPUT_TYPES``; declare each input in one line with the helpers of ``nodes/common.py``;
-* node ids start with ``AudioX``, CATEGORY under ``audio/AudioX``, every widget has a default,
-  optional inputs have a default in the FUNCTION signature (tests/test_node_contracts.py);
-* long core work gets ``comfy_compat.make_progress_callback(None, unique_id)`` (hidden
-  ``UNIQUE_ID``: progress + interrupt); networks are wrapped with ``comfy_compat.wrap_model`` in
-  the loader and run inside ``comfy_compat.models_on_device`` (see comfy_compat's docstring);
-* AUDIO goes out on ``comfy_compat.intermediate_device()``, VIDEO through ``comfy_compat.make_video``;
-* ComfyUI runs nodes under ``torch.inference_mode()``; training nodes leave it themselves;
-* example graphs (workflows/*.json) end in core PreviewAudio / SaveAudio / SaveVideo and are run by
-  tests/test_workflows.py with tiny weights (tests/comfy_harness.py ``workflow_test_settings``).
+How to write a node module: docs/ARCHITECTURE.md ("Writing a node module").
 """
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ import importlib
 import logging
 import os
 import sys
+import uuid
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
@@ -27,6 +28,7 @@ import torch
 from ..audiox_core import progress, standalone
 from ..audiox_core.errors import InputError, Interrupted
 from ..audiox_core.fileio import resolve_inside
+from ..audiox_core.media.wav import save_wav_clips
 from ..audiox_core.standalone import LocalModelHandle, ModuleHolder, module_bytes
 from ..audiox_core.media.video_value import VideoComponents, VideoFromComponents, VideoFromFile, check_video_parts
 
@@ -284,6 +286,40 @@ def models_on_device(*handles: Any, memory_required: int = 0, offload_after: Opt
             offload_models(handles)
         elif offload_now:
             offload_models(offload_now)
+
+
+def lora_patched_handles(handles: dict, patches: dict) -> Optional[dict]:
+    """Clones of the part handles named in ``patches`` (``audiox_core.training.lora.weight_patches``)
+    carrying the LoRAs as ComfyUI weight patches (``ModelPatcher.clone`` + ``add_patches`` of
+    ``comfy.weight_adapter`` LoRA adapters): ComfyUI patches the weights when it loads a clone and
+    restores them when another clone of the same model is loaded, so a plain and a LoRA branch share
+    one copy of the weights.  None when the handles are not ComfyUI's (then the LoRAs are applied by
+    hooks while a node runs, :func:`audiox_core.loaded_model.loras_applied`)."""
+    adapters = _optional("comfy.weight_adapter.lora")
+    if adapters is None or any(isinstance(handles.get(part), LocalModelHandle) for part in patches):
+        return None
+    clones = {}
+    for part, keyed in patches.items():
+        if handles.get(part) is None:
+            raise InputError(f"these LoRAs adapt the model's {part}, which this model does not have")
+        clone = handles[part].clone()
+        prefix = "inner." if isinstance(handles[part].model, ModuleHolder) else ""
+        for key, entries in keyed.items():
+            for up, down, alpha, strength in entries:
+                adapter = adapters.LoRAAdapter(set(), (up, down, alpha, None, None, None))
+                if not clone.add_patches({prefix + key: adapter}, strength):
+                    raise InputError(f"LoRA weight '{key}' is not a weight of the model's {part}")
+        clones[part] = clone
+        log.info("AudioX: %d LoRA weight patches on a clone of the model's %s", len(keyed), part)
+    return clones
+
+
+def audio_preview(waveform: torch.Tensor, sample_rate: int, prefix: str) -> list[dict]:
+    """Write ``waveform [B, C, T]`` as B 16-bit WAV files in the temp folder's ``audiox`` (what the audio
+    workbench of web/audiox.js plays); their ``/view`` references, as core nodes give them."""
+    folder = os.path.join(get_temp_directory(), "audiox")
+    names = save_wav_clips(folder, f"{prefix}_{uuid.uuid4().hex[:10]}", waveform, sample_rate)
+    return [{"filename": name, "subfolder": "audiox", "type": "temp"} for name in names]
 
 
 # ---------- VIDEO values --------------------------------------------------------------------

@@ -17,9 +17,9 @@ from ..audiox_core import conditions
 from ..audiox_core.errors import FieldError
 from ..audiox_core.training import report, session
 from . import comfy_compat
-from .common import (DATASET, MODEL, SYNCHFORMER, T5, DatasetBundle, ModelBundle, NodeError, SynchformerBundle,
+from .common import (HIDDEN, DATASET, MODEL, SYNCHFORMER, T5, DatasetBundle, ModelBundle, NodeError, SynchformerBundle,
                      T5Bundle, about_input, choice_input, expect, node_function, socket_input, string_input)
-from .training import HIDDEN, TRAIN_CATEGORY, cache_dir, display_path, fields_of, input_roots
+from .training import TRAIN_CATEGORY, cache_dir, display_path, input_roots
 
 DATASET_REQUIRED_INPUTS = {
     "model": socket_input(MODEL, "The model you will train: its VAE, video and audio conditioners encode the items "
@@ -97,12 +97,11 @@ class AudioXDataset:
         m = expect(model, ModelBundle, node, "model", "an AUDIOX_MODEL from AudioX Model Loader")
         t5b = expect(t5, T5Bundle, node, "t5", "an AUDIOX_T5 from AudioX T5 Loader")
         root = self._folder(folder, manifest)
-        with fields_of(node):
-            examples, origins = session.collect_examples(root, captions, missing_captions, manifest, videos == "use",
-                                                         input_roots())
-            with_video = sum(1 for ex in examples if ex.video is not None)
-            needs_synchformer = session.check_video_conditions(m.model, m.variant, with_video, m.needs_sync, sync,
-                                                               synchformer is not None)
+        examples, origins = session.collect_examples(root, captions, missing_captions, manifest, videos == "use",
+                                                     input_roots())
+        with_video = sum(1 for ex in examples if ex.video is not None)
+        needs_synchformer = session.check_video_conditions(m.model, m.variant, with_video, m.needs_sync, sync,
+                                                           synchformer is not None)
         sf = expect(synchformer, SynchformerBundle, node, "synchformer", "an AUDIOX_SYNCHFORMER") \
             if needs_synchformer else None
         cdir = cache_dir()

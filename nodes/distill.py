@@ -6,11 +6,11 @@ from __future__ import annotations
 from ..audiox_core.checkpoint import load_model
 from ..audiox_core.training import Distiller, report, session
 from . import comfy_compat
-from .common import (DATASET, MODEL, ModelBundle, about_input, bool_input, choice_input, float_input, int_input,
+from .common import (HIDDEN, DATASET, MODEL, ModelBundle, about_input, bool_input, choice_input, float_input, int_input,
                      node_function, socket_input, string_input)
 from .loaders import model_parts
-from .training import (HIDDEN, PRECISION_TOOLTIP, PRECISIONS, SAVE_EVERY_TOOLTIP, TRAIN_CATEGORY, OutputNameCheck,
-                       display_path, fields_of, live_view, loss_image, output_file, run_precision, run_training,
+from .training import (PRECISION_TOOLTIP, PRECISIONS, SAVE_EVERY_TOOLTIP, TRAIN_CATEGORY, OutputNameCheck,
+                       display_path, live_view, loss_image, output_file, run_precision, run_training,
                        state_dir)
 
 DISTILL_REQUIRED_INPUTS = {
@@ -79,8 +79,7 @@ class AudioXDistill(OutputNameCheck):
         node = self.DISPLAY_NAME
         name, m, ds = self._checked(model, dataset, output_name=output_name, learning_rate=learning_rate,
                                     guidance=guidance)
-        with fields_of(node):
-            session.check_teacher(m.model, m.variant, mode)
+        session.check_teacher(m.model, m.variant, mode)
         with about_input(node, "output_name"):
             run_dir = state_dir("distill", name)
         dst = output_file(node, "audiox", name)

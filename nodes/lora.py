@@ -10,10 +10,11 @@ from ..audiox_core.acceleration import has_fp8_weights
 from ..audiox_core.errors import AudioXError, CheckpointError
 from ..audiox_core.training import Trainer, lora as lora_files, report, session
 from . import comfy_compat
-from .common import (CATEGORY, DATASET, LORA, MODEL, LoRAValue, ModelBundle, about_input, bool_input, choice_input,
-                     expect, float_input, int_input, node_error, node_function, socket_input, string_input)
-from .training import (HIDDEN, PRECISION_TOOLTIP, PRECISIONS, SAVE_EVERY_TOOLTIP, TRAIN_CATEGORY, OutputNameCheck,
-                       display_path, fields_of, live_view, loss_image, output_file, run_precision, run_training,
+from .common import (CATEGORY, DATASET, HIDDEN, LORA, MODEL, LoRAValue, ModelBundle, about_input, bool_input,
+                     choice_input, expect, float_input, int_input, node_error, node_function, socket_input,
+                     string_input)
+from .training import (PRECISION_TOOLTIP, PRECISIONS, SAVE_EVERY_TOOLTIP, TRAIN_CATEGORY, OutputNameCheck,
+                       display_path, live_view, loss_image, output_file, run_precision, run_training,
                        state_dir)
 
 NONE = "none"
@@ -90,18 +91,16 @@ class AudioXTrainLoRA(OutputNameCheck):
               unique_id=None):
         node = self.DISPLAY_NAME
         name, m, ds = self._checked(model, dataset, output_name=output_name, learning_rate=learning_rate)
-        with fields_of(node):
-            session.check_lora_targets(m.model, m.variant, targets, include_maf)
+        session.check_lora_targets(m.model, m.variant, targets, include_maf)
         with about_input(node, "output_name"):
             run_dir = state_dir("lora", name)
         dst = output_file(node, "loras", name)
-        with fields_of(node):
-            cfg = session.lora_config(name, steps=steps, learning_rate=learning_rate, rank=rank, alpha=alpha,
-                                      dropout=dropout, targets=targets, include_maf=include_maf, seed=seed,
-                                      batch_size=batch_size, grad_accum=grad_accum, warmup_steps=warmup_steps,
-                                      precision=run_precision(precision), ema=ema, save_every=save_every,
-                                      gradient_checkpointing=gradient_checkpointing, mask_video=mask_video,
-                                      mask_text=mask_text, mask_audio=mask_audio, cfg_dropout=cfg_dropout)
+        cfg = session.lora_config(name, steps=steps, learning_rate=learning_rate, rank=rank, alpha=alpha,
+                                  dropout=dropout, targets=targets, include_maf=include_maf, seed=seed,
+                                  batch_size=batch_size, grad_accum=grad_accum, warmup_steps=warmup_steps,
+                                  precision=run_precision(precision), ema=ema, save_every=save_every,
+                                  gradient_checkpointing=gradient_checkpointing, mask_video=mask_video,
+                                  mask_text=mask_text, mask_audio=mask_audio, cfg_dropout=cfg_dropout)
         trainer, start, seconds = run_training(
             node, m, lambda: Trainer(m.model, ds.data, cfg, out_dir=run_dir), session.detach_lora, run_dir=run_dir,
             resume=resume, src=run_dir / f"{cfg.name}.safetensors", dst=dst,

@@ -7,9 +7,9 @@ Prompt Encoder uses it to blank the regenerated parts of the prompt (the officia
 from __future__ import annotations
 
 from ..audiox_core.task import check_mask_fits_audio, parse_ranges  # the one time-range grammar (also the CLI's)
+from . import comfy_compat
 from .common import (CATEGORY, MASK, MAX_SECONDS, TimeMask, about_input, check_audio_input, float_input, node_function,
                      outputs, socket_input, string_input)
-from .preview import audio_preview
 
 AUDIO_INPUT_TOOLTIP = ("Optional: the audio being edited (e.g. the same Load Audio that feeds the encoder). The node "
                        "then draws its waveform with the mask for editing by mouse, and the mask is checked "
@@ -24,7 +24,7 @@ def _mask_result(node: str, mask: TimeMask, audio) -> dict:
         wave, sr = check_audio_input(audio, node, "audio")
         check_mask_fits_audio(wave.shape[-1] / sr, ranges=mask.ranges,
                               keep_seconds=mask.keep_seconds if mask.kind == "complete" else None)
-        ui["audiox_audio"] = [{"audio": audio_preview(wave[:1], sr, "mask_input"), "sample_rate": sr,
+        ui["audiox_audio"] = [{"audio": comfy_compat.audio_preview(wave[:1], sr, "mask_input"), "sample_rate": sr,
                                "seconds": wave.shape[-1] / sr}]
     return {"ui": ui, "result": (mask,)}
 

@@ -14,7 +14,6 @@ next run continues from there.  One run at a time may write an output name.
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -26,12 +25,10 @@ from ..audiox_core.fileio import WriterLock, resolve_inside
 from ..audiox_core.training import report, session
 from ..audiox_core.training.plot import loss_panels_image
 from . import comfy_compat
-from .preview import audio_preview, ui_event
 from .common import CATEGORY, DatasetBundle, ModelBundle, NodeError, about_input, check_widgets, expect, node_error
 
 comfy_compat.register_model_folder("loras", "loras", [".safetensors"])
 
-HIDDEN = {"unique_id": "UNIQUE_ID"}
 TRAIN_CATEGORY = f"{CATEGORY}/training"
 PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
 PRECISION_TOOLTIP = ("Autocast precision of the forward/backward pass (trained weights stay fp32). auto: bf16 on a "
@@ -91,15 +88,6 @@ def loss_image(history: list, panels: list[tuple[str, str]]) -> torch.Tensor:
     return loss_panels_image(history, panels).to(comfy_compat.intermediate_device())
 
 
-@contextlib.contextmanager
-def fields_of(node: str):
-    """Re-raise the core's :class:`FieldError` inside the block as an error of that input of ``node``."""
-    try:
-        yield
-    except FieldError as e:
-        raise node_error(node, e.field, str(e)) from e
-
-
 class OutputNameCheck:
     """``VALIDATE_INPUTS`` of the training nodes: the ``output_name`` and the numbers ComfyUI's own
     checks let through (a NaN learning rate passes its min/max test).  Linked values (None here) are
@@ -115,10 +103,9 @@ class OutputNameCheck:
         if problem is not True or output_name is None:  # linked: checked when the node runs
             return problem
         try:
-            with fields_of(cls.DISPLAY_NAME):
-                session.check_output_name(output_name)
-        except NodeError as e:
-            return str(e)
+            session.check_output_name(output_name)
+        except FieldError as e:
+            return str(node_error(cls.DISPLAY_NAME, e.field, str(e)))
         return True
 
     def _checked(self, model, dataset, **values) -> tuple:
@@ -129,8 +116,7 @@ class OutputNameCheck:
             raise NodeError(problem)
         m = expect(model, ModelBundle, self.DISPLAY_NAME, "model", "an AUDIOX_MODEL from AudioX Model Loader")
         ds = expect(dataset, DatasetBundle, self.DISPLAY_NAME, "dataset", "an AUDIOX_DATASET from AudioX Dataset")
-        with fields_of(self.DISPLAY_NAME):
-            session.check_trainable(m.model, len(m.loras), ds.source, ds.variant)
+        session.check_trainable(m.model, len(m.loras), ds.source, ds.variant)
         return session.check_output_name(values["output_name"]), m, ds
 
 
@@ -155,7 +141,7 @@ class TrainProgress(report.LiveProgress):
         msg = self.live(step, total, info, force=step >= total or clip is not None,
                         checkpoint=display_path(newest) if newest is not None else None)
         if msg is not None:
-            ui_event(self.LIVE_EVENT, {"node": self.node_id, **msg, **({"preview": clip} if clip else {})})
+            comfy_compat.ui_event(self.LIVE_EVENT, {"node": self.node_id, **msg, **({"preview": clip} if clip else {})})
 
     def __call__(self, step: int, total: int, info: Optional[dict] = None) -> None:
         info = info or {}
@@ -180,7 +166,8 @@ def live_view(unique_id, label: str, sample_rate: int, preview_every: int, previ
     steps the clip ``preview_audio(runner)`` as a playable temp WAV (``<label>_preview_step<k>``)."""
     def progress(runner) -> TrainProgress:
         def preview(step: int) -> dict:
-            return audio_preview(preview_audio(runner), sample_rate, f"{label.lower()}_preview_step{step}")[0]
+            name = f"{label.lower()}_preview_step{step}"
+            return comfy_compat.audio_preview(preview_audio(runner), sample_rate, name)[0]
         return TrainProgress(unique_id, label, runner.history, keys, checkpoint_dir=lambda: runner.checkpoint_dir,
                              preview_every=int(preview_every or 0), preview=preview)
     return progress
@@ -203,7 +190,7 @@ def run_training(node: str, m: ModelBundle, make: Callable[[], object], release:
     with about_input(node, "output_name"):
         lock = WriterLock(dst, run_dir / ".writer.lock", what="output").acquire()
     try:
-        with m.on_device("backbone", "maf", "conditioner", memory_required=TRAIN_MEMORY), fields_of(node):
+        with m.on_device("backbone", "maf", "conditioner", memory_required=TRAIN_MEMORY):
             try:
                 runner, start = session.train_and_publish(m.model, make, release, run_dir=run_dir, resume=resume,
                                                           src=src, dst=dst, progress=progress)

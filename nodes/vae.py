@@ -12,7 +12,6 @@ from . import comfy_compat
 from .common import (CATEGORY, HIDDEN, MAX_SEED, VAE, VAEBundle, about_input, audio_output, bool_input,
                      check_audio_input, choice_input, expect, int_input, node_error, node_function, outputs,
                      socket_input)
-from .preview import audio_preview, regenerated_seconds
 
 CHUNK = ["auto", "on", "off"]
 CHUNKED = {"auto": None, "on": True, "off": False}
@@ -102,9 +101,9 @@ class AudioXVAEDecode:
         elif normalize:
             audio = media.peak_normalize(audio, per_item=True)
         seconds = audio.shape[-1] / sr
-        preview = {"audio": audio_preview(audio, sr, "decode"), "sample_rate": sr, "seconds": seconds,
+        preview = {"audio": comfy_compat.audio_preview(audio, sr, "decode"), "sample_rate": sr, "seconds": seconds,
                    "mask": meta.get("mask_kind") if keep is not None else None,
-                   "regenerated": regenerated_seconds(keep, ratio / sr, seconds)}
+                   "regenerated": generation.regenerated_seconds(keep, ratio / sr, seconds)}
         return {"ui": {"audiox_preview": [preview]}, "result": (audio_output(audio, sr),)}
 
 

@@ -1,11 +1,12 @@
 """The values on the pack's sockets (see the table in :mod:`.common`): plain ones from
 :mod:`audiox_core.values`, and bundles of networks with ComfyUI's memory-managed handles.  A model
 with LoRAs is a :class:`ModelBundle` sharing the loaded model object, so the model other nodes hold
-(and ComfyUI caches) stays the base: its LoRAs are attached only inside :meth:`ModelBundle.on_device`
-and detached after (:func:`audiox_core.loaded_model.loras_applied`)."""
+(and ComfyUI caches) stays the base: inside ComfyUI its LoRAs are weight patches on clones of the
+handles, elsewhere hooks attached only inside :meth:`ModelBundle.on_device`."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -13,6 +14,7 @@ from ..audiox_core.loaded_model import (ModelInUse, backbone_compiled_during, lo
                                          part_modules)
 from ..audiox_core.values import (ClipVisionFile, Context, DatasetBundle, LoRAValue,  # noqa: F401 (re-exported)
                                   SyncFeatures, TimeMask)
+from ..audiox_core.training.lora import weight_patches
 from . import comfy_compat
 
 
@@ -31,17 +33,29 @@ class ModelBundle(ModelInUse):
     loras: tuple = ()           # ((audiox_core.training.LoRA, strength), ...) applied while running
     merge_loras: bool = False   # bake them into the weights while running (restored bit-exactly after)
     compile_mode: Optional[str] = None  # torch.compile the backbone while this bundle samples (None: eager)
+    plain_parts: Optional[dict] = None  # inside ComfyUI with LoRAs: the handles without them (parts: patched clones)
+
+    def with_loras(self, loras: tuple, merge: bool, name: str):
+        """A copy with ``loras``: inside ComfyUI as weight patches on clones of the handles
+        (:func:`comfy_compat.lora_patched_handles`), else attached by hooks while a node runs."""
+        plain = self.plain_parts or self.parts
+        bundle = dataclasses.replace(super().with_loras(loras, merge, name), parts=plain, plain_parts=None)
+        patched = comfy_compat.lora_patched_handles(plain, weight_patches(bundle.loras)) if bundle.loras else None
+        if patched is None:
+            return bundle
+        return dataclasses.replace(bundle, parts={**plain, **patched}, plain_parts=plain)
 
     @contextlib.contextmanager
     def on_device(self, *parts: str, memory_required: int = 0):
-        """Load ``parts`` for the block; with LoRAs, also attach (and optionally merge) them for it."""
+        """Load ``parts`` for the block; with hooked LoRAs, also attach (and optionally merge) them for it."""
         handles = [self.parts[p] for p in parts if self.parts.get(p) is not None]
+        encoders = [self.parts[p] for p in encoder_parts(parts) if self.parts.get(p) is not None]
         compile_mode = self.compile_mode if "backbone" in parts else None
+        hooked = () if self.plain_parts is not None else self.loras  # patched clones carry their LoRAs
         with comfy_compat.models_on_device(*handles, memory_required=memory_required,
-                                           offload_after=self.offload_after,
-                                           offload_now=[self.parts[p] for p in encoder_parts(parts) if self.parts.get(p)]), \
+                                           offload_after=self.offload_after, offload_now=encoders), \
                 backbone_compiled_during(self.model, compile_mode), \
-                loras_applied(self.model, self, self.loras, self.merge_loras, comfy_compat.unet_offload_device()):
+                loras_applied(self.model, self, hooked, self.merge_loras, comfy_compat.unet_offload_device()):
             yield
 
 

@@ -307,3 +307,36 @@ def test_attach_errors(turbo):
         L.unmerge(turbo)
     finally:
         a.detach()
+
+
+def test_weight_patches_give_the_hooked_model(turbo):
+    """``weight_patches`` (what ComfyUI's ModelPatcher applies at load) patched into copies of the
+    parts by ``W + strength·(alpha/r)·up@down`` compute what the attached LoRAs compute."""
+    import copy
+    from audiox_core.loaded_model import part_modules
+    x, t, c = inputs(turbo)
+    a = randomize_(L.create_lora(turbo, rank=4, targets="all", include_maf=True), seed=1)
+    b = randomize_(L.create_lora(turbo, rank=2, targets="attention", seed=3), seed=2)
+    patches = L.weight_patches(((a, 0.7), (b, -0.4)))
+    assert set(patches) == {"backbone", "maf"}
+    patched = copy.deepcopy(turbo)
+    parts = part_modules(patched)
+    n = 0
+    with torch.no_grad():
+        for part, keyed in patches.items():
+            weights = dict(parts[part].named_parameters())
+            for key, entries in keyed.items():
+                w = weights[key]  # KeyError: a patch key that is not the part's weight
+                for up, down, alpha, strength in entries:
+                    w += (strength * alpha / up.shape[1] * (up @ down.flatten(1))).reshape(w.shape)
+                    n += 1
+        assert n == len(a.paths) + len(b.paths)
+        a.attach(turbo, strength=0.7)
+        b.attach(turbo, strength=-0.4)
+        try:
+            want = turbo.velocity(x, t, c)
+        finally:
+            b.detach()
+            a.detach()
+        got = patched.velocity(x, t, c)
+    assert (got - want).abs().max() < 1e-5 * want.abs().max()

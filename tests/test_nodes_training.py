@@ -309,7 +309,7 @@ def test_training_sends_the_live_view_over_the_websocket(env, monkeypatch):
     assert [d["step"] for _, d in server.events] == [1, 3]  # throttled; the last step is always sent
     assert [e["step"] for _, d in server.events for e in d["entries"]] == [1, 2, 3]
     monkeypatch.delitem(sys.modules, "server")
-    assert env.pack.nodes.preview.ui_event("audiox.training", {}) is False  # outside ComfyUI: a no-op
+    assert env.pack.nodes.comfy_compat.ui_event("audiox.training", {}) is False  # outside ComfyUI: a no-op
 
 
 def test_training_previews_a_generation_every_n_steps_without_changing_the_lora(env, monkeypatch):

@@ -680,6 +680,34 @@ def _active_delta(m: nn.Module) -> Optional[torch.Tensor]:
     return total
 
 
+#: the model parts (``audiox_core.loaded_model.part_modules``) that LoRAs adapt: part -> key prefix in the model
+PATCHED_PARTS = {"backbone": "model.", "maf": MAF_PREFIX}
+
+
+def weight_patches(loras) -> dict:
+    """``loras`` (``((LoRA, strength), ...)``) as weight patches per model part, for a host that patches
+    weights when it loads a model (ComfyUI's ``ModelPatcher``)::
+
+        {"backbone" | "maf": {weight key relative to that part's module: [(up, down, alpha, strength), ...]}}
+
+    ``up`` = ``lora_B`` ``[out, r]``, ``down`` = ``lora_A`` ``[r, in]`` (``[r, in, k]`` for conv
+    adapters), detached fp32 copies on the CPU; the patched weight is
+    ``W + Σ strength · (alpha / r) · up @ down`` (reshaped to ``W``), what the hooks compute."""
+    out: dict = {}
+    for lora, strength in loras:
+        for path, adapter in lora.items():
+            for part, prefix in PATCHED_PARTS.items():
+                if path.startswith(prefix):
+                    key = path[len(prefix):] + ".weight"
+                    break
+            else:
+                raise InputError(f"LoRA target {path!r} is in no model part that takes weight patches")
+            up = adapter.lora_B.detach().float().reshape(adapter.out_features, adapter.rank).cpu()
+            down = adapter.lora_A.detach().float().cpu()
+            out.setdefault(part, {}).setdefault(key, []).append((up, down, adapter.alpha, float(strength)))
+    return out
+
+
 @torch.no_grad()
 def merge(root: nn.Module) -> int:
     """Bake every attached, enabled LoRA (× strength) into the weights; returns how many modules changed.

@@ -87,36 +87,46 @@ PARAMS = [pytest.param(p, id=p.stem) for p in WORKFLOWS] or [
     pytest.param(None, id="no-workflows", marks=pytest.mark.skip(reason="workflows/ has no example graphs yet"))]
 
 
-@pytest.mark.parametrize("path", PARAMS)
-def test_workflow_runs_on_server(server, object_info, path):
+def _api_of(object_info, path: Path) -> tuple[dict, dict]:
+    """A workflow (UI format) and its API graph with the graph's test overrides."""
     wf = H.load_workflow(path)
-    defs = H.defs_from_object_info(object_info)
-    api = H.ui_to_api(wf, defs)
+    api = H.ui_to_api(wf, H.defs_from_object_info(object_info))
     for nid, values in (H.workflow_test_settings(wf).get("overrides") or {}).items():
         api[str(nid)]["inputs"].update(values)
+    return wf, api
+
+
+def _run_prompt(server, api: dict, wf: dict, name: str) -> dict:
+    """POST the graph, wait for it, fail with the server's errors; its history entry's outputs."""
     prompt_id = str(uuid.uuid4())
     status, body = server.request("POST", "/prompt", {
         "prompt": api, "client_id": str(uuid.uuid4()), "prompt_id": prompt_id,
         "extra_data": {"extra_pnginfo": {"workflow": wf}}})
     assert status == 200 and not body.get("node_errors"), \
-        f"{path.name}: /prompt refused the graph:\n{_errors_text(body)}\n--- server log ---\n{server.log_tail()}"
+        f"{name}: /prompt refused the graph:\n{_errors_text(body)}\n--- server log ---\n{server.log_tail()}"
     deadline = time.monotonic() + RUN_S
     while True:
         hist = server.get(f"/history/{prompt_id}")
         if prompt_id in hist:
             break
         if server.proc.poll() is not None:
-            pytest.fail(f"ComfyUI died while running {path.name}:\n{server.log_tail(80)}")
+            pytest.fail(f"ComfyUI died while running {name}:\n{server.log_tail(80)}")
         if time.monotonic() > deadline:
             server.request("POST", "/interrupt", {})
-            pytest.fail(f"{path.name} did not finish within {RUN_S:.0f} s\n{server.log_tail()}")
+            pytest.fail(f"{name} did not finish within {RUN_S:.0f} s\n{server.log_tail()}")
         time.sleep(0.5)
     entry = hist[prompt_id]
     st = entry.get("status", {})
     if st.get("status_str") != "success":
         errors = [m[1] for m in st.get("messages", []) if m[0] in ("execution_error", "execution_interrupted")]
-        pytest.fail(f"{path.name} failed on the server: {_errors_text(errors)}\n--- server log ---\n{server.log_tail()}")
-    outputs = entry.get("outputs", {})
+        pytest.fail(f"{name} failed on the server: {_errors_text(errors)}\n--- server log ---\n{server.log_tail()}")
+    return entry.get("outputs", {})
+
+
+@pytest.mark.parametrize("path", PARAMS)
+def test_workflow_runs_on_server(server, object_info, path):
+    wf, api = _api_of(object_info, path)
+    outputs = _run_prompt(server, api, wf, path.name)
     sinks = [nid for nid, e in api.items() if object_info[e["class_type"]].get("output_node")]
     assert sinks and all(nid in outputs for nid in sinks), f"outputs {sorted(outputs)} vs output nodes {sinks}"
     for nid in sinks:
@@ -180,3 +190,47 @@ def test_core_templates_convert_like_the_frontend(server, object_info):
         server.request("POST", "/interrupt", {})
     assert checked >= 20, f"only {checked} templates could be checked"
     assert not problems, "\n".join(problems)
+
+
+def test_lora_branch_is_a_weight_patch_beside_a_plain_branch(server, object_info):
+    """generate_with_lora with a plain branch added: inside ComfyUI the LoRA is a weight patch on a
+    clone of the model's patchers (logged), the LoRA output differs from the plain one, and the plain
+    branch of that graph equals the plain branch run alone (ComfyUI restored the weights)."""
+    from audiox_core.media import load_audio
+    path = next(p for p in WORKFLOWS if p.stem == "generate_with_lora")
+    wf, api = _api_of(object_info, path)
+    by_type = {e["class_type"]: nid for nid, e in api.items()}
+    loader, t5, fusion, sampler, decode, save = (by_type[t] for t in (
+        "AudioXModelLoader", "AudioXT5Loader", "AudioXMAFFusion", "AudioXSampler", "AudioXVAEDecode", "SaveAudio"))
+    text = by_type["AudioXTextEncoder"]
+    tag = uuid.uuid4().hex[:8]
+    plain = {
+        "p_text": {"class_type": "AudioXTextEncoder", "inputs": {**api[text]["inputs"], "model": [loader, 0],
+                                                                 "t5": [t5, 0]}},
+        "p_fusion": {"class_type": "AudioXMAFFusion", "inputs": {**api[fusion]["inputs"], "model": [loader, 0],
+                                                                 "text": ["p_text", 0]}},
+        "p_sampler": {"class_type": "AudioXSampler", "inputs": {**api[sampler]["inputs"], "model": [loader, 0],
+                                                                "context": ["p_fusion", 0]}},
+        "p_decode": {"class_type": "AudioXVAEDecode", "inputs": {**api[decode]["inputs"], "samples": ["p_sampler", 0]}},
+    }
+    api[save]["inputs"]["filename_prefix"] = f"audio/lora_{tag}"
+    both = {**api, **plain, "p_save": {"class_type": "SaveAudio", "inputs": {
+        "audio": ["p_decode", 0], "filename_prefix": f"audio/plain_beside_lora_{tag}"}}}
+    alone = {nid: api[nid] for nid in (loader, t5)}
+    alone.update(plain)
+    alone["p_save"] = {"class_type": "SaveAudio", "inputs": {"audio": ["p_decode", 0],
+                                                             "filename_prefix": f"audio/plain_alone_{tag}"}}
+    out_alone = _run_prompt(server, alone, wf, "plain branch alone")
+    out_both = _run_prompt(server, both, wf, "LoRA and plain branches")
+    assert "LoRA weight patches on a clone of the model's backbone" in server.log_tail(400)
+
+    def audio_of(outputs, nid):
+        (item,) = outputs[nid]["audio"]
+        (file,) = list(server.root.rglob(item["filename"]))
+        return load_audio(file)[0]
+
+    plain_alone, plain_beside = audio_of(out_alone, "p_save"), audio_of(out_both, "p_save")
+    with_lora = audio_of(out_both, save)
+    assert plain_alone.shape == plain_beside.shape == with_lora.shape
+    assert (plain_alone - plain_beside).abs().max() < 1e-4  # the LoRA branch left the shared weights intact
+    assert (with_lora - plain_beside).abs().max() > 1e-3  # and it did change its own output
