@@ -11,7 +11,7 @@ them) and states how the totals follow, then runs one real Turbo-4 generation as
 
 (``--weights``: the random-weight file ``bench/load_model.py --make`` writes; without it the model
 is materialised with random weights in memory.)  The official code on this machine class:
-Turbo 43–54 s, Base-50 CFG 484 s, ~28 s of fixed cost (reference/BASELINE_CPU.md).
+Turbo 43–54 s, Base-50 CFG 484 s, ~28 s of fixed cost (the project's CPU baseline).
 """
 from __future__ import annotations
 

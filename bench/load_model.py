@@ -5,7 +5,7 @@
 
 Each measurement runs in a fresh subprocess; peak RSS is the kernel's high-water mark (VmHWM).
 The official loader reads the whole pickle with torch.load and copies it (~22 GB for fp32 weights,
-reference/BASELINE_CPU.md); the target here is peak RSS ≤ 1.2 × the weights' size.
+measured for the project's CPU baseline); the target here is peak RSS ≤ 1.2 × the weights' size.
 """
 from __future__ import annotations
 

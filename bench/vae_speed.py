@@ -13,7 +13,7 @@ change the cost) and times, with ``--threads`` intra-op threads:
 
 Reports the minimum and median wall time and the process CPU time of ``--reps`` runs after one
 warm-up.  The official code measured 12.75 s (decode) / 11.2 s (encode) on the project's 2-vCPU
-Xeon (``reference/BASELINE_CPU.md``); compare like with like on a loaded machine via ``plain``.
+Xeon (the project's CPU baseline, measured side by side); compare like with like on a loaded machine via ``plain``.
 
     python bench/vae_speed.py                       # decode + encode, 2 threads
     python bench/vae_speed.py --what decode --reps 5 --no-plain
