@@ -76,6 +76,9 @@ class RecipeConfig:
     vae_segment: int = 16000
     vae_lr: float = 1.5e-3
     vae_stft_floor: float = 1e-4  # MRSTFT log-power floor relative to each clip's loudest bin
+    vae_adv_weight: float = 0.0  # > 0: train against an STFT discriminator (training.vae "Adversarial terms")
+    vae_fm_weight: float = 0.0  # discriminator feature-matching weight (> 0 also trains the discriminator)
+    vae_disc_start: int = 0  # VAE step from which the discriminator and its terms are used
     vae_eval_event: int = 40
     vae_eval_music: int = 40
     vae_scale_clips: int = 64
@@ -182,7 +185,8 @@ class Recipe:
         d = self.stage_dir("vae")
         ckpt = d / "trainer.pt"
         tc = VAETrainConfig(steps=c.vae_steps, batch_size=c.vae_batch, segment=c.vae_segment, lr=c.vae_lr,
-                            stft_floor=c.vae_stft_floor, seed=c.seed)
+                            stft_floor=c.vae_stft_floor, adv_weight=c.vae_adv_weight, fm_weight=c.vae_fm_weight,
+                            disc_start=c.vae_disc_start, seed=c.seed)
         source = WorldAudioSource(self.world, seed=c.seed, segment=c.vae_segment)
         if ckpt.is_file():
             tr = VAETrainer.resume(ckpt, source, train_config=tc)
@@ -205,7 +209,8 @@ class Recipe:
         for s in range(0, len(hist), every):
             w = hist[s:s + every]
             curve.append({"step": w[-1]["step"], **{k: round(sum(h[k] for h in w) / len(w), 4)
-                                                    for k in ("loss", "stft", "l1", "kl", "sec")}})
+                                                    for k in ("loss", "stft", "l1", "kl", "adv", "fm", "disc", "sec")
+                                                    if all(k in h for h in w)}})
         result = {"steps": tr.step, "train_seconds": round(tr.train_seconds, 1), "latent_scale": scale,
                   "final_loss_mean_last_50": sum(h["loss"] for h in hist[-50:]) / max(1, len(hist[-50:])),
                   "roundtrip": rep, "curve": curve, "file": str(d / "vae.safetensors")}
