@@ -9,6 +9,7 @@ Objective, per batch ``x [B, C, N]`` (fp32, peak ≤ 1)::
     z         = mean + std · ε                ε ~ N(0, 1) from a per-step generator
     y         = decoder(z)
     loss      = w_stft · MRSTFT(y, x) + w_l1 · mean|y − x| + w_kl(step) · KL(mean, std)
+              [ + w_adv · L_adv(D(y)) + w_fm · L_fm(D(x), D(y))     adversarial runs, step ≥ disc_start ]
 
 * ``MRSTFT`` (:class:`MultiResolutionSTFTLoss`) averages, over the resolutions (Hann window =
   FFT size, hop = FFT size / 4), spectral convergence plus a log-power L1 whose floor is
@@ -32,9 +33,38 @@ Objective, per batch ``x [B, C, N]`` (fp32, peak ≤ 1)::
   softplus(0) ≈ 0.69.  With the default, the sampling noise swamps the still-small means, the
   decoder learns to ignore the latent and the KL term pulls the posterior onto the prior
   (posterior collapse within ~100 steps); a short CPU budget cannot wait for it to recover.
-* No adversarial / feature-matching loss: on the demo world's synthetic sounds the spectral +
-  time-domain objective reaches detector-level fidelity within the CPU budget (see the recipe's
-  report), and a discriminator would roughly double the cost of a step.
+* The adversarial terms are off by default (``adv_weight = fm_weight = 0``); see below.
+
+Adversarial terms (optional; issue 14: round trips with the objective above turn chirps into
+noise and blur tonal events)
+
+* ``D`` is a :class:`~audiox_core.training.discriminators.MultiResolutionSTFTDiscriminator`:
+  one small 2-D conv stack per FFT size (``disc_sizes``, default 1024 / 512 / 256 at 16 kHz)
+  over the ``[real, imag]`` STFT of every channel, ``disc_filters`` (8) channels; 20 k
+  parameters.  It returns logits and feature maps per size; losses (averaged over sizes and,
+  for ``L_fm``, layers; see that module)::
+
+      L_disc = mean relu(1 − D(x)) + mean relu(1 + D(y))                 hinge, trains D
+      L_adv  = − mean D(y)                                               hinge, trains the VAE
+      L_fm   = mean_layers mean|D_l(x) − D_l(y)| / mean|D_l(x)|          trains the VAE
+
+* It is used when ``adv_weight > 0`` or ``fm_weight > 0``; it is created after the VAE (so an
+  adversarial run starts from the same VAE weights) and has its own Adam (``disc_lr``, constant;
+  ``disc_betas``) and the same gradient clipping.
+* When: before ``disc_start`` neither the discriminator nor the adversarial terms are used (the
+  step is the plain one; ``adv`` / ``fm`` / ``disc`` read 0).  From ``disc_start`` on, every step
+  does both updates from the same forward pass: the VAE's loss (with ``L_adv`` and ``L_fm``;
+  ``D`` frozen, real features under ``no_grad``) and ``L_disc`` on the real batch and the
+  detached reconstruction, computed with the weights ``D`` had during the VAE's pass; then
+  both optimizers step.  ``L_disc`` never reaches the VAE, ``L_adv``/``L_fm`` never reach ``D``.
+* Cost, default demo VAE (batch 8 × 16000 samples, 2 threads, ``bench``-style timing of
+  ``train_step`` on one fixed batch, plain and adversarial trainers interleaved in one process,
+  minimum over 6 steps each): plain 5.45 s/step (0.18 steps/s), adversarial (``disc_filters``
+  8) 8.58 s/step (0.12 steps/s): ×1.57 wall, ×1.46 CPU time.  The dev machine was heavily
+  shared (load 4–5 on 2 cores; the same plain step measured 1.6 s at load 2.6), so the
+  ratio is the figure to keep.  Counted convolution FLOPs (``torch.utils.flop_counter``): plain
+  11.2 GFLOP/step, adversarial 27.4 (×2.4; with ``disc_filters`` 16, 66.3, ×5.9 — why the
+  default is 8).  The STFT convs run in ``channels_last`` layout (about twice as fast on CPU).
 
 Mechanics
 
@@ -46,14 +76,15 @@ Mechanics
   computes bit for bit what an uninterrupted one does.
 * Learning rate: linear warm-up, then cosine decay to ``lr · lr_final``; Adam(β 0.8, 0.99);
   gradients clipped to ``grad_clip``.
-* Checkpoints (``checkpoint_path``): model, optimizer, step and the loss history in one file
+* Checkpoints (``checkpoint_path``): model, optimizer (and, in adversarial runs, the
+  discriminator and its optimizer), step and the loss history in one file
   written atomically (temporary file + ``os.replace``), every ``checkpoint_every`` steps, at the
   end, and when the progress callback interrupts the run (the state after the last completed
   step, so nothing partial is ever saved).  :meth:`VAETrainer.resume` continues from it.
 * ``callback(step, total, info)`` after every step with ``info = {"loss", "stft", "l1", "kl",
-  "lr"}``; raising :class:`~audiox_core.errors.Interrupted` (or anything) stops after saving.
+  "lr"}`` (plus ``"adv", "fm", "disc"`` when a discriminator is used); raising :class:`~audiox_core.errors.Interrupted` (or anything) stops after saving.
 
-Export: :meth:`VAETrainer.export` writes the bare autoencoder (keys ``encoder.*`` / ``decoder.*``,
+Export: :meth:`VAETrainer.export` writes the bare autoencoder (never the discriminator) (keys ``encoder.*`` / ``decoder.*``,
 the layout of the released ``VAE.ckpt``) as ``.safetensors`` with the :class:`VAEConfig` in the
 metadata; :func:`audiox_core.checkpoint.load_vae` reads it.  :func:`reconstruction_metrics`
 measures a trained VAE (SNR, log-spectral distance, MRSTFT distance).
