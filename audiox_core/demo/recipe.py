@@ -29,7 +29,7 @@ Budget (2-core CPU, 90 minutes for the whole recipe; measured numbers, see the d
 =========  ==============================================================================
 vae        ≤ 15 min: 2000 steps of 8 × 1 s crops (~0.4 s per step uncontended)
            (vae_adv_weight / vae_fm_weight > 0: an STFT discriminator from vae_disc_start on,
-           measured ×1.6 per step on a shared 2-core CPU; see training.vae)
+           ~0.6 s per step instead of ~0.34 uncontended, ×1.7; see training.vae)
 data       ~4 min: 4000 clips rendered (~30 ms each) and VAE-encoded (target + audio prompt),
            CLIP tower hidden states cached (frozen tower)
 text       ~5 min: 1200 steps of 64 captions (~0.27 s per step)

@@ -57,14 +57,15 @@ noise and blur tonal events)
   ``D`` frozen, real features under ``no_grad``) and ``L_disc`` on the real batch and the
   detached reconstruction, computed with the weights ``D`` had during the VAE's pass; then
   both optimizers step.  ``L_disc`` never reaches the VAE, ``L_adv``/``L_fm`` never reach ``D``.
-* Cost, default demo VAE (batch 8 × 16000 samples, 2 threads, ``bench``-style timing of
-  ``train_step`` on one fixed batch, plain and adversarial trainers interleaved in one process,
-  minimum over 6 steps each): plain 5.45 s/step (0.18 steps/s), adversarial (``disc_filters``
-  8) 8.58 s/step (0.12 steps/s): ×1.57 wall, ×1.46 CPU time.  The dev machine was heavily
-  shared (load 4–5 on 2 cores; the same plain step measured 1.6 s at load 2.6), so the
-  ratio is the figure to keep.  Counted convolution FLOPs (``torch.utils.flop_counter``): plain
-  11.2 GFLOP/step, adversarial 27.4 (×2.4; with ``disc_filters`` 16, 66.3, ×5.9 — why the
-  default is 8).  The STFT convs run in ``channels_last`` layout (about twice as fast on CPU).
+* Cost, default demo VAE (batch 8 × 16000 samples, 2 threads, ``train_step`` on one fixed batch,
+  plain and adversarial trainers interleaved in one process, minimum over 6 steps each, two runs
+  on the 2-core dev machine while it was nearly idle): plain 0.341 s/step (2.93 steps/s);
+  adversarial with ``disc_filters`` 8 (default) 0.580–0.596 s/step (1.68–1.72 steps/s, ×1.70–1.75);
+  with ``disc_filters`` 16, 0.79 s/step (×2.3).  Under heavy sharing (load 4–5) the ratio
+  measured ×1.6 (5.45 → 8.58 s/step).  Counted convolution FLOPs (``torch.utils.flop_counter``):
+  plain 11.2 GFLOP/step, adversarial 27.4 (×2.4; 66.3 with 16 filters).  The convs run in
+  ``channels_last`` layout (about twice as fast on CPU as NCHW for these shapes), and the first
+  conv already halves the frequency axis.
 
 Mechanics
 
