@@ -66,6 +66,12 @@ noise and blur tonal events)
   plain 11.2 GFLOP/step, adversarial 27.4 (×2.4; 66.3 with 16 filters).  The convs run in
   ``channels_last`` layout (about twice as fast on CPU as NCHW for these shapes), and the first
   conv already halves the frequency axis.
+* Not yet tuned or shown to help: no round-trip quality has been measured with it.  A first
+  100-step run of the demo VAE from step 0 (``adv_weight`` 0.1, ``fm_weight`` 5, the Stable
+  Audio weights) stayed finite, but the discriminator's hinge loss stayed ≈ 2 (it hardly
+  separates real from reconstructed yet) and the STFT term was noisier than in the plain run
+  (single steps up to 5.8 vs ≤ 2.2).  Start it late (``disc_start`` ≈ half the run, after the
+  reconstruction objective has done its work), as Stable Audio's trainer does after a warm-up.
 
 Mechanics
 
