@@ -224,3 +224,137 @@ def test_unit_gain_init_passes_the_latent_through():
         assert torch.equal(m.decoder(torch.zeros_like(z)), torch.zeros_like(y))  # no bias anywhere
         gain = float(y.pow(2).mean().sqrt() / x.pow(2).mean().sqrt())
     assert 0.1 < gain < 10, gain  # default init: ~1e-2 through a stack this deep
+
+
+# ---------------------------------------------------------------------------------------------- adversarial
+from audiox_core.training.discriminators import (MultiResolutionSTFTDiscriminator, feature_matching_loss,  # noqa: E402
+                                                 hinge_discriminator_loss, hinge_generator_loss)
+
+ADV = dict(adv_weight=0.5, fm_weight=2.0, disc_sizes=(64, 32), disc_filters=4, disc_lr=1e-3)
+
+# The first 4 steps of small_cfg(steps=4, checkpoint_every=0) on sine_source, recorded with the
+# implementation before the discriminator existed (commit 95e5e8a): (loss, stft, l1, kl).
+PRE_ADV_HISTORY = [(2.928738832473755, 2.8918850421905518, 0.36853837966918945, 28.231966018676758),
+                   (3.316862106323242, 3.2780113220214844, 0.38850677013397217, 28.21198844909668),
+                   (2.929112434387207, 2.8932714462280273, 0.3555876612663269, 28.2329158782959),
+                   (2.660646677017212, 2.62654447555542, 0.3382050693035126, 28.176708221435547)]
+
+
+@pytest.mark.parametrize("n", [256, 1000])
+def test_discriminator_shapes(n):
+    d = MultiResolutionSTFTDiscriminator((64, 32), audio_channels=2, filters=4)
+    logits, feats = d(torch.randn(3, 2, n))
+    assert len(logits) == len(feats) == 2
+    for size, lg, fs in zip((64, 32), logits, feats):
+        frames, bins = n // (size // 4) + 1, size // 2 + 1
+        # a (3, ·) time kernel with matching padding keeps the frames; each of the 4 strided convs
+        # halves the frequency axis (rounding up)
+        f = bins
+        for _ in range(4):
+            f = (f + 1) // 2
+        assert lg.shape == (3, 1, frames, f), (size, lg.shape)
+        assert len(fs) == 5 and all(t.shape[:2] == (3, 4) and t.shape[2] == frames for t in fs)
+    with pytest.raises(InputError, match="audio channels"):
+        d(torch.randn(1, 1, n))
+    with pytest.raises(InputError, match="too short"):
+        d(torch.randn(1, 2, 32))
+
+
+def test_gan_losses_by_hand():
+    r, f = [torch.tensor([2.0, 0.5, -1.0])], [torch.tensor([-2.0, 0.0, 3.0])]
+    # relu(1 - r) = [0, .5, 2] → 2.5/3;  relu(1 + f) = [0, 1, 4] → 5/3
+    assert float(hinge_discriminator_loss(r, f)) == pytest.approx(7.5 / 3)
+    assert float(hinge_generator_loss(f)) == pytest.approx(-1.0 / 3)
+    a, b = torch.tensor([1.0, -3.0]), torch.tensor([2.0, -1.0])
+    c = torch.tensor([4.0])
+    # layer 1: mean|a-b| / mean|a| = 1.5 / 2; layer 2: |c - 0| / |c| = 1
+    assert float(feature_matching_loss([[a, c]], [[b, torch.zeros(1)]])) == pytest.approx((0.75 + 1.0) / 2)
+
+
+def test_generator_and_discriminator_gradients_are_separate():
+    tr = VAETrainer(TINY, small_cfg(**ADV), sine_source)
+    x = sine_source(0, 2)
+    parts, y = tr._generator_losses(x, torch.Generator().manual_seed(0))
+    assert all(math.isfinite(float(parts[k].detach())) for k in ("loss", "adv", "fm"))
+    assert float(parts["fm"].detach()) > 0
+    parts["loss"].backward()
+    assert all(p.grad is None for p in tr.disc.parameters())  # the generator loss leaves D alone
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in tr.model.decoder.parameters())
+    # the adversarial terms alone reach the decoder
+    tr.model.zero_grad(set_to_none=True)
+    parts, y = tr._generator_losses(x, torch.Generator().manual_seed(0))
+    (parts["adv"] + parts["fm"]).backward()
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in tr.model.decoder.parameters())
+    tr.model.zero_grad(set_to_none=True)
+    d = tr.discriminator_loss(x, y)
+    assert math.isfinite(float(d.detach()))
+    d.backward()
+    assert all(p.grad is None for p in tr.model.parameters())  # the discriminator loss leaves the VAE alone
+    assert all(p.grad is not None for p in tr.disc.parameters())
+    assert all(p.requires_grad for p in tr.disc.parameters())  # unfrozen again after the generator pass
+
+
+def test_adv_off_reproduces_the_previous_implementation():
+    tr = VAETrainer(TINY, small_cfg(steps=4, checkpoint_every=0), sine_source)
+    assert tr.disc is None and tr.disc_opt is None
+    hist = tr.train()
+    assert [(h["loss"], h["stft"], h["l1"], h["kl"]) for h in hist] == pytest.approx(PRE_ADV_HISTORY, rel=1e-6)
+    assert not {"adv", "fm", "disc"} & set(hist[0])
+    assert "discriminator" not in tr.state()
+
+
+def test_adversarial_training_step_and_disc_start(tmp_path):
+    tr = VAETrainer(TINY, small_cfg(steps=4, checkpoint_every=0, disc_start=2, **ADV), sine_source)
+    seen = []
+    tr.train(callback=lambda s, t, info: seen.append(info))
+    assert set(seen[0]) == {"loss", "stft", "l1", "kl", "adv", "fm", "disc", "lr"}
+    h = tr.history
+    # before disc_start: no adversarial terms, and the loss is the reconstruction objective alone
+    assert [x["disc"] for x in h[:2]] == [0.0, 0.0] and [x["adv"] for x in h[:2]] == [0.0, 0.0]
+    plain = VAETrainer(TINY, small_cfg(steps=4, checkpoint_every=0), sine_source)
+    plain.train(steps=2)
+    assert [x["loss"] for x in h[:2]] == [x["loss"] for x in plain.history]
+    # from disc_start on: both trained, loss = recon + weights · terms
+    assert all(x["disc"] > 0 and x["fm"] > 0 for x in h[2:])
+    for x in h[2:]:
+        recon = x["stft"] + 0.1 * x["l1"] + tr.kl_weight_at(x["step"] - 1) * x["kl"]
+        assert x["loss"] == pytest.approx(recon + 0.5 * x["adv"] + 2.0 * x["fm"], rel=1e-5)
+    d0 = VAETrainer(TINY, small_cfg(steps=4, checkpoint_every=0, disc_start=2, **ADV), sine_source).disc.state_dict()
+    assert any(not torch.equal(v, d0[k]) for k, v in tr.disc.state_dict().items())  # the discriminator learnt
+    # export writes the VAE only
+    path = tr.export(tmp_path / "vae.safetensors")
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as fh:
+        keys = set(fh.keys())
+    assert keys == set(tr.model.state_dict()) and not any(k.startswith("disc") for k in keys)
+
+
+def test_adversarial_resume_is_bit_exact(tmp_path):
+    cfg = dict(steps=6, disc_start=1, **ADV)
+    ref = VAETrainer(TINY, small_cfg(checkpoint_every=0, **cfg), sine_source)
+    ref.train()
+    ck = tmp_path / "vae.pt"
+    a = VAETrainer(TINY, small_cfg(**cfg), sine_source, checkpoint_path=ck)
+    a.train(steps=3)
+    b = VAETrainer.resume(ck, sine_source)
+    assert b.step == 3 and b.disc is not None
+    assert b.disc_opt.state_dict()["state"]  # the discriminator's Adam moments came back
+    b.train()
+    assert [h["loss"] for h in ref.history] == [h["loss"] for h in b.history]
+    assert [h["disc"] for h in ref.history] == [h["disc"] for h in b.history]
+    for m_ref, m_b in ((ref.model, b.model), (ref.disc, b.disc)):
+        for (k, v), (k2, v2) in zip(m_ref.state_dict().items(), m_b.state_dict().items()):
+            assert k == k2 and torch.equal(v, v2), k
+    # a checkpoint whose discriminator does not fit the config is refused by name
+    with pytest.raises(CheckpointError, match="discriminator"):
+        VAETrainer.resume(ck, sine_source, train_config=small_cfg(**{**cfg, "disc_filters": 6}))
+
+
+@pytest.mark.parametrize("bad", [dict(adv_weight=-1.0), dict(fm_weight=float("nan")), dict(adv_weight="0.1"),
+                                 dict(disc_start=-1), dict(disc_start=1.5), dict(disc_lr=0.0),
+                                 dict(disc_betas=(0.9,)), dict(disc_betas=(0.9, 1.0)), dict(disc_sizes=()),
+                                 dict(disc_sizes=(62,)), dict(disc_filters=0),
+                                 dict(adv_weight=0.1, disc_sizes=(1024,))])  # FFT needs > 512 samples; SEG = 256
+def test_bad_adversarial_config(bad):
+    with pytest.raises(ConfigError, match=f"VAETrainConfig.{list(bad)[-1]}"):  # names the bad field
+        small_cfg(**bad)

@@ -28,6 +28,8 @@ Budget (2-core CPU, 90 minutes for the whole recipe; measured numbers, see the d
 
 =========  ==============================================================================
 vae        ≤ 15 min: 2000 steps of 8 × 1 s crops (~0.4 s per step uncontended)
+           (vae_adv_weight / vae_fm_weight > 0: an STFT discriminator from vae_disc_start on,
+           ~0.6 s per step instead of ~0.34 uncontended, ×1.7; see training.vae)
 data       ~4 min: 4000 clips rendered (~30 ms each) and VAE-encoded (target + audio prompt),
            CLIP tower hidden states cached (frozen tower)
 text       ~5 min: 1200 steps of 64 captions (~0.27 s per step)
@@ -76,6 +78,9 @@ class RecipeConfig:
     vae_segment: int = 16000
     vae_lr: float = 1.5e-3
     vae_stft_floor: float = 1e-4  # MRSTFT log-power floor relative to each clip's loudest bin
+    vae_adv_weight: float = 0.0  # > 0: train against an STFT discriminator (training.vae "Adversarial terms")
+    vae_fm_weight: float = 0.0  # discriminator feature-matching weight (> 0 also trains the discriminator)
+    vae_disc_start: int = 0  # VAE step from which the discriminator and its terms are used
     vae_eval_event: int = 40
     vae_eval_music: int = 40
     vae_scale_clips: int = 64
@@ -182,7 +187,8 @@ class Recipe:
         d = self.stage_dir("vae")
         ckpt = d / "trainer.pt"
         tc = VAETrainConfig(steps=c.vae_steps, batch_size=c.vae_batch, segment=c.vae_segment, lr=c.vae_lr,
-                            stft_floor=c.vae_stft_floor, seed=c.seed)
+                            stft_floor=c.vae_stft_floor, adv_weight=c.vae_adv_weight, fm_weight=c.vae_fm_weight,
+                            disc_start=c.vae_disc_start, seed=c.seed)
         source = WorldAudioSource(self.world, seed=c.seed, segment=c.vae_segment)
         if ckpt.is_file():
             tr = VAETrainer.resume(ckpt, source, train_config=tc)
@@ -205,7 +211,8 @@ class Recipe:
         for s in range(0, len(hist), every):
             w = hist[s:s + every]
             curve.append({"step": w[-1]["step"], **{k: round(sum(h[k] for h in w) / len(w), 4)
-                                                    for k in ("loss", "stft", "l1", "kl", "sec")}})
+                                                    for k in ("loss", "stft", "l1", "kl", "adv", "fm", "disc", "sec")
+                                                    if all(k in h for h in w)}})
         result = {"steps": tr.step, "train_seconds": round(tr.train_seconds, 1), "latent_scale": scale,
                   "final_loss_mean_last_50": sum(h["loss"] for h in hist[-50:]) / max(1, len(hist[-50:])),
                   "roundtrip": rep, "curve": curve, "file": str(d / "vae.safetensors")}
