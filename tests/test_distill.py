@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from audiox_core.conditioning.t5 import T5TextEncoder
-from audiox_core.errors import ConfigError, Interrupted
+from audiox_core.errors import ConfigError, InputError, Interrupted
 from audiox_core.tiny import make_tiny_model, save_tiny_t5
 from audiox_core.training.conditions import ConditionEncoder, Masking, NO_MASKING
 from audiox_core.training.data import Example, prepare_dataset
@@ -57,6 +57,10 @@ def teacher_and_data(tmp_path_factory):
 def test_update_alternation_and_config():
     cfg = DistillConfig()
     assert [cfg.is_student_step(s) for s in range(1, 13)] == [True] * 5 + [False] + [True] * 5 + [False]
+    dmd2 = DistillConfig(update_ratio=1, fake_updates=5)
+    assert [dmd2.is_student_step(s) for s in range(1, 13)] == [True] + [False] * 5 + [True] + [False] * 5
+    with pytest.raises(InputError, match="fake_updates"):
+        DistillConfig(fake_updates=0)
     assert (cfg.lr, cfg.guidance, cfg.student_steps, cfg.gan_blocks, cfg.gan_mode, cfg.update_ratio) == \
         (1e-5, 6.0, 4, 6, "all_blocks", 5)
     assert cfg.weight_decay == 1e-3 and cfg.betas == (0.9, 0.999) and cfg.gan_t_max == 0.2

@@ -17,7 +17,9 @@ with fresh noise; only step k keeps its graph → ``x0_s``.
 
 **Update alternation.**  Cycle ``update_ratio + 1`` = 6: step s (1-based, official
 ``global_step = s − 1``) is a student update iff ``(s − 1) % 6 < 5``, else a fake + discriminator
-update.  One AdamW (lr 1e-5, betas (0.9, 0.999), wd 1e-3) over student + fake + heads with the
+update.  ``fake_updates`` > 1 (not official) gives the fake that many updates per cycle (DMD2's
+usual schedule is ``update_ratio`` 1, ``fake_updates`` 5): on the small demo model the official
+5 : 1 leaves the fake unable to track the student (docs/TRAINING.md).  One AdamW (lr 1e-5, betas (0.9, 0.999), wd 1e-3) over student + fake + heads with the
 official InverseLR (inv_gamma 1e6, power 0.5, warm-up 0.99); only the side that received
 gradients moves (AdamW skips parameters without a gradient).
 
@@ -116,7 +118,8 @@ class DistillConfig:
     gan_blocks: int = 6                        # ≤ 0: all blocks
     gan_t_max: float = 0.2
     disc_hidden: int = 128
-    update_ratio: int = 5
+    update_ratio: int = 5                      # student updates per cycle (official 5)
+    fake_updates: int = 1                      # fake + discriminator updates per cycle (official 1; DMD2: 5 with ratio 1)
     parameterization: str = "lora"             # "lora" | "full"
     lora_rank: int = 64
     lora_alpha: Optional[float] = None
@@ -146,6 +149,8 @@ class DistillConfig:
             raise InputError("timestep_probs must be non-negative with a positive sum")
         if self.update_ratio < 1:
             raise InputError(f"update_ratio must be ≥ 1, got {self.update_ratio}")
+        if self.fake_updates < 1:
+            raise InputError(f"fake_updates must be ≥ 1, got {self.fake_updates}")
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise InputError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if not 0 < self.gan_t_max <= 1:
@@ -167,8 +172,9 @@ class DistillConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def is_student_step(self, step: int) -> bool:
-        """Official alternation for 1-based ``step``: ``(step − 1) % (ratio + 1) < ratio``."""
-        return (step - 1) % (self.update_ratio + 1) < self.update_ratio
+        """Alternation for 1-based ``step``: ``(step − 1) % (ratio + fake_updates) < ratio`` (official:
+        5 student updates, then 1 fake + discriminator update)."""
+        return (step - 1) % (self.update_ratio + self.fake_updates) < self.update_ratio
 
 
 @dataclass
