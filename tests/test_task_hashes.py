@@ -29,38 +29,39 @@ RECORDED_TORCH = "2.13.0+cpu"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-#: name -> sha256 of the output's float32 bytes (recorded from the code before the task-layer refactor)
+#: name -> sha256 of the output's float32 bytes (recorded from the code before the task-layer refactor; the
+#: Turbo entries re-recorded when the demo student was re-distilled, 2026-12-07)
 HASHES = {
     "api_t2a_turbo4":
-        "8e259b614eb42ed3135e86bf3866b2c11d9e90c263c1c6ba5a13343ea1aa407b",
+        "0a02f1ee09c9fff73dfa18b23d83f7fb9380cc5193ea257ff0bab3bd470bf0dc",
     "api_t2a_base_cfg_negative":
         "91646ee21307ebfa26a35b539bbe300a0fea26a5e7f0c030951022e0348ec85b",
     "api_inpaint_turbo":
-        "9140dd0f2c02fec4e2fb212099bd2cf0cce27070c27b4c1aa8d97a199bf02f21",
+        "ee6770bf1fcc24abe02c3962607f0550f161a182df94d74ff773075dce7d8e61",
     "api_completion_turbo":
-        "fbdc18a07e6fe07df14e876533b16882d6d9a2d72a3c78633089470ab1ffdcbc",
+        "0619baebe2794acb06cd9a73db5ee904652185ea2abe9e12dc3fdd29edadb170",
     "api_long_form_turbo":
-        "50b2cc3e0e4197a5caf8588694473471089afd7aef2e460693b94cccb5fe07a3",
+        "3c85ea5ab9016d0ab3bd1091369334c49a7ac3ce5fbf3ec1cc6774d163ecab02",
     "api_v2a_zero_sync":
-        "9172e3271d779555cd5e7f098eb7ab7c396b040cf44d8585ffa08bdd86e6616b",
+        "d7fd8b9c198c6fa7ab62b47d9d1a7bf77d58146332c37127d3f2405466ee4020",
     "api_variation_base":
         "2d8d3dd5630b236e2c9776b7e78627f72ef3f33814430b16e753482cd75c80f5",
     "api_official_noise_turbo":
-        "8aa67ee36c49a7e094a4b321faf75b553e5b190505a792df292ab8894ea13adb",
+        "b8e83eaad015a07464b71e4bd7206642eee0da7236841e8b0fb687bdde337284",
     "node_t2a_turbo4":
-        "12a4c19fed4fa7c69076bd770dc00e58bf5fd8ed9e34109820337e078a692cdd",
+        "09482c3d08be0c7dd770947a5005c45933adfcf15ff306fe510270fe6b92bd98",
     "node_t2a_base_cfg_negative":
         "3bd3c32bd2e03532932c064ce2c876e20aa22e2a10d95775380cd48464d4eeab",
     "node_inpaint_turbo":
-        "eb6af653f5d4fec6bc44de9dca60d957e436582e2a9762b1a9627caf2f7f1613",
+        "b866e3102f2d3044e7f4f1590d2282ca9d3d4b1b21becae9ad74495b6f465e36",
     "node_completion_turbo":
-        "2f94283e5e98afd270490ba5c348dde3d88fc68a83d12dbe40609a959f07e695",
+        "49f86f8ac70fb2333090790657b29d2f1ba77184a2fd50932e3f90279255598b",
     "node_long_form_turbo":
-        "3ab5bc76f12f420e5673f9e53029d6a79681adf4b2994303398c53bcbc8cbbf4",
+        "e2f8042defdce7d04a2d8be061cd7ea476c2a18fe8fb71ffee7bfeae9e14b7f2",
     "node_v2a_zero_sync":
-        "e94bd4148f293112eb64f33267d2d2073f337f8ae423e5e0a5f67fc9789f6875",
+        "02d3443b29c513aa95a2ca926a814691019301b909bac6d0042f1401d864427d",
     "node_official_noise_turbo":
-        "bf149785dac509f7964b45a768579cace71674cd282a44fb0d6e98d2012650ee",
+        "9026a2c36c5905414d00b59f105747d3b37dbdf848e6441ba414c342ce6e544a",
 }
 
 

@@ -38,7 +38,7 @@ base       ~35 min: ~0.35 s per step at batch 16 uncontended (whole model, bf16 
            (First shipped model: 2000 clips, T5 trained from scratch inside this stage; 9000
            steps over-fitted them, and text was barely followed — hence the text stage and the
            larger set.)
-distill    ~5 min: 300 DMD + GAN steps
+distill    ~4 min: 300 DMD + GAN steps (1 student : 5 fake + discriminator updates, GAN weight 10)
 export     < 1 min
 =========  ==============================================================================
 """
@@ -107,6 +107,9 @@ class RecipeConfig:
     distill_batch: int = 8
     distill_lr: float = 5e-5
     distill_guidance: float = 4.0
+    distill_update_ratio: int = 1    # 1 student : 5 fake + discriminator updates (official 5 : 1 starves the
+    distill_fake_updates: int = 5    # fake on this small model; docs/TRAINING.md)
+    distill_gan_weight: float = 10.0  # at 1.0 the GAN term is ~3 % of the DMD term and the student loses events
     # threads
     threads: int = 2
 
@@ -364,6 +367,8 @@ class Recipe:
         data = self.prepared(teacher)
         dc = DistillConfig(steps=c.distill_steps, batch_size=c.distill_batch, lr=c.distill_lr,
                            guidance=c.distill_guidance, parameterization="full", gan_blocks=cfg.audiox.backbone.depth,
+                           update_ratio=c.distill_update_ratio, fake_updates=c.distill_fake_updates,
+                           gan_weight=c.distill_gan_weight,
                            precision="bf16", gradient_checkpointing=False, seed=c.seed, save_every=100,
                            name="model")
         ds = Distiller(teacher, data, dc, out_dir=d)
