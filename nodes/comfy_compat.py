@@ -28,6 +28,7 @@ import torch
 from ..audiox_core import progress, standalone
 from ..audiox_core.errors import InputError, Interrupted
 from ..audiox_core.fileio import resolve_inside
+from ..audiox_core.training.lora import weight_patches
 from ..audiox_core.media.wav import save_wav_clips
 from ..audiox_core.standalone import LocalModelHandle, ModuleHolder, module_bytes
 from ..audiox_core.media.video_value import VideoComponents, VideoFromComponents, VideoFromFile, check_video_parts
@@ -288,18 +289,18 @@ def models_on_device(*handles: Any, memory_required: int = 0, offload_after: Opt
             offload_models(offload_now)
 
 
-def lora_patched_handles(handles: dict, patches: dict) -> Optional[dict]:
-    """Clones of the part handles named in ``patches`` (``audiox_core.training.lora.weight_patches``)
-    carrying the LoRAs as ComfyUI weight patches (``ModelPatcher.clone`` + ``add_patches`` of
+def lora_patched_handles(handles: dict, loras: tuple) -> Optional[dict]:
+    """Clones of the part handles that ``loras`` adapt (``audiox_core.training.lora.weight_patches``)
+    carrying them as ComfyUI weight patches (``ModelPatcher.clone`` + ``add_patches`` of
     ``comfy.weight_adapter`` LoRA adapters): ComfyUI patches the weights when it loads a clone and
     restores them when another clone of the same model is loaded, so a plain and a LoRA branch share
     one copy of the weights.  None when the handles are not ComfyUI's (then the LoRAs are applied by
     hooks while a node runs, :func:`audiox_core.loaded_model.loras_applied`)."""
     adapters = _optional("comfy.weight_adapter.lora")
-    if adapters is None or any(isinstance(handles.get(part), LocalModelHandle) for part in patches):
-        return None
+    if adapters is None or any(isinstance(handle, LocalModelHandle) for handle in handles.values()):
+        return None  # checked before the patches are computed: outside ComfyUI they are not needed
     clones = {}
-    for part, keyed in patches.items():
+    for part, keyed in weight_patches(loras).items():
         if handles.get(part) is None:
             raise InputError(f"these LoRAs adapt the model's {part}, which this model does not have")
         clone = handles[part].clone()

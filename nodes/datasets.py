@@ -17,8 +17,8 @@ from ..audiox_core import conditions
 from ..audiox_core.errors import FieldError
 from ..audiox_core.training import report, session
 from . import comfy_compat
-from .common import (HIDDEN, DATASET, MODEL, SYNCHFORMER, T5, DatasetBundle, ModelBundle, NodeError, SynchformerBundle,
-                     T5Bundle, about_input, choice_input, expect, node_function, socket_input, string_input)
+from .common import (DATASET, HIDDEN, MODEL, SYNCHFORMER, T5, DatasetBundle, ModelBundle, NodeError, SynchformerBundle,
+                     T5Bundle, about_input, choice_input, expect, node_function, outputs, socket_input, string_input)
 from .training import TRAIN_CATEGORY, cache_dir, display_path, input_roots
 
 DATASET_REQUIRED_INPUTS = {
@@ -58,10 +58,9 @@ class AudioXDataset:
                    "outputs are cached on disk (keyed by file content and encoder weights), so epochs and later "
                    "runs are cheap.")
     CATEGORY = TRAIN_CATEGORY
-    RETURN_TYPES = (DATASET, "STRING")
-    RETURN_NAMES = ("dataset", "report")
-    OUTPUT_TOOLTIPS = ("The prepared items, for AudioX Train LoRA / AudioX Distill with the same model.",
-                       "How many items, where the captions came from, what was cached.")
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (DATASET, "dataset", "The prepared items, for AudioX Train LoRA / AudioX Distill with the same model."),
+        ("STRING", "report", "How many items, where the captions came from, what was cached."))
     FUNCTION = "prepare"
 
     @classmethod

@@ -6,8 +6,8 @@ from __future__ import annotations
 from ..audiox_core.checkpoint import load_model
 from ..audiox_core.training import Distiller, report, session
 from . import comfy_compat
-from .common import (HIDDEN, DATASET, MODEL, ModelBundle, about_input, bool_input, choice_input, float_input, int_input,
-                     node_function, socket_input, string_input)
+from .common import (DATASET, HIDDEN, MODEL, ModelBundle, about_input, bool_input, choice_input, float_input,
+                     int_input, node_function, outputs, socket_input, string_input)
 from .loaders import model_parts
 from .training import (PRECISION_TOOLTIP, PRECISIONS, SAVE_EVERY_TOOLTIP, TRAIN_CATEGORY, OutputNameCheck,
                        display_path, live_view, loss_image, output_file, run_precision, run_training,
@@ -55,12 +55,11 @@ class AudioXDistill(OutputNameCheck):
                    "models/audiox/<output_name>.safetensors, which AudioX Turbo Sampler runs. The teacher is not "
                    "changed.")
     CATEGORY = TRAIN_CATEGORY
-    RETURN_TYPES = (MODEL, "IMAGE", "STRING")
-    RETURN_NAMES = ("student", "loss", "report")
-    OUTPUT_TOOLTIPS = ("The distilled student (role 'student'), for AudioX Turbo Sampler. Encode its conditions "
-                       "with the student itself.",
-                       "Loss curves: the student's DMD loss and the fake critic's flow-matching loss.",
-                       "What was trained, the losses, where the files are.")
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (MODEL, "student", "The distilled student (role 'student'), for AudioX Turbo Sampler. Encode its "
+                           "conditions with the student itself."),
+        ("IMAGE", "loss", "Loss curves: the student's DMD loss and the fake critic's flow-matching loss."),
+        ("STRING", "report", "What was trained, the losses, where the files are."))
     FUNCTION = "distill"
 
     @classmethod

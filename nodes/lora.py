@@ -11,7 +11,7 @@ from ..audiox_core.errors import AudioXError, CheckpointError
 from ..audiox_core.training import Trainer, lora as lora_files, report, session
 from . import comfy_compat
 from .common import (CATEGORY, DATASET, HIDDEN, LORA, MODEL, LoRAValue, ModelBundle, about_input, bool_input,
-                     choice_input, expect, float_input, int_input, node_error, node_function, socket_input,
+                     choice_input, expect, float_input, int_input, node_error, node_function, outputs, socket_input,
                      string_input)
 from .training import (PRECISION_TOOLTIP, PRECISIONS, SAVE_EVERY_TOOLTIP, TRAIN_CATEGORY, OutputNameCheck,
                        display_path, live_view, loss_image, output_file, run_precision, run_training,
@@ -70,12 +70,11 @@ class AudioXTrainLoRA(OutputNameCheck):
                    "(with its base model's fingerprint) and resumable checkpoints; Cancel saves the last completed "
                    "step. The loaded model is not changed: the output model applies the LoRA on top of it.")
     CATEGORY = TRAIN_CATEGORY
-    RETURN_TYPES = (MODEL, LORA, "IMAGE", "STRING")
-    RETURN_NAMES = ("model", "lora", "loss", "report")
-    OUTPUT_TOOLTIPS = ("The same model with the trained LoRA applied (for the encoders, fusion and samplers).",
-                       "The trained LoRA, e.g. for AudioX LoRA Loader's 'lora' input (another strength, merged).",
-                       "The loss curve (raw and smoothed).",
-                       "What was trained, the loss, where the files are.")
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (MODEL, "model", "The same model with the trained LoRA applied (for the encoders, fusion and samplers)."),
+        (LORA, "lora", "The trained LoRA, e.g. for AudioX LoRA Loader's 'lora' input (another strength, merged)."),
+        ("IMAGE", "loss", "The loss curve (raw and smoothed)."),
+        ("STRING", "report", "What was trained, the loss, where the files are."))
     FUNCTION = "train"
 
     @classmethod
@@ -118,13 +117,14 @@ class AudioXTrainLoRA(OutputNameCheck):
 class AudioXLoRALoader:
     DISPLAY_NAME = "AudioX LoRA Loader"
     DESCRIPTION = ("Applies a LoRA (a file of models/loras, or one trained in the graph) to an AudioX model with a "
-                   "strength. Chain several loaders for several LoRAs. The loaded model itself is not changed: the "
-                   "adapters are attached only while a node runs the output model (merge: baked into the weights "
-                   "for that time and restored exactly). A LoRA made for another model is refused.")
+                   "strength. Chain several loaders for several LoRAs. The loaded model itself is not changed: inside "
+                   "ComfyUI the LoRAs are weight patches on a clone (applied when the output model is loaded, "
+                   "removed when the plain model runs); elsewhere adapters attached while a node runs the output "
+                   "model. A LoRA made for another model is refused.")
     CATEGORY = f"{CATEGORY}/loaders"
-    RETURN_TYPES = (MODEL, "STRING")
-    RETURN_NAMES = ("model", "info")
-    OUTPUT_TOOLTIPS = ("The model with the LoRA(s) applied.", "Which LoRAs are applied, at which strengths.")
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (MODEL, "model", "The model with the LoRA(s) applied."),
+        ("STRING", "info", "Which LoRAs are applied, at which strengths."))
     FUNCTION = "apply"
 
     @classmethod
@@ -139,7 +139,8 @@ class AudioXLoRALoader:
                                         "exactly, 1 = as trained)."),
                 "merge": bool_input(False, "Bake all LoRAs of the chain into the weights while the model runs "
                                     "(slightly faster sampling; the weights are restored bit-exactly afterwards). "
-                                    "The last loader of a chain decides."),
+                                    "The last loader of a chain decides. Inside ComfyUI LoRAs are always weight "
+                                    "patches, so this changes nothing there."),
                 "allow_other_weights": bool_input(False, "Apply a LoRA trained on other weights of the same "
                                                   "architecture (e.g. a LoRA of the Turbo base on the Turbo "
                                                   "student). Off: refused with an error."),

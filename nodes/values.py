@@ -14,7 +14,6 @@ from ..audiox_core.loaded_model import (ModelInUse, backbone_compiled_during, lo
                                          part_modules)
 from ..audiox_core.values import (ClipVisionFile, Context, DatasetBundle, LoRAValue,  # noqa: F401 (re-exported)
                                   SyncFeatures, TimeMask)
-from ..audiox_core.training.lora import weight_patches
 from . import comfy_compat
 
 
@@ -40,7 +39,7 @@ class ModelBundle(ModelInUse):
         (:func:`comfy_compat.lora_patched_handles`), else attached by hooks while a node runs."""
         plain = self.plain_parts or self.parts
         bundle = dataclasses.replace(super().with_loras(loras, merge, name), parts=plain, plain_parts=None)
-        patched = comfy_compat.lora_patched_handles(plain, weight_patches(bundle.loras)) if bundle.loras else None
+        patched = comfy_compat.lora_patched_handles(plain, bundle.loras) if bundle.loras else None
         if patched is None:
             return bundle
         return dataclasses.replace(bundle, parts={**plain, **patched}, plain_parts=plain)
