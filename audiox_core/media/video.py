@@ -53,7 +53,6 @@ __all__ = ["VideoInfo", "FrameSample", "probe_video", "sample_frames", "sample_f
            "frames_from_images", "resize_frame", "RESIZE_MODES"]
 
 
-
 @dataclass(frozen=True)
 class VideoInfo:
     """What :func:`probe_video` finds without decoding.
