@@ -16,6 +16,9 @@ Rows (``--rows``; each in its own process so every row's peak memory is its own)
   is spent in the warm-up and printed below the table);
 * ``lowvram``: bf16, every part kept on the CPU and moved to the device only while it runs
   (encoders leave the device after encoding);
+* ``partial``: bf16, the backbone loaded *partially* within ``--budget-gib`` (default: half of the
+  backbone's bytes), the rest of its layers copied to the device per call — ComfyUI's low-VRAM
+  loading (:mod:`audiox_core.partial_loading`); encoders and VAE as in ``lowvram``;
 * ``bf16+fp8``: bf16 compute, transformer-block weights stored as fp8 e4m3 (not a default row).
 
     python bench/gpu.py                                  # full-size AudioX-Turbo, CUDA if present
@@ -39,7 +42,7 @@ from pathlib import Path
 
 from _common import peak_rss_gib  # also puts the repo root on sys.path
 
-ROWS = ("fp16", "bf16", "bf16+compile", "lowvram", "bf16+fp8")
+ROWS = ("fp16", "bf16", "bf16+compile", "lowvram", "partial", "bf16+fp8")
 DEFAULT_ROWS = ("fp16", "bf16", "bf16+compile", "lowvram")
 PROMPT = "rain on a tin roof with distant thunder"
 
@@ -47,7 +50,7 @@ PROMPT = "rain on a tin roof with distant thunder"
 # ----------------------------------------------------------------------------------------------
 # child: one row
 # ----------------------------------------------------------------------------------------------
-def _build(tiny: bool, config, row: str, device, compile_backend: str = "inductor"):
+def _build(tiny: bool, config, row: str, device, compile_backend: str = "inductor", budget_gib: float = 0.0):
     import torch
 
     from audiox_core.checkpoint import parse_dtype
@@ -79,7 +82,13 @@ def _build(tiny: bool, config, row: str, device, compile_backend: str = "inducto
     if row == "bf16+fp8":
         from audiox_core.acceleration import backbone_weights_fp8
         backbone_weights_fp8(model, dt)
-    if row != "lowvram":  # lowvram: everything stays on the CPU until it runs
+    if row == "partial":
+        from audiox_core.partial_loading import load_partially, make_castable
+        from audiox_core.standalone import module_bytes
+        make_castable(model.backbone)
+        budget = int(budget_gib * 2 ** 30) if budget_gib else module_bytes(model.backbone) // 2
+        model.info["partial_load"] = load_partially(model.backbone, device, budget)
+    elif row != "lowvram":  # lowvram: everything stays on the CPU until it runs
         model.to(device)
         t5.model.to(device)
     if row == "bf16+compile":
@@ -88,7 +97,7 @@ def _build(tiny: bool, config, row: str, device, compile_backend: str = "inducto
     return model
 
 
-def _generate(model, mode: str, device, lowvram: bool, sync) -> dict:
+def _generate(model, mode: str, device, row: str, sync) -> dict:
     import torch
 
     from audiox_core import conditions
@@ -98,7 +107,7 @@ def _generate(model, mode: str, device, lowvram: bool, sync) -> dict:
     def place(*mods):
         import contextlib
         stack = contextlib.ExitStack()
-        if lowvram:
+        if row == "lowvram" or (row == "partial" and model.backbone not in mods):
             for mod in mods:
                 stack.enter_context(on_device(mod, device))
         return stack
@@ -133,19 +142,20 @@ def child(a) -> None:
     device = torch.device(a.device)
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    model = _build(a.tiny, a.config, a.child, device, a.compile_backend)
+    model = _build(a.tiny, a.config, a.child, device, a.compile_backend, a.budget_gib)
     sr = model.config.sample_rate
     seconds = model.latent_length * model.config.vae.downsampling_ratio / sr
     out = {"row": a.child, "device": torch.cuda.get_device_name(device) if cuda else "CPU",
-           "seconds": seconds, "warmup": a.warmup, "runs": a.runs, "compile_backend": a.compile_backend}
+           "seconds": seconds, "warmup": a.warmup, "runs": a.runs, "compile_backend": a.compile_backend,
+           "partial_load": model.info.get("partial_load")}
     for mode in ("turbo", "base"):
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
         w0 = time.perf_counter()
         for _ in range(a.warmup):
-            _generate(model, mode, device, a.child == "lowvram", sync)
+            _generate(model, mode, device, a.child, sync)
         out[f"{mode}_warmup_s"] = time.perf_counter() - w0
-        runs = [_generate(model, mode, device, a.child == "lowvram", sync) for _ in range(a.runs)]
+        runs = [_generate(model, mode, device, a.child, sync) for _ in range(a.runs)]
         tot = [r["total"] for r in runs]
         out[mode] = {"mean": statistics.fmean(tot), "std": statistics.stdev(tot) if len(tot) > 1 else 0.0,
                      **{k: statistics.fmean(r[k] for r in runs) for k in ("encoders", "backbone", "vae")}}
@@ -176,6 +186,12 @@ def table(results) -> str:
                      f"| {t['peak_gib']:.2f} | {b['peak_gib']:.2f} "
                      f"| {t['encoders']:.4f} / {t['backbone']:.4f} / {t['vae']:.4f} "
                      f"| {b['encoders']:.4f} / {b['backbone']:.4f} / {b['vae']:.4f} |")
+    for r in results:
+        if r.get("partial_load"):
+            p = r["partial_load"]
+            lines.append("")
+            lines.append(f"partial: {p['loaded_bytes'] / 2 ** 30:.2f} GiB of the backbone on the device "
+                         f"({p['layers_on_device']} layers), {p['layers_cast']} layers copied per call")
     comp = [r for r in results if r["row"] == "bf16+compile"]
     for r in comp:
         lines.append("")
@@ -196,6 +212,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
     ap.add_argument("--compile-backend", default="inductor",
                     help="torch.compile backend of the bf16+compile row (aot_eager: no code generation, for CI)")
+    ap.add_argument("--budget-gib", type=float, default=0.0,
+                    help="backbone bytes the partial row may keep on the device (0: half of the backbone)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -210,7 +228,8 @@ def main(argv=None) -> int:
     results = []
     for row in a.rows:
         cmd = [sys.executable, __file__, "--child", row, "--device", a.device, "--warmup", str(a.warmup),
-               "--runs", str(a.runs), "--threads", str(a.threads), "--compile-backend", a.compile_backend]
+               "--runs", str(a.runs), "--threads", str(a.threads), "--compile-backend", a.compile_backend,
+               "--budget-gib", str(a.budget_gib)]
         cmd += (["--tiny"] if a.tiny else []) + (["--config", a.config] if a.config else [])
         p = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
         line = next((x for x in p.stdout.splitlines() if x.startswith("RESULT ")), None)

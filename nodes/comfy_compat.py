@@ -8,8 +8,9 @@ call and cheap (``sys.modules`` first, so tests can install and remove stub modu
 interrupt flag) and :mod:`audiox_core.media.video_value` (VIDEO values).
 
 Model memory: loaders wrap each network with :func:`wrap_model` (a ``ModelPatcher`` inside ComfyUI, so
-its memory manager sees our weights); nodes run them inside :func:`models_on_device` (``force_full_load``:
-plain ``nn`` layers cannot be partially loaded).  docs/MODEL_MEMORY.md.
+its memory manager sees our weights, and may load them partially on a low-VRAM card: their layers get
+the cast-weights protocol of :mod:`audiox_core.partial_loading`); nodes run them inside
+:func:`models_on_device`.  docs/MODEL_MEMORY.md.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import torch
 from ..audiox_core import progress, standalone
 from ..audiox_core.errors import InputError, Interrupted
 from ..audiox_core.fileio import resolve_inside
+from ..audiox_core.partial_loading import complete_partial_load, is_castable, make_castable
 from ..audiox_core.training.lora import weight_patches
 from ..audiox_core.media.wav import save_wav_clips
 from ..audiox_core.standalone import LocalModelHandle, ModuleHolder, module_bytes
@@ -243,6 +245,7 @@ def wrap_model(module: torch.nn.Module, load_device: Optional[torch.device] = No
     patcher = _optional("comfy.model_patcher")
     if patcher is None:
         return LocalModelHandle(module, load_device, offload_device)
+    make_castable(module)  # ComfyUI may load it partially (low VRAM): see audiox_core.partial_loading
     return patcher.ModelPatcher(module, load_device=load_device, offload_device=offload_device,
                                 size=module_bytes(module))
 
@@ -254,8 +257,20 @@ def _manager_of(handles: Sequence[Any]):
 
 
 def load_models_gpu(handles: Sequence[Any], memory_required: int = 0) -> None:
+    """Load the handles' models for use.  ComfyUI may load a model partially when VRAM is short
+    (its layers have the cast-weights protocol, :func:`wrap_model`); the few tensors it does not
+    list are then moved here.  Stand-alone, models are loaded whole."""
     handles = [h for h in handles if h is not None]
-    _manager_of(handles).load_models_gpu(handles, memory_required=memory_required, force_full_load=True)
+    manager = _manager_of(handles)
+    if manager is standalone.ModelManagement:
+        manager.load_models_gpu(handles, memory_required=memory_required)
+        return
+    partial_ok = all(is_castable(h.model) for h in handles)
+    manager.load_models_gpu(handles, memory_required=memory_required, force_full_load=not partial_ok)
+    for h in handles:
+        if complete_partial_load(h.model, h.load_device):
+            log.info("AudioX: %s loaded partially (low VRAM): some layers run from %s", type(h.model).__name__,
+                     h.offload_device)
 
 
 def offload_models(handles: Sequence[Any]) -> None:

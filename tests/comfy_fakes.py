@@ -25,6 +25,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from audiox_core import partial_loading
+
 SUPPORTED_PT_EXTENSIONS = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
 CORE_MODEL_FOLDERS = ("checkpoints", "vae", "text_encoders", "clip_vision", "loras", "diffusion_models",
                       "audio_encoders", "embeddings")
@@ -92,7 +94,8 @@ class FakeComfy:
 
     Attributes: ``models_dir``, ``input_dir``, ``output_dir``, ``temp_dir`` (created),
     ``captures`` (sink nodes), ``progress`` ((node_id, value, total) per bar update),
-    ``load_calls`` (``{models, memory_required, force_full_load}`` per ``load_models_gpu`` call), ``current_loaded_models``.
+    ``load_calls`` (``{models, memory_required, force_full_load}`` per ``load_models_gpu`` call), ``current_loaded_models``,
+    ``vram_budget`` (set it to load models partially, as ComfyUI does on a small card).
     """
 
     MODULES = ("comfy", "comfy.utils", "comfy.model_management", "comfy.model_patcher", "folder_paths")
@@ -110,6 +113,7 @@ class FakeComfy:
         self.load_calls: list[list] = []
         self.current_loaded_models: list[_Loaded] = []
         self.interrupt_flag = False
+        self.vram_budget: Optional[int] = None  # bytes per model ComfyUI may load; None: all of it
         self.folder_names_and_paths: dict[str, tuple[list[str], set[str]]] = {
             name: ([str(self.models_dir / name)], set(SUPPORTED_PT_EXTENSIONS)) for name in CORE_MODEL_FOLDERS
         }
@@ -171,7 +175,10 @@ class FakeComfy:
             env.load_calls.append({"models": list(models), "memory_required": memory_required,
                                    "force_full_load": force_full_load})
             for m in models:
-                m.model.to(m.load_device)
+                if env.vram_budget is not None and not force_full_load:  # a card too small for the model
+                    partial_loading.load_partially(m.model, m.load_device, env.vram_budget)
+                else:
+                    m.model.to(m.load_device)
                 m.model.device = m.load_device  # as ModelPatcher.load does (fails on read-only properties)
                 if not any(e.model is m for e in env.current_loaded_models):
                     env.current_loaded_models.insert(0, _Loaded(m))

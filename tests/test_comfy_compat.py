@@ -183,7 +183,8 @@ def test_comfy_path_model_patcher_and_loading(compat, tmp_path):
         assert h.load_device == torch.device("cpu") and h.size == 6 * 4
         with compat.models_on_device(h, memory_required=123):
             pass
-        assert env.load_calls == [{"models": [h], "memory_required": 123, "force_full_load": True}]
+        # its layers can run from the offload device, so ComfyUI may load it partially
+        assert env.load_calls == [{"models": [h], "memory_required": 123, "force_full_load": False}]
         assert [e.model for e in env.current_loaded_models] == [h]  # ComfyUI keeps it resident
         compat.offload_models([h])
         assert env.current_loaded_models == [] and m.moves[-1] == torch.device("cpu")
