@@ -25,8 +25,8 @@ from .errors import FieldError, InputError
 log = logging.getLogger(__name__)
 
 __all__ = ["weight_dtype", "t5_weight_dtype", "model_weight_dtype", "compile_backbone", "backbone_compiled",
-           "store_weights_fp8", "backbone_weights_fp8", "FP8Linear", "has_fp8_weights", "refuse_fp8", "fp8_available",
-           "on_device"]
+           "set_static_turbo_loop", "static_turbo_loop", "store_weights_fp8", "backbone_weights_fp8", "FP8Linear",
+           "has_fp8_weights", "refuse_fp8", "fp8_available", "on_device"]
 
 _CACHE_ATTR = "_audiox_compiled_forwards"
 FP8 = "fp8_e4m3fn"  # the model loader's choice of fp8 backbone weights
@@ -94,6 +94,59 @@ def compile_backbone(model, enabled: bool = True, *, backend: Union[str, object]
         log.info("backbone: torch.compile (backend %s, mode %s); graphs are compiled per input shape", backend, mode)
     bb.forward = cache[key]
     return model
+
+
+_STATIC_TURBO_ATTR = "_audiox_static_turbo_loop"
+
+
+def set_static_turbo_loop(model, enabled: bool = True, *, backend: Union[str, object] = "inductor",
+                          mode: Optional[str] = None):
+    """Run a Turbo student's whole sampling loop as one ``torch.compile``d graph (or not,
+    ``enabled=False``): :func:`~audiox_core.sampling.turbo.sample_turbo_static` through the backbone,
+    noise drawn up front, fixed shapes, ``fullgraph``.  With ``mode="reduce-overhead"`` on CUDA that
+    is one CUDA-graph replay per generation.  Used by :func:`audiox_core.generate.sample` for Turbo
+    sampling without inpainting; per-step progress is then reported when the loop returns.
+    Returns ``model``."""
+    bb = model.backbone
+    if not enabled:
+        vars(bb).pop(_STATIC_TURBO_ATTR, None)
+        return model
+    if not hasattr(torch, "compile"):
+        raise InputError("the static Turbo loop needs torch.compile (PyTorch ≥ 2.0)")
+    vars(bb)[_STATIC_TURBO_ATTR] = (backend, mode)
+    return model
+
+
+def static_turbo_loop(model, steps: int):
+    """The compiled ``loop(noise, fresh, context) -> x0 estimates [steps, B, C, L]`` of ``model``
+    when :func:`set_static_turbo_loop` is on, else None.  Compiled once per (steps, backend, mode)
+    and then per input shape, cached on the backbone."""
+    from .models.blocks import tune_cpu_allocator
+    from .sampling.turbo import sample_turbo_static
+    bb = model.backbone
+    setting = vars(bb).get(_STATIC_TURBO_ATTR)
+    if setting is None:
+        return None
+    backend, mode = setting
+    cache = vars(bb).setdefault(_CACHE_ATTR, {})
+    key = ("turbo_loop", steps, backend if isinstance(backend, str) else id(backend), mode)
+    if key not in cache:
+        def loop(noise: torch.Tensor, fresh: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+            conditioning = bb.prepare(context)
+            return sample_turbo_static(lambda x, t: bb(x, t, cond_cache=conditioning), noise, fresh, steps)
+
+        compiled = torch.compile(loop, backend=backend, mode=mode, dynamic=False, fullgraph=True)
+
+        def run(noise: torch.Tensor, fresh: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+            if noise.device.type == "cpu":
+                tune_cpu_allocator()  # what the eager backbone does at its first CPU call (host-side)
+            if hasattr(bb, "build_tables"):
+                bb.build_tables(noise)  # cached tables built outside the graph: no recompile once they exist
+            return compiled(noise, fresh, context)
+
+        cache[key] = run
+        log.info("Turbo: the %d-step loop is compiled as one graph (backend %s, mode %s)", steps, backend, mode)
+    return cache[key]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from typing import Optional, Sequence
 import torch
 
 from . import conditions
+from .acceleration import static_turbo_loop
 from .errors import FieldError, InputError
 
 log = logging.getLogger(__name__)
@@ -217,6 +218,19 @@ def check_official(settings: SamplerSettings, **refused) -> None:
                              f"{what.replace('_', ' ')}; use noise 'cpu' for it")
 
 
+def _static_turbo(loop, noise: torch.Tensor, context: torch.Tensor, steps: int, generator, callback) -> torch.Tensor:
+    """The Turbo sampler as one compiled loop: the re-noise draws made up front (the same numbers),
+    progress reported for every step once the loop has returned."""
+    from .sampling import turbo_noises, turbo_timesteps
+    from .sampling._common import notify
+    estimates = loop(noise, turbo_noises(noise, steps, generator), context)
+    ts = turbo_timesteps(steps)
+    for i in range(steps):
+        notify(callback, i + 1, steps, {"stage": "sampling", "t": float(ts[i]), "t_next": float(ts[i + 1]),
+                                        "denoised": estimates[i], "x": estimates[i]})
+    return estimates[-1].float().cpu()
+
+
 def sample(model, context: torch.Tensor, settings: SamplerSettings, *, batch: Optional[int] = None,
            length: Optional[int] = None, negative: Optional[torch.Tensor] = None,
            init: Optional[torch.Tensor] = None, strength: float = 1.0, known: Optional[Known] = None,
@@ -292,6 +306,9 @@ def sample(model, context: torch.Tensor, settings: SamplerSettings, *, batch: Op
         vel = ClassifierFreeGuidance(model_fn, context, None, scale=1.0, prepare=bb.prepare)
         if init is not None and strength < 1:
             raise InputError("the Turbo sampler has no variation start; use the Base sampler for variations")
+        loop = static_turbo_loop(model, int(settings.steps)) if inpainter is None else None
+        if loop is not None:  # one compiled graph for all steps (acceleration.set_static_turbo_loop)
+            return _static_turbo(loop, noise, context, int(settings.steps), gen, callback)
         out = sample_turbo(vel, noise, steps=int(settings.steps), generator=gen, callback=callback,
                            after_step=inpainter)
         if inpainter is not None:

@@ -54,6 +54,7 @@ class ModelInUse:
     loras: tuple
     merge_loras: bool
     compile_mode: Optional[str]
+    compile_turbo_loop: bool
 
     @property
     def config(self):
@@ -101,9 +102,11 @@ class ModelInUse:
         lines += [f"note: {n}" for n in info.get("notes", [])]
         return "\n".join(lines)
 
-    def with_compile(self, mode: Optional[str], name: str):
-        """A copy whose backbone runs ``torch.compile``d (``mode``; None: eager)."""
-        return dataclasses.replace(self, compile_mode=mode, name=name)
+    def with_compile(self, mode: Optional[str], name: str, turbo_loop: bool = False):
+        """A copy whose backbone runs ``torch.compile``d (``mode``; None: eager); ``turbo_loop``: a Turbo
+        student's whole sampling loop is compiled as one graph instead
+        (:func:`audiox_core.acceleration.set_static_turbo_loop`)."""
+        return dataclasses.replace(self, compile_mode=mode, compile_turbo_loop=bool(turbo_loop and mode), name=name)
 
     def with_loras(self, loras: tuple, merge: bool, name: str):
         """A copy (same weights, same device handles) with ``loras`` applied."""
@@ -115,19 +118,29 @@ class ModelInUse:
 
 
 @contextlib.contextmanager
-def backbone_compiled_during(model, mode: Optional[str]):
+def backbone_compiled_during(model, mode: Optional[str], turbo_loop: bool = False):
     """The model's backbone runs ``torch.compile``d (``mode``; ``"default"``: torch's default mode)
     for the block and eager again afterwards; graphs stay cached per shape on the backbone, so the
-    next block reuses them.  ``mode=None``: nothing changes."""
+    next block reuses them.  ``turbo_loop`` (for a Turbo student): the Turbo sampler's whole loop
+    is compiled as one graph instead, and the backbone itself stays eager.  ``mode=None``: nothing
+    changes."""
     if mode is None:
         yield
         return
-    from .acceleration import compile_backbone
-    compile_backbone(model, mode=None if mode == "default" else mode)
+    from .acceleration import compile_backbone, set_static_turbo_loop
+    torch_mode = None if mode == "default" else mode
+    whole_loop = bool(turbo_loop)
+    if whole_loop:
+        set_static_turbo_loop(model, mode=torch_mode)
+    else:
+        compile_backbone(model, mode=torch_mode)
     try:
         yield
     finally:
-        compile_backbone(model, False)
+        if whole_loop:
+            set_static_turbo_loop(model, False)
+        else:
+            compile_backbone(model, False)
 
 
 @contextlib.contextmanager

@@ -19,6 +19,9 @@ Rows (``--rows``; each in its own process so every row's peak memory is its own)
 * ``partial``: bf16, the backbone loaded *partially* within ``--budget-gib`` (default: half of the
   backbone's bytes), the rest of its layers copied to the device per call — ComfyUI's low-VRAM
   loading (:mod:`audiox_core.partial_loading`); encoders and VAE as in ``lowvram``;
+* ``bf16+loop``: bf16 with the Turbo sampler's whole loop compiled as one graph
+  (:func:`audiox_core.acceleration.set_static_turbo_loop`; ``mode="reduce-overhead"`` on CUDA: one
+  CUDA-graph replay per generation); its Base-50 column runs eager;
 * ``bf16+fp8``: bf16 compute, transformer-block weights stored as fp8 e4m3 (not a default row).
 
     python bench/gpu.py                                  # full-size AudioX-Turbo, CUDA if present
@@ -42,7 +45,7 @@ from pathlib import Path
 
 from _common import peak_rss_gib  # also puts the repo root on sys.path
 
-ROWS = ("fp16", "bf16", "bf16+compile", "lowvram", "partial", "bf16+fp8")
+ROWS = ("fp16", "bf16", "bf16+compile", "bf16+loop", "lowvram", "partial", "bf16+fp8")
 DEFAULT_ROWS = ("fp16", "bf16", "bf16+compile", "lowvram")
 PROMPT = "rain on a tin roof with distant thunder"
 
@@ -94,6 +97,10 @@ def _build(tiny: bool, config, row: str, device, compile_backend: str = "inducto
     if row == "bf16+compile":
         from audiox_core.acceleration import compile_backbone
         compile_backbone(model, backend=compile_backend)
+    if row == "bf16+loop":
+        from audiox_core.acceleration import set_static_turbo_loop
+        set_static_turbo_loop(model, backend=compile_backend,
+                              mode="reduce-overhead" if torch.device(device).type == "cuda" else None)
     return model
 
 
@@ -192,10 +199,10 @@ def table(results) -> str:
             lines.append("")
             lines.append(f"partial: {p['loaded_bytes'] / 2 ** 30:.2f} GiB of the backbone on the device "
                          f"({p['layers_on_device']} layers), {p['layers_cast']} layers copied per call")
-    comp = [r for r in results if r["row"] == "bf16+compile"]
+    comp = [r for r in results if r["row"] in ("bf16+compile", "bf16+loop")]
     for r in comp:
         lines.append("")
-        lines.append(f"bf16+compile ({r['compile_backend']}): warm-up incl. compilation "
+        lines.append(f"{r['row']} ({r['compile_backend']}): warm-up incl. compilation "
                      f"{r['turbo_warmup_s']:.1f} s (Turbo), "
                      f"{r['base_warmup_s']:.1f} s (Base)")
     return "\n".join(lines)

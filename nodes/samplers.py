@@ -203,16 +203,20 @@ class AudioXCompileBackbone:
             "mode": choice_input(["default", "reduce-overhead", "max-autotune"], "default", "torch.compile mode: "
                                  "reduce-overhead adds CUDA graphs, max-autotune searches faster kernels (long "
                                  "first run)."),
+            "whole_turbo_loop": bool_input(False, "Turbo students: compile the Turbo sampler's whole loop (all "
+                                           "steps, noise drawn up front) as one graph instead of the backbone; "
+                                           "with reduce-overhead, one CUDA graph replay per generation. Other "
+                                           "samplers on this model then run eager; progress shows at the end."),
         }}
 
     @node_function
-    def apply(self, model, compile=True, mode="default"):
+    def apply(self, model, compile=True, mode="default", whole_turbo_loop=False):
         m: ModelBundle = expect(model, ModelBundle, self.DISPLAY_NAME, "model", "an AUDIOX_MODEL")
         if not compile:
             return (m.with_compile(None, m.name),)
         if not hasattr(torch, "compile"):
             raise node_error(self.DISPLAY_NAME, "compile", "this PyTorch has no torch.compile (needs ≥ 2.0)")
-        return (m.with_compile(str(mode), f"{m.name} (compiled)"),)
+        return (m.with_compile(str(mode), f"{m.name} (compiled)", bool(whole_turbo_loop)),)
 
 
 NODE_CLASS_MAPPINGS = {"AudioXSampler": AudioXSampler, "AudioXTurboSampler": AudioXTurboSampler,

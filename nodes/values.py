@@ -32,6 +32,7 @@ class ModelBundle(ModelInUse):
     loras: tuple = ()           # ((audiox_core.training.LoRA, strength), ...) applied while running
     merge_loras: bool = False   # bake them into the weights while running (restored bit-exactly after)
     compile_mode: Optional[str] = None  # torch.compile the backbone while this bundle samples (None: eager)
+    compile_turbo_loop: bool = False    # ... or, for a Turbo student, its whole sampling loop as one graph
     plain_parts: Optional[dict] = None  # inside ComfyUI with LoRAs: the handles without them (parts: patched clones)
 
     def with_loras(self, loras: tuple, merge: bool, name: str):
@@ -53,7 +54,7 @@ class ModelBundle(ModelInUse):
         hooked = () if self.plain_parts is not None else self.loras  # patched clones carry their LoRAs
         with comfy_compat.models_on_device(*handles, memory_required=memory_required,
                                            offload_after=self.offload_after, offload_now=encoders), \
-                backbone_compiled_during(self.model, compile_mode), \
+                backbone_compiled_during(self.model, compile_mode, self.compile_turbo_loop and self.is_turbo_student), \
                 loras_applied(self.model, self, hooked, self.merge_loras, comfy_compat.unet_offload_device()):
             yield
 

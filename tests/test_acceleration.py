@@ -54,6 +54,42 @@ def test_compiled_backbone_matches_eager_and_compiles_once_per_shape():
         assert len(graphs) == n2
 
 
+def test_static_turbo_loop_is_one_graph_with_the_eager_numbers(tmp_path):
+    """The whole Turbo loop traced as one graph (fullgraph: no break, so CUDA graphs can capture
+    it), compiled once per shape, bit-identical latents, progress for every step; inpainting keeps
+    the step-by-step sampler."""
+    from audiox_core.conditioning.t5 import T5TextEncoder
+    from audiox_core.generate import Known, SamplerSettings, sample
+    from audiox_core.tiny import save_tiny_t5
+    m = make_tiny_model("audiox_turbo", seed=0)
+    m.info["role"] = "student"
+    m.set_text_encoder(T5TextEncoder.from_local(save_tiny_t5(tmp_path / "t5"), expected_dim=32))
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(len(example_inputs))
+        return gm.forward
+
+    s = SamplerSettings.for_model(m, mode="turbo", seed=3)
+    _x, _t, ctx = _inputs(m)
+    steps = []
+    with torch.no_grad():
+        want = sample(m, ctx, s)
+        assert A.static_turbo_loop(m, 4) is None
+        A.set_static_turbo_loop(m, backend=counting_backend)
+        got = sample(m, ctx, s, callback=lambda i, n, info: steps.append((i, n)))
+        assert len(graphs) == 1                                   # one graph for all four steps
+        assert torch.equal(got, want) and steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
+        assert torch.equal(sample(m, ctx, s), want) and len(graphs) == 1   # cached
+        sample(m, ctx.expand(2, -1, -1), s, batch=2)
+        assert len(graphs) == 2                                   # a new batch size: a new graph
+        keep = Known(latents=torch.zeros_like(want), keep=torch.ones(want.shape[-1], dtype=torch.bool))
+        sample(m, ctx, s, known=keep)
+        assert len(graphs) == 2                                   # inpainting: the stepwise sampler
+        A.set_static_turbo_loop(m, False)
+        assert A.static_turbo_loop(m, 4) is None
+
+
 @pytest.mark.slow
 def test_inductor_compiled_backbone_matches_eager():
     """The real compiler (inductor: C++ on CPU, Triton on CUDA); ~1–2 min on a 2-core CPU."""

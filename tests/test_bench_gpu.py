@@ -18,7 +18,7 @@ NUM = r"([0-9.]+)"
 def test_bench_gpu_tiny_table(tmp_path):
     out = tmp_path / "r.json"
     cmd = [sys.executable, str(ROOT / "bench" / "gpu.py"), "--tiny", "--device", "cpu", "--warmup", "1", "--runs", "2",
-           "--threads", "1", "--rows", "bf16", "bf16+compile", "lowvram", "partial", "--compile-backend", "aot_eager",
+           "--threads", "1", "--rows", "bf16", "bf16+compile", "bf16+loop", "lowvram", "partial", "--compile-backend", "aot_eager",
            "--json", str(out)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -31,7 +31,7 @@ def test_bench_gpu_tiny_table(tmp_path):
                      rf"\| {NUM} / {NUM} / {NUM} \| {NUM} / {NUM} / {NUM} \|$", line)
         if m:
             rows[m.group(1)] = [float(x) for x in m.groups()[1:]]
-    assert list(rows) == ["bf16", "bf16+compile", "lowvram", "partial"]
+    assert list(rows) == ["bf16", "bf16+compile", "bf16+loop", "lowvram", "partial"]
     for name, v in rows.items():
         t_mean, t_std, t_rtf, b_mean, b_std, b_rtf, t_mem, b_mem = v[:8]
         t_split, b_split = v[8:11], v[11:14]
@@ -45,6 +45,7 @@ def test_bench_gpu_tiny_table(tmp_path):
         assert b_split[1] > t_split[1]          # 50 CFG steps cost more backbone time than 4 steps
         assert 0.05 < t_mem <= b_mem < 64       # CPU: peak RSS of the row's own process, in GiB
     assert "bf16+compile (aot_eager): warm-up incl. compilation" in text
+    assert "bf16+loop (aot_eager): warm-up incl. compilation" in text
     p = results["partial"]["partial_load"]  # half of the backbone by default: some layers on, some copied
     assert p["layers_on_device"] > 0 and p["layers_cast"] > 0
     assert re.search(rf"partial: {NUM} GiB of the backbone on the device \({p['layers_on_device']} layers\), "

@@ -95,12 +95,12 @@ def test_chunked_vae_decode_on_the_device():
 
 def test_bench_gpu_table_on_cuda(tmp_path):
     cmd = [sys.executable, str(ROOT / "bench" / "gpu.py"), "--tiny", "--device", "cuda", "--warmup", "1", "--runs", "2",
-           "--rows", "bf16", "lowvram", "partial"]
+           "--rows", "bf16", "bf16+loop", "lowvram", "partial"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "peak VRAM (GiB)" in p.stdout and torch.cuda.get_device_name() in p.stdout
-    rows = [line for line in p.stdout.splitlines() if re.match(r"\| (bf16|lowvram|partial) \|", line)]
-    assert len(rows) == 3
+    rows = [line for line in p.stdout.splitlines() if re.match(r"\| (bf16|bf16\+loop|lowvram|partial) \|", line)]
+    assert len(rows) == 4
 
 
 def test_partially_loaded_backbone_on_cuda_gives_the_same_latents(t5_dir):
@@ -121,3 +121,17 @@ def test_partially_loaded_backbone_on_cuda_gives_the_same_latents(t5_dir):
     got = generate(m, GenerationRequest(settings=G.SamplerSettings.for_model(m, "turbo", seed=7), **s))
     assert all(p.device.type == "cpu" for layer in on_cpu for p in layer.parameters())  # still there
     torch.testing.assert_close(got.latents, want.latents, rtol=1e-5, atol=1e-5)
+
+
+def test_static_turbo_loop_as_one_cuda_graph(t5_dir):
+    """The Turbo loop compiled whole with mode="reduce-overhead" (inductor + CUDA graphs): the same
+    latents as eager, and a replay for the next seed."""
+    from audiox_core.acceleration import set_static_turbo_loop
+    m = _turbo(t5_dir, "cuda")
+    s = dict(prompt="two beeps")
+    req = lambda seed: GenerationRequest(settings=G.SamplerSettings.for_model(m, "turbo", seed=seed), **s)  # noqa: E731
+    want7, want8 = generate(m, req(7)).latents, generate(m, req(8)).latents
+    set_static_turbo_loop(m, mode="reduce-overhead")
+    got7, got8 = generate(m, req(7)).latents, generate(m, req(8)).latents
+    torch.testing.assert_close(got7, want7, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got8, want8, rtol=1e-4, atol=1e-4)

@@ -84,3 +84,26 @@ def test_compile_backbone_node(env, monkeypatch):
     assert len(graphs) == n                          # same shapes: the cached graphs
     (off,) = call(env, "AudioXCompileBackbone", model=model, compile=False, mode="default")
     assert off.compile_mode is None
+
+
+def test_compile_node_whole_turbo_loop(env, monkeypatch):
+    """whole_turbo_loop: the Turbo sampler runs its four steps as one compiled graph (the backbone
+    itself stays eager), with the eager latents; off again outside the compiled bundle."""
+    from audiox_core.acceleration import backbone_compiled, static_turbo_loop
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(len(example_inputs))
+        return gm.forward
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real_compile(fn, **dict(kw, backend=counting_backend)))
+    model = _load(env, "fp32")
+    eager = _turbo(env, model)
+    (compiled,) = call(env, "AudioXCompileBackbone", model=model, compile=True, mode="default", whole_turbo_loop=True)
+    assert compiled.compile_turbo_loop and not model.compile_turbo_loop
+    got = _turbo(env, compiled)
+    assert len(graphs) == 1                          # one graph: the whole loop
+    assert torch.equal(got, eager)
+    assert not backbone_compiled(model.model) and static_turbo_loop(model.model, 4) is None
+    (off,) = call(env, "AudioXCompileBackbone", model=model, compile=False, mode="default", whole_turbo_loop=True)
+    assert off.compile_mode is None and not off.compile_turbo_loop

@@ -26,9 +26,11 @@ from audiox_core.sampling import (
     sample_euler,
     sample_rectified_flow,
     sample_turbo,
+    sample_turbo_static,
     sample_v_objective,
     sigma_to_t,
     t_to_sigma,
+    turbo_noises,
     v_noised,
     v_scalings,
     v_target,
@@ -389,6 +391,30 @@ def test_turbo_equals_explicit_loop_and_rng_order():
             fresh = torch.randn((2, 3, 5), generator=g).to(D64)  # one fresh draw per re-noise
             z = grid[k + 1] * fresh + (1 - grid[k + 1]) * x0
     assert torch.allclose(got, x0, atol=1e-12)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_static_turbo_loop_equals_the_sampler_bit_for_bit(steps, dtype):
+    """The capturable form (noise drawn up front, no hooks) gives exactly the sampler's numbers, from
+    a generator and from the global RNG, and every step's estimate."""
+    model = rf_velocity(torch.tensor(MU, dtype=D64), S_DATA)
+    velocity = lambda x, t: model(x.double(), t.double()).to(x.dtype)  # noqa: E731
+    noise = _gauss((2, 3, 5), 19).to(dtype)
+    seen = []
+    want = sample_turbo(velocity, noise, steps=steps, generator=torch.Generator().manual_seed(4),
+                        callback=lambda i, n, info: seen.append(info["denoised"]))
+    fresh = turbo_noises(noise, steps, torch.Generator().manual_seed(4))
+    assert fresh.shape == (steps - 1, 2, 3, 5) and fresh.dtype == dtype
+    got = sample_turbo_static(velocity, noise, fresh, steps)
+    assert got.shape == (steps, 2, 3, 5)
+    assert torch.equal(got[-1], want) and all(torch.equal(a, b) for a, b in zip(got, seen))
+    torch.manual_seed(8)
+    want_global = sample_turbo(velocity, noise, steps=steps)
+    torch.manual_seed(8)
+    assert torch.equal(sample_turbo_static(velocity, noise, turbo_noises(noise, steps), steps)[-1], want_global)
+    with pytest.raises(InputError):
+        turbo_noises(noise, 9)
 
 
 def test_turbo_t_dtype_follows_model_dtype():

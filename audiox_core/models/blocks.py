@@ -359,8 +359,8 @@ class BackboneBase(nn.Module):
 
     def embed_input(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, C, L]`` → ``preprocess_conv(x) + x`` → ``[B, L/p, C·p]`` (channel-last)."""
-        if x.device.type == "cpu" and _ALLOCATOR_TUNED is None:
-            tune_cpu_allocator()
+        if x.device.type == "cpu" and _ALLOCATOR_TUNED is None and not torch.compiler.is_compiling():
+            tune_cpu_allocator()  # host-side, once per process (a compiled caller does it before tracing)
         x = self.preprocess_conv(x) + x
         x = x.transpose(1, 2)
         p = self.cfg.patch_size

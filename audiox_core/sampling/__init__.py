@@ -84,7 +84,8 @@ from .schedules import (
     polyexponential_sigmas,
     rf_timesteps,
 )
-from .turbo import TURBO_DEFAULT_STEPS, TURBO_MAX_STEPS, sample_turbo, turbo_timesteps
+from .turbo import (TURBO_DEFAULT_STEPS, TURBO_MAX_STEPS, sample_turbo, sample_turbo_static, turbo_noises,
+                    turbo_timesteps)
 
 __all__ = [
     "ClassifierFreeGuidance", "ConditionedModelFn", "batch_concat", "cfg_combine",
@@ -102,5 +103,5 @@ __all__ = [
     "RF_SAMPLERS", "rf_euler", "rf_heun",
     "DEFAULT_CFG_SCALE", "DEFAULT_SIGMA_MAX", "DEFAULT_SIGMA_MIN", "DEFAULT_STEPS", "GRADIO_SIGMA_MIN",
     "karras_sigmas", "loglinear_sigmas", "make_sigmas", "polyexponential_sigmas", "rf_timesteps",
-    "TURBO_DEFAULT_STEPS", "TURBO_MAX_STEPS", "sample_turbo", "turbo_timesteps",
+    "TURBO_DEFAULT_STEPS", "TURBO_MAX_STEPS", "sample_turbo", "sample_turbo_static", "turbo_noises", "turbo_timesteps",
 ]

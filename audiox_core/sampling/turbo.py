@@ -22,6 +22,11 @@ latents into an fp16 model.  Here t is cast to the latents' dtype (``noise.dtype
 caller sets to the model dtype) before the call and before ``x0 = z - t v``; in fp32 (the
 official setting) the numbers are identical.  Only the 4-step schedule is in distribution; 1-8
 steps are accepted.
+
+Static form (:func:`sample_turbo_static`): the same loop with the re-noise draws made up front
+(:func:`turbo_noises`, the same numbers in the same order) and no per-step callback, so that the
+whole loop is tensor code of fixed shapes with no host synchronisation: ``torch.compile`` can
+trace it as one graph and, with ``mode="reduce-overhead"``, CUDA graphs replay all steps at once.
 """
 from __future__ import annotations
 
@@ -34,7 +39,8 @@ from ..progress import ProgressCallback
 from ._common import StepHook, check_state, notify
 from .noise import randn_from
 
-__all__ = ["sample_turbo", "turbo_timesteps", "TURBO_DEFAULT_STEPS", "TURBO_MAX_STEPS"]
+__all__ = ["sample_turbo", "sample_turbo_static", "turbo_noises", "turbo_timesteps", "TURBO_DEFAULT_STEPS",
+           "TURBO_MAX_STEPS"]
 
 TURBO_DEFAULT_STEPS = 4
 TURBO_MAX_STEPS = 8
@@ -83,3 +89,31 @@ def sample_turbo(velocity: VelocityFn, noise: torch.Tensor, steps: int = TURBO_D
         notify(callback, i + 1, steps, {"stage": "sampling", "t": float(ts[i]), "t_next": float(ts[i + 1]),
                                         "denoised": x0, "x": z if i < steps - 1 else out})
     return out
+
+
+def turbo_noises(noise: torch.Tensor, steps: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """The ``steps - 1`` re-noise draws of :func:`sample_turbo`, made up front: ``[steps - 1, *noise.shape]``
+    (the same numbers, in step order, as the loop draws them from ``generator``, or from the global
+    RNG when it is None and nothing else draws in between)."""
+    turbo_timesteps(steps)  # validates steps
+    if steps == 1:
+        return noise.new_zeros((0, *noise.shape))
+    return torch.stack([randn_from(noise, generator) for _ in range(steps - 1)])
+
+
+def sample_turbo_static(velocity: VelocityFn, noise: torch.Tensor, fresh: torch.Tensor, steps: int) -> torch.Tensor:
+    """:func:`sample_turbo` with the re-noise draws given (``fresh`` from :func:`turbo_noises`) and
+    no hooks: fixed shapes, no host synchronisation (capturable as one graph).  Returns the
+    ``x0_hat`` of every step ``[steps, *noise.shape]``; the last one is the sample."""
+    ts = turbo_timesteps(steps, device=noise.device).to(noise.dtype)
+    batch = noise.shape[0]
+    shape = (-1, *([1] * (noise.ndim - 1)))
+    z, estimates = noise, []
+    for i in range(steps):
+        t = ts[i].expand(batch)
+        x0 = z - t.view(shape) * velocity(z, t)
+        estimates.append(x0)
+        if i < steps - 1:
+            t_next = ts[i + 1].expand(batch).view(shape)
+            z = t_next * fresh[i] + (1 - t_next) * x0
+    return torch.stack(estimates)
