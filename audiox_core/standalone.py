@@ -122,6 +122,18 @@ class ModuleHolder(torch.nn.Module):
         return self.inner(*args, **kwargs)
 
 
+def patcher_module(module: torch.nn.Module, *, partial_loading: bool) -> torch.nn.Module:
+    """``module`` ready for a model handle: inside a :class:`ModuleHolder` when it has a read-only
+    attribute ComfyUI's ``ModelPatcher`` sets; ``partial_loading`` (for ComfyUI's patcher): with the
+    cast-weights protocol, so that ComfyUI may load it partially (:mod:`audiox_core.partial_loading`)."""
+    from .partial_loading import make_castable
+    if has_readonly_patcher_attr(module):
+        module = ModuleHolder(module)
+    if partial_loading:
+        make_castable(module)
+    return module
+
+
 def has_readonly_patcher_attr(module: torch.nn.Module) -> bool:
     """True when ``module``'s class makes an attribute ComfyUI's ``ModelPatcher`` sets read-only."""
     for name in _PATCHER_ATTRS:
@@ -176,6 +188,13 @@ class ModelManagement:
     def load_models_gpu(handles, memory_required: int = 0, force_full_load: bool = True) -> None:
         for handle in handles:
             handle.model.to(handle.load_device)
+
+    @staticmethod
+    def offload_models(handles) -> None:
+        """Move the handles' models to their offload devices and free cached memory."""
+        for handle in handles:
+            handle.model.to(handle.offload_device)
+        ModelManagement.soft_empty_cache()
 
 
 class FolderPaths:

@@ -8,9 +8,8 @@ call and cheap (``sys.modules`` first, so tests can install and remove stub modu
 interrupt flag) and :mod:`audiox_core.media.video_value` (VIDEO values).
 
 Model memory: loaders wrap each network with :func:`wrap_model` (a ``ModelPatcher`` inside ComfyUI, so
-its memory manager sees our weights, and may load them partially on a low-VRAM card: their layers get
-the cast-weights protocol of :mod:`audiox_core.partial_loading`); nodes run them inside
-:func:`models_on_device`.  docs/MODEL_MEMORY.md.
+its memory manager sees our weights and may load them partially: :mod:`audiox_core.partial_loading`);
+nodes run them inside :func:`models_on_device`.  docs/MODEL_MEMORY.md.
 """
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ import torch
 from ..audiox_core import progress, standalone
 from ..audiox_core.errors import InputError, Interrupted
 from ..audiox_core.fileio import resolve_inside
-from ..audiox_core.partial_loading import complete_partial_load, is_castable, make_castable
+from ..audiox_core.partial_loading import complete_partial_load, is_castable
 from ..audiox_core.training.lora import weight_patches
 from ..audiox_core.media.wav import save_wav_clips
 from ..audiox_core.standalone import LocalModelHandle, ModuleHolder, module_bytes
@@ -237,15 +236,13 @@ def get_temp_directory() -> str:  # outside ComfyUI: <system temp>/audiox
 def wrap_model(module: torch.nn.Module, load_device: Optional[torch.device] = None,
                offload_device: Optional[torch.device] = None):
     """Wrap ``module`` (already on ``offload_device``) in a ``ModelPatcher`` (else a :class:`LocalModelHandle`),
-    inside a :class:`ModuleHolder` when it has a read-only attribute ``ModelPatcher`` sets."""
-    if standalone.has_readonly_patcher_attr(module):
-        module = ModuleHolder(module)
+    as :func:`audiox_core.standalone.patcher_module` prepares it."""
     load_device = load_device if load_device is not None else get_torch_device()
     offload_device = offload_device if offload_device is not None else unet_offload_device()
     patcher = _optional("comfy.model_patcher")
+    module = standalone.patcher_module(module, partial_loading=patcher is not None)
     if patcher is None:
         return LocalModelHandle(module, load_device, offload_device)
-    make_castable(module)  # ComfyUI may load it partially (low VRAM): see audiox_core.partial_loading
     return patcher.ModelPatcher(module, load_device=load_device, offload_device=offload_device,
                                 size=module_bytes(module))
 
@@ -257,20 +254,13 @@ def _manager_of(handles: Sequence[Any]):
 
 
 def load_models_gpu(handles: Sequence[Any], memory_required: int = 0) -> None:
-    """Load the handles' models for use.  ComfyUI may load a model partially when VRAM is short
-    (its layers have the cast-weights protocol, :func:`wrap_model`); the few tensors it does not
-    list are then moved here.  Stand-alone, models are loaded whole."""
+    """ComfyUI may load a model partially (low VRAM: ``make_castable`` in :func:`wrap_model`); then
+    the few tensors it does not list are moved here.  Stand-alone, models are loaded whole."""
     handles = [h for h in handles if h is not None]
-    manager = _manager_of(handles)
-    if manager is standalone.ModelManagement:
-        manager.load_models_gpu(handles, memory_required=memory_required)
-        return
-    partial_ok = all(is_castable(h.model) for h in handles)
-    manager.load_models_gpu(handles, memory_required=memory_required, force_full_load=not partial_ok)
+    full = not all(is_castable(h.model) for h in handles)
+    _manager_of(handles).load_models_gpu(handles, memory_required=memory_required, force_full_load=full)
     for h in handles:
-        if complete_partial_load(h.model, h.load_device):
-            log.info("AudioX: %s loaded partially (low VRAM): some layers run from %s", type(h.model).__name__,
-                     h.offload_device)
+        complete_partial_load(h.model, h.load_device)
 
 
 def offload_models(handles: Sequence[Any]) -> None:
@@ -278,10 +268,7 @@ def offload_models(handles: Sequence[Any]) -> None:
     handles = [h for h in handles if h is not None]
     manager = _manager_of(handles)
     if manager is standalone.ModelManagement:
-        for h in handles:
-            h.model.to(h.offload_device)
-        soft_empty_cache()
-        return
+        return manager.offload_models(handles)
     loaded = getattr(manager, "current_loaded_models", [])
     for i in range(len(loaded) - 1, -1, -1):
         if any(loaded[i].model is h for h in handles):

@@ -203,10 +203,8 @@ class AudioXCompileBackbone:
             "mode": choice_input(["default", "reduce-overhead", "max-autotune"], "default", "torch.compile mode: "
                                  "reduce-overhead adds CUDA graphs, max-autotune searches faster kernels (long "
                                  "first run)."),
-            "whole_turbo_loop": bool_input(False, "Turbo students: compile the Turbo sampler's whole loop (all "
-                                           "steps, noise drawn up front) as one graph instead of the backbone; "
-                                           "with reduce-overhead, one CUDA graph replay per generation. Other "
-                                           "samplers on this model then run eager; progress shows at the end."),
+            "whole_turbo_loop": bool_input(False, "Turbo students: compile the Turbo sampler's whole loop as one graph "
+                                           "(with reduce-overhead one CUDA graph; other samplers run eager)."),
         }}
 
     @node_function
