@@ -27,6 +27,7 @@ Rows (``--rows``; each in its own process so every row's peak memory is its own)
     python bench/gpu.py                                  # full-size AudioX-Turbo, CUDA if present
     python bench/gpu.py --device cpu --warmup 1 --runs 3 # same table on the CPU (slow at full size)
     python bench/gpu.py --tiny --warmup 1 --runs 2       # tiny random model: checks the script (CI)
+    python bench/gpu.py --rows bf16 partial --vram-limit-gib 8   # an 8 GB card, simulated on a bigger one
 
 The full-size config is the repository copy ``tests/data/reference/configs/audiox_turbo_infer_4step.json`` (as bench/end_to_end.py uses)
 or ``--config``.
@@ -148,6 +149,9 @@ def child(a) -> None:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     cuda = device.type == "cuda"
+    if cuda and a.vram_limit_gib:  # simulate a smaller card: the allocator refuses to go past the limit
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, a.vram_limit_gib * 2 ** 30 / total), device)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     model = _build(a.tiny, a.config, a.child, device, a.compile_backend, a.budget_gib)
     sr = model.config.sample_rate
@@ -221,6 +225,8 @@ def main(argv=None) -> int:
                     help="torch.compile backend of the bf16+compile row (aot_eager: no code generation, for CI)")
     ap.add_argument("--budget-gib", type=float, default=0.0,
                     help="backbone bytes the partial row may keep on the device (0: half of the backbone)")
+    ap.add_argument("--vram-limit-gib", type=float, default=0.0,
+                    help="CUDA: cap this process's GPU memory (torch.cuda.set_per_process_memory_fraction)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -236,7 +242,7 @@ def main(argv=None) -> int:
     for row in a.rows:
         cmd = [sys.executable, __file__, "--child", row, "--device", a.device, "--warmup", str(a.warmup),
                "--runs", str(a.runs), "--threads", str(a.threads), "--compile-backend", a.compile_backend,
-               "--budget-gib", str(a.budget_gib)]
+               "--budget-gib", str(a.budget_gib), "--vram-limit-gib", str(a.vram_limit_gib)]
         cmd += (["--tiny"] if a.tiny else []) + (["--config", a.config] if a.config else [])
         p = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
         line = next((x for x in p.stdout.splitlines() if x.startswith("RESULT ")), None)
