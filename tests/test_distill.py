@@ -336,3 +336,43 @@ def test_cli_distill(tmp_path, teacher_and_data, capsys):
     assert main(["distill", "--teacher", str(mdir / "v.safetensors"), "--t5", str(mdir / "t5"), "--data", str(data),
                  "--out", str(out / "v")]) == 2
     assert "rectified-flow" in capsys.readouterr().err
+
+
+def test_paired_regression_bank_and_loss(teacher_and_data):
+    """regression_weight > 0 (DMD v1's paired regression, off in the official recipe): the bank holds
+    the teacher's own Euler/CFG sample from each pair's noise (checked against the model-level
+    sampler), the same bank on a second build (seeded), and student steps add mean((x̂0_s(ε) − x0_T(ε))²)
+    with its gradient on the student's side only.  At step 1 the student is the teacher, so that
+    loss is the teacher's own one-step error against its 25-step sample: plumbing, not quality."""
+    teacher, data = teacher_and_data
+    with pytest.raises(InputError, match="regression_weight"):
+        DistillConfig(regression_weight=-1.0)
+    cfg = DistillConfig(steps=1, batch_size=4, lr=1e-4, lora_rank=4, gan=False, precision="fp32", seed=3,
+                        regression_weight=2.0, regression_pairs=6, regression_teacher_steps=5,
+                        gradient_checkpointing=False, guidance=3.0)
+    d = Distiller(teacher, data, cfg)
+    tokens, noise, target = d.regression_bank()
+    assert noise.shape == target.shape == (6, 8, LAT) and all(t.shape[0] == 6 for t in tokens)
+    with torch.no_grad():  # the teacher's Euler steps with batched CFG, by hand, for pair 0
+        ctx = teacher.fuse(*(t[:1] for t in tokens))
+        z = noise[:1].clone()
+        grid = torch.linspace(1, 0, 6)
+        for i in range(5):
+            t = grid[i].expand(1)
+            out = teacher.velocity(torch.cat([z, z]), torch.cat([t, t]), torch.cat([ctx, torch.zeros_like(ctx)]))
+            c, u = out.chunk(2)
+            z = z + (grid[i + 1] - grid[i]) * (u + 3.0 * (c - u))
+    torch.testing.assert_close(target[:1], z, rtol=1e-5, atol=1e-6)
+    grads = {}
+    orig = d._optimizer_update
+    d._optimizer_update = lambda s, lr, entry: (grads.update({n: p.grad.clone() for n, p in d.named_params
+                                                               if p.grad is not None}), orig(s, lr, entry))[1]
+    d._set_modes(True)
+    entry = d.train_step()
+    d.close()
+    assert entry["mode"] == "student" and entry["loss_reg"] > 0
+    assert entry["loss"] == pytest.approx(entry["loss_dmd"] + entry["loss_reg"], rel=1e-6)
+    assert any(n.startswith("lora_s.") for n in grads) and not any(n.startswith("lora_f.") for n in grads)
+    d2 = Distiller(teacher, data, cfg)
+    assert torch.equal(d2.regression_bank()[2], target)
+    d2.close()

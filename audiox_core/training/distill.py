@@ -36,6 +36,14 @@ through the frozen teacher into ``x0_s``): ``−mean(D(x0_s))·w_gan``.
 with ``z = τ·ε + (1 − τ)·x0``; hinge loss ``mean(relu(1 − D(real))) + mean(relu(1 + D(x0)))`` with
 the real latents of the batch.
 
+**Paired regression (optional, not in the official recipe; ``regression_weight`` > 0).**  DMD v1's
+regression term: a bank of ``regression_pairs`` pairs (dataset items in a seeded order, their
+teacher-side condition tokens, unit noise ``ε``, and the teacher's sample ``x0_T(ε)`` from that noise:
+``regression_teacher_steps`` Euler steps on ``linspace(1, 0)`` with CFG ``guidance``), built once at
+the first student step; every student step adds ``w_reg·mean((x̂0_s(ε) − x0_T(ε))²)`` on a batch
+of pairs, with ``x̂0_s(ε) = ε − v_s(ε, 1)`` the student's first-step prediction.  It ties the
+student's noise → sample map to the teacher's (mode coverage) where DMD only matches distributions.
+
 **Discriminator.**  ``D(x)``: noise ``x`` at ``t_d ~ U(0, 0.2)`` (fresh ε), run the teacher
 truncated to its first n blocks (then its own ``project_out``, drop the time token,
 ``postprocess_conv``: a velocity-shaped feature ``[B, C, L]``), apply the official
@@ -120,6 +128,9 @@ class DistillConfig:
     disc_hidden: int = 128
     update_ratio: int = 5                      # student updates per cycle (official 5)
     fake_updates: int = 1                      # fake + discriminator updates per cycle (official 1; DMD2: 5 with ratio 1)
+    regression_weight: float = 0.0             # DMD (v1) paired regression; 0 = off, as the official recipe
+    regression_pairs: int = 256                # noise → teacher-sample pairs in the regression bank
+    regression_teacher_steps: int = 25         # Euler steps of the teacher (with CFG ``guidance``) per pair
     parameterization: str = "lora"             # "lora" | "full"
     lora_rank: int = 64
     lora_alpha: Optional[float] = None
@@ -151,6 +162,10 @@ class DistillConfig:
             raise InputError(f"update_ratio must be ≥ 1, got {self.update_ratio}")
         if self.fake_updates < 1:
             raise InputError(f"fake_updates must be ≥ 1, got {self.fake_updates}")
+        if not (math.isfinite(float(self.regression_weight)) and self.regression_weight >= 0):
+            raise InputError(f"regression_weight must be a finite number ≥ 0, got {self.regression_weight}")
+        if self.regression_weight and (self.regression_pairs < 1 or self.regression_teacher_steps < 1):
+            raise InputError("regression_pairs and regression_teacher_steps must be ≥ 1")
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise InputError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if not 0 < self.gan_t_max <= 1:
@@ -435,6 +450,7 @@ class Distiller(TrainingLoop):
         self.ts = torch.linspace(1.0, 0.0, cfg.student_steps + 1)
         self.probs = torch.tensor(cfg.timestep_probs, dtype=torch.float32)
         self._perms: Dict[int, List[int]] = {}
+        self._bank: Optional[Tuple[tuple, torch.Tensor, torch.Tensor]] = None  # regression pairs, built lazily
         log.info("Distiller (%s): %d trained parameters, GAN %s over %d block(s)", cfg.parameterization,
                  self.num_trainable(), cfg.gan_mode if cfg.gan else "off", self.gan_blocks)
 
@@ -543,6 +559,10 @@ class Distiller(TrainingLoop):
                     loss_g = -logits.float().mean() * cfg.gan_weight
                     total = total + loss_g
                     entry["loss_gan_g"] = float(loss_g.detach())
+                if cfg.regression_weight:
+                    loss_reg = self._regression_loss(g) * cfg.regression_weight
+                    total = total + loss_reg
+                    entry["loss_reg"] = float(loss_reg.detach())
             else:
                 with torch.no_grad():
                     ctx_s = roles.fuse("student", tok_s)
@@ -566,6 +586,50 @@ class Distiller(TrainingLoop):
                     entry.update(loss_d=float(loss_d.detach()), score_real=float(lr_.detach().mean()),
                                  score_fake=float(lf_.detach().mean()))
         return total, entry
+
+    # ------------------------------------------------------------------ paired regression (DMD v1)
+    def regression_bank(self) -> Tuple[tuple, torch.Tensor, torch.Tensor]:
+        """``(tokens, noise, teacher samples)`` of ``regression_pairs`` pairs, the same on every
+        process and after a resume (seeded by ``seed``): dataset items in a seeded order, their
+        teacher-side condition tokens, unit noise, and the teacher's sample from that noise
+        (``regression_teacher_steps`` Euler steps on ``linspace(1, 0)`` with CFG ``guidance``)."""
+        if self._bank is not None:
+            return self._bank
+        cfg, dev = self.config, self.device
+        g = torch.Generator().manual_seed(step_seed(cfg.seed, 0, 131))
+        order = torch.randperm(len(self.data), generator=g).tolist()
+        idx = [order[i % len(order)] for i in range(cfg.regression_pairs)]
+        ts = torch.linspace(1.0, 0.0, cfg.regression_teacher_steps + 1)
+        toks, noises, samples = [], [], []
+        for start in range(0, len(idx), 16):
+            batch = self.data.batch(idx[start:start + 16], g, dev)
+            with torch.no_grad(), autocast_for(dev, cfg.precision):
+                tok = self.cond.tokens(batch, cfg.masking, g)
+                ctx = self.roles.fuse("teacher", tok)
+                z = noise = torch.randn(batch.x0.shape, generator=g).to(dev)
+                with self.roles.as_("teacher"):
+                    for i in range(cfg.regression_teacher_steps):
+                        t = ts[i].expand(z.shape[0]).to(dev)
+                        z = z + (ts[i + 1] - ts[i]) * _cfg(self.teacher.velocity, z, t, ctx, cfg.guidance).float()
+            toks.append(tok)
+            noises.append(noise)
+            samples.append(z.float())
+        tokens = tuple(torch.cat([t[j] for t in toks]) for j in range(len(toks[0])))
+        self._bank = (tokens, torch.cat(noises), torch.cat(samples))
+        return self._bank
+
+    def _regression_loss(self, g: torch.Generator) -> torch.Tensor:
+        """``mean((x̂0_s(ε) − x0_T(ε))²)``: the student's first-step prediction from pure noise
+        (t = 1) against the teacher's sample from the same noise, on a batch of bank pairs."""
+        tokens, noise, target = self.regression_bank()
+        par = self.parallel
+        pick = torch.randint(0, noise.shape[0], (self.config.batch_size * par.world,), generator=g)
+        tok = tuple(par.shard(t[pick]) for t in tokens)
+        z, y = par.shard(noise[pick]), par.shard(target[pick])
+        ctx = self.roles.fuse("student", tok)
+        t = torch.ones(z.shape[0], device=z.device)
+        x0 = z - self.roles.velocity("student", z, t, ctx)
+        return F.mse_loss(x0.float(), y)
 
     def close(self) -> None:
         """Detach the student / fake LoRAs from the shared base (LoRA mode); the Distiller is
