@@ -61,16 +61,22 @@ def test_fp8_weight_storage_option(env):
              allow_other_weights=True)
 
 
-def test_compile_backbone_node(env, monkeypatch):
-    from audiox_core.acceleration import backbone_compiled
-    graphs = []
+@pytest.fixture
+def graphs(monkeypatch):
+    """The graphs the nodes' torch.compile builds, with a backend that generates no code (inductor
+    takes minutes on a small CPU): one entry per compiled graph."""
+    built = []
 
     def counting_backend(gm, example_inputs):
-        graphs.append(len(example_inputs))
+        built.append(len(example_inputs))
         return gm.forward
     real_compile = torch.compile
-    # the node's compile, with a backend that generates no code (inductor takes minutes on a small CPU)
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: real_compile(fn, **dict(kw, backend=counting_backend)))
+    return built
+
+
+def test_compile_backbone_node(env, graphs):
+    from audiox_core.acceleration import backbone_compiled
     model = _load(env, "fp32")
     eager = _turbo(env, model)
     (compiled,) = call(env, "AudioXCompileBackbone", model=model, compile=True, mode="default")
@@ -86,17 +92,10 @@ def test_compile_backbone_node(env, monkeypatch):
     assert off.compile_mode is None
 
 
-def test_compile_node_whole_turbo_loop(env, monkeypatch):
+def test_compile_node_whole_turbo_loop(env, graphs):
     """whole_turbo_loop: the Turbo sampler runs its four steps as one compiled graph (the backbone
     itself stays eager), with the eager latents; off again outside the compiled bundle."""
     from audiox_core.acceleration import backbone_compiled, static_turbo_loop
-    graphs = []
-
-    def counting_backend(gm, example_inputs):
-        graphs.append(len(example_inputs))
-        return gm.forward
-    real_compile = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real_compile(fn, **dict(kw, backend=counting_backend)))
     model = _load(env, "fp32")
     eager = _turbo(env, model)
     (compiled,) = call(env, "AudioXCompileBackbone", model=model, compile=True, mode="default", whole_turbo_loop=True)
