@@ -3,6 +3,8 @@ and an end-to-end run on a tiny rectified-flow teacher trained on a toy distribu
 student must beat the teacher's own 4-step sampling; export / load / Turbo sampling; resume."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -376,3 +378,7 @@ def test_paired_regression_bank_and_loss(teacher_and_data):
     d2 = Distiller(teacher, data, cfg)
     assert torch.equal(d2.regression_bank()[2], target)
     d2.close()
+    bf16 = Distiller(teacher, data, dataclasses.replace(cfg, precision="bf16"))  # the bank is built outside autocast
+    bf16._set_modes(True)
+    assert bf16.train_step()["loss_reg"] > 0
+    bf16.close()

@@ -499,6 +499,8 @@ class Distiller(TrainingLoop):
         g = torch.Generator().manual_seed(step_seed(cfg.seed, s, 0))
         batch = self._batch(s, g)
         student_step = cfg.is_student_step(s)
+        if student_step and cfg.regression_weight:
+            self.regression_bank()  # built once, before the autocast region of the forward pass
         with torch.no_grad(), autocast_for(dev, cfg.precision):
             tok_s = tuple(par.shard(x) for x in self.cond.tokens(batch, cfg.masking, g))
             tok_t = tuple(par.shard(x) for x in self.cond.tokens(batch, cfg.masking, g))
