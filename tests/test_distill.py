@@ -313,7 +313,7 @@ def test_resume_refuses_a_checkpoint_of_another_teacher(teacher_and_data, tmp_pa
         d2.close()
 
 
-def test_cli_distill(tmp_path, teacher_and_data, capsys):
+def test_cli_distill(tmp_path, teacher_and_data, capsys, monkeypatch):
     from audiox_core.checkpoint import load_model, save_model
     from audiox_core.media import save_wav
     from audiox_core.training.cli import main
@@ -328,9 +328,19 @@ def test_cli_distill(tmp_path, teacher_and_data, capsys):
     for i in range(2):
         save_wav(data / f"up_{i}.wav", 0.1 * torch.randn(2, 2000), 8000)
     out = tmp_path / "out"
+    import audiox_core.training.distill as distill_module
+    seen = []
+    monkeypatch.setattr(distill_module, "DistillConfig",
+                        lambda **kw: seen.append(kw) or DistillConfig(**kw))
     rc = main(["distill", "--teacher", str(mdir / "teacher.safetensors"), "--data", str(data), "--out", str(out),
-               "--steps", "2", "--rank", "2", "--gan-blocks", "2", "--precision", "fp32", "--batch-size", "2"])
+               "--steps", "2", "--rank", "2", "--gan-blocks", "2", "--precision", "fp32", "--batch-size", "2",
+               "--update-ratio", "1", "--fake-updates", "2", "--gan-weight", "10", "--regression-weight", "0.5",
+               "--regression-pairs", "3", "--regression-teacher-steps", "2"])
     assert rc == 0, capsys.readouterr().err
+    assert {k: seen[0][k] for k in ("update_ratio", "fake_updates", "gan_weight", "regression_weight",
+                                    "regression_pairs", "regression_teacher_steps")} == \
+        {"update_ratio": 1, "fake_updates": 2, "gan_weight": 10.0, "regression_weight": 0.5, "regression_pairs": 3,
+         "regression_teacher_steps": 2}
     student = load_model(out / "audiox_turbo_student.safetensors")
     assert student.info["role"] == "student"
     m = make_tiny_model("audiox_maf_mmdit")  # a v-objective model is refused with a clear message

@@ -101,8 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--guidance", type=float, default=6.0)
     g.add_argument("--student-steps", type=int, default=4)
     g.add_argument("--timestep-probs", default="0.25,0.25,0.25,0.25")
-    g.add_argument("--update-ratio", type=int, default=5)
+    g.add_argument("--update-ratio", type=int, default=5, help="student updates per cycle (official 5)")
+    g.add_argument("--fake-updates", type=int, default=1,
+                   help="fake + discriminator updates per cycle (official 1; DMD2 and the demo recipe: 5 with ratio 1)")
     g.add_argument("--no-gan", action="store_true")
+    g.add_argument("--gan-weight", type=float, default=1.0)
+    g.add_argument("--regression-weight", type=float, default=0.0,
+                   help="DMD v1 paired regression onto teacher samples (0: off, as the official recipe)")
+    g.add_argument("--regression-pairs", type=int, default=256)
+    g.add_argument("--regression-teacher-steps", type=int, default=25)
     g.add_argument("--gan-mode", default="all_blocks", choices=["all_blocks", "last_block"])
     g.add_argument("--gan-blocks", type=int, default=6)
     g.add_argument("--schedule", default="inverse", choices=["constant", "inverse"])
@@ -179,6 +186,8 @@ def _cmd_distill(a) -> int:
     cfg = DistillConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, schedule=a.schedule,
                         student_steps=a.student_steps, timestep_probs=probs, guidance=a.guidance,
                         gan=not a.no_gan, gan_mode=a.gan_mode, gan_blocks=a.gan_blocks, update_ratio=a.update_ratio,
+                        fake_updates=a.fake_updates, gan_weight=a.gan_weight, regression_weight=a.regression_weight,
+                        regression_pairs=a.regression_pairs, regression_teacher_steps=a.regression_teacher_steps,
                         parameterization=a.mode, lora_rank=a.rank, lora_alpha=a.alpha, precision=a.precision,
                         gradient_checkpointing=not a.no_gc, t_sampler=a.t_sampler, seed=a.seed,
                         save_every=a.save_every, keep_checkpoints=a.keep, name=a.name or "audiox_turbo_student")
