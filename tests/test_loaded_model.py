@@ -30,6 +30,7 @@ class Holder(ModelInUse):
     loras: tuple = ()
     merge_loras: bool = False
     compile_mode: Optional[str] = None
+    compile_turbo_loop: bool = False
 
 
 def _randomized_lora(model, seed: int):
@@ -72,7 +73,9 @@ def test_facts_description_and_copies(turbo):
     assert with_lora.model is turbo and with_lora.loras == ((lora, 0.5),) and with_lora.merge_loras
     assert holder.loras == () and "1 LoRA(s)" in repr(with_lora) and "LoRA" not in repr(holder)
     compiled = holder.with_compile("default", "tiny (compiled)")
-    assert compiled.compile_mode == "default" and holder.compile_mode is None
+    assert compiled.compile_mode == "default" and holder.compile_mode is None and not compiled.compile_turbo_loop
+    assert holder.with_compile("reduce-overhead", "loop", turbo_loop=True).compile_turbo_loop
+    assert not holder.with_compile(None, "eager", turbo_loop=True).compile_turbo_loop  # nothing to compile
 
 
 @pytest.mark.parametrize("merge", [False, True])
