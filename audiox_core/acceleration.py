@@ -140,8 +140,7 @@ def static_turbo_loop(model, steps: int):
         def run(noise: torch.Tensor, fresh: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
             if noise.device.type == "cpu":
                 tune_cpu_allocator()  # what the eager backbone does at its first CPU call (host-side)
-            if hasattr(bb, "build_tables"):
-                bb.build_tables(noise)  # cached tables built outside the graph: no recompile once they exist
+            bb.build_tables(noise)  # cached tables built outside the graph: no recompile once they exist
             return compiled(noise, fresh, context)
 
         cache[key] = run

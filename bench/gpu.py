@@ -55,6 +55,7 @@ PROMPT = "rain on a tin roof with distant thunder"
 # child: one row
 # ----------------------------------------------------------------------------------------------
 def _build(tiny: bool, config, row: str, device, compile_backend: str = "inductor", budget_gib: float = 0.0):
+    """``(model, partial-load summary or None)`` for ``row``."""
     import torch
 
     from audiox_core.checkpoint import parse_dtype
@@ -91,8 +92,8 @@ def _build(tiny: bool, config, row: str, device, compile_backend: str = "inducto
         from audiox_core.standalone import module_bytes
         make_castable(model.backbone)
         budget = int(budget_gib * 2 ** 30) if budget_gib else module_bytes(model.backbone) // 2
-        model.info["partial_load"] = load_partially(model.backbone, device, budget)
-    elif row != "lowvram":  # lowvram: everything stays on the CPU until it runs
+        return model, load_partially(model.backbone, device, budget)
+    if row != "lowvram":  # lowvram: everything stays on the CPU until it runs
         model.to(device)
         t5.model.to(device)
     if row == "bf16+compile":
@@ -102,7 +103,7 @@ def _build(tiny: bool, config, row: str, device, compile_backend: str = "inducto
         from audiox_core.acceleration import set_static_turbo_loop
         set_static_turbo_loop(model, backend=compile_backend,
                               mode="reduce-overhead" if torch.device(device).type == "cuda" else None)
-    return model
+    return model, None
 
 
 def _generate(model, mode: str, device, row: str, sync) -> dict:
@@ -153,12 +154,12 @@ def child(a) -> None:
         total = torch.cuda.get_device_properties(device).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, a.vram_limit_gib * 2 ** 30 / total), device)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    model = _build(a.tiny, a.config, a.child, device, a.compile_backend, a.budget_gib)
+    model, partial = _build(a.tiny, a.config, a.child, device, a.compile_backend, a.budget_gib)
     sr = model.config.sample_rate
     seconds = model.latent_length * model.config.vae.downsampling_ratio / sr
     out = {"row": a.child, "device": torch.cuda.get_device_name(device) if cuda else "CPU",
            "seconds": seconds, "warmup": a.warmup, "runs": a.runs, "compile_backend": a.compile_backend,
-           "partial_load": model.info.get("partial_load")}
+           "partial_load": partial}
     for mode in ("turbo", "base"):
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)

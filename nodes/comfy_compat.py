@@ -254,12 +254,12 @@ def _manager_of(handles: Sequence[Any]):
 
 
 def load_models_gpu(handles: Sequence[Any], memory_required: int = 0) -> None:
-    """ComfyUI may load a model partially (low VRAM: ``make_castable`` in :func:`wrap_model`); then
-    the few tensors it does not list are moved here.  Stand-alone, models are loaded whole."""
+    """ComfyUI may load castable models (:func:`wrap_model`) partially; the tensors it skips are moved here."""
     handles = [h for h in handles if h is not None]
-    full = not all(is_castable(h.model) for h in handles)
-    _manager_of(handles).load_models_gpu(handles, memory_required=memory_required, force_full_load=full)
-    for h in handles:
+    castable = [h for h in handles if is_castable(h.model)]
+    _manager_of(handles).load_models_gpu(handles, memory_required=memory_required,
+                                         force_full_load=len(castable) < len(handles))
+    for h in castable:
         complete_partial_load(h.model, h.load_device)
 
 

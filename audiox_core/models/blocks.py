@@ -389,3 +389,7 @@ class BackboneBase(nn.Module):
     def table(self, key, build):
         return self._tables.get(key, build)
 
+    def build_tables(self, x: torch.Tensor) -> None:
+        """Build the cached tables a forward on ``x`` uses ahead of it (a caller that compiles a
+        graph around the backbone does this first, so the graph finds them built); none here."""
+

@@ -231,8 +231,7 @@ class MMDiT(BackboneBase):
                           lambda: gptj_rope_table(seq_len, hd, 10000.0, device=device))
 
     def build_tables(self, x: torch.Tensor) -> None:
-        """Build the derived tables a forward on ``x`` uses (the RoPE table) ahead of it: a caller
-        that compiles a graph around the backbone does this first, so the graph finds them built."""
+        """The RoPE table of ``x``'s length (:meth:`BackboneBase.build_tables`)."""
         self.rope_table(1 + x.shape[2] // self.cfg.patch_size, x.device)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, context: Optional[torch.Tensor] = None,

@@ -85,8 +85,10 @@ from torch import nn
 
 from ..errors import ConfigError, InputError
 from ..progress import ProgressCallback
+from ..sampling.rf import rf_euler
 from .conditions import ConditionEncoder, Masking
 from .data import PreparedDataset
+from .discriminators import hinge_discriminator_loss, hinge_generator_loss
 from .lora import create_lora, lora_scope, merged_state_dict
 from .loop import TrainingLoop, grad_norm
 from .objectives import LRSchedule, TimeSampler
@@ -558,7 +560,7 @@ class Distiller(TrainingLoop):
                 if cfg.gan:
                     with _frozen([self.heads]):
                         logits = self.discriminate(x0_s, ctx_t, g, grad_input=True)
-                    loss_g = -logits.float().mean() * cfg.gan_weight
+                    loss_g = hinge_generator_loss([logits.float()]) * cfg.gan_weight
                     total = total + loss_g
                     entry["loss_gan_g"] = float(loss_g.detach())
                 if cfg.regression_weight:
@@ -583,7 +585,7 @@ class Distiller(TrainingLoop):
                         ctx_t = roles.fuse("teacher", tok_t)
                     lr_ = self.discriminate(x_real, ctx_t, g, grad_input=False).float()
                     lf_ = self.discriminate(x0, ctx_t, g, grad_input=False).float()
-                    loss_d = (F.relu(1.0 - lr_).mean() + F.relu(1.0 + lf_).mean()) * cfg.gan_weight
+                    loss_d = hinge_discriminator_loss([lr_], [lf_]) * cfg.gan_weight
                     total = total + loss_d
                     entry.update(loss_d=float(loss_d.detach()), score_real=float(lr_.detach().mean()),
                                  score_fake=float(lf_.detach().mean()))
@@ -602,17 +604,16 @@ class Distiller(TrainingLoop):
         order = torch.randperm(len(self.data), generator=g).tolist()
         idx = [order[i % len(order)] for i in range(cfg.regression_pairs)]
         ts = torch.linspace(1.0, 0.0, cfg.regression_teacher_steps + 1)
+        teacher = lambda ctx: lambda x, t: _cfg(self.teacher.velocity, x, t, ctx, cfg.guidance).float()  # noqa: E731
         toks, noises, samples = [], [], []
         for start in range(0, len(idx), 16):
             batch = self.data.batch(idx[start:start + 16], g, dev)
             with torch.no_grad(), autocast_for(dev, cfg.precision):
                 tok = self.cond.tokens(batch, cfg.masking, g)
                 ctx = self.roles.fuse("teacher", tok)
-                z = noise = torch.randn(batch.x0.shape, generator=g).to(dev)
+                noise = torch.randn(batch.x0.shape, generator=g).to(dev)
                 with self.roles.as_("teacher"):
-                    for i in range(cfg.regression_teacher_steps):
-                        t = ts[i].expand(z.shape[0]).to(dev)
-                        z = z + (ts[i + 1] - ts[i]) * _cfg(self.teacher.velocity, z, t, ctx, cfg.guidance).float()
+                    z = rf_euler(teacher(ctx), noise, ts)
             toks.append(tok)
             noises.append(noise)
             samples.append(z.float())

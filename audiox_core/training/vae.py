@@ -103,7 +103,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -174,14 +174,9 @@ class VAETrainConfig:
         self.betas = tuple(self.betas)
         self.stft_sizes = tuple(int(s) for s in self.stft_sizes)
         for name in ("adv_weight", "fm_weight"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ConfigError(f"VAETrainConfig.{name} must be a finite number ≥ 0, got {v!r}")
-        if isinstance(self.disc_start, bool) or not isinstance(self.disc_start, int) or self.disc_start < 0:
-            raise ConfigError(f"VAETrainConfig.disc_start must be an integer step ≥ 0, got {self.disc_start!r}")
-        if isinstance(self.disc_lr, bool) or not isinstance(self.disc_lr, (int, float)) \
-                or not math.isfinite(self.disc_lr) or self.disc_lr <= 0:
-            raise ConfigError(f"VAETrainConfig.disc_lr must be a finite number > 0, got {self.disc_lr!r}")
+            _check_field(name, getattr(self, name), lambda v: _finite(v) and v >= 0, "a finite number ≥ 0")
+        _check_field("disc_start", self.disc_start, lambda v: isinstance(v, int) and v >= 0, "an integer step ≥ 0")
+        _check_field("disc_lr", self.disc_lr, lambda v: _finite(v) and v > 0, "a finite number > 0")
         betas = tuple(self.disc_betas)
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
             raise ConfigError(f"VAETrainConfig.disc_betas must be two numbers in [0, 1), got {self.disc_betas!r}")
@@ -195,8 +190,17 @@ class VAETrainConfig:
         if self.adversarial and max(sizes) // 2 >= self.segment:
             raise ConfigError(f"VAETrainConfig.disc_sizes: FFT size {max(sizes)} needs a segment longer than "
                               f"{max(sizes) // 2} samples, got segment {self.segment}")
-        if isinstance(self.disc_filters, bool) or not isinstance(self.disc_filters, int) or self.disc_filters < 1:
-            raise ConfigError(f"VAETrainConfig.disc_filters must be an integer ≥ 1, got {self.disc_filters!r}")
+        _check_field("disc_filters", self.disc_filters, lambda v: isinstance(v, int) and v >= 1, "an integer ≥ 1")
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _check_field(name: str, value, ok, what: str) -> None:
+    """:class:`ConfigError` naming ``VAETrainConfig.<name>`` unless ``value`` is no bool and ``ok(value)``."""
+    if isinstance(value, bool) or not ok(value):
+        raise ConfigError(f"VAETrainConfig.{name} must be {what}, got {value!r}")
 
 
 def vae_config_to_dict(cfg: VAEConfig) -> dict:
@@ -410,8 +414,7 @@ class VAETrainer:
         loss = c.stft_weight * stft + c.l1_weight * l1 + self.kl_weight_at(self.step) * kl
         parts = {"loss": loss, "stft": stft, "l1": l1, "kl": kl, "latent_std": mean.detach().std()}
         if self.disc is not None:
-            zero = loss.new_zeros(())
-            adv = fm = zero
+            adv = fm = loss.new_zeros(())
             if self.adversarial_at(self.step):
                 self.disc.requires_grad_(False)
                 try:
