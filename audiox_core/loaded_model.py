@@ -128,19 +128,12 @@ def backbone_compiled_during(model, mode: Optional[str], turbo_loop: bool = Fals
         yield
         return
     from .acceleration import compile_backbone, set_static_turbo_loop
-    torch_mode = None if mode == "default" else mode
-    whole_loop = bool(turbo_loop)
-    if whole_loop:
-        set_static_turbo_loop(model, mode=torch_mode)
-    else:
-        compile_backbone(model, mode=torch_mode)
+    switch = set_static_turbo_loop if turbo_loop else compile_backbone
+    switch(model, mode=None if mode == "default" else mode)
     try:
         yield
     finally:
-        if whole_loop:
-            set_static_turbo_loop(model, False)
-        else:
-            compile_backbone(model, False)
+        switch(model, False)
 
 
 @contextlib.contextmanager

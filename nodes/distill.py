@@ -8,7 +8,7 @@ from ..audiox_core.training import Distiller, report, session
 from . import comfy_compat
 from .common import (DATASET, HIDDEN, MODEL, ModelBundle, about_input, bool_input, choice_input, float_input,
                      int_input, node_function, outputs, socket_input, string_input)
-from .loaders import model_parts
+from .values import model_parts
 from .training import (PRECISION_TOOLTIP, PRECISIONS, SAVE_EVERY_TOOLTIP, TRAIN_CATEGORY, OutputNameCheck,
                        display_path, live_view, loss_image, output_file, run_precision, run_training,
                        state_dir)
@@ -89,9 +89,9 @@ class AudioXDistill(OutputNameCheck):
                                          gradient_checkpointing=gradient_checkpointing)
         weights_dtype = next(m.model.backbone.parameters()).dtype
         distiller, start, seconds = run_training(
-            node, m, lambda: Distiller(m.model, ds.data, cfg, out_dir=run_dir), lambda d: d.close(), run_dir=run_dir,
+            node, m, lambda: Distiller(m.model, ds.data, cfg, out_dir=run_dir), run_dir=run_dir,
             resume=resume, src=run_dir / f"{cfg.name}.safetensors", dst=dst,
-            progress=live_view(unique_id, "distill", m.sample_rate, preview_every, lambda d: d.preview(),
+            progress=live_view(unique_id, "distill", m.sample_rate, preview_every,
                                keys=("loss", "loss_dmd", "loss_fake")))
         with about_input(node, "output_name"):
             saved = load_model(dst, dtype=weights_dtype, device=comfy_compat.unet_offload_device())

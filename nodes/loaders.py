@@ -15,7 +15,7 @@ from .common import (CATEGORY, CLIP_VISION, DTYPE_OPTIONS, DTYPE_TOOLTIP, MODEL,
                      int_input, node_error, node_function, outputs, resolve_dtype, socket_input)
 from .model_files import (MODEL_KINDS, file_present, list_audiox_files, list_files_of_kind, list_text_encoders,
                           pick_file, pick_weights_file)
-from .values import model_parts  # noqa: F401 (AudioX Distill builds its student's bundle with it)
+from .values import model_parts
 
 log = logging.getLogger(__name__)
 

@@ -101,9 +101,9 @@ class AudioXTrainLoRA(OutputNameCheck):
                                   gradient_checkpointing=gradient_checkpointing, mask_video=mask_video,
                                   mask_text=mask_text, mask_audio=mask_audio, cfg_dropout=cfg_dropout)
         trainer, start, seconds = run_training(
-            node, m, lambda: Trainer(m.model, ds.data, cfg, out_dir=run_dir), session.detach_lora, run_dir=run_dir,
+            node, m, lambda: Trainer(m.model, ds.data, cfg, out_dir=run_dir), run_dir=run_dir,
             resume=resume, src=run_dir / f"{cfg.name}.safetensors", dst=dst,
-            progress=live_view(unique_id, "LoRA", m.sample_rate, preview_every, report.lora_preview_audio))
+            progress=live_view(unique_id, "LoRA", m.sample_rate, preview_every))
         with about_input(node, "output_name"):
             lora = lora_files.load_lora(dst, m.model, attach=False, device=comfy_compat.unet_offload_device())
         text = report.lora_report(name, lora, targets, include_maf, f"{m.name} ({m.variant})", trainer, start, cfg,

@@ -73,9 +73,9 @@ def cache_dir() -> Path:
     return Path(comfy_compat.get_output_directory()) / STATE_DIR / "cache"
 
 
-def display_path(p: Path) -> str:
-    """A path as the user knows it: relative to ComfyUI's models/output folder when inside one."""
-    return report.display_path(p, [Path(comfy_compat.get_output_directory()).parent, Path.cwd()])
+def display_path(p: Optional[Path]) -> Optional[str]:
+    """A path as the user knows it: relative to ComfyUI's models/output folder when inside one (None: None)."""
+    return None if p is None else report.display_path(p, [Path(comfy_compat.get_output_directory()).parent, Path.cwd()])
 
 
 def run_precision(choice: str) -> str:
@@ -137,15 +137,14 @@ class TrainProgress(report.LiveProgress):
 
     def _send_live(self, step: int, total: int, info: dict) -> None:
         clip = self.preview_clip(step)
-        newest = report.newest_checkpoint(self.checkpoint_dir() if self.checkpoint_dir is not None else None)
-        msg = self.live(step, total, info, force=step >= total or clip is not None,
-                        checkpoint=display_path(newest) if newest is not None else None)
+        folder = self.checkpoint_dir() if self.checkpoint_dir is not None else None
+        msg = self.live(step, total, info, force=step >= total or clip is not None,  # listed only when sent
+                        checkpoint=lambda: display_path(report.newest_checkpoint(folder)))
         if msg is not None:
             comfy_compat.ui_event(self.LIVE_EVENT, {"node": self.node_id, **msg, **({"preview": clip} if clip else {})})
 
     def __call__(self, step: int, total: int, info: Optional[dict] = None) -> None:
         info = info or {}
-        self.steps_done(step)
         self.last_text = self.text(step, total, info)
         comfy_compat.send_progress_text(self.last_text, self.node_id)
         if self.node_id is not None:
@@ -160,16 +159,16 @@ class TrainProgress(report.LiveProgress):
             raise Interrupted("cancelled") from e
 
 
-def live_view(unique_id, label: str, sample_rate: int, preview_every: int, preview_audio: Callable[[object], object],
+def live_view(unique_id, label: str, sample_rate: int, preview_every: int,
               keys=("loss",)) -> Callable[[object], TrainProgress]:
     """``progress`` of :func:`run_training`: the run's :class:`TrainProgress`, with every ``preview_every``
-    steps the clip ``preview_audio(runner)`` as a playable temp WAV (``<label>_preview_step<k>``)."""
+    steps the clip ``runner.preview()`` as a playable temp WAV (``<label>_preview_step<k>``)."""
     def progress(runner) -> TrainProgress:
         def preview(step: int) -> dict:
             name = f"{label.lower()}_preview_step{step}"
-            return comfy_compat.audio_preview(preview_audio(runner), sample_rate, name)[0]
+            return comfy_compat.audio_preview(runner.preview(), sample_rate, name)[0]
         return TrainProgress(unique_id, label, runner.history, keys, checkpoint_dir=lambda: runner.checkpoint_dir,
-                             preview_every=int(preview_every or 0), preview=preview)
+                             preview_every=preview_every, preview=preview)
     return progress
 
 
@@ -181,8 +180,8 @@ def reraise_cancel(e: Interrupted):
     raise e
 
 
-def run_training(node: str, m: ModelBundle, make: Callable[[], object], release: Callable[[object], None], *,
-                 run_dir: Path, resume: bool, src: Path, dst: Path, progress: Callable[[object], TrainProgress]):
+def run_training(node: str, m: ModelBundle, make: Callable[[], object], *, run_dir: Path, resume: bool, src: Path,
+                 dst: Path, progress: Callable[[object], TrainProgress]):
     """:func:`audiox_core.training.session.train_and_publish` with the model on its devices and the
     output's writer lock held; Cancel re-raises ComfyUI's interrupt.  Returns ``(runner, start
     step, seconds)``."""
@@ -192,7 +191,7 @@ def run_training(node: str, m: ModelBundle, make: Callable[[], object], release:
     try:
         with m.on_device("backbone", "maf", "conditioner", memory_required=TRAIN_MEMORY):
             try:
-                runner, start = session.train_and_publish(m.model, make, release, run_dir=run_dir, resume=resume,
+                runner, start = session.train_and_publish(m.model, make, run_dir=run_dir, resume=resume,
                                                           src=src, dst=dst, progress=progress)
             except Interrupted as e:
                 reraise_cancel(e)
@@ -202,4 +201,3 @@ def run_training(node: str, m: ModelBundle, make: Callable[[], object], release:
 
 
 NODE_CLASS_MAPPINGS: dict = {}  # the nodes: datasets.py, lora.py, distill.py
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}

@@ -129,7 +129,7 @@ class DistillConfig:
     gan_t_max: float = 0.2
     disc_hidden: int = 128
     update_ratio: int = 5                      # student updates per cycle (official 5)
-    fake_updates: int = 1                      # fake + discriminator updates per cycle (official 1; DMD2: 5 with ratio 1)
+    fake_updates: int = 1                      # fake + discriminator updates per cycle (official 1; DMD2: 5)
     regression_weight: float = 0.0             # DMD (v1) paired regression; 0 = off, as the official recipe
     regression_pairs: int = 256                # noise → teacher-sample pairs in the regression bank
     regression_teacher_steps: int = 25         # Euler steps of the teacher (with CFG ``guidance``) per pair

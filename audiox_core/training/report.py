@@ -1,5 +1,5 @@
-"""What a training run tells its user: the live progress line and live-view message while it runs,
-a short preview clip, and the final report of a LoRA run, a distillation and a prepared dataset.
+"""What a training run tells its user: the live progress line and live-view message while it runs
+(with the runner's preview clips), and the final report of a LoRA run, a distillation and a prepared dataset.
 
 Pure text and numbers (no UI): a front end (the ComfyUI nodes, a CLI) shows them.  Paths in the
 reports are given already formatted (``dst`` / ``run_dir`` / ``cache`` strings), as the front end
@@ -10,15 +10,11 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
-
-import torch
+from typing import Callable, Optional, Sequence, Union
 
 from ..errors import AudioXError
 
 log = logging.getLogger(__name__)
-
-PREVIEW_STEPS = 8  # sampling steps of a LoRA preview clip
 
 
 # ----------------------------------------------------------------------------------------------
@@ -61,13 +57,15 @@ class LiveProgress:
             return {"step": step, "error": str(e)}
 
     def live(self, step: int, total: int, info: dict, force: bool = False,
-             checkpoint: Optional[str] = None) -> Optional[dict]:
-        """The live-view message (steps/s, ETA, lr, the new history entries, the newest checkpoint),
-        at most every ``live_seconds`` unless ``force`` (the last step); None when skipped."""
+             checkpoint: Union[str, Callable[[], Optional[str]], None] = None) -> Optional[dict]:
+        """The live-view message (steps/s, ETA, lr, the new history entries, the newest checkpoint:
+        a text, or a function giving it, called only when a message is sent), at most every
+        ``live_seconds`` unless ``force`` (the last step); None when skipped."""
         now = time.perf_counter()
         if not force and now - self._last_live < self.live_seconds:
             return None
         self._last_live = now
+        checkpoint = checkpoint() if callable(checkpoint) else checkpoint
         entries = [{k: h[k] for k in ("step",) + self.keys + ("lr",) if isinstance(h.get(k), (int, float))}
                    for h in self.history[self._sent or 0:]]
         elapsed = now - self.t0
@@ -115,27 +113,6 @@ def display_path(path: Path, bases: Sequence[Path]) -> str:
         except ValueError:
             continue
     return str(path)
-
-
-def lora_preview_audio(trainer) -> torch.Tensor:
-    """A short generation with the LoRA as trained so far: the conditions of the dataset's first
-    item (no masking), the model's own sampler with :data:`PREVIEW_STEPS` steps and seed 0, one
-    window; decoded audio ``[1, C, T]``.  Runs in eval mode and draws only from its own
-    generators, so the training continues exactly as without it."""
-    from .. import generate as generation
-    from .conditions import NO_MASKING
-    model = trainer.model
-    g = torch.Generator().manual_seed(0)
-    batch = trainer.data.batch([0], g, trainer.device, random_crop=False, sample_posterior=False)
-    trainer._set_modes(False)
-    try:
-        with torch.no_grad():
-            ctx = trainer.cond.context(batch, NO_MASKING, g).float()
-            settings = generation.SamplerSettings.for_model(model, steps=PREVIEW_STEPS, seed=0)
-            latents = generation.sample(model, ctx, settings, batch=1, length=batch.x0.shape[-1])
-            return generation.decode(model, latents)
-    finally:
-        trainer._set_modes(True)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -238,14 +238,15 @@ def start_or_resume(runner, run_dir: Path, resume: bool) -> int:
     return runner.step
 
 
-def train_and_publish(model, make: Callable[[], object], release: Callable[[object], None], *, run_dir: Path,
-                      resume: bool, src: Path, dst: Path, progress: Callable[[object], Callable]):
+def train_and_publish(model, make: Callable[[], object], *, run_dir: Path, resume: bool, src: Path, dst: Path,
+                      progress: Callable[[object], Callable]):
     """Build a Trainer / Distiller with ``make()`` and run it under the shared-model rule (``model``
     autograd-ready, its state restored afterwards, the global RNG forked), from
     :func:`start_or_resume`; its result file ``src`` is published to ``dst`` when a step was trained,
     also on Cancel (as the partial file; the :class:`Interrupted` then propagates);
-    ``release(runner)`` runs in every case.  Returns ``(runner, start step)``.  The caller puts the
-    model on its devices and holds the output's writer lock."""
+    ``runner.close()`` (releasing its adapters from the shared model) runs in every case.  Returns
+    ``(runner, start step)``.  The caller puts the model on its devices and holds the output's
+    writer lock."""
     autograd_ready(model)
     with preserved_state(model), training_context(next(model.backbone.parameters()).device):
         runner = make()
@@ -258,7 +259,7 @@ def train_and_publish(model, make: Callable[[], object], release: Callable[[obje
                 raise
             _publish_result(runner, src, dst)
         finally:
-            release(runner)
+            runner.close()
     return runner, start
 
 
@@ -277,12 +278,6 @@ def _publish_partial(runner, src: Path, dst: Path) -> None:
     unfinished = partial_file(src)  # the runner exported its unfinished result there (TrainingLoop.run)
     if runner.step > 0 and unfinished.is_file():
         publish(unfinished, partial_file(dst), partial=f"step {runner.step} of {runner.config.steps}")
-
-
-def detach_lora(trainer) -> None:
-    """Release a LoRA Trainer's adapters from the shared model after its run (attached ones only)."""
-    if trainer.lora is not None and trainer.lora.attached:
-        trainer.lora.detach()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -373,7 +368,8 @@ def distill_config(name: str, *, steps: int, learning_rate: float, student_steps
     from .distill import DistillConfig
     n = int(student_steps)
     return DistillConfig(steps=int(steps), lr=float(learning_rate), student_steps=n,
-                         timestep_probs=tuple([1.0 / n] * n), guidance=float(guidance), gan=bool(gan), parameterization=mode, lora_rank=int(lora_rank),
+                         timestep_probs=tuple([1.0 / n] * n), guidance=float(guidance), gan=bool(gan),
+                         parameterization=mode, lora_rank=int(lora_rank),
                          precision=precision, gradient_checkpointing=bool(gradient_checkpointing),
                          seed=int(seed) % (2 ** 62), save_every=int(save_every), name=Path(name).name)
 

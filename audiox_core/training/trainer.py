@@ -64,6 +64,8 @@ from .parallel import Parallel
 
 log = logging.getLogger(__name__)
 
+PREVIEW_STEPS = 8  # sampling steps of a preview clip
+
 __all__ = ["PARTS", "PRECISIONS", "TrainConfig", "TrainResult", "Trainer", "trainable_parameters",
            "evaluate_loss", "autocast_for", "step_seed", "sample_indices", "export_t5"]
 
@@ -328,6 +330,29 @@ class Trainer(TrainingLoop):
         cfg = self.config
         return sample_indices(self.data, self._perms, cfg.seed, cfg.batch_size * self.parallel.world,
                               (step - 1) * cfg.grad_accum + micro)
+
+    def preview(self) -> torch.Tensor:
+        """A short generation with the model as trained so far: the conditions of the dataset's first
+        item (no masking), the model's own sampler with :data:`PREVIEW_STEPS` steps and seed 0, one
+        window; decoded audio ``[1, C, T]``.  Runs in eval mode and draws only from its own
+        generators, so the training continues exactly as without it."""
+        from .. import generate as generation
+        g = torch.Generator().manual_seed(0)
+        batch = self.data.batch([0], g, self.device, random_crop=False, sample_posterior=False)
+        self._set_modes(False)
+        try:
+            with torch.no_grad():
+                ctx = self.cond.context(batch, NO_MASKING, g).float()
+                settings = generation.SamplerSettings.for_model(self.model, steps=PREVIEW_STEPS, seed=0)
+                latents = generation.sample(self.model, ctx, settings, batch=1, length=batch.x0.shape[-1])
+                return generation.decode(self.model, latents)
+        finally:
+            self._set_modes(True)
+
+    def close(self) -> None:
+        """Release the LoRA adapters from the shared model after the run (attached ones only)."""
+        if self.lora is not None and self.lora.attached:
+            self.lora.detach()
 
     def _set_modes(self, training: bool) -> None:
         m, cfg = self.model, self.config
