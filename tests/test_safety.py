@@ -295,7 +295,7 @@ def test_training_node_refuses_a_second_writer_of_the_same_name(env):
     dst = training.output_file("N", "loras", "busy_lora")
     run_dir = training.state_dir("lora", "busy_lora")
     with WriterLock(dst, run_dir / ".writer.lock"):
-        msg = node_error(training.run_training, "AudioX Train LoRA", None, None, None, run_dir=run_dir, resume=False,
+        msg = node_error(training.run_training, "AudioX Train LoRA", None, None, run_dir=run_dir, resume=False,
                          src=run_dir / "x.safetensors", dst=dst, progress=None)
     assert "input 'output_name'" in msg and "busy_lora.safetensors" in msg and "another run" in msg
 
