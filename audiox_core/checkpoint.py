@@ -153,11 +153,18 @@ def infer_vae(shapes: Mapping[str, tuple], prefix: str) -> VAEConfig:
         c_mults.append(w[0] // channels)
     enc_latent = shapes[f"{enc}{n_blocks + 2}.weight_v"][0]
     dec_first = shapes[dec + "0.weight_v"]  # [C·c_mults[-1], latent_dim, 7]
+    # decoder widths (may differ from the encoder's): block inputs C·c_mults[-1] … C·c_mults[0], output C
+    dec_in = [shapes[f"{dec}{i}.layers.1.weight_v"][0] for i in range(1, n_blocks + 1)]  # ConvTranspose [in, out, k]
+    dec_channels = shapes[f"{dec}{n_blocks}.layers.1.weight_v"][1]
+    if any(w % dec_channels for w in dec_in):
+        raise CheckpointError(f"VAE decoder widths {dec_in + [dec_channels]} under {prefix!r} are not multiples of "
+                              f"its last width {dec_channels} (not an Oobleck decoder)")
     ratio = 1
     for s in strides:
         ratio *= s
     return VAEConfig(in_channels=in_ch, channels=channels, c_mults=tuple(c_mults), strides=tuple(strides),
-                     encoder_latent_dim=enc_latent, latent_dim=dec_first[1], downsampling_ratio=ratio)
+                     encoder_latent_dim=enc_latent, latent_dim=dec_first[1], downsampling_ratio=ratio,
+                     decoder_channels=dec_channels, decoder_c_mults=tuple(w // dec_channels for w in reversed(dec_in)))
 
 
 def infer_config(shapes: Mapping[str, tuple], *, notes: Optional[list] = None) -> AudioXConfig:
@@ -611,8 +618,10 @@ def _cmd_inspect(args) -> int:
         for s in c.conditioners:
             print(f"conditioner {s.id}: {s.type} ({s.kind})")
         v = c.vae
-        print(f"VAE: {v.in_channels} ch, channels {v.channels}, c_mults {list(v.c_mults)}, strides {list(v.strides)}, "
-              f"latent {v.latent_dim}, ÷{v.downsampling_ratio}")
+        dec = "" if v.decoder_channels is None and v.decoder_c_mults is None else \
+            f" (decoder: channels {v.dec_channels}, c_mults {list(v.dec_c_mults)})"
+        print(f"VAE: {v.in_channels} ch, channels {v.channels}, c_mults {list(v.c_mults)}, strides {list(v.strides)}"
+              f"{dec}, latent {v.latent_dim}, ÷{v.downsampling_ratio}")
     n = det.source.nbytes() if det.source is not None else 0
     print(f"tensors: {len(det.source.keys()) if det.source else 0}, {n / 2**30:.2f} GiB")
     for note in det.notes:

@@ -54,6 +54,33 @@ class VAEConfig:
     downsampling_ratio: int = 2048
     scale: float = 1.0
     bottleneck: str = "vae"
+    # the decoder's own widths (Oobleck configs give encoder and decoder each their ``channels`` /
+    # ``c_mults``); None: the encoder's (every released VAE).  The strides are always shared.
+    decoder_channels: Optional[int] = None
+    decoder_c_mults: Optional[tuple] = None
+
+    def __post_init__(self):
+        self.c_mults = tuple(self.c_mults)
+        self.strides = tuple(self.strides)
+        if self.decoder_c_mults is not None:
+            self.decoder_c_mults = tuple(self.decoder_c_mults)
+            if len(self.decoder_c_mults) != len(self.strides):
+                raise ConfigError(f"VAE decoder c_mults {list(self.decoder_c_mults)} need one entry per stride "
+                                  f"{list(self.strides)}")
+        if self.decoder_channels == self.channels:
+            self.decoder_channels = None
+        if self.decoder_c_mults == self.c_mults:
+            self.decoder_c_mults = None
+
+    @property
+    def dec_channels(self) -> int:
+        """The decoder's ``channels`` (the encoder's unless set)."""
+        return self.channels if self.decoder_channels is None else self.decoder_channels
+
+    @property
+    def dec_c_mults(self) -> tuple:
+        """The decoder's ``c_mults`` (the encoder's unless set)."""
+        return self.c_mults if self.decoder_c_mults is None else self.decoder_c_mults
 
     @classmethod
     def from_pretransform(cls, d: dict) -> "VAEConfig":
@@ -73,10 +100,16 @@ class VAEConfig:
         ratio = 1
         for s in strides:
             ratio *= s
+        channels, c_mults = int(enc.get("channels", 128)), tuple(enc.get("c_mults", cls.c_mults))
+        if tuple(dec.get("strides", strides)) != strides:
+            raise ConfigError(f"VAE decoder strides {list(dec['strides'])} differ from the encoder's {list(strides)} "
+                              "(not supported)")
         return cls(
             in_channels=int(enc.get("in_channels", c.get("io_channels", 2))),
-            channels=int(enc.get("channels", 128)),
-            c_mults=tuple(enc.get("c_mults", cls.c_mults)),
+            channels=channels,
+            c_mults=c_mults,
+            decoder_channels=int(dec.get("channels", channels)),
+            decoder_c_mults=tuple(dec.get("c_mults", c_mults)),
             strides=strides,
             encoder_latent_dim=int(enc.get("latent_dim", 128)),
             latent_dim=int(dec.get("latent_dim", c.get("latent_dim", 64))),
@@ -88,17 +121,18 @@ class VAEConfig:
         )
 
     def to_pretransform(self) -> dict:
-        common = dict(channels=self.channels, c_mults=list(self.c_mults), strides=list(self.strides),
-                      use_snake=self.use_snake)
+        common = dict(strides=list(self.strides), use_snake=self.use_snake)
         return {
             "type": "autoencoder",
             "iterate_batch": True,
             "config": {
                 "encoder": {"type": "oobleck", "requires_grad": False,
-                            "config": dict(in_channels=self.in_channels, latent_dim=self.encoder_latent_dim, **common)},
+                            "config": dict(in_channels=self.in_channels, latent_dim=self.encoder_latent_dim,
+                                           channels=self.channels, c_mults=list(self.c_mults), **common)},
                 "decoder": {"type": "oobleck",
                             "config": dict(out_channels=self.in_channels, latent_dim=self.latent_dim,
-                                           final_tanh=self.final_tanh, **common)},
+                                           final_tanh=self.final_tanh, channels=self.dec_channels,
+                                           c_mults=list(self.dec_c_mults), **common)},
                 "bottleneck": {"type": self.bottleneck},
                 "latent_dim": self.latent_dim,
                 "downsampling_ratio": self.downsampling_ratio,

@@ -358,3 +358,71 @@ def test_adversarial_resume_is_bit_exact(tmp_path):
 def test_bad_adversarial_config(bad):
     with pytest.raises(ConfigError, match=f"VAETrainConfig.{list(bad)[-1]}"):  # names the bad field
         small_cfg(**bad)
+
+
+# ---------------------------------------------------------------------------------------------- own decoder
+WIDE = VAEConfig(in_channels=2, channels=4, c_mults=(1, 2), strides=(2, 4), encoder_latent_dim=8, latent_dim=4,
+                 downsampling_ratio=8, decoder_channels=8, decoder_c_mults=(1, 1))
+
+
+def test_decoder_widths_of_its_own_round_trip():
+    """A decoder wider than the encoder: built as configured, written to / read from the official
+    pretransform block (each part its own channels / c_mults) and inferred from a bare file's shapes."""
+    from audiox_core.checkpoint import infer_vae
+    from audiox_core.models.vae import AudioAutoencoder
+
+    m = AudioAutoencoder(WIDE)
+    assert m.decoder.layers[0].weight_v.shape[0] == 8  # latent → 8·c_mults[-1]
+    assert m.decoder.layers[-2].weight_v.shape[1] == 8  # the full-rate width
+    assert m.encoder.layers[0].weight_v.shape[0] == 4
+    block = WIDE.to_pretransform()["config"]
+    assert (block["encoder"]["config"]["channels"], block["encoder"]["config"]["c_mults"]) == (4, [1, 2])
+    assert (block["decoder"]["config"]["channels"], block["decoder"]["config"]["c_mults"]) == (8, [1, 1])
+    assert VAEConfig.from_pretransform(WIDE.to_pretransform()) == WIDE
+    assert infer_vae({k: tuple(v.shape) for k, v in m.state_dict().items()}, "") == WIDE
+    # the same widths as the encoder's are the released layout: the fields stay unset
+    same = VAEConfig.from_pretransform(TINY.to_pretransform())
+    assert same == TINY and same.decoder_channels is None and same.decoder_c_mults is None
+    with pytest.raises(ConfigError, match="one entry per stride"):
+        VAEConfig(channels=4, c_mults=(1, 2), strides=(2, 4), decoder_c_mults=(1, 2, 4))
+    bad = WIDE.to_pretransform()
+    bad["config"]["decoder"]["config"]["strides"] = [4, 2]
+    with pytest.raises(ConfigError, match="decoder strides"):
+        VAEConfig.from_pretransform(bad)
+
+
+def test_frozen_encoder_trains_the_decoder_only():
+    tr = VAETrainer(TINY, small_cfg(steps=3, train_encoder=False, checkpoint_every=0), sine_source)
+    enc0 = {k: v.clone() for k, v in tr.model.encoder.state_dict().items()}
+    dec0 = {k: v.clone() for k, v in tr.model.decoder.state_dict().items()}
+    tr.train()
+    assert all(torch.equal(v, enc0[k]) for k, v in tr.model.encoder.state_dict().items())
+    assert any(not torch.equal(v, dec0[k]) for k, v in tr.model.decoder.state_dict().items())
+    assert {id(p) for p in tr.trained_parameters()} == {id(p) for p in tr.model.decoder.parameters()}
+
+
+def test_init_from_a_narrower_vae(tmp_path):
+    """A wide-decoder trainer starts from a trained narrow VAE: its whole encoder and every decoder
+    tensor of the same shape are copied, the rest keep their init (listed); then only the decoder
+    learns, and the exported file round-trips through the VAE loader with the new widths."""
+    narrow = VAETrainer(TINY, small_cfg(steps=2, checkpoint_every=0), sine_source)
+    narrow.train()
+    src = narrow.model.state_dict()
+    tr = VAETrainer(WIDE, small_cfg(steps=3, train_encoder=False, checkpoint_every=0), sine_source)
+    fresh = tr.init_from(src)
+    own = tr.model.state_dict()
+    assert fresh and all(k.startswith("decoder.") for k in fresh)
+    assert set(fresh) == {k for k in own if k not in src or src[k].shape != own[k].shape}
+    assert all(torch.equal(own[k], src[k]) for k in own if k not in fresh)
+    tr.train()
+    assert all(torch.equal(v, src["encoder." + k]) for k, v in tr.model.encoder.state_dict().items())
+    pt = load_vae(tr.export(tmp_path / "wide.safetensors"))
+    assert pt.model.cfg == WIDE
+    x = sine_source(0, 1)
+    assert torch.equal(pt.encode(x, sample=False), narrow.pretransform().encode(x, sample=False))
+    with pytest.raises(ConfigError, match="before the first"):
+        tr.init_from(src)
+    other = VAETrainer(VAEConfig(in_channels=2, channels=6, c_mults=(1, 2), strides=(2, 4), encoder_latent_dim=8,
+                                 latent_dim=4, downsampling_ratio=8), small_cfg(), sine_source)
+    with pytest.raises(CheckpointError, match="do not fit this encoder"):
+        other.init_from(src)

@@ -526,7 +526,7 @@ class AudioAutoencoder(nn.Module):
         self.cfg = cfg
         self.bottleneck = VAEBottleneck()
         self.encoder = OobleckEncoder(cfg.in_channels, cfg.channels, cfg.encoder_latent_dim, cfg.c_mults, cfg.strides)
-        self.decoder = OobleckDecoder(cfg.in_channels, cfg.channels, cfg.latent_dim, cfg.c_mults, cfg.strides,
+        self.decoder = OobleckDecoder(cfg.in_channels, cfg.dec_channels, cfg.latent_dim, cfg.dec_c_mults, cfg.strides,
                                       final_tanh=cfg.final_tanh)
         self.downsampling_ratio = cfg.downsampling_ratio
         self.latent_dim = cfg.latent_dim

@@ -105,7 +105,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -157,6 +157,7 @@ class VAETrainConfig:
     disc_betas: Tuple[float, float] = (0.8, 0.99)
     disc_sizes: Tuple[int, ...] = (1024, 512, 256)  # FFT sizes of the STFT sub-discriminators
     disc_filters: int = 8  # conv channels of each sub-discriminator (16: ~6× the FLOPs of a plain step)
+    train_encoder: bool = True  # False: the encoder is frozen (its latents stay exactly as they are), decoder only
 
     @property
     def adversarial(self) -> bool:
@@ -206,6 +207,8 @@ def _check_field(name: str, value, ok, what: str) -> None:
 def vae_config_to_dict(cfg: VAEConfig) -> dict:
     d = dataclasses.asdict(cfg)
     d["c_mults"], d["strides"] = list(cfg.c_mults), list(cfg.strides)
+    if cfg.decoder_c_mults is not None:
+        d["decoder_c_mults"] = list(cfg.decoder_c_mults)
     return d
 
 
@@ -357,8 +360,10 @@ class VAETrainer:
             with torch.no_grad():
                 last.bias[vae_config.latent_dim:].fill_(float(train_config.scale_bias_init))
         self.model.train()
+        if not train_config.train_encoder:
+            self.model.encoder.requires_grad_(False)
         self.loss_fn = MultiResolutionSTFTLoss(train_config.stft_sizes, floor=train_config.stft_floor)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=train_config.lr, betas=train_config.betas)
+        self.opt = torch.optim.Adam(self.trained_parameters(), lr=train_config.lr, betas=train_config.betas)
         self.disc: Optional[MultiResolutionSTFTDiscriminator] = None
         self.disc_opt: Optional[torch.optim.Optimizer] = None
         if train_config.adversarial:  # created after the VAE: an adv-off run draws exactly the same init
@@ -371,6 +376,28 @@ class VAETrainer:
         self.train_seconds = 0.0
 
     # ------------------------------------------------------------------ schedule
+    def trained_parameters(self) -> List[nn.Parameter]:
+        """The parameters the optimizer updates (the decoder's only when ``train_encoder`` is off)."""
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def init_from(self, state_dict: Mapping[str, Tensor]) -> List[str]:
+        """Start from another VAE's weights: every tensor of ``state_dict`` whose name and shape this
+        model has is copied (e.g. a VAE trained with a narrower decoder: its encoder, its decoder's
+        low-rate blocks).  The encoder must be copied whole.  Only before the first step (the
+        optimizer state is fresh).  Returns the names that kept their initial values."""
+        if self.step:
+            raise ConfigError(f"VAE training: init_from after {self.step} steps (only before the first)")
+        own = self.model.state_dict()
+        fits = {k: v for k, v in state_dict.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+        missing_enc = sorted(k for k in own if k.startswith("encoder.") and k not in fits)
+        if missing_enc:
+            raise CheckpointError(f"VAE training: the given weights do not fit this encoder ({len(missing_enc)} "
+                                  f"tensors differ or are missing, e.g. {missing_enc[0]})")
+        with torch.no_grad():
+            for k, v in fits.items():
+                own[k].copy_(v)
+        return sorted(k for k in own if k not in fits)
+
     def lr_at(self, step: int) -> float:
         c = self.cfg
         if step < c.warmup:
@@ -465,7 +492,7 @@ class VAETrainer:
                                  f"(loss {float(disc_loss.detach())})")
             self.disc_opt.zero_grad(set_to_none=True)
             disc_loss.backward()
-        gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip) if c.grad_clip > 0 else None
+        gn = torch.nn.utils.clip_grad_norm_(self.trained_parameters(), c.grad_clip) if c.grad_clip > 0 else None
         self.opt.step()
         if disc_loss is not None:
             if c.grad_clip > 0:
