@@ -61,3 +61,52 @@ def test_vae_stage_passes_the_adversarial_settings(tmp_path, monkeypatch):
             Recipe(tmp_path / f"run{len(seen)}", cfg).stage_vae()
         tc = seen[-1]
         assert (tc.adv_weight, tc.fm_weight, tc.disc_start, tc.adversarial) == expect
+
+
+def test_vae_stage_second_phase_and_export_swap(tmp_path):
+    """Phase 2 of the vae stage trains a wider decoder on the frozen phase-1 encoder: the final
+    VAE has the decoder's own widths and phase 1's encoder and latent scale, bit for bit; a rerun
+    trains nothing; export puts the final VAE into a model trained with the phase-1 VAE (every
+    other tensor kept) and refuses a model whose encoder differs."""
+    import torch
+    from audiox_core.checkpoint import load_vae
+    from audiox_core.demo.build import build_demo_model, read_vae_metadata
+    from audiox_core.demo.model_config import DEMO_SIZES, demo_config
+    from audiox_core.demo.recipe import Recipe, RecipeConfig
+    from audiox_core.errors import CheckpointError
+    from audiox_core.weights import WeightSource
+
+    sizes = DEMO_SIZES.with_(vae_decoder_channels=16, vae_decoder_c_mults=(1, 2, 4, 8))
+    cfg = dataclasses.replace(RecipeConfig.quick(), sizes=sizes, vae_decoder_steps=3, vae_decoder_plain_steps=1)
+    r = Recipe(tmp_path / "run", cfg)
+    r.run(("vae",))
+    d = tmp_path / "run" / "vae"
+    rep = json.loads((d / "report.json").read_text())
+    assert rep["steps"] == 6 and rep["decoder"]["steps"] == 3 and rep["decoder"]["fresh_tensors"] > 0
+    assert rep["decoder_from"] == "phase 2"
+    final, first = load_vae(d / "vae.safetensors"), load_vae(d / "vae_phase1.safetensors")
+    assert (final.model.cfg.dec_channels, final.model.cfg.dec_c_mults) == (16, (1, 2, 4, 8))
+    assert first.model.cfg.dec_channels == 8
+    assert read_vae_metadata(d / "vae.safetensors")["latent_scale"] == rep["latent_scale"] \
+        == read_vae_metadata(d / "vae_phase1.safetensors")["latent_scale"]
+    fe, pe = final.model.encoder.state_dict(), first.model.encoder.state_dict()
+    assert all(torch.equal(fe[k], pe[k]) for k in pe)
+    before = WeightSource(d / "vae.safetensors").read("decoder.layers.0.weight_v")
+    r.run(("vae",), force=("vae",))  # both phases finished: nothing is trained again
+    assert torch.equal(WeightSource(d / "vae.safetensors").read("decoder.layers.0.weight_v"), before)
+
+    scale = rep["latent_scale"]
+    narrow = build_demo_model(demo_config(DEMO_SIZES, vae_scale=scale), vae_path=d / "vae_phase1.safetensors", seed=5)
+    swapped = r.with_stage_vae(narrow)
+    sd, nd = swapped.state_dict(), narrow.state_dict()
+    assert swapped.config.vae.dec_channels == 16
+    for prefix in ("pretransform.model.", "conditioner.conditioners.audio_prompt.pretransform.model."):
+        dec = {k[len(prefix) + 8:]: v for k, v in sd.items() if k.startswith(prefix + "decoder.")}
+        assert dec.keys() == final.model.decoder.state_dict().keys()
+        assert all(torch.equal(v, final.model.decoder.state_dict()[k]) for k, v in dec.items())
+    kept = [k for k in nd if ".decoder." not in k]
+    assert kept and all(torch.equal(sd[k], nd[k]) for k in kept)
+    with torch.no_grad():
+        narrow.pretransform.model.encoder.layers[0].bias.add_(1e-3)
+    with pytest.raises(CheckpointError, match="encoder is not the one"):
+        r.with_stage_vae(narrow)

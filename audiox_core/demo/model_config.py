@@ -24,6 +24,11 @@ Design (the numbers are :data:`DEMO_SIZES`; :func:`size_report` recomputes the b
   with width 16 (``c_mults`` (1, 2, 4, 8), strides (2, 4, 8, 10)); elementwise SnakeBeta work at
   16 kHz dominates.  Odd strides are refused (Oobleck's padding only keeps lengths for even
   strides).  ``scale`` (the official pretransform field) is set by the recipe to the latents' std.
+  The **decoder** has widths of its own (``vae_decoder_channels`` 32, ``vae_decoder_c_mults``
+  (1, 1, 2, 4): 128 @ 25 Hz, 64 @ 250 Hz, 32 @ 1 kHz, 32 @ 4 kHz, 32 @ 16 kHz; +54 k parameters):
+  the width-8 full-rate decoder lost the band above 3 kHz and distorted pure tones.  The recipe
+  trains it in a second phase on the frozen encoder, so the wider full-rate level costs
+  decoder-only steps (docs/TRAINING.md, "The demo VAE's decoder").
 * **Conditioning width** ``cond_dim`` = 128 for every modality: CLIP width, T5 ``d_model``, MAF
   ``dim``, audio-prompt output and ``cond_token_dim`` of the backbone (the MMDiT context width
   follows ``cond_token_dim``; it is 768 in every released config).
@@ -127,6 +132,10 @@ class DemoSizes:
     vae_c_mults: tuple = (2, 4, 8, 16)
     vae_strides: tuple = (4, 4, 4, 10)
     latent_dim: int = 32
+    # the decoder's own widths (None: the encoder's); the recipe trains the encoder with an
+    # encoder-shaped decoder first, then this decoder on the frozen encoder (RecipeConfig.vae_decoder_*)
+    vae_decoder_channels: Optional[int] = 32
+    vae_decoder_c_mults: Optional[tuple] = (1, 1, 2, 4)
     # shared conditioning width
     cond_dim: int = 128
     # video conditioner (CLIP tower + temporal transformer)
@@ -176,19 +185,22 @@ class DemoConfig(NamedTuple):
     t5: dict
 
 
-def demo_vae_config(sizes: DemoSizes = DEMO_SIZES, scale: float = 1.0) -> VAEConfig:
+def demo_vae_config(sizes: DemoSizes = DEMO_SIZES, scale: float = 1.0, *, own_decoder: bool = True) -> VAEConfig:
     """The demo Oobleck VAE (stereo in/out, ``latent_dim`` channels, ratio = product of strides).
 
     ``scale``: the pretransform's latent scale (``encode`` returns ``z / scale``); the recipe sets
     it to the standard deviation of the trained VAE's latents so the diffusion model sees
-    unit-variance data."""
+    unit-variance data.  ``own_decoder`` False: the decoder gets the encoder's widths even when
+    ``sizes`` gives it its own (the recipe's first VAE phase)."""
     ratio = math.prod(sizes.vae_strides)
     if any(s % 2 for s in sizes.vae_strides):
         raise ConfigError(f"demo VAE: strides {list(sizes.vae_strides)} must be even (the Oobleck padding "
                           "ceil(s/2) only preserves lengths for even strides)")
     return VAEConfig(in_channels=2, channels=sizes.vae_channels, c_mults=tuple(sizes.vae_c_mults),
                      strides=tuple(sizes.vae_strides), encoder_latent_dim=2 * sizes.latent_dim,
-                     latent_dim=sizes.latent_dim, downsampling_ratio=ratio, scale=float(scale))
+                     latent_dim=sizes.latent_dim, downsampling_ratio=ratio, scale=float(scale),
+                     decoder_channels=sizes.vae_decoder_channels if own_decoder else None,
+                     decoder_c_mults=sizes.vae_decoder_c_mults if own_decoder else None)
 
 
 def t5_config_kwargs(sizes: DemoSizes = DEMO_SIZES) -> dict:

@@ -2,8 +2,10 @@
 
 Stages, in order (each one skippable with ``--skip``, resumable, timed; ``--only`` runs a subset)::
 
-    vae      train the Oobleck VAE on rendered world audio (training.vae), evaluate its round trips
-             with the detectors, fix the latent scale           → DIR/vae/{vae.safetensors, report.json}
+    vae      train the Oobleck VAE on rendered world audio (training.vae) with an encoder-shaped
+             decoder, fix the latent scale (→ vae_phase1.safetensors); then train the final, wider
+             decoder on the frozen encoder, plain, then against an STFT discriminator; evaluate the
+             round trips with the detectors                     → DIR/vae/{vae.safetensors, report.json}
     data     build the initial demo model (trained VAE in both copies, everything else freshly
              initialised) and its byte-level T5; render + encode the training set once
              (demo.dataset.prepare_world_data)                  → DIR/data/{init.safetensors, t5/}, DIR/cache/
@@ -11,7 +13,8 @@ Stages, in order (each one skippable with ``--skip``, resumable, timed; ``--only
              pretrained language model — frozen afterwards, as the official t5-base) → DIR/text/t5/
     base     train the rectified-flow base model (teacher)      → DIR/base/model.safetensors
     distill  DMD-distil the 4-step Turbo student                → DIR/distill/model.safetensors
-    export   the shipped layout (SHIPPED_LAYOUT)                → DIR/export/models/demo/...
+    export   the shipped layout (SHIPPED_LAYOUT), the vae stage's final VAE in every model (its
+             encoder checked to be the one the models were trained on) → DIR/export/models/demo/...
 
 A stage is done when ``DIR/<stage>/done.json`` exists (it records the stage's wall time, CPU
 time and load average); a rerun skips done stages (``--force STAGE`` redoes one).  The VAE stage
@@ -27,7 +30,9 @@ Budget (2-core CPU, 90 minutes for the whole recipe; measured numbers, see the d
 :mod:`audiox_core.demo.model_config` and ``bench`` notes in the report):
 
 =========  ==============================================================================
-vae        ≤ 15 min: 2000 steps of 8 × 1 s crops (~0.4 s per step uncontended)
+vae        ≤ 15 min: 2000 steps of 8 × 1 s crops (~0.4 s per step uncontended); then the
+           decoder phase: 800 plain + 800 adversarial steps of the wider decoder (encoder frozen),
+           0.61 / 0.80 s per step uncontended: ≈ 19 min
            (vae_adv_weight / vae_fm_weight > 0: an STFT discriminator from vae_disc_start on,
            ~0.6 s per step instead of ~0.34 uncontended, ×1.7; see training.vae)
 data       ~4 min: 4000 clips rendered (~30 ms each) and VAE-encoded (target + audio prompt),
@@ -81,6 +86,12 @@ class RecipeConfig:
     vae_adv_weight: float = 0.0  # > 0: train against an STFT discriminator (training.vae "Adversarial terms")
     vae_fm_weight: float = 0.0  # discriminator feature-matching weight (> 0 also trains the discriminator)
     vae_disc_start: int = 0  # VAE step from which the discriminator and its terms are used
+    # phase 2 (stage_vae): the decoder of `sizes` on the frozen phase-1 encoder (0 steps: off)
+    vae_decoder_steps: int = 1600
+    vae_decoder_plain_steps: int = 800  # the first steps without the discriminator
+    vae_decoder_lr: float = 1e-3
+    vae_decoder_adv_weight: float = 0.1
+    vae_decoder_fm_weight: float = 5.0
     vae_eval_event: int = 40
     vae_eval_music: int = 40
     vae_scale_clips: int = 64
@@ -115,7 +126,8 @@ class RecipeConfig:
 
     @classmethod
     def quick(cls) -> "RecipeConfig":
-        return cls(vae_steps=6, vae_batch=2, vae_segment=3200, vae_eval_event=2, vae_eval_music=2, vae_scale_clips=4, n_clips=6,
+        return cls(vae_steps=6, vae_batch=2, vae_segment=3200, vae_eval_event=2, vae_eval_music=2, vae_scale_clips=4,
+                   vae_decoder_steps=3, vae_decoder_plain_steps=1, n_clips=6,
                    caption_variants=2, text_steps=3, text_batch=4, text_scenes=50, text_eval=10,
                    base_steps=3, base_batch=2, base_warmup=1, distill_steps=2,
                    distill_batch=2)
@@ -181,34 +193,87 @@ class Recipe:
 
     # ------------------------------------------------------------------------------ vae
     def stage_vae(self) -> dict:
-        from ..training.vae import VAETrainConfig, VAETrainer
-        from .dataset import WorldAudioSource
+        """Phase 1: the whole VAE with an encoder-shaped decoder (``trainer.pt`` →
+        ``vae_phase1.safetensors``; that file marks the phase done).  Phase 2, when
+        ``vae_decoder_steps`` > 0: the decoder of ``sizes`` (it may be wider) trained on the frozen
+        phase-1 encoder, starting from every phase-1 weight that fits (``decoder_trainer.pt``), plain
+        for ``vae_decoder_plain_steps``, then against an STFT discriminator.  The encoder, hence every
+        latent and the latent scale, is phase 1's either way.  Writes ``vae.safetensors``."""
+        from ..checkpoint import load_vae
+        from ..training.vae import VAETrainConfig
+        from .build import read_vae_metadata
         from .evaluation import vae_roundtrip_report
         from .model_config import demo_vae_config
 
         c = self.cfg
         d = self.stage_dir("vae")
-        ckpt = d / "trainer.pt"
-        tc = VAETrainConfig(steps=c.vae_steps, batch_size=c.vae_batch, segment=c.vae_segment, lr=c.vae_lr,
-                            stft_floor=c.vae_stft_floor, adv_weight=c.vae_adv_weight, fm_weight=c.vae_fm_weight,
-                            disc_start=c.vae_disc_start, seed=c.seed)
-        source = WorldAudioSource(self.world, seed=c.seed, segment=c.vae_segment)
+        phase1 = d / "vae_phase1.safetensors"
+        result: Dict[str, Any] = {}
+        if phase1.is_file():
+            self.echo(f"[vae] phase 1 already done ({phase1})")
+            scale = read_vae_metadata(phase1)["latent_scale"]
+        else:
+            tc = VAETrainConfig(steps=c.vae_steps, batch_size=c.vae_batch, segment=c.vae_segment, lr=c.vae_lr,
+                                stft_floor=c.vae_stft_floor, adv_weight=c.vae_adv_weight, fm_weight=c.vae_fm_weight,
+                                disc_start=c.vae_disc_start, seed=c.seed)
+            tr = self._vae_trainer(d / "trainer.pt", tc, lambda: demo_vae_config(c.sizes, own_decoder=False))
+            result.update(self._train_vae(tr, "vae", c.vae_steps))
+            scale = _latent_scale(tr.pretransform(), self.world, c.seed, c.vae_scale_clips)
+            tr.export(phase1, extra_metadata={"latent_scale": scale})
+        final = phase1
+        if c.vae_decoder_steps > 0:
+            final = d / "vae_decoder.safetensors"
+            tc = VAETrainConfig(steps=c.vae_decoder_steps, batch_size=c.vae_batch, segment=c.vae_segment,
+                                lr=c.vae_decoder_lr, warmup=min(50, c.vae_decoder_steps), train_encoder=False,
+                                adv_weight=c.vae_decoder_adv_weight, fm_weight=c.vae_decoder_fm_weight,
+                                disc_start=c.vae_decoder_plain_steps, seed=c.seed + 1,
+                                scale_bias_init=None, init="unit_gain")
+            fresh: list = []
+            tr = self._vae_trainer(d / "decoder_trainer.pt", tc, lambda: demo_vae_config(c.sizes), init=phase1,
+                                   fresh=fresh)
+            result["decoder"] = {**self._train_vae(tr, "vae decoder", c.vae_decoder_steps),
+                                 "fresh_tensors": len(fresh)}
+            tr.export(final, extra_metadata={"latent_scale": scale})
+        vae_file = d / "vae.safetensors"
+        tmp = vae_file.with_suffix(".tmp")
+        shutil.copyfile(final, tmp)
+        os.replace(tmp, vae_file)
+        pt = load_vae(vae_file)
+        rep = vae_roundtrip_report(pt, n_event=c.vae_eval_event, n_music=c.vae_eval_music, world=self.world)
+        result.update({"latent_scale": scale, "roundtrip": rep, "file": str(vae_file),
+                       "decoder_from": "phase 2" if c.vae_decoder_steps > 0 else "phase 1"})
+        _write_json(d / "report.json", result)
+        out = {k: v for k, v in result.items() if k != "curve"}
+        if "decoder" in out:
+            out["decoder"] = {k: v for k, v in out["decoder"].items() if k != "curve"}
+        return out
+
+    def _vae_trainer(self, ckpt: Path, tc, vae_config: Callable, *, init: Optional[Path] = None,
+                     fresh: Optional[list] = None):
+        from ..training.vae import VAETrainer
+        from ..weights import WeightSource
+        from .dataset import WorldAudioSource
+        source = WorldAudioSource(self.world, seed=self.cfg.seed, segment=self.cfg.vae_segment)
         if ckpt.is_file():
             tr = VAETrainer.resume(ckpt, source, train_config=tc)
-            self.echo(f"[vae] resuming at step {tr.step}")
-        else:
-            tr = VAETrainer(demo_vae_config(c.sizes), tc, source, checkpoint_path=ckpt)
-        every = max(1, c.vae_steps // 40)
+            self.echo(f"[vae] resuming {ckpt.name} at step {tr.step}")
+            return tr
+        tr = VAETrainer(vae_config(), tc, source, checkpoint_path=ckpt)
+        if init is not None:
+            src = WeightSource(init)
+            left = tr.init_from({k: src.read(k).float() for k in src.keys()})
+            if fresh is not None:
+                fresh.extend(left)
+        return tr
+
+    def _train_vae(self, tr, label: str, steps: int) -> dict:
+        every = max(1, steps // 40)
 
         def cb(step, total, info):
             if step % every == 0 or step == total:
-                self.echo(f"[vae] {step}/{total} " + " ".join(f"{k} {v:.4g}" for k, v in info.items()))
+                self.echo(f"[{label}] {step}/{total} " + " ".join(f"{k} {v:.4g}" for k, v in info.items()))
 
         tr.train(callback=cb)
-        pt = tr.pretransform()
-        scale = _latent_scale(pt, self.world, c.seed, c.vae_scale_clips)
-        tr.export(d / "vae.safetensors", extra_metadata={"latent_scale": scale})
-        rep = vae_roundtrip_report(pt, n_event=c.vae_eval_event, n_music=c.vae_eval_music, world=self.world)
         hist = tr.history
         curve = []  # means over windows of `every` steps (single steps are very noisy)
         for s in range(0, len(hist), every):
@@ -216,11 +281,9 @@ class Recipe:
             curve.append({"step": w[-1]["step"], **{k: round(sum(h[k] for h in w) / len(w), 4)
                                                     for k in ("loss", "stft", "l1", "kl", "adv", "fm", "disc", "sec")
                                                     if all(k in h for h in w)}})
-        result = {"steps": tr.step, "train_seconds": round(tr.train_seconds, 1), "latent_scale": scale,
-                  "final_loss_mean_last_50": sum(h["loss"] for h in hist[-50:]) / max(1, len(hist[-50:])),
-                  "roundtrip": rep, "curve": curve, "file": str(d / "vae.safetensors")}
-        _write_json(d / "report.json", result)
-        return {k: v for k, v in result.items() if k != "curve"}
+        return {"steps": tr.step, "train_seconds": round(tr.train_seconds, 1),
+                "final_loss_mean_last_50": sum(h["loss"] for h in hist[-50:]) / max(1, len(hist[-50:])),
+                "curve": curve}
 
     # ------------------------------------------------------------------------------ data / base / distill / export
     def demo_config(self):
@@ -386,6 +449,10 @@ class Recipe:
         files = ds.export(d)
         return {"steps": ds.step, "files": {k: str(v) for k, v in files.items()}, "t5": str(t5)}
 
+    def with_stage_vae(self, model, cfg=None):
+        """``model`` with the vae stage's final VAE (:func:`_with_vae`)."""
+        return _with_vae(model, cfg or self.demo_config(), self.stage_dir("vae") / "vae.safetensors")
+
     def stage_export(self) -> dict:
         """Write the shipped layout under ``DIR/export/`` from what the earlier stages produced.
 
@@ -412,7 +479,7 @@ class Recipe:
             if not src.is_file():
                 out["missing"].append(f"{key}: {src} (stage '{stage}' has not run)")
                 continue
-            m = load_model(src, dtype=torch.float32)
+            m = self.with_stage_vae(load_model(src, dtype=torch.float32), cfg)
             dst = root / SHIPPED_LAYOUT[key]
             save_model(m, dst, dtype=torch.float16, role=role)
             WeightSource(dst)  # re-open: fails loudly on a broken write
@@ -423,6 +490,31 @@ class Recipe:
                          "written_bytes": sum(f["bytes"] for f in out["files"].values())}
         _write_json(root / "export.json", out)
         return out
+
+
+_VAE_PREFIXES = ("pretransform.model.", "conditioner.conditioners.audio_prompt.pretransform.model.")
+
+
+@torch.no_grad()
+def _with_vae(model, cfg, vae_path: Path):
+    """``model``'s networks in the architecture of ``cfg`` with the VAE of ``vae_path`` in both of its
+    copies (a phase-2 decoder may differ in width from the one the model was trained with).  The
+    encoder must be the model's own, bit for bit: the latents it was trained on stay exactly the same."""
+    from .build import build_demo_model
+    out = build_demo_model(cfg, vae_path=vae_path)
+    own, new = model.state_dict(), out.state_dict()
+    is_vae = lambda k: k.startswith(_VAE_PREFIXES)  # noqa: E731
+    rest_own, rest_new = {k for k in own if not is_vae(k)}, {k for k in new if not is_vae(k)}
+    if rest_own != rest_new:
+        diff = sorted(rest_own ^ rest_new)
+        raise CheckpointError(f"the model does not fit the demo config ({len(diff)} tensors differ, e.g. {diff[0]})")
+    for k in new:
+        if is_vae(k) and ".encoder." in k and not (k in own and own[k].shape == new[k].shape
+                                                      and torch.equal(own[k].float(), new[k].float())):
+            raise CheckpointError(f"{vae_path}: its encoder is not the one the model was trained with ({k}); "
+                                  "only the decoder may change after the data stage")
+    out.load_state_dict({**new, **{k: own[k] for k in rest_own}}, strict=True)
+    return out
 
 
 @torch.no_grad()
