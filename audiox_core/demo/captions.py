@@ -119,6 +119,31 @@ def caption_canonical(spec: SceneSpec) -> str:
     return s
 
 
+def events_for_caption(text: str, cfg: WorldConfig = DEFAULT_CONFIG) -> list[tuple[str, str | None]]:
+    """The ``(category, pitch)`` sequence, in time order, of the event scene whose canonical caption
+    (:func:`caption_canonical`, no background noise) is exactly ``text``: up to three runs of
+    1–4 events each, at most 4 events.  Raises :class:`InputError` when no scene reads that way."""
+    from itertools import product
+
+    from ..errors import InputError
+    from .world import CATEGORIES, UNPITCHED, SoundEvent
+
+    pitches = [n for n, _ in cfg.pitch_centers]
+    types = list(dict.fromkeys((c, None) if c in UNPITCHED else (c, p) for c in CATEGORIES for p in pitches))
+    for n_runs in (1, 2, 3):
+        for runs in product(types, repeat=n_runs):
+            if any(a == b for a, b in zip(runs, runs[1:])):
+                continue  # neighbouring runs of one type are one run
+            for counts in product(range(1, 5), repeat=n_runs):
+                if sum(counts) > 4:
+                    continue
+                seq = [t for t, k in zip(runs, counts) for _ in range(k)]
+                events = tuple(SoundEvent(c, p, None, 0.2 + 0.5 * i, 0.2, 0.8, 0.0) for i, (c, p) in enumerate(seq))
+                if caption_canonical(SceneSpec("event", cfg.duration, events)) == text:
+                    return seq
+    raise InputError(f"no demo-world event scene has the canonical caption {text!r}")
+
+
 def caption(spec: SceneSpec, rng: np.random.Generator) -> str:
     """A randomly worded caption expressing the same attributes as the canonical one."""
     if spec.kind == "music":

@@ -98,7 +98,7 @@ from .world import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CONFIGS", "TASKS", "METRICS", "QualityItems", "quality_items", "heldout_report", "score",
+__all__ = ["CONFIGS", "TASKS", "METRICS", "QualityItems", "quality_items", "heldout_report", "score", "score_caption",
            "ground_truth_rows", "vae_rows", "validation_failures", "run_model", "run_quality", "format_table",
            "check_targets", "load_demo_models", "VALIDATION_TARGET"]
 
@@ -362,6 +362,18 @@ def _event_completion_scores(audio, sr: int, spec: SceneSpec, join: float, world
     return {"after_category": float({d.category for d in after} == {e.category for e in true}),
             "after_count": float(len(after) == len(true)),
             "same_types": float(bool(after) and {(d.category, d.pitch) for d in after} <= before)}
+
+
+def score_caption(audio, sr: int, text: str, world: WorldConfig = DEFAULT_CONFIG) -> Dict[str, Any]:
+    """A clip against a free-standing event prompt (no scene behind it, e.g. the main job's): the
+    scene is the one whose canonical caption is ``text`` (:func:`captions.events_for_caption`);
+    ``category`` / ``count`` / ``order`` as in :func:`score` (onsets are not part of a caption),
+    plus the ``expected`` and ``detected`` (category, pitch) sequences."""
+    expected = captions.events_for_caption(text, world)
+    got = [(d.category, d.pitch) for d in detectors.analyse_events(audio, sr, world)]
+    return {"category": float({c for c, _ in got} == {c for c, _ in expected}),
+            "count": float(len(got) == len(expected)), "order": float(got == expected),
+            "expected": expected, "detected": got}
 
 
 def score(item: Item, audio, sr: int, *, raw=None, vae_ref=None, keep_mask: Optional[np.ndarray] = None,
