@@ -96,7 +96,9 @@ def test_vae_stage_second_phase_and_export_swap(tmp_path):
     assert torch.equal(WeightSource(d / "vae.safetensors").read("decoder.layers.0.weight_v"), before)
 
     scale = rep["latent_scale"]
-    narrow = build_demo_model(demo_config(DEMO_SIZES, vae_scale=scale), vae_path=d / "vae_phase1.safetensors", seed=5)
+    phase1_sizes = DEMO_SIZES.with_(vae_decoder_channels=None, vae_decoder_c_mults=None)
+    narrow = build_demo_model(demo_config(phase1_sizes, vae_scale=scale), vae_path=d / "vae_phase1.safetensors",
+                              seed=5)
     swapped = r.with_stage_vae(narrow)
     sd, nd = swapped.state_dict(), narrow.state_dict()
     assert swapped.config.vae.dec_channels == 16
