@@ -112,3 +112,7 @@ def test_vae_stage_second_phase_and_export_swap(tmp_path):
         narrow.pretransform.model.encoder.layers[0].bias.add_(1e-3)
     with pytest.raises(CheckpointError, match="encoder is not the one"):
         r.with_stage_vae(narrow)
+    # a decoder of its own needs the decoder phase
+    from audiox_core.errors import ConfigError
+    with pytest.raises(ConfigError, match="vae_decoder_steps is 0"):
+        Recipe(tmp_path / "run2", dataclasses.replace(cfg, vae_decoder_steps=0)).stage_vae()

@@ -426,3 +426,27 @@ def test_init_from_a_narrower_vae(tmp_path):
                                  latent_dim=4, downsampling_ratio=8), small_cfg(), sine_source)
     with pytest.raises(CheckpointError, match="do not fit this encoder"):
         other.init_from(src)
+
+
+def test_latent_noise_reaches_the_decoder_only_when_asked():
+    """latent_noise > 0: each item's decoder input is the posterior sample plus noise of a level up
+    to latent_noise × the batch's latent std; 0 (default) draws nothing more (same sample as before)."""
+    from audiox_core.models.vae import VAEBottleneck
+
+    x = sine_source(0, 3)
+    seen = []
+    zs = {}
+    for noise in (0.0, 0.5):
+        tr = VAETrainer(TINY, small_cfg(latent_noise=noise), sine_source)
+        h = tr.model.decoder.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().clone()))
+        tr.losses(x, torch.Generator().manual_seed(11))
+        h.remove()
+        zs[noise] = seen.pop()
+    with torch.no_grad():
+        mean, std = VAEBottleneck.moments(tr.model.encoder(x).float())
+    eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(11))
+    assert torch.equal(zs[0.0], mean + std * eps)
+    extra = (zs[0.5] - zs[0.0]).flatten(1).std(dim=1)
+    assert torch.all(extra > 0) and torch.all(extra < 0.5 * mean.std() * 1.5)
+    with pytest.raises(ConfigError, match="latent_noise"):
+        small_cfg(latent_noise=-1.0)

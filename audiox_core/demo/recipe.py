@@ -62,7 +62,7 @@ from typing import Any, Callable, Dict, Optional
 
 import torch
 
-from ..errors import AudioXError, CheckpointError, InputError
+from ..errors import AudioXError, CheckpointError, ConfigError, InputError
 from .world import DEFAULT_CONFIG, WorldConfig, make_dataset, render_audio
 from .model_config import DEMO_SIZES, SHIPPED_LAYOUT, DemoSizes, demo_config
 
@@ -92,6 +92,7 @@ class RecipeConfig:
     vae_decoder_lr: float = 1e-3
     vae_decoder_adv_weight: float = 0.1
     vae_decoder_fm_weight: float = 5.0
+    vae_decoder_latent_noise: float = 0.0  # VAETrainConfig.latent_noise of phase 2
     vae_eval_event: int = 40
     vae_eval_music: int = 40
     vae_scale_clips: int = 64
@@ -206,6 +207,10 @@ class Recipe:
         from .model_config import demo_vae_config
 
         c = self.cfg
+        if c.vae_decoder_steps <= 0 and demo_vae_config(c.sizes) != demo_vae_config(c.sizes, own_decoder=False):
+            raise ConfigError(f"the recipe's sizes give the VAE decoder widths of its own (vae_decoder_channels "
+                              f"{c.sizes.vae_decoder_channels}, vae_decoder_c_mults {c.sizes.vae_decoder_c_mults}), "
+                              "which only the decoder phase trains, but vae_decoder_steps is 0")
         d = self.stage_dir("vae")
         phase1 = d / "vae_phase1.safetensors"
         result: Dict[str, Any] = {}
@@ -227,6 +232,7 @@ class Recipe:
                                 lr=c.vae_decoder_lr, warmup=min(50, c.vae_decoder_steps), train_encoder=False,
                                 adv_weight=c.vae_decoder_adv_weight, fm_weight=c.vae_decoder_fm_weight,
                                 disc_start=c.vae_decoder_plain_steps, seed=c.seed + 1,
+                                latent_noise=c.vae_decoder_latent_noise,
                                 scale_bias_init=None, init="unit_gain")
             fresh: list = []
             tr = self._vae_trainer(d / "decoder_trainer.pt", tc, lambda: demo_vae_config(c.sizes), init=phase1,

@@ -158,6 +158,7 @@ class VAETrainConfig:
     disc_sizes: Tuple[int, ...] = (1024, 512, 256)  # FFT sizes of the STFT sub-discriminators
     disc_filters: int = 8  # conv channels of each sub-discriminator (16: ~6× the FLOPs of a plain step)
     train_encoder: bool = True  # False: the encoder is frozen (its latents stay exactly as they are), decoder only
+    latent_noise: float = 0.0  # > 0: the decoder also sees latents off the encoder's manifold, as generated ones are
 
     @property
     def adversarial(self) -> bool:
@@ -174,7 +175,7 @@ class VAETrainConfig:
             raise ConfigError("VAETrainConfig: stft_sizes is empty")
         self.betas = tuple(self.betas)
         self.stft_sizes = tuple(int(s) for s in self.stft_sizes)
-        for name in ("adv_weight", "fm_weight"):
+        for name in ("adv_weight", "fm_weight", "latent_noise"):
             _check_field(name, getattr(self, name), lambda v: _finite(v) and v >= 0, "a finite number ≥ 0")
         _check_field("disc_start", self.disc_start, lambda v: isinstance(v, int) and v >= 0, "an integer step ≥ 0")
         _check_field("disc_lr", self.disc_lr, lambda v: _finite(v) and v > 0, "a finite number > 0")
@@ -430,7 +431,13 @@ class VAETrainer:
             mean, std = VAEBottleneck.moments(h.float())
             eps = torch.randn(mean.shape, generator=generator, device=mean.device) if generator is not None \
                 else torch.randn_like(mean)
-            y = self.model.decoder(mean + std * eps)
+            z = mean + std * eps
+            if c.latent_noise > 0:  # per item: noise of a random level up to latent_noise × the batch's latent std
+                level = torch.rand(z.shape[0], 1, 1, generator=generator, device=z.device) * c.latent_noise
+                noise = torch.randn(z.shape, generator=generator, device=z.device) if generator is not None \
+                    else torch.randn_like(z)
+                z = z + level * mean.detach().std() * noise
+            y = self.model.decoder(z)
         y = y.float()
         if y.shape != x.shape:
             raise InputError(f"VAE training: the decoder returned {tuple(y.shape)} for input {tuple(x.shape)} "
