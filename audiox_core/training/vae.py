@@ -91,6 +91,17 @@ Mechanics
 * ``callback(step, total, info)`` after every step with ``info = {"loss", "stft", "l1", "kl",
   "lr"}`` (plus ``"adv", "fm", "disc"`` when a discriminator is used); raising :class:`~audiox_core.errors.Interrupted` (or anything) stops after saving.
 
+Decoder-only training (the demo recipe's second VAE phase)
+
+* ``train_encoder = False`` freezes the encoder: the optimizer gets the decoder's parameters
+  only, so every latent (and the latent scale fixed from them) stays bit for bit what it was.
+* :meth:`VAETrainer.init_from` starts from another VAE's weights before the first step: every
+  tensor with the same name and shape is copied (a decoder with wider full-rate levels keeps the
+  low-rate blocks it shares with the narrower one); the encoder must fit whole.
+* ``latent_noise`` > 0 adds, per item, Gaussian noise of a level drawn in ``[0, latent_noise]``
+  times the batch's latent std to the decoder's input: a decoder trained on encoder latents
+  only never sees latents off that manifold, which is what a generator produces.
+
 Export: :meth:`VAETrainer.export` writes the bare autoencoder (never the discriminator) (keys ``encoder.*`` / ``decoder.*``,
 the layout of the released ``VAE.ckpt``) as ``.safetensors`` with the :class:`VAEConfig` in the
 metadata; :func:`audiox_core.checkpoint.load_vae` reads it.  :func:`reconstruction_metrics`
