@@ -210,6 +210,8 @@ def table(results) -> str:
         lines.append(f"{r['row']} ({r['compile_backend']}): warm-up incl. compilation "
                      f"{r['turbo_warmup_s']:.1f} s (Turbo), "
                      f"{r['base_warmup_s']:.1f} s (Base)")
+        if r["row"] == "bf16+loop":
+            lines.append("bf16+loop: the whole-loop graph is Turbo's only; its Base-50 columns are plain bf16 (eager)")
     return "\n".join(lines)
 
 

@@ -46,6 +46,7 @@ def test_bench_gpu_tiny_table(tmp_path):
         assert 0.05 < t_mem <= b_mem < 64       # CPU: peak RSS of the row's own process, in GiB
     assert "bf16+compile (aot_eager): warm-up incl. compilation" in text
     assert "bf16+loop (aot_eager): warm-up incl. compilation" in text
+    assert "its Base-50 columns are plain bf16 (eager)" in text
     p = results["partial"]["partial_load"]  # half of the backbone by default: some layers on, some copied
     assert p["layers_on_device"] > 0 and p["layers_cast"] > 0
     assert re.search(rf"partial: {NUM} GiB of the backbone on the device \({p['layers_on_device']} layers\), "
