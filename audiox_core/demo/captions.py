@@ -121,27 +121,20 @@ def caption_canonical(spec: SceneSpec) -> str:
 
 def events_for_caption(text: str, cfg: WorldConfig = DEFAULT_CONFIG) -> list[tuple[str, str | None]]:
     """The ``(category, pitch)`` sequence, in time order, of the event scene whose canonical caption
-    (:func:`caption_canonical`, no background noise) is exactly ``text``: up to three runs of
-    1–4 events each, at most 4 events.  Raises :class:`InputError` when no scene reads that way."""
-    from itertools import product
-
+    (:func:`caption_canonical`, no background noise) is exactly ``text``: each ``", then "`` part
+    must be the canonical phrase of one run (1–4 events of one type, a type other than its
+    neighbour's).  Raises :class:`InputError` when no scene reads that way."""
     from ..errors import InputError
-    from .world import CATEGORIES, UNPITCHED, SoundEvent
+    from .world import CATEGORIES, UNPITCHED
 
     pitches = [n for n, _ in cfg.pitch_centers]
-    types = list(dict.fromkeys((c, None) if c in UNPITCHED else (c, p) for c in CATEGORIES for p in pitches))
-    for n_runs in (1, 2, 3):
-        for runs in product(types, repeat=n_runs):
-            if any(a == b for a, b in zip(runs, runs[1:])):
-                continue  # neighbouring runs of one type are one run
-            for counts in product(range(1, 5), repeat=n_runs):
-                if sum(counts) > 4:
-                    continue
-                seq = [t for t, k in zip(runs, counts) for _ in range(k)]
-                events = tuple(SoundEvent(c, p, None, 0.2 + 0.5 * i, 0.2, 0.8, 0.0) for i, (c, p) in enumerate(seq))
-                if caption_canonical(SceneSpec("event", cfg.duration, events)) == text:
-                    return seq
-    raise InputError(f"no demo-world event scene has the canonical caption {text!r}")
+    runs = {_run_phrase(k, c, p, None): (k, (c, p))
+            for c in CATEGORIES for p in ([None] if c in UNPITCHED else pitches) for k in range(1, 5)}
+    parsed = [runs.get(part) for part in text.split(", then ")]
+    types = [r[1] for r in parsed if r is not None]
+    if None in parsed or any(a == b for a, b in zip(types, types[1:])):
+        raise InputError(f"no demo-world event scene has the canonical caption {text!r}")
+    return [t for k, t in parsed for _ in range(k)]
 
 
 def caption(spec: SceneSpec, rng: np.random.Generator) -> str:

@@ -93,7 +93,7 @@ from ..errors import AudioXError, CheckpointError, InputError
 from . import captions
 from . import detectors
 from .world import (
-    DEFAULT_CONFIG, NOTE_NAMES, SCALES, SceneSpec, WorldConfig, combo_key, completion_keep,
+    DEFAULT_CONFIG, NOTE_NAMES, SCALES, SceneSpec, SoundEvent, WorldConfig, combo_key, completion_keep,
     is_heldout, make_dataset, render_audio, render_image, render_video, sample_inpaint_range)
 
 log = logging.getLogger(__name__)
@@ -367,13 +367,14 @@ def _event_completion_scores(audio, sr: int, spec: SceneSpec, join: float, world
 def score_caption(audio, sr: int, text: str, world: WorldConfig = DEFAULT_CONFIG) -> Dict[str, Any]:
     """A clip against a free-standing event prompt (no scene behind it, e.g. the main job's): the
     scene is the one whose canonical caption is ``text`` (:func:`captions.events_for_caption`);
-    ``category`` / ``count`` / ``order`` as in :func:`score` (onsets are not part of a caption),
+    ``category`` / ``count`` / ``order`` of :func:`score` (onsets are not part of a caption),
     plus the ``expected`` and ``detected`` (category, pitch) sequences."""
     expected = captions.events_for_caption(text, world)
-    got = [(d.category, d.pitch) for d in detectors.analyse_events(audio, sr, world)]
-    return {"category": float({c for c, _ in got} == {c for c, _ in expected}),
-            "count": float(len(got) == len(expected)), "order": float(got == expected),
-            "expected": expected, "detected": got}
+    spec = SceneSpec("event", world.duration, tuple(SoundEvent(c, p, None, 0.0, 0.0, 0.0, 0.0) for c, p in expected))
+    det = detectors.analyse_events(audio, sr, world)
+    s = _event_scores(det, spec)
+    return {"category": s["category"], "count": s["count"], "order": s["order"], "expected": expected,
+            "detected": [(d.category, d.pitch) for d in det]}
 
 
 def score(item: Item, audio, sr: int, *, raw=None, vae_ref=None, keep_mask: Optional[np.ndarray] = None,

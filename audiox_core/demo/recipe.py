@@ -56,7 +56,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
@@ -221,29 +221,26 @@ class Recipe:
             tc = VAETrainConfig(steps=c.vae_steps, batch_size=c.vae_batch, segment=c.vae_segment, lr=c.vae_lr,
                                 stft_floor=c.vae_stft_floor, adv_weight=c.vae_adv_weight, fm_weight=c.vae_fm_weight,
                                 disc_start=c.vae_disc_start, seed=c.seed)
-            tr = self._vae_trainer(d / "trainer.pt", tc, lambda: demo_vae_config(c.sizes, own_decoder=False))
+            tr, _ = self._vae_trainer(d / "trainer.pt", tc, demo_vae_config(c.sizes, own_decoder=False))
             result.update(self._train_vae(tr, "vae", c.vae_steps))
             scale = _latent_scale(tr.pretransform(), self.world, c.seed, c.vae_scale_clips)
             tr.export(phase1, extra_metadata={"latent_scale": scale})
-        final = phase1
+        vae_file = d / "vae.safetensors"
         if c.vae_decoder_steps > 0:
-            final = d / "vae_decoder.safetensors"
             tc = VAETrainConfig(steps=c.vae_decoder_steps, batch_size=c.vae_batch, segment=c.vae_segment,
                                 lr=c.vae_decoder_lr, warmup=min(50, c.vae_decoder_steps), train_encoder=False,
                                 adv_weight=c.vae_decoder_adv_weight, fm_weight=c.vae_decoder_fm_weight,
                                 disc_start=c.vae_decoder_plain_steps, seed=c.seed + 1,
                                 latent_noise=c.vae_decoder_latent_noise,
                                 scale_bias_init=None, init="unit_gain")
-            fresh: list = []
-            tr = self._vae_trainer(d / "decoder_trainer.pt", tc, lambda: demo_vae_config(c.sizes), init=phase1,
-                                   fresh=fresh)
+            tr, fresh = self._vae_trainer(d / "decoder_trainer.pt", tc, demo_vae_config(c.sizes), init=phase1)
             result["decoder"] = {**self._train_vae(tr, "vae decoder", c.vae_decoder_steps),
-                                 "fresh_tensors": len(fresh)}
-            tr.export(final, extra_metadata={"latent_scale": scale})
-        vae_file = d / "vae.safetensors"
-        tmp = vae_file.with_suffix(".tmp")
-        shutil.copyfile(final, tmp)
-        os.replace(tmp, vae_file)
+                                 "fresh_tensors": None if fresh is None else len(fresh)}  # None: resumed
+            tr.export(vae_file, extra_metadata={"latent_scale": scale})
+        else:
+            tmp = vae_file.with_suffix(".tmp")
+            shutil.copyfile(phase1, tmp)
+            os.replace(tmp, vae_file)
         pt = load_vae(vae_file)
         rep = vae_roundtrip_report(pt, n_event=c.vae_eval_event, n_music=c.vae_eval_music, world=self.world)
         result.update({"latent_scale": scale, "roundtrip": rep, "file": str(vae_file),
@@ -254,8 +251,9 @@ class Recipe:
             out["decoder"] = {k: v for k, v in out["decoder"].items() if k != "curve"}
         return out
 
-    def _vae_trainer(self, ckpt: Path, tc, vae_config: Callable, *, init: Optional[Path] = None,
-                     fresh: Optional[list] = None):
+    def _vae_trainer(self, ckpt: Path, tc, vae_config, *, init: Optional[Path] = None):
+        """``(trainer, names left at their init)``: resumed from ``ckpt`` (then ``(trainer, None)``),
+        else new with ``vae_config``, started from the weights of the VAE file ``init`` that fit."""
         from ..training.vae import VAETrainer
         from ..weights import WeightSource
         from .dataset import WorldAudioSource
@@ -263,14 +261,12 @@ class Recipe:
         if ckpt.is_file():
             tr = VAETrainer.resume(ckpt, source, train_config=tc)
             self.echo(f"[vae] resuming {ckpt.name} at step {tr.step}")
-            return tr
-        tr = VAETrainer(vae_config(), tc, source, checkpoint_path=ckpt)
-        if init is not None:
-            src = WeightSource(init)
-            left = tr.init_from({k: src.read(k).float() for k in src.keys()})
-            if fresh is not None:
-                fresh.extend(left)
-        return tr
+            return tr, None
+        tr = VAETrainer(vae_config, tc, source, checkpoint_path=ckpt)
+        if init is None:
+            return tr, []
+        src = WeightSource(init)
+        return tr, tr.init_from({k: src.read(k).float() for k in src.keys()})
 
     def _train_vae(self, tr, label: str, steps: int) -> dict:
         every = max(1, steps // 40)
@@ -509,13 +505,13 @@ def _with_vae(model, cfg, vae_path: Path):
     from .build import build_demo_model
     out = build_demo_model(cfg, vae_path=vae_path)
     own, new = model.state_dict(), out.state_dict()
-    is_vae = lambda k: k.startswith(_VAE_PREFIXES)  # noqa: E731
-    rest_own, rest_new = {k for k in own if not is_vae(k)}, {k for k in new if not is_vae(k)}
+    rest_own = {k for k in own if not k.startswith(_VAE_PREFIXES)}
+    rest_new = {k for k in new if not k.startswith(_VAE_PREFIXES)}
     if rest_own != rest_new:
         diff = sorted(rest_own ^ rest_new)
         raise CheckpointError(f"the model does not fit the demo config ({len(diff)} tensors differ, e.g. {diff[0]})")
     for k in new:
-        if is_vae(k) and ".encoder." in k and not (k in own and own[k].shape == new[k].shape
+        if k.startswith(_VAE_PREFIXES) and ".encoder." in k and not (k in own and own[k].shape == new[k].shape
                                                       and torch.equal(own[k].float(), new[k].float())):
             raise CheckpointError(f"{vae_path}: its encoder is not the one the model was trained with ({k}); "
                                   "only the decoder may change after the data stage")

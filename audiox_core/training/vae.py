@@ -445,9 +445,7 @@ class VAETrainer:
             z = mean + std * eps
             if c.latent_noise > 0:  # per item: noise of a random level up to latent_noise × the batch's latent std
                 level = torch.rand(z.shape[0], 1, 1, generator=generator, device=z.device) * c.latent_noise
-                noise = torch.randn(z.shape, generator=generator, device=z.device) if generator is not None \
-                    else torch.randn_like(z)
-                z = z + level * mean.detach().std() * noise
+                z = z + level * mean.detach().std() * torch.randn(z.shape, generator=generator, device=z.device)
             y = self.model.decoder(z)
         y = y.float()
         if y.shape != x.shape:
