@@ -116,3 +116,26 @@ def test_vae_stage_second_phase_and_export_swap(tmp_path):
     from audiox_core.errors import ConfigError
     with pytest.raises(ConfigError, match="vae_decoder_steps is 0"):
         Recipe(tmp_path / "run2", dataclasses.replace(cfg, vae_decoder_steps=0)).stage_vae()
+
+
+def test_vae_stage_phase1_with_the_decoder_of_its_own(tmp_path):
+    """vae_phase1_own_decoder: phase 1 trains the whole VAE with the decoder widths of ``sizes``
+    (the encoder learns its latents against that decoder); with the decoder phase off, the final
+    VAE is phase 1's file, bit for bit, with those widths."""
+    import torch
+    from audiox_core.checkpoint import load_vae
+    from audiox_core.demo.model_config import DEMO_SIZES
+    from audiox_core.demo.recipe import Recipe, RecipeConfig
+    from audiox_core.weights import WeightSource
+
+    sizes = DEMO_SIZES.with_(vae_decoder_channels=16, vae_decoder_c_mults=(1, 2, 4, 8))
+    cfg = dataclasses.replace(RecipeConfig.quick(), sizes=sizes, vae_decoder_steps=0, vae_phase1_own_decoder=True)
+    Recipe(tmp_path / "run", cfg).run(("vae",))
+    d = tmp_path / "run" / "vae"
+    rep = json.loads((d / "report.json").read_text())
+    assert rep["steps"] == 6 and "decoder" not in rep and rep["decoder_from"] == "phase 1"
+    final = load_vae(d / "vae.safetensors")
+    assert (final.model.cfg.dec_channels, final.model.cfg.dec_c_mults) == (16, (1, 2, 4, 8))
+    assert (final.model.cfg.channels, final.model.cfg.c_mults) == (DEMO_SIZES.vae_channels, DEMO_SIZES.vae_c_mults)
+    a, b = WeightSource(d / "vae.safetensors"), WeightSource(d / "vae_phase1.safetensors")
+    assert set(a.keys()) == set(b.keys()) and all(torch.equal(a.read(k), b.read(k)) for k in a.keys())

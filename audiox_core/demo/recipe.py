@@ -86,6 +86,9 @@ class RecipeConfig:
     vae_adv_weight: float = 0.0  # > 0: train against an STFT discriminator (training.vae "Adversarial terms")
     vae_fm_weight: float = 0.0  # discriminator feature-matching weight (> 0 also trains the discriminator)
     vae_disc_start: int = 0  # VAE step from which the discriminator and its terms are used
+    # True: phase 1 trains the decoder of `sizes` (its own widths) with the encoder, from scratch; then
+    # the latents are learnt against that decoder, and phase 2 may be off (vae_decoder_steps 0)
+    vae_phase1_own_decoder: bool = False
     # phase 2 (stage_vae): the decoder of `sizes` on the frozen phase-1 encoder (0 steps: off)
     vae_decoder_steps: int = 1600
     vae_decoder_plain_steps: int = 800  # the first steps without the discriminator
@@ -207,10 +210,11 @@ class Recipe:
         from .model_config import demo_vae_config
 
         c = self.cfg
-        if c.vae_decoder_steps <= 0 and demo_vae_config(c.sizes) != demo_vae_config(c.sizes, own_decoder=False):
+        if (c.vae_decoder_steps <= 0 and not c.vae_phase1_own_decoder
+                and demo_vae_config(c.sizes) != demo_vae_config(c.sizes, own_decoder=False)):
             raise ConfigError(f"the recipe's sizes give the VAE decoder widths of its own (vae_decoder_channels "
                               f"{c.sizes.vae_decoder_channels}, vae_decoder_c_mults {c.sizes.vae_decoder_c_mults}), "
-                              "which only the decoder phase trains, but vae_decoder_steps is 0")
+                              "which neither phase trains: vae_decoder_steps is 0 and vae_phase1_own_decoder off")
         d = self.stage_dir("vae")
         phase1 = d / "vae_phase1.safetensors"
         result: Dict[str, Any] = {}
@@ -221,7 +225,8 @@ class Recipe:
             tc = VAETrainConfig(steps=c.vae_steps, batch_size=c.vae_batch, segment=c.vae_segment, lr=c.vae_lr,
                                 stft_floor=c.vae_stft_floor, adv_weight=c.vae_adv_weight, fm_weight=c.vae_fm_weight,
                                 disc_start=c.vae_disc_start, seed=c.seed)
-            tr, _ = self._vae_trainer(d / "trainer.pt", tc, demo_vae_config(c.sizes, own_decoder=False))
+            tr, _ = self._vae_trainer(d / "trainer.pt", tc,
+                                      demo_vae_config(c.sizes, own_decoder=c.vae_phase1_own_decoder))
             result.update(self._train_vae(tr, "vae", c.vae_steps))
             scale = _latent_scale(tr.pretransform(), self.world, c.seed, c.vae_scale_clips)
             tr.export(phase1, extra_metadata={"latent_scale": scale})
