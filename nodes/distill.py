@@ -19,8 +19,7 @@ DISTILL_REQUIRED_INPUTS = {
     "dataset": socket_input(DATASET, "Items prepared for the teacher (AudioX Dataset)."),
     "output_name": string_input("audiox_turbo_student", "File name of the student in models/audiox (without "
                                 ".safetensors). An existing file of that name is replaced."),
-    "steps": int_input(2000, 1, 1_000_000, "Updates in total (5 student updates per fake + discriminator update, as "
-                       "the official).", step=1),
+    "steps": int_input(2000, 1, 1_000_000, "Updates in total, student and critic (see schedule).", step=1),
     "mode": choice_input(session.DISTILL_MODES, "lora", "lora: student and fake are LoRAs on the shared, frozen "
                          "teacher (one model in memory). full: trainable copies of the backbone and MAF (3× the "
                          "memory)."),
@@ -43,6 +42,8 @@ DISTILL_OPTIONAL_INPUTS = {
     "preview_every": int_input(0, 0, 1_000_000, "Every this many steps, generate one clip with the student so far (the "
                                "first item's conditions, its own few-step sampler, seed 0) and play it in the node's "
                                "live view. 0: off.", step=1),
+    "schedule": choice_input(tuple(session.DISTILL_SCHEDULES), "official", "official: 5 student updates per "
+                             "critic update, GAN weight 1. critic-heavy: 1 : 5, GAN weight 10 (the demo recipe)."),
 }
 
 
@@ -74,7 +75,8 @@ class AudioXDistill(OutputNameCheck):
     @node_function
     def distill(self, model, dataset, output_name="audiox_turbo_student", steps=2000, mode="lora", lora_rank=64,
                 learning_rate=1e-5, guidance=6.0, student_steps=4, gan=True, precision="auto",
-                gradient_checkpointing=True, seed=0, resume=True, save_every=250, preview_every=0, unique_id=None):
+                gradient_checkpointing=True, seed=0, resume=True, save_every=250, preview_every=0, schedule="official",
+                unique_id=None):
         node = self.DISPLAY_NAME
         name, m, ds = self._checked(model, dataset, output_name=output_name, learning_rate=learning_rate,
                                     guidance=guidance)
@@ -86,7 +88,7 @@ class AudioXDistill(OutputNameCheck):
             cfg = session.distill_config(name, steps=steps, learning_rate=learning_rate, student_steps=student_steps,
                                          guidance=guidance, gan=gan, mode=mode, lora_rank=lora_rank,
                                          precision=run_precision(precision), seed=seed, save_every=save_every,
-                                         gradient_checkpointing=gradient_checkpointing)
+                                         gradient_checkpointing=gradient_checkpointing, schedule=schedule)
         weights_dtype = next(m.model.backbone.parameters()).dtype
         distiller, start, seconds = run_training(
             node, m, lambda: Distiller(m.model, ds.data, cfg, out_dir=run_dir), run_dir=run_dir,

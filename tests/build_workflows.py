@@ -572,7 +572,9 @@ def _generate_with_lora(g):
        "Loader) and goes straight to AudioX Turbo Sampler; the teacher renders the same prompt with AudioX "
        "Sampler for comparison. The defaults (1000 updates, no gradient checkpointing: the demo model is small) "
        "take about five minutes on two CPU cores; the node shows steps/s and the time left from the first update "
-       "on. With resume on, raising steps and queueing again continues from the last checkpoint; Cancel saves one.")
+       "on. With resume on, raising steps and queueing again continues from the last checkpoint; Cancel saves one. "
+       "schedule critic-heavy (1 student : 5 critic updates, GAN weight 10) is the schedule the demo's own "
+       "student was distilled with (docs/TRAINING.md).")
 def _distillation(g):
     model, t5 = loaders(g, DEMO_BASE)
     ds = dataset(g, model, t5)

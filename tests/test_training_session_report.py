@@ -62,6 +62,22 @@ def test_distill_config_draws_the_student_steps_uniformly():
     assert cfg.name == "b" and cfg.timestep_probs == (0.25, 0.25, 0.25, 0.25) and cfg.student_steps == 4
 
 
+def test_distill_config_schedules():
+    """The named update schedules reach the DistillConfig (official by default: 5 student updates
+    per critic update, GAN weight 1); an unknown name is refused naming ``schedule``."""
+    kw = dict(steps=12, learning_rate=1e-5, student_steps=4, guidance=6.0, gan=True, mode="full", lora_rank=8,
+              precision="fp32", gradient_checkpointing=False, seed=0, save_every=0)
+    official = session.distill_config("a", **kw)
+    heavy = session.distill_config("a", **kw, schedule="critic-heavy")
+    assert (official.update_ratio, official.fake_updates, official.gan_weight) == (5, 1, 1.0)
+    assert (heavy.update_ratio, heavy.fake_updates, heavy.gan_weight) == (1, 5, 10.0)
+    # 12 steps: 10 student updates of 12 with 5 : 1, 2 with 1 : 5
+    assert sum(official.is_student_step(s) for s in range(1, 13)) == 10
+    assert sum(heavy.is_student_step(s) for s in range(1, 13)) == 2
+    field, message = field_of(session.distill_config, "a", **kw, schedule="fast")
+    assert field == "schedule" and "official" in message and "critic-heavy" in message
+
+
 # ------------------------------------------------------------------ inputs a run is refused for
 def test_run_input_checks_name_their_field():
     turbo, v_model = tiny.make_tiny_model("audiox_turbo", seed=0), tiny.make_tiny_model("audiox", seed=0)

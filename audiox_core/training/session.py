@@ -286,6 +286,15 @@ def _publish_partial(runner, src: Path, dst: Path) -> None:
 _OUTPUT_NAME = re.compile(r"[A-Za-z0-9_.\- ]+(/[A-Za-z0-9_.\- ]+)*")
 LORA_TARGETS = ("all", "attention", "feed-forward")
 DISTILL_MODES = ("lora", "full")
+#: Update schedules of a distillation, by name: student updates per cycle (``update_ratio``),
+#: fake + discriminator updates per cycle (``fake_updates``) and the GAN term's weight.
+#: ``official``: the AudioX-Turbo trainer.  ``critic-heavy``: the demo recipe's (docs/TRAINING.md,
+#: "Why the demo's Turbo student falls behind its teacher": with 5 : 1 the fake cannot track the
+#: student of a small model in a short run, and a GAN at weight 1 is too weak to keep its events).
+DISTILL_SCHEDULES = {
+    "official": {"update_ratio": 5, "fake_updates": 1, "gan_weight": 1.0},
+    "critic-heavy": {"update_ratio": 1, "fake_updates": 5, "gan_weight": 10.0},
+}
 
 
 def check_output_name(value) -> str:
@@ -361,13 +370,17 @@ def lora_config(name: str, *, steps: int, learning_rate: float, rank: int, alpha
 
 
 def distill_config(name: str, *, steps: int, learning_rate: float, student_steps: int, guidance: float, gan: bool,
-                   mode: str, lora_rank: int, precision: str, gradient_checkpointing: bool, seed: int, save_every: int):
+                   mode: str, lora_rank: int, precision: str, gradient_checkpointing: bool, seed: int, save_every: int,
+                   schedule: str = "official"):
     """The :class:`~.distill.DistillConfig` of a distillation from a front end's settings: each of
-    the ``student_steps`` timesteps drawn equally often (official), the seed folded into 62 bits,
-    the run's files named after the last part of ``name``."""
+    the ``student_steps`` timesteps drawn equally often (official), the update schedule of
+    :data:`DISTILL_SCHEDULES` named ``schedule`` (else :class:`FieldError` naming it), the seed
+    folded into 62 bits, the run's files named after the last part of ``name``."""
     from .distill import DistillConfig
+    if schedule not in DISTILL_SCHEDULES:
+        raise FieldError("schedule", f"must be one of {', '.join(DISTILL_SCHEDULES)}, got {schedule!r}")
     n = int(student_steps)
-    return DistillConfig(steps=int(steps), lr=float(learning_rate), student_steps=n,
+    return DistillConfig(steps=int(steps), lr=float(learning_rate), student_steps=n, **DISTILL_SCHEDULES[schedule],
                          timestep_probs=tuple([1.0 / n] * n), guidance=float(guidance), gan=bool(gan),
                          parameterization=mode, lora_rank=int(lora_rank),
                          precision=precision, gradient_checkpointing=bool(gradient_checkpointing),
