@@ -21,16 +21,14 @@ Command line (``python -m audiox_core.checkpoint``)::
 from __future__ import annotations
 
 import argparse
-import copy
 import contextlib
 import json
 import logging
-import os
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import TYPE_CHECKING, Mapping, Optional
 
 import torch
 
@@ -38,6 +36,9 @@ from .config import VARIANT_LABELS, AudioXConfig, VAEConfig
 from .errors import AudioXError, CheckpointError, ConfigError, ConfigMismatchError
 from .weights import (PARTIAL_KEY, KeyReport, WeightSource, compare_keys, expected_tensors, load_into,
                       save_safetensors, shape_str)
+
+if TYPE_CHECKING:  # the return annotation of load_model only (models import this module's neighbours)
+    from .models.audiox import AudioXModel
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import copy
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 from .errors import ConfigError
 

@@ -24,7 +24,7 @@ __all__ = ["build_demo_model", "load_vae_into", "new_demo_t5", "save_t5_folder",
 
 def load_vae_into(model, vae_path: Union[str, Path]) -> None:
     """Load a bare VAE file (``encoder.*`` / ``decoder.*``) into every VAE copy of ``model``."""
-    from ..weights import WeightSource, load_into
+    from ..weights import WeightSource
 
     src = WeightSource(Path(vae_path))
     keys = src.keys()

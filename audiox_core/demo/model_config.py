@@ -96,7 +96,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, NamedTuple, Optional
 
 from ..config import AudioXConfig, VAEConfig
