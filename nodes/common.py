@@ -85,12 +85,15 @@ def node_error(node: str, input_name: Optional[str], message: str) -> NodeError:
 
 @contextlib.contextmanager
 def about_input(node: str, input_name: str):
-    """Re-raise core errors inside the block as errors of ``input_name`` of ``node``."""
+    """Re-raise core errors inside the block as errors of ``input_name`` of ``node``; a :class:`FieldError`
+    about another field goes on to :func:`node_function`, which names that input."""
     try:
         yield
     except (NodeError, Interrupted):
         raise
     except AudioXError as e:
+        if isinstance(e, FieldError) and e.field != input_name:
+            raise
         raise NodeError(f"{node}: input '{input_name}': {e}") from e
 
 

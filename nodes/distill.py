@@ -10,8 +10,7 @@ from .common import (DATASET, HIDDEN, MODEL, ModelBundle, about_input, bool_inpu
                      int_input, node_function, outputs, socket_input, string_input)
 from .values import model_parts
 from .training import (PRECISION_TOOLTIP, PRECISIONS, SAVE_EVERY_TOOLTIP, TRAIN_CATEGORY, OutputNameCheck,
-                       display_path, live_view, loss_image, output_file, run_precision, run_training,
-                       state_dir)
+                       display_path, live_view, loss_image, output_file, run_precision, run_training, state_dir)
 
 DISTILL_REQUIRED_INPUTS = {
     "model": socket_input(MODEL, "The teacher: a rectified-flow model such as the AudioX-Turbo base (v-objective "

@@ -52,8 +52,7 @@ class AudioXMAFFusion:
             "text": socket_input(COND, "Text condition (AudioX Text Encoder)."),
             "video": socket_input(COND, "Video condition (AudioX Video Encoder or AudioX Image Encoder). Open: the "
                                   "learned 'no video' feature."),
-            "audio": socket_input(COND, "Audio condition (AudioX Audio Prompt Encoder). Open: the official 'no audio' "
-                                  "value."),
+            "audio": socket_input(COND, "Audio condition (AudioX Audio Prompt Encoder). Open: official 'no audio'."),
         }}
 
     @node_function

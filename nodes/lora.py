@@ -142,8 +142,7 @@ class AudioXLoRALoader:
                                     "The last loader of a chain decides. Inside ComfyUI LoRAs are always weight "
                                     "patches, so this changes nothing there."),
                 "allow_other_weights": bool_input(False, "Apply a LoRA trained on other weights of the same "
-                                                  "architecture (e.g. a LoRA of the Turbo base on the Turbo "
-                                                  "student). Off: refused with an error."),
+                                                  "architecture (e.g. Turbo base LoRA on the student). Off: refused."),
             },
             "optional": {"lora": socket_input(LORA, "A LoRA from AudioX Train LoRA; used instead of lora_name.")},
         }

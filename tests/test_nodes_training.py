@@ -405,6 +405,7 @@ def test_distill_makes_a_student_the_turbo_sampler_runs(env):
     assert sd.keys() == before.keys() and any(not torch.equal(sd[k], before[k]) for k in sd)
     assert (env.models_dir / "audiox" / "tiny_student.safetensors").is_file()
     assert "role student" in report and "steps 1–3 of 3" in report and image.ndim == 4
+    assert "GAN on (weight 1)" in report and "5 student : 1 critic updates per cycle" in report  # official
 
     # AudioX Turbo Sampler takes it (conditions encoded with the student)
     (cond,) = call(env, "AudioXTextEncoder", model=student, t5=enc, prompt="a bell")
@@ -414,6 +415,19 @@ def test_distill_makes_a_student_the_turbo_sampler_runs(env):
     cfg = teacher.config
     samples = latent["samples"]
     assert tuple(samples.shape) == (1, cfg.io_channels, cfg.latent_length) and torch.isfinite(samples).all()
+
+
+def test_distill_schedule_input_reaches_the_distiller(env):
+    """schedule critic-heavy: 1 student update per 5 critic updates, GAN weight 10 (the report says so,
+    and the history has one student update in the first six steps)."""
+    teacher = load(env)
+    ds, _ = dataset(env, teacher, t5(env))
+    _, _, report = call(env, "AudioXDistill", model=teacher, dataset=ds, output_name="heavy", steps=6,
+                        **{**DISTILL, "schedule": "critic-heavy"})
+    assert "GAN on (weight 10)" in report and "1 student : 5 critic updates per cycle" in report, report
+    msg = node_error(call, env, "AudioXDistill", model=teacher, dataset=ds, output_name="bad", steps=2,
+                     **{**DISTILL, "schedule": "fastest"})
+    assert "schedule" in msg and "critic-heavy" in msg, msg
 
 
 def test_distill_previews_the_student_every_n_steps_without_changing_it(env, monkeypatch):

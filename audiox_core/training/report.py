@@ -155,7 +155,9 @@ def distill_report(name: str, model_label: str, distiller, start: int, config, i
     return "\n".join([
         f"student '{name}' of {model_label}: {mode} ({distiller.num_trainable():,} trained parameters"
         + (f", LoRA rank {config.lora_rank}" if mode == "lora" else "")
-        + f"), {config.student_steps} student steps, guidance {config.guidance:g}, GAN {'on' if config.gan else 'off'}",
+        + f"), {config.student_steps} student steps, guidance {config.guidance:g}, GAN "
+        + (f"on (weight {config.gan_weight:g})" if config.gan else "off")
+        + f"; {config.update_ratio} student : {config.fake_updates} critic updates per cycle",
         _steps_line(distiller, start, config, items, seed, seconds),
         loss_summary(history, "loss_dmd"), loss_summary(history, "loss_fake"),
         f"saved {saved} (role student: run it with AudioX Turbo Sampler, {config.student_steps} steps); "
