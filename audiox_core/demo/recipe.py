@@ -6,6 +6,8 @@ Stages, in order (each one skippable with ``--skip``, resumable, timed; ``--only
              decoder, fix the latent scale (→ vae_phase1.safetensors); then train the final, wider
              decoder on the frozen encoder, plain, then against an STFT discriminator; evaluate the
              round trips with the detectors                     → DIR/vae/{vae.safetensors, report.json}
+             (vae_phase1_own_decoder: phase 1 trains the wide decoder with the encoder instead;
+             tried once, round-trip events worse: docs/TRAINING.md)
     data     build the initial demo model (trained VAE in both copies, everything else freshly
              initialised) and its byte-level T5; render + encode the training set once
              (demo.dataset.prepare_world_data)                  → DIR/data/{init.safetensors, t5/}, DIR/cache/
