@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -84,7 +83,6 @@ def child(weights, dtype_name, reps):
     prompt = "rain on a tin roof with distant thunder"
     r["t5"] = _timeit(lambda: (model.text_encoder.clear_cache(), conditions.encode_text(model, prompt)), reps)
     r["video_absent"] = _timeit(lambda: conditions.encode_video(model, None), reps)
-    ac = model.audio_conditioner
     t = time.perf_counter()
     conditions.encode_audio_prompt(model, None, generator=torch.Generator().manual_seed(0))
     r["audio_absent_first"] = time.perf_counter() - t
@@ -144,7 +142,6 @@ def main():
     for k in keys:
         print(f"| {k} | " + " | ".join(f"{r[k]:.2f}" for r in rows) + " |")
     for r in rows:
-        share = {k: r[k] for k in ("t5", "maf", "vae_decode")}
         bb4 = 4 * r["nfe_b1"]
         print(f"{r['dtype']}: Turbo-4 {r['turbo4_total']:.1f} s (backbone {100 * bb4 / r['turbo4_total']:.0f} %, "
               f"VAE {100 * r['vae_decode'] / r['turbo4_total']:.0f} %, encoders+MAF "
