@@ -206,6 +206,7 @@ class Recipe:
         for ``vae_decoder_plain_steps``, then against an STFT discriminator.  The encoder, hence every
         latent and the latent scale, is phase 1's either way.  Writes ``vae.safetensors``."""
         from ..checkpoint import load_vae
+        from ..fileio import atomic_copy
         from ..training.vae import VAETrainConfig
         from .build import read_vae_metadata
         from .evaluation import vae_roundtrip_report
@@ -245,9 +246,7 @@ class Recipe:
                                  "fresh_tensors": None if fresh is None else len(fresh)}  # None: resumed
             tr.export(vae_file, extra_metadata={"latent_scale": scale})
         else:
-            tmp = vae_file.with_suffix(".tmp")
-            shutil.copyfile(phase1, tmp)
-            os.replace(tmp, vae_file)
+            atomic_copy(phase1, vae_file, what="VAE file")
         pt = load_vae(vae_file)
         rep = vae_roundtrip_report(pt, n_event=c.vae_eval_event, n_music=c.vae_eval_music, world=self.world)
         result.update({"latent_scale": scale, "roundtrip": rep, "file": str(vae_file),

@@ -374,8 +374,9 @@ class VAETrainer:
         self.model.train()
         if not train_config.train_encoder:
             self.model.encoder.requires_grad_(False)
+        self._trained = [p for p in self.model.parameters() if p.requires_grad]  # fixed for the run
         self.loss_fn = MultiResolutionSTFTLoss(train_config.stft_sizes, floor=train_config.stft_floor)
-        self.opt = torch.optim.Adam(self.trained_parameters(), lr=train_config.lr, betas=train_config.betas)
+        self.opt = torch.optim.Adam(self._trained, lr=train_config.lr, betas=train_config.betas)
         self.disc: Optional[MultiResolutionSTFTDiscriminator] = None
         self.disc_opt: Optional[torch.optim.Optimizer] = None
         if train_config.adversarial:  # created after the VAE: an adv-off run draws exactly the same init
@@ -390,7 +391,7 @@ class VAETrainer:
     # ------------------------------------------------------------------ schedule
     def trained_parameters(self) -> List[nn.Parameter]:
         """The parameters the optimizer updates (the decoder's only when ``train_encoder`` is off)."""
-        return [p for p in self.model.parameters() if p.requires_grad]
+        return list(self._trained)
 
     def init_from(self, state_dict: Mapping[str, Tensor]) -> List[str]:
         """Start from another VAE's weights: every tensor of ``state_dict`` whose name and shape this
@@ -508,7 +509,7 @@ class VAETrainer:
                                  f"(loss {float(disc_loss.detach())})")
             self.disc_opt.zero_grad(set_to_none=True)
             disc_loss.backward()
-        gn = torch.nn.utils.clip_grad_norm_(self.trained_parameters(), c.grad_clip) if c.grad_clip > 0 else None
+        gn = torch.nn.utils.clip_grad_norm_(self._trained, c.grad_clip) if c.grad_clip > 0 else None
         self.opt.step()
         if disc_loss is not None:
             if c.grad_clip > 0:
