@@ -450,3 +450,63 @@ def test_latent_noise_reaches_the_decoder_only_when_asked():
     assert torch.all(extra > 0) and torch.all(extra < 0.5 * mean.std() * 1.5)
     with pytest.raises(ConfigError, match="latent_noise"):
         small_cfg(latent_noise=-1.0)
+
+
+# ---------------------------------------------------------------------------------------------- spectral alignment
+def test_spectral_targets_place_harmonics_in_their_bands():
+    """Frame t is centred on latent frame t's span; levels in [0, 1] relative to the loudest bin;
+    a square wave has its third harmonic's band lit, a sine does not; silence is at the floor."""
+    from audiox_core.training.vae import spectral_targets
+
+    sr, ratio = 16000, 640
+    t = torch.arange(16000) / sr
+    x = torch.zeros(2, 2, 16000)
+    x[0, :, 6400:9600] = torch.sin(2 * math.pi * 440 * t[:3200])           # latent frames 10-14
+    x[1, :, 6400:9600] = torch.sign(torch.sin(2 * math.pi * 440 * t[:3200]))
+    tg = spectral_targets(x, ratio, 64)
+    assert tg.shape == (2, 64, 25) and float(tg.min()) >= 0 and float(tg.max()) <= 1
+    band = lambda f: int(f / (sr / 2) * 64)  # noqa: E731  (equal-width bands over 0 .. sr/2)
+    sine, square = tg[0, :, 12], tg[1, :, 12]
+    assert int(sine.argmax()) == band(440) and int(square.argmax()) == band(440)
+    assert float(square[band(1320)]) > 0.1 > float(sine[band(1320)])
+    assert float(tg[:, :, :8].max()) == 0.0 and float(tg[:, :, 17:].max()) == 0.0  # frames far from the tone
+    assert float(tg[0, band(440), 9]) < float(tg[0, band(440), 10])           # the onset frame is lit
+
+
+def test_spectral_alignment_trains_a_head_resumes_and_never_exports(tmp_path):
+    from safetensors import safe_open
+
+    cfg = dict(steps=4, spectral_align_weight=5.0, spectral_align_bands=8)
+    ref = VAETrainer(TINY, small_cfg(checkpoint_every=0, **cfg), sine_source)
+    plain = VAETrainer(TINY, small_cfg(checkpoint_every=0), sine_source)
+    for k, v in plain.model.state_dict().items():  # the head has its own RNG: the VAE's init is unchanged
+        assert torch.equal(v, ref.model.state_dict()[k]), k
+    head0 = ref.align_head.weight.detach().clone()
+    infos = []
+    ref.train(callback=lambda s, n, info: infos.append(info))
+    assert "align" in infos[0] and all(math.isfinite(i["align"]) and i["align"] > 0 for i in infos)
+    assert not torch.equal(head0, ref.align_head.weight)
+    with torch.no_grad():
+        parts = {k: float(v) for k, v in ref.losses(sine_source(9, 2), torch.Generator().manual_seed(1)).items()}
+    no_align = {k: v for k, v in parts.items() if k != "align"}
+    expected = (no_align["stft"] + 0.1 * no_align["l1"] + ref.kl_weight_at(ref.step) * no_align["kl"]
+                + 5.0 * parts["align"])
+    assert parts["loss"] == pytest.approx(expected, rel=1e-5)
+    ck = tmp_path / "vae.pt"
+    a = VAETrainer(TINY, small_cfg(**cfg), sine_source, checkpoint_path=ck)
+    a.train(steps=2)
+    b = VAETrainer.resume(ck, sine_source)
+    b.train()
+    assert torch.equal(b.align_head.weight, ref.align_head.weight)
+    for k, v in ref.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k]), k
+    with safe_open(str(b.export(tmp_path / "vae.safetensors")), "pt") as f:
+        assert all(k.startswith(("encoder.", "decoder.")) for k in f.keys())
+    plain_ck = tmp_path / "plain.pt"
+    VAETrainer(TINY, small_cfg(steps=1), sine_source, checkpoint_path=plain_ck).train()
+    with pytest.raises(CheckpointError, match="alignment head"):
+        VAETrainer.resume(plain_ck, sine_source, train_config=small_cfg(**cfg))
+    with pytest.raises(ConfigError, match="train_encoder"):
+        small_cfg(spectral_align_weight=1.0, train_encoder=False)
+    with pytest.raises(ConfigError, match="spectral_align_bands"):
+        small_cfg(spectral_align_bands=0)
