@@ -22,6 +22,8 @@ def test_quick_recipe_runs_every_stage_and_resumes(tmp_path):
         assert (out / st / "done.json").is_file() and summary[st]["wall_s"] >= 0
     vae = json.loads((out / "vae" / "report.json").read_text())
     assert vae["steps"] == 6 and vae["latent_scale"] > 0 and "event/onset_ok" in vae["roundtrip"]["clean"]
+    probe = vae["latent_probe"]
+    assert probe["n_per_class"] == 6 and all(0 <= probe[p]["latent"]["test"] <= 1 for p in ("beep/buzz", "bell/drum"))
     exp = out / "export"
     base = detect(exp / SHIPPED_LAYOUT["base"])
     turbo = detect(exp / SHIPPED_LAYOUT["turbo"])

@@ -100,6 +100,8 @@ class RecipeConfig:
     vae_decoder_latent_noise: float = 0.0  # VAETrainConfig.latent_noise of phase 2
     vae_eval_event: int = 40
     vae_eval_music: int = 40
+    vae_probe_events: int = 450  # per category: the report's latent probe (evaluation.latent_probe_report; 0 off)
+    vae_probe_steps: int = 1500
     vae_scale_clips: int = 64
     # data
     n_clips: int = 4000
@@ -133,6 +135,7 @@ class RecipeConfig:
     @classmethod
     def quick(cls) -> "RecipeConfig":
         return cls(vae_steps=6, vae_batch=2, vae_segment=3200, vae_eval_event=2, vae_eval_music=2, vae_scale_clips=4,
+                   vae_probe_events=6, vae_probe_steps=20,
                    vae_decoder_steps=3, vae_decoder_plain_steps=1, n_clips=6,
                    caption_variants=2, text_steps=3, text_batch=4, text_scenes=50, text_eval=10,
                    base_steps=3, base_batch=2, base_warmup=1, distill_steps=2,
@@ -209,7 +212,7 @@ class Recipe:
         from ..fileio import atomic_copy
         from ..training.vae import VAETrainConfig
         from .build import read_vae_metadata
-        from .evaluation import vae_roundtrip_report
+        from .evaluation import latent_probe_report, vae_roundtrip_report
         from .model_config import demo_vae_config
 
         c = self.cfg
@@ -251,6 +254,11 @@ class Recipe:
         rep = vae_roundtrip_report(pt, n_event=c.vae_eval_event, n_music=c.vae_eval_music, world=self.world)
         result.update({"latent_scale": scale, "roundtrip": rep, "file": str(vae_file),
                        "decoder_from": "phase 2" if c.vae_decoder_steps > 0 else "phase 1"})
+        if c.vae_probe_events > 0:  # do the latents keep beep/buzz and bell/drum apart? (chance: 0.5)
+            result["latent_probe"] = latent_probe_report(pt, n_per_class=c.vae_probe_events, steps=c.vae_probe_steps,
+                                                         world=self.world)
+            self.echo("[vae] latent probe, held-out accuracy: " + ", ".join(
+                f"{k} {v['latent']['test']:.1%}" for k, v in result["latent_probe"].items() if isinstance(v, dict)))
         _write_json(d / "report.json", result)
         out = {k: v for k, v in result.items() if k != "curve"}
         if "decoder" in out:
