@@ -120,6 +120,19 @@ def test_vae_stage_second_phase_and_export_swap(tmp_path):
         Recipe(tmp_path / "run2", dataclasses.replace(cfg, vae_decoder_steps=0)).stage_vae()
 
 
+def test_vae_stage_spectral_alignment_reaches_phase_1_only(tmp_path):
+    import torch
+    from audiox_core.demo.recipe import Recipe, RecipeConfig
+
+    r = Recipe(tmp_path / "run", dataclasses.replace(RecipeConfig.quick(), vae_spectral_align_weight=2.0))
+    r.run(("vae",))
+    d = tmp_path / "run" / "vae"
+    rep = json.loads((d / "report.json").read_text())
+    assert all(row["align"] > 0 for row in rep["curve"]) and "align" not in rep["decoder"]["curve"][0]
+    assert "align_head" in torch.load(d / "trainer.pt", weights_only=True)
+    assert "align_head" not in torch.load(d / "decoder_trainer.pt", weights_only=True)
+
+
 def test_vae_stage_phase1_with_the_decoder_of_its_own(tmp_path):
     """vae_phase1_own_decoder: phase 1 trains the whole VAE with the decoder widths of ``sizes``
     (the encoder learns its latents against that decoder); with the decoder phase off, the final

@@ -88,6 +88,7 @@ class RecipeConfig:
     vae_adv_weight: float = 0.0  # > 0: train against an STFT discriminator (training.vae "Adversarial terms")
     vae_fm_weight: float = 0.0  # discriminator feature-matching weight (> 0 also trains the discriminator)
     vae_disc_start: int = 0  # VAE step from which the discriminator and its terms are used
+    vae_spectral_align_weight: float = 0.0  # phase 1's VAETrainConfig.spectral_align_weight (off; docs/TRAINING.md)
     # True: phase 1 trains the decoder of `sizes` (its own widths) with the encoder, from scratch; then
     # the latents are learnt against that decoder, and phase 2 may be off (vae_decoder_steps 0)
     vae_phase1_own_decoder: bool = False
@@ -230,7 +231,8 @@ class Recipe:
         else:
             tc = VAETrainConfig(steps=c.vae_steps, batch_size=c.vae_batch, segment=c.vae_segment, lr=c.vae_lr,
                                 stft_floor=c.vae_stft_floor, adv_weight=c.vae_adv_weight, fm_weight=c.vae_fm_weight,
-                                disc_start=c.vae_disc_start, seed=c.seed)
+                                disc_start=c.vae_disc_start, seed=c.seed,
+                                spectral_align_weight=c.vae_spectral_align_weight)
             tr, _ = self._vae_trainer(d / "trainer.pt", tc,
                                       demo_vae_config(c.sizes, own_decoder=c.vae_phase1_own_decoder))
             result.update(self._train_vae(tr, "vae", c.vae_steps))
@@ -295,7 +297,7 @@ class Recipe:
         for s in range(0, len(hist), every):
             w = hist[s:s + every]
             curve.append({"step": w[-1]["step"], **{k: round(sum(h[k] for h in w) / len(w), 4)
-                                                    for k in ("loss", "stft", "l1", "kl", "adv", "fm", "disc", "sec")
+                                                    for k in ("loss", "stft", "l1", "kl", "align", "adv", "fm", "disc", "sec")
                                                     if all(k in h for h in w)}})
         return {"steps": tr.step, "train_seconds": round(tr.train_seconds, 1),
                 "final_loss_mean_last_50": sum(h["loss"] for h in hist[-50:]) / max(1, len(hist[-50:])),
