@@ -116,9 +116,10 @@ Spectral alignment (``spectral_align_weight`` > 0; off by default)
   loss.  The latent must then hold the spectral envelope linearly, harmonics included.  The head
   belongs to the trainer (in its checkpoint, optimised with the VAE, clipped with it); the
   exported file is the plain Oobleck VAE.
-* Not shown to help yet (docs/TRAINING.md, 2026-12-08): 800-step runs at weight 10 and 30 left the
-  probe at chance and the align term hardly falling; the weight-10 run's round trip kept more
-  event categories than the same run without it (27.5 vs 12.5 % of 40 clips) and fewer music modes.
+* Measured (docs/TRAINING.md, 2026-12-08): the demo recipe's phase 1 with weight 10 (2000 steps)
+  gives latents that tell beeps from buzzes in 80 % of held-out events (48.7 % without) and a round
+  trip that keeps every event category of 60 % of clips (42.5 % without; bell/drum unchanged).
+  800-step runs showed nothing: the term learns late, as the learning rate decays.
 
 Export: :meth:`VAETrainer.export` writes the bare autoencoder (never the discriminator) (keys ``encoder.*`` / ``decoder.*``,
 the layout of the released ``VAE.ckpt``) as ``.safetensors`` with the :class:`VAEConfig` in the
