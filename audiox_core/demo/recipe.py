@@ -296,9 +296,9 @@ class Recipe:
         curve = []  # means over windows of `every` steps (single steps are very noisy)
         for s in range(0, len(hist), every):
             w = hist[s:s + every]
+            keys = ("loss", "stft", "l1", "kl", "align", "adv", "fm", "disc", "sec")
             curve.append({"step": w[-1]["step"], **{k: round(sum(h[k] for h in w) / len(w), 4)
-                                                    for k in ("loss", "stft", "l1", "kl", "align", "adv", "fm", "disc", "sec")
-                                                    if all(k in h for h in w)}})
+                                                    for k in keys if all(k in h for h in w)}})
         return {"steps": tr.step, "train_seconds": round(tr.train_seconds, 1),
                 "final_loss_mean_last_50": sum(h["loss"] for h in hist[-50:]) / max(1, len(hist[-50:])),
                 "curve": curve}
