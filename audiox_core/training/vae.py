@@ -443,6 +443,7 @@ class VAETrainer:
                 torch.manual_seed(train_config.seed + 0x5A)
                 self.align_head = nn.Conv1d(vae_config.latent_dim, train_config.spectral_align_bands, 1)
             self.opt.add_param_group({"params": list(self.align_head.parameters())})
+        self._clipped = self._trained + (list(self.align_head.parameters()) if self.align_head is not None else [])
         self.step = 0
         self.history: List[dict] = []
         self.train_seconds = 0.0
@@ -573,8 +574,7 @@ class VAETrainer:
                                  f"(loss {float(disc_loss.detach())})")
             self.disc_opt.zero_grad(set_to_none=True)
             disc_loss.backward()
-        clipped = self._trained + (list(self.align_head.parameters()) if self.align_head is not None else [])
-        gn = torch.nn.utils.clip_grad_norm_(clipped, c.grad_clip) if c.grad_clip > 0 else None
+        gn = torch.nn.utils.clip_grad_norm_(self._clipped, c.grad_clip) if c.grad_clip > 0 else None
         self.opt.step()
         if disc_loss is not None:
             if c.grad_clip > 0:
